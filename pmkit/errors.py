@@ -1,0 +1,193 @@
+"""Typed errors raised by pmkit.
+
+Every error names what was wrong: the field (or label) and the offending value.
+Services raise them *before* they change anything, so a caught error always
+means the store, registry and ledger are as they were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AllocationError",
+    "AlreadyExistsError",
+    "ConfigConflictError",
+    "ConfigError",
+    "CurrencyMismatchError",
+    "CycleError",
+    "DuplicateLabelError",
+    "InvalidIdError",
+    "LifecycleError",
+    "MissingDependencyError",
+    "MissingPriceError",
+    "NonMonotonicTimeError",
+    "NonPositivePriceError",
+    "NotFoundError",
+    "OpenPositionsError",
+    "PermissionDenied",
+    "PmkitError",
+    "SchemaVersionError",
+    "StoreError",
+    "UnknownAssetError",
+    "ValidationError",
+]
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class PmkitError(Exception):
+    """Base class of every error pmkit raises on purpose."""
+
+
+class ValidationError(PmkitError, ValueError):
+    """Input that pmkit refuses.
+
+    Parameters
+    ----------
+    field : str
+        Name of the offending field, coordinate or argument.
+    value : Any
+        The offending value (or label).
+    reason : str
+        Why it was refused, in plain words.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={_short(value)}: {reason}")
+
+
+class MissingPriceError(ValidationError):
+    """A price is NaN where one is needed (after listing, or for a held asset)."""
+
+
+class NonPositivePriceError(ValidationError):
+    """A price is zero or negative."""
+
+
+class DuplicateLabelError(ValidationError):
+    """A label appears more than once along a dimension."""
+
+
+class NonMonotonicTimeError(ValidationError):
+    """The ``time`` coordinate is not strictly increasing."""
+
+
+class UnknownAssetError(ValidationError):
+    """An asset is referenced that the market data does not have."""
+
+
+class InvalidIdError(ValidationError):
+    """A portfolio, group or user identifier is malformed."""
+
+
+class AllocationError(ValidationError):
+    """A target allocation is malformed or does not sum to 1."""
+
+
+class CycleError(ValidationError):
+    """A group membership would make a group contain itself."""
+
+
+class ConfigError(ValidationError):
+    """A configuration value or shape is not accepted."""
+
+
+class ConfigConflictError(ConfigError):
+    """Two groups at the same depth give different values for one config key."""
+
+
+class CurrencyMismatchError(ValidationError):
+    """Values in different currencies would be added without FX rates."""
+
+
+class NotFoundError(PmkitError, LookupError):
+    """A portfolio, group, user or record does not exist.
+
+    Parameters
+    ----------
+    kind : str
+        What was looked up, e.g. ``"portfolio"``.
+    key : Any
+        The identifier that was not found.
+    """
+
+    def __init__(self, kind: str, key: Any) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {_short(key)} does not exist")
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() the message
+        return self.args[0]
+
+
+class AlreadyExistsError(PmkitError):
+    """An identifier is already taken (by a portfolio, a group or a tombstone)."""
+
+    def __init__(self, kind: str, key: Any, detail: str = "") -> None:
+        self.kind = kind
+        self.key = key
+        msg = f"{kind} {_short(key)} already exists"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class LifecycleError(PmkitError):
+    """An operation is not allowed in the target's current lifecycle state."""
+
+    def __init__(self, target: str, status: str, action: str, detail: str = "") -> None:
+        self.target = target
+        self.status = status
+        self.action = action
+        msg = f"cannot {action} {target!r} while it is {status!r}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class OpenPositionsError(LifecycleError):
+    """A hard delete was refused because the portfolio still holds positions."""
+
+
+class PermissionDenied(PmkitError):
+    """The acting user lacks the role an action needs on its target.
+
+    Parameters
+    ----------
+    user : str
+        The acting user.
+    action : str
+        The action that was refused, e.g. ``"portfolio.delete"``.
+    target : str
+        The portfolio or group id (or ``"registry"``).
+    needed : str
+        The least role that would have allowed it.
+    """
+
+    def __init__(self, user: str, action: str, target: str, needed: str = "") -> None:
+        self.user = user
+        self.action = action
+        self.target = target
+        self.needed = needed
+        msg = f"user {user!r} may not {action} on {target!r}"
+        super().__init__(f"{msg} (needs role {needed!r})" if needed else msg)
+
+
+class StoreError(PmkitError):
+    """The store refused or failed an operation."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema is newer than this pmkit understands."""
+
+
+class MissingDependencyError(PmkitError, ImportError):
+    """An optional dependency (an extra) is needed and not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{package!r} is not installed: pip install 'pmkit[{extra}]'")

@@ -1,0 +1,253 @@
+"""Portfolio-routed events.
+
+Subscribers choose a topic pattern and, optionally, one portfolio or one
+group. An event names the portfolio (or group) it concerns; it reaches
+
+* global subscribers (no portfolio, no group), whatever it concerns;
+* subscribers of that portfolio;
+* subscribers of any group that contains it, directly or through nested
+  groups (cross-portfolio propagation), and subscribers of a group for the
+  group's own events.
+
+A subscriber of portfolio A never receives B's events while event isolation
+is on (the default; ``isolation.events`` in a registry config).
+
+Handlers run in descending priority, ties in subscription order. A handler
+that raises never stops delivery to the others: the failure is published as
+an ``"event.handler_error"`` event to the same audience.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import itertools
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["HANDLER_ERROR", "DeliveryReport", "Event", "EventBus", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+#: Topic of the event published when a handler raises.
+HANDLER_ERROR = "event.handler_error"
+
+Handler = Callable[["Event"], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a portfolio or group.
+
+    Attributes
+    ----------
+    topic : str
+        Dotted name, e.g. ``"portfolio.activated"`` or ``"ledger.trade"``.
+    portfolio : str or None
+        Portfolio the event concerns.
+    group : str or None
+        Group the event concerns (for group-level events).
+    payload : dict
+        Event data.
+    actor : str
+        User whose action caused it (``"system"`` for automatic events).
+    ts : datetime
+        When it was published, tz-naive UTC.
+    """
+
+    topic: str
+    portfolio: str | None = None
+    group: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    actor: str = "system"
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A handle returned by `EventBus.subscribe`; call `cancel` to unsubscribe."""
+
+    id: int
+    pattern: str
+    handler: Handler
+    portfolio: str | None
+    group: str | None
+    priority: int
+    bus: EventBus
+
+    def cancel(self) -> None:
+        """Stop receiving events."""
+        self.bus.unsubscribe(self)
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    """What one publish did: handlers called, and the failures."""
+
+    delivered: int = 0
+    errors: list[tuple[Subscription, BaseException]] = field(default_factory=list)
+
+
+class EventBus:
+    """Synchronous and asyncio publish/subscribe with portfolio routing.
+
+    Parameters
+    ----------
+    ancestors : callable, optional
+        ``ancestors(id) -> iterable of group ids`` that contain ``id``
+        directly or transitively. The registry supplies it; without it, group
+        subscribers receive only events naming the group itself.
+    isolate : bool
+        When False, portfolio and group subscribers receive every event
+        (``isolation.events = False``).
+    """
+
+    def __init__(
+        self,
+        ancestors: Callable[[str], Iterable[str]] | None = None,
+        *,
+        isolate: bool = True,
+    ) -> None:
+        self.ancestors = ancestors
+        self.isolate = isolate
+        self._subs: list[Subscription] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        portfolio: str | None = None,
+        group: str | None = None,
+        priority: int = 0,
+    ) -> Subscription:
+        """Register ``handler`` for topics matching ``pattern``.
+
+        Parameters
+        ----------
+        pattern : str
+            Topic or shell-style pattern (``"*"``, ``"ledger.*"``).
+        handler : callable
+            ``handler(event)``; may be a coroutine function.
+        portfolio, group : str, optional
+            Restrict to one portfolio, or to a group and its members. At most one.
+        priority : int
+            Higher runs first.
+        """
+        if portfolio is not None and group is not None:
+            from pmkit.errors import ValidationError
+
+            raise ValidationError("group", group, "subscribe to a portfolio or a group, not both")
+        sub = Subscription(next(self._ids), pattern, handler, portfolio, group, priority, self)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscription (no error if already removed)."""
+        with self._lock:
+            self._subs = [s for s in self._subs if s.id != sub.id]
+
+    def audience(self, event: Event) -> list[Subscription]:
+        """Subscriptions that receive ``event``, in delivery order."""
+        with self._lock:
+            subs = list(self._subs)
+        scopes: set[str] | None = None
+        chosen = []
+        for s in subs:
+            if not fnmatch.fnmatchcase(event.topic, s.pattern):
+                continue
+            if s.portfolio is None and s.group is None:
+                chosen.append(s)
+                continue
+            if not self.isolate:
+                chosen.append(s)
+                continue
+            if scopes is None:
+                scopes = self._scopes(event)
+            if (s.portfolio or s.group) in scopes:
+                chosen.append(s)
+        chosen.sort(key=lambda s: (-s.priority, s.id))
+        return chosen
+
+    def _scopes(self, event: Event) -> set[str]:
+        """Ids whose subscribers an event concerns: its target and the target's groups."""
+        scopes: set[str] = set()
+        for target in (event.portfolio, event.group):
+            if target is None:
+                continue
+            scopes.add(target)
+            if self.ancestors is not None:
+                scopes.update(self.ancestors(target))
+        return scopes
+
+    def publish(self, event: Event) -> DeliveryReport:
+        """Deliver ``event`` now, in priority order.
+
+        Coroutine handlers are scheduled on the running loop when there is one
+        in this thread, otherwise run to completion before the next handler.
+        """
+        report = DeliveryReport()
+        for sub in self.audience(event):
+            try:
+                result = sub.handler(event)
+                if asyncio.iscoroutine(result):
+                    self._run_coroutine(result, sub, event)
+                report.delivered += 1
+            except Exception as exc:
+                report.errors.append((sub, exc))
+                self._report_failure(sub, event, exc)
+        return report
+
+    async def publish_async(self, event: Event) -> DeliveryReport:
+        """Deliver ``event``, awaiting coroutine handlers one by one in priority order."""
+        report = DeliveryReport()
+        for sub in self.audience(event):
+            try:
+                result = sub.handler(event)
+                if isinstance(result, Awaitable):
+                    await result
+                report.delivered += 1
+            except Exception as exc:
+                report.errors.append((sub, exc))
+                self._report_failure(sub, event, exc)
+        return report
+
+    def _run_coroutine(self, coro: Any, sub: Subscription, event: Event) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(coro)  # raises into publish's handler for the failure path
+            return
+        task = loop.create_task(coro)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                self._report_failure(sub, event, t.exception())  # type: ignore[arg-type]
+
+        task.add_done_callback(done)
+
+    def _report_failure(self, sub: Subscription, event: Event, exc: BaseException) -> None:
+        log.warning("event handler %r failed on %s: %r", sub.handler, event.topic, exc)
+        if event.topic == HANDLER_ERROR:
+            return  # a failing error handler must not start a loop
+        self.publish(
+            Event(
+                HANDLER_ERROR,
+                portfolio=event.portfolio,
+                group=event.group,
+                payload={
+                    "topic": event.topic,
+                    "handler": getattr(sub.handler, "__qualname__", repr(sub.handler)),
+                    "subscription": sub.id,
+                    "error": repr(exc),
+                },
+                actor=event.actor,
+            )
+        )
