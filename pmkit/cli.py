@@ -16,8 +16,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pmkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the Panel operations app")
-    serve.add_argument("--store", default=DEFAULT_STORE,
-                       help="store URL (seeded with the demo when empty) [%(default)s]")
+    serve.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        help="store URL (seeded with the demo when empty) [%(default)s]",
+    )
     serve.add_argument("--port", type=int, default=5006, help="[%(default)s]")
     serve.add_argument("--address", default="127.0.0.1", help="[%(default)s]")
     serve.add_argument("--show", action="store_true", help="open a browser tab")
@@ -31,8 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from pmkit_widgets.app import serve
         except ImportError as exc:  # the UI extra is optional
-            print(f"pmkit serve needs the UI extra: pip install 'pmkit[ui]' ({exc})",
-                  file=sys.stderr)
+            print(
+                f"pmkit serve needs the UI extra: pip install 'pmkit[ui]' ({exc})", file=sys.stderr
+            )
             return 2
         serve(store=args.store, port=args.port, address=args.address, show=args.show)
     return 0

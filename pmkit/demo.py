@@ -29,27 +29,43 @@ DEMO_TRIM = "2022-06-01"
 DEMO_CONFIG: dict[str, Any] = {
     "portfolios": {
         "client_a/growth": {
-            "name": "Growth Strategy", "description": "High-growth technology focus",
-            "initial_capital": 1_000_000.0, "currency": "USD", "risk_profile": "aggressive",
-            "benchmark": "SP500", "tags": ["technology", "growth", "high_risk"],
+            "name": "Growth Strategy",
+            "description": "High-growth technology focus",
+            "initial_capital": 1_000_000.0,
+            "currency": "USD",
+            "risk_profile": "aggressive",
+            "benchmark": "SP500",
+            "tags": ["technology", "growth", "high_risk"],
             "segment": {"client": "client_a", "strategy": "growth", "asset_class": "equity"},
         },
         "client_a/income": {
-            "name": "Income Strategy", "description": "Dividend-focused income generation",
-            "initial_capital": 500_000.0, "currency": "USD", "risk_profile": "conservative",
-            "benchmark": "SP500", "tags": ["dividend", "income", "low_risk"],
+            "name": "Income Strategy",
+            "description": "Dividend-focused income generation",
+            "initial_capital": 500_000.0,
+            "currency": "USD",
+            "risk_profile": "conservative",
+            "benchmark": "SP500",
+            "tags": ["dividend", "income", "low_risk"],
             "segment": {"client": "client_a", "strategy": "income", "asset_class": "equity"},
         },
         "client_b/balanced": {
-            "name": "Balanced", "description": "Sector-balanced large caps",
-            "initial_capital": 750_000.0, "currency": "USD", "risk_profile": "moderate",
-            "benchmark": "SP500", "tags": ["balanced", "core"],
+            "name": "Balanced",
+            "description": "Sector-balanced large caps",
+            "initial_capital": 750_000.0,
+            "currency": "USD",
+            "risk_profile": "moderate",
+            "benchmark": "SP500",
+            "tags": ["balanced", "core"],
             "segment": {"client": "client_b", "strategy": "balanced", "asset_class": "equity"},
         },
         "client_b/factors": {
-            "name": "Factor ETFs", "description": "Smart-beta ETF sleeve (listed 2014)",
-            "initial_capital": 250_000.0, "currency": "USD", "risk_profile": "moderate",
-            "benchmark": "SP500", "tags": ["etf", "factor", "core"],
+            "name": "Factor ETFs",
+            "description": "Smart-beta ETF sleeve (listed 2014)",
+            "initial_capital": 250_000.0,
+            "currency": "USD",
+            "risk_profile": "moderate",
+            "benchmark": "SP500",
+            "tags": ["etf", "factor", "core"],
             "segment": {"client": "client_b", "strategy": "factor", "asset_class": "etf"},
         },
     },
@@ -74,8 +90,11 @@ DEMO_CONFIG: dict[str, Any] = {
     },
     "default_portfolio": "client_a/growth",
     "isolation": {"events": True, "data": True, "resources": True},
-    "cross_portfolio": {"enable_analysis": True, "enable_reporting": True,
-                        "correlation_analysis": True},
+    "cross_portfolio": {
+        "enable_analysis": True,
+        "enable_reporting": True,
+        "correlation_analysis": True,
+    },
     "defaults": {"max_position_weight": 0.30, "rebalance_band": 0.10, "var_confidence": 0.99},
 }
 
@@ -83,8 +102,15 @@ DEMO_CONFIG: dict[str, Any] = {
 DEMO_TARGETS: dict[str, dict[str, float]] = {
     "client_a/growth": {"AAPL": 0.25, "MSFT": 0.25, "AMD": 0.15, "HD": 0.15, "UNH": 0.15},
     "client_a/income": {"KO": 0.20, "PEP": 0.20, "PG": 0.20, "JNJ": 0.20, "XOM": 0.15},
-    "client_b/balanced": {"JPM": 0.15, "CVX": 0.15, "LLY": 0.15, "WMT": 0.15, "GE": 0.15,
-                          "MRK": 0.10, "BAC": 0.10},
+    "client_b/balanced": {
+        "JPM": 0.15,
+        "CVX": 0.15,
+        "LLY": 0.15,
+        "WMT": 0.15,
+        "GE": 0.15,
+        "MRK": 0.10,
+        "BAC": 0.10,
+    },
     "client_b/factors": {"MTUM": 0.2, "QUAL": 0.2, "SIZE": 0.2, "USMV": 0.2, "VLUE": 0.15},
 }
 
@@ -127,17 +153,28 @@ def seed_demo(registry: Registry) -> None:
             price = _close(market, asset, DEMO_START)
             lot = int(lots[asset])
             qty = math.floor(w * capital / price / lot) * lot
-            registry.record_trade(asset, float(qty), price, portfolio=pid,
-                                  fee=round(DEMO_FEE_RATE * qty * price, 2), ts=close_ts,
-                                  memo="initial allocation")
+            registry.record_trade(
+                asset,
+                float(qty),
+                price,
+                portfolio=pid,
+                fee=round(DEMO_FEE_RATE * qty * price, 2),
+                ts=close_ts,
+                memo="initial allocation",
+            )
     # Mid-2022 the growth book trims AMD by a third: a realised sale in the ledger.
     qty = registry.positions("client_a/growth").quantities["AMD"]
     price = _close(market, "AMD", DEMO_TRIM)
     sell = -float(np.floor(qty / 3))
-    registry.record_trade("AMD", sell, price, portfolio="client_a/growth",
-                          fee=round(DEMO_FEE_RATE * -sell * price, 2),
-                          ts=pd.Timestamp(DEMO_TRIM).to_pydatetime().replace(hour=16),
-                          memo="trim AMD")
+    registry.record_trade(
+        "AMD",
+        sell,
+        price,
+        portfolio="client_a/growth",
+        fee=round(DEMO_FEE_RATE * -sell * price, 2),
+        ts=pd.Timestamp(DEMO_TRIM).to_pydatetime().replace(hour=16),
+        memo="trim AMD",
+    )
 
 
 def open_demo(store: Store | str = ":memory:", *, user: str = "system") -> Registry:

@@ -23,7 +23,7 @@ from typing import Any
 
 from pmkit.errors import PmkitError
 
-__all__ = ["PmMagics", "current", "load_ipython_extension", "use"]
+__all__ = ["current", "load_ipython_extension", "run", "use"]
 
 _state: dict[str, Any] = {"registry": None}
 
@@ -100,8 +100,9 @@ def _dispatch(args: argparse.Namespace) -> Any:
     reg = current()
     if args.cmd == "ls":
         segment = dict(s.split("=", 1) for s in args.segment)
-        ids = [p.id for p in reg.portfolios(tags=args.tag, segment=segment or None,
-                                            status=args.status)]
+        ids = [
+            p.id for p in reg.portfolios(tags=args.tag, segment=segment or None, status=args.status)
+        ]
         return reg.summary().loc[ids]
     if args.cmd == "use":
         reg.set_active_portfolio(args.id)
@@ -125,7 +126,7 @@ def _magics_class() -> type:
 
         @line_magic
         def pm(self, line: str) -> Any:
-            """Manage pmkit portfolios: ``%pm ls``, ``%pm use ID``, ``%pm show ID``, ``%pm groups``."""
+            """Manage pmkit portfolios: ``%pm ls``, ``%pm use ID``, ``%pm show ID``, ..."""
             return run(line)
 
     return PmMagics

@@ -144,8 +144,9 @@ def test_sync_publish_runs_coroutines_without_a_loop_and_schedules_them_in_one()
 
 
 def test_isolation_off_lets_portfolio_subscribers_see_everything():
-    r = Registry.from_config({"portfolios": {"p": {"name": "P"}, "q": {"name": "Q"}},
-                              "isolation": {"events": False}})
+    r = Registry.from_config(
+        {"portfolios": {"p": {"name": "P"}, "q": {"name": "Q"}}, "isolation": {"events": False}}
+    )
     got = _collect(r.bus, portfolio="p")
     r.deactivate("q")
     assert [e.portfolio for e in got] == ["q"]

@@ -62,8 +62,11 @@ class RegistryMachine(RuleBasedStateMachine):
         assert len(self.reg.store.dump()["audit"]) > n_audit
         return True
 
-    @rule(pid=st.sampled_from(PIDS), capital=st.floats(-10, 1e6) | st.just(math.nan),
-          as_user=st.booleans())
+    @rule(
+        pid=st.sampled_from(PIDS),
+        capital=st.floats(-10, 1e6) | st.just(math.nan),
+        as_user=st.booleans(),
+    )
     def create_portfolio(self, pid, capital, as_user):
         reg = self.user if as_user else self.reg
         self._attempt(lambda: reg.create_portfolio(pid, capital), "create_portfolio")
@@ -83,8 +86,11 @@ class RegistryMachine(RuleBasedStateMachine):
         if self._attempt(lambda: self.reg.remove_from_group(gid, member), "remove_from_group"):
             self.members[gid].remove(member)
 
-    @rule(gid=st.sampled_from(GIDS), raw=st.lists(st.floats(0, 1), min_size=1, max_size=4),
-          normalise=st.booleans())
+    @rule(
+        gid=st.sampled_from(GIDS),
+        raw=st.lists(st.floats(0, 1), min_size=1, max_size=4),
+        normalise=st.booleans(),
+    )
     def set_allocation(self, gid, raw, normalise):
         members = self.members.get(gid, [])
         weights = raw[: len(members)]
@@ -97,15 +103,24 @@ class RegistryMachine(RuleBasedStateMachine):
     def clear_allocation(self, gid):
         self._attempt(lambda: self.reg.set_allocation(gid, None), "clear_allocation")
 
-    @rule(pid=st.sampled_from(PIDS), asset=st.sampled_from(ASSETS),
-          qty=st.floats(-50, 50) | st.just(math.nan),
-          price=st.floats(0.01, 500) | st.sampled_from([0.0, -1.0, math.inf]))
+    @rule(
+        pid=st.sampled_from(PIDS),
+        asset=st.sampled_from(ASSETS),
+        qty=st.floats(-50, 50) | st.just(math.nan),
+        price=st.floats(0.01, 500) | st.sampled_from([0.0, -1.0, math.inf]),
+    )
     def trade(self, pid, asset, qty, price):
-        self._attempt(lambda: self.reg.record_trade(asset, qty, price, portfolio=pid,
-                                                    ts=datetime(2022, 1, 3)), "trade")
+        self._attempt(
+            lambda: self.reg.record_trade(
+                asset, qty, price, portfolio=pid, ts=datetime(2022, 1, 3)
+            ),
+            "trade",
+        )
 
-    @rule(pid=st.sampled_from(PIDS), op=st.sampled_from(["activate", "deactivate", "delete",
-                                                          "restore"]))
+    @rule(
+        pid=st.sampled_from(PIDS),
+        op=st.sampled_from(["activate", "deactivate", "delete", "restore"]),
+    )
     def lifecycle(self, pid, op):
         self._attempt(lambda: getattr(self.reg, op)(pid), "lifecycle")
 
@@ -153,6 +168,8 @@ class RegistryMachine(RuleBasedStateMachine):
 
 TestRegistryMachine = RegistryMachine.TestCase
 TestRegistryMachine.settings = settings(
-    max_examples=100, stateful_step_count=30, deadline=None,
+    max_examples=100,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

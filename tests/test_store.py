@@ -17,8 +17,16 @@ T0 = datetime(2021, 1, 4, 16)
 
 
 def _trade(pid: str, asset: str, q: float, p: float, i: int = 0) -> LedgerEntry:
-    return LedgerEntry(pid, "trade", T0 + timedelta(minutes=i), asset=asset, quantity=q, price=p,
-                       fee=0.5, actor="t")
+    return LedgerEntry(
+        pid,
+        "trade",
+        T0 + timedelta(minutes=i),
+        asset=asset,
+        quantity=q,
+        price=p,
+        fee=0.5,
+        actor="t",
+    )
 
 
 @pytest.fixture
@@ -49,7 +57,12 @@ def test_transaction_commits_one_audit_record_with_before_after(path):
         tx.record(None, {"name": "P"})
     (rec,) = st.audit(target="p")
     assert (rec.actor, rec.action, rec.target, rec.before, rec.after) == (
-        "alice", "portfolio.create", "p", None, {"name": "P"})
+        "alice",
+        "portfolio.create",
+        "p",
+        None,
+        {"name": "P"},
+    )
     assert datetime.fromisoformat(rec.ts) <= datetime.utcnow() + timedelta(seconds=1)
 
 
@@ -68,9 +81,12 @@ def test_failed_transaction_changes_nothing(path):
 
 def test_nested_transaction_is_refused(path):
     st = SQLiteStore(path)
-    with pytest.raises(StoreError, match="nested"), st.transaction("a", "x", "p"):
-        with st.transaction("a", "y", "p"):
-            pass
+    with (
+        pytest.raises(StoreError, match="nested"),
+        st.transaction("a", "x", "p"),
+        st.transaction("a", "y", "p"),
+    ):
+        pass
     assert st.audit() == []
 
 
@@ -89,8 +105,17 @@ def test_ledger_and_audit_are_append_only(path, table):
 def test_positions_cache_equals_replay_bit_for_bit(path):
     st = SQLiteStore(path)
     entries = [LedgerEntry("p", "cash", T0, amount=10_000.0)]
-    entries += [_trade("p", a, q, px, i) for i, (a, q, px) in enumerate(
-        [("AAPL", 10, 129.41), ("MSFT", 7.5, 217.69), ("AAPL", -3.3, 131.01), ("KO", 1e-3, 52.1)])]
+    entries += [
+        _trade("p", a, q, px, i)
+        for i, (a, q, px) in enumerate(
+            [
+                ("AAPL", 10, 129.41),
+                ("MSFT", 7.5, 217.69),
+                ("AAPL", -3.3, 131.01),
+                ("KO", 1e-3, 52.1),
+            ]
+        )
+    ]
     with st.transaction("a", "x", "p") as tx:
         seqs = tx.append(entries)
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -98,8 +123,9 @@ def test_positions_cache_equals_replay_bit_for_bit(path):
     assert cached.quantities == fresh.quantities
     assert cached.cash == fresh.cash  # exact: same additions in the same order
     assert cached.last_seq == seqs[-1]
-    expected_cash = 10_000.0 - 10 * 129.41 - 0.5 - 7.5 * 217.69 - 0.5 + 3.3 * 131.01 - 0.5 \
-        - 1e-3 * 52.1 - 0.5
+    expected_cash = (
+        10_000.0 - 10 * 129.41 - 0.5 - 7.5 * 217.69 - 0.5 + 3.3 * 131.01 - 0.5 - 1e-3 * 52.1 - 0.5
+    )
     assert cached.cash == pytest.approx(expected_cash, rel=1e-12)
 
 
@@ -129,11 +155,16 @@ def test_migration_from_v1_builds_the_positions_cache_from_the_ledger(path):
         conn.execute(stmt)
     MIGRATIONS[0](conn)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    rows = [("p", "cash", T0.isoformat(), None, 0.0, 0.0, 0.0, 1000.0, "USD", "a", ""),
-            ("p", "trade", T0.isoformat(), "AAPL", 4.0, 120.0, 1.0, 0.0, "USD", "a", ""),
-            ("q", "trade", T0.isoformat(), "KO", -2.0, 50.0, 0.0, 0.0, "USD", "a", "")]
-    conn.executemany("INSERT INTO ledger (portfolio, kind, ts, asset, quantity, price, fee,"
-                     " amount, currency, actor, memo) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    rows = [
+        ("p", "cash", T0.isoformat(), None, 0.0, 0.0, 0.0, 1000.0, "USD", "a", ""),
+        ("p", "trade", T0.isoformat(), "AAPL", 4.0, 120.0, 1.0, 0.0, "USD", "a", ""),
+        ("q", "trade", T0.isoformat(), "KO", -2.0, 50.0, 0.0, 0.0, "USD", "a", ""),
+    ]
+    conn.executemany(
+        "INSERT INTO ledger (portfolio, kind, ts, asset, quantity, price, fee,"
+        " amount, currency, actor, memo) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        rows,
+    )
     conn.execute("COMMIT")
     conn.close()
     st = SQLiteStore(path)
@@ -147,7 +178,9 @@ def test_migration_from_v1_builds_the_positions_cache_from_the_ledger(path):
 def test_newer_schema_is_refused_and_left_untouched(path):
     SQLiteStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+    )
     conn.commit()
     conn.close()
     with pytest.raises(SchemaVersionError, match=str(SCHEMA_VERSION + 1)):

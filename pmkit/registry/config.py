@@ -34,8 +34,16 @@ __all__ = [
 
 PORTFOLIO_KEYS = frozenset(
     {
-        "name", "description", "initial_capital", "currency", "risk_profile", "benchmark",
-        "tags", "segment", "config", "status",
+        "name",
+        "description",
+        "initial_capital",
+        "currency",
+        "risk_profile",
+        "benchmark",
+        "tags",
+        "segment",
+        "config",
+        "status",
     }
 )
 GROUP_KEYS = frozenset({"name", "description", "portfolios", "groups", "allocation", "config"})
@@ -49,7 +57,11 @@ CROSS_KEYS = frozenset({"enable_analysis", "enable_reporting", "correlation_anal
 DEFAULT_SETTINGS: dict[str, Any] = {
     "default_portfolio": None,
     "isolation": {"events": True, "data": True, "resources": True},
-    "cross_portfolio": {"enable_analysis": True, "enable_reporting": True, "correlation_analysis": True},
+    "cross_portfolio": {
+        "enable_analysis": True,
+        "enable_reporting": True,
+        "correlation_analysis": True,
+    },
     "defaults": {},
 }
 
@@ -107,7 +119,9 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
             # there is no shared-data mode to switch to, so saying False would
             # be a promise pmkit cannot keep.
             raise ConfigError(
-                "isolation.data", False, "pmkit always isolates portfolio data (per-portfolio ledgers)"
+                "isolation.data",
+                False,
+                "pmkit always isolates portfolio data (per-portfolio ledgers)",
             )
         settings["isolation"] = {**settings["isolation"], **iso}
     if "cross_portfolio" in cfg:

@@ -31,7 +31,9 @@ def validate_id(value: object, field: str = "portfolio_id") -> str:
     """
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidIdError(
-            field, value, "ids are lowercase a-z 0-9 _ . - segments joined by '/', e.g. 'client_a/growth'"
+            field,
+            value,
+            "ids are lowercase a-z 0-9 _ . - segments joined by '/', e.g. 'client_a/growth'",
         )
     return value
 

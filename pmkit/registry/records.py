@@ -31,7 +31,9 @@ class Segment:
         if isinstance(value, Segment):
             return value
         if not isinstance(value, Mapping):
-            raise ValidationError("segment", value, "must be a mapping of strategy/asset_class/client")
+            raise ValidationError(
+                "segment", value, "must be a mapping of strategy/asset_class/client"
+            )
         unknown = set(value) - {"strategy", "asset_class", "client"}
         if unknown:
             raise ValidationError("segment", sorted(unknown), "unknown segment keys")
@@ -55,7 +57,9 @@ def _money(x: float | None, ccy: str = "") -> str:
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows
+    )
     return f"<table>{body}</table>"
 
 

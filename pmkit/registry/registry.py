@@ -232,8 +232,9 @@ class Registry:
         for event in events:
             self.bus.publish(event)
 
-    def _event(self, topic: str, *, portfolio: str | None = None, group: str | None = None,
-               **payload: Any) -> Event:
+    def _event(
+        self, topic: str, *, portfolio: str | None = None, group: str | None = None, **payload: Any
+    ) -> Event:
         return Event(topic, portfolio=portfolio, group=group, payload=payload, actor=self.user)
 
     # -- access control -----------------------------------------------------------
@@ -247,8 +248,11 @@ class Registry:
         return bool(self._user_data(reader).get("admin"))
 
     def role_of(self, user: str, target: str, *, reader: Reader | None = None) -> Role | None:
-        """Effective role of ``user`` on ``target``: the highest of its grants on the
-        target and on every group containing it (None when it has none)."""
+        """Effective role of ``user`` on ``target`` (None when it has none).
+
+        The highest of the user's grants on the target and on every group
+        containing it, directly or through nested groups.
+        """
         r = reader or self.store
         best: Role | None = None
         for scope in (target, *self._ancestors(r, target)):
@@ -304,8 +308,11 @@ class Registry:
             self._require_admin(tx, "user.add", user_id)
             if tx.get("user", user_id) is not None:
                 raise AlreadyExistsError("user", user_id)
-            data = {"admin": bool(admin), "can_create": bool(can_create),
-                    "display_name": display_name or user_id}
+            data = {
+                "admin": bool(admin),
+                "can_create": bool(can_create),
+                "display_name": display_name or user_id,
+            }
             tx.put("user", user_id, "active", data)
             tx.record(None, data)
         return user_id
@@ -328,9 +335,13 @@ class Registry:
                 raise NotFoundError("user", user)
             before = [g.role for g in tx.grants(user_id=user, scope_id=target)]
             tx.set_grant(user, target, str(role))
-            tx.record({"user": user, "role": before[0] if before else None},
-                      {"user": user, "role": str(role)})
-            events.append(self._scoped_event(tx, "access.granted", target, user=user, role=str(role)))
+            tx.record(
+                {"user": user, "role": before[0] if before else None},
+                {"user": user, "role": str(role)},
+            )
+            events.append(
+                self._scoped_event(tx, "access.granted", target, user=user, role=str(role))
+            )
 
     def revoke(self, user: str, target: str) -> None:
         """Remove ``user``'s direct role on ``target`` (needs OWNER on it)."""
@@ -418,8 +429,11 @@ class Registry:
         for kind in ("portfolio", "group"):
             rec = reader.get(kind, id_)
             if rec is not None:
-                detail = "a deleted id stays reserved: its ledger and audit keep it" if (
-                    rec.status == "deleted") else f"it is a {kind}"
+                detail = (
+                    "a deleted id stays reserved: its ledger and audit keep it"
+                    if (rec.status == "deleted")
+                    else f"it is a {kind}"
+                )
                 raise AlreadyExistsError("id", id_, detail)
 
     def portfolio(self, portfolio_id: str | None = None) -> PortfolioInfo:
@@ -591,9 +605,17 @@ class Registry:
             pid = fields.pop("id", None)
         elif spec is not None:
             pid = spec
-        explicit = dict(name=name, description=description, currency=currency,
-                        risk_profile=risk_profile, benchmark=benchmark, tags=tags,
-                        segment=segment, config=config, status=status)
+        explicit = dict(
+            name=name,
+            description=description,
+            currency=currency,
+            risk_profile=risk_profile,
+            benchmark=benchmark,
+            tags=tags,
+            segment=segment,
+            config=config,
+            status=status,
+        )
         for k, v in explicit.items():
             fields.setdefault(k, v)
         if initial_capital is not None:
@@ -607,12 +629,20 @@ class Registry:
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("name", name, "must be a non-empty string")
         currency = fields.get("currency") or "USD"
-        if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()
-                and currency.isupper()):
+        if not (
+            isinstance(currency, str)
+            and len(currency) == 3
+            and currency.isalpha()
+            and currency.isupper()
+        ):
             raise ValidationError("currency", currency, "must be a 3-letter upper-case ISO code")
         capital = fields.get("initial_capital", 0.0)
-        if (not isinstance(capital, int | float) or isinstance(capital, bool)
-                or not math.isfinite(capital) or capital < 0):
+        if (
+            not isinstance(capital, int | float)
+            or isinstance(capital, bool)
+            or not math.isfinite(capital)
+            or capital < 0
+        ):
             raise ValidationError("initial_capital", capital, "must be a finite number >= 0")
         tags = fields.get("tags") or ()
         if isinstance(tags, str) or not all(isinstance(t, str) and t for t in tags):
@@ -625,15 +655,25 @@ class Registry:
             if v is not None and not isinstance(v, str):
                 raise ValidationError(key, v, "must be a string")
         return PortfolioInfo(
-            id=pid, name=name, description=fields.get("description") or "", currency=currency,
-            initial_capital=float(capital), risk_profile=fields.get("risk_profile"),
-            benchmark=fields.get("benchmark"), tags=tuple(dict.fromkeys(tags)),
+            id=pid,
+            name=name,
+            description=fields.get("description") or "",
+            currency=currency,
+            initial_capital=float(capital),
+            risk_profile=fields.get("risk_profile"),
+            benchmark=fields.get("benchmark"),
+            tags=tuple(dict.fromkeys(tags)),
             segment=Segment.parse(fields.get("segment")),
-            config=_json_checked(dict(fields.get("config") or {}), "config"), status=status,
+            config=_json_checked(dict(fields.get("config") or {}), "config"),
+            status=status,
         )
 
     def _create_portfolio(
-        self, tx: Transaction, events: list[Event], pid: str | None, fields: Mapping[str, Any],
+        self,
+        tx: Transaction,
+        events: list[Event],
+        pid: str | None,
+        fields: Mapping[str, Any],
         at: datetime | None,
     ) -> str:
         self._require_creator(tx, "portfolio.create", pid or "?")
@@ -650,13 +690,25 @@ class Registry:
         if not self._is_admin(tx):
             tx.set_grant(self.user, pid, str(Role.OWNER))
         if info.initial_capital > 0:
-            tx.append([LedgerEntry(pid, "cash", at or _utcnow(), amount=info.initial_capital,
-                                   currency=info.currency, actor=self.user,
-                                   memo="initial capital").validated()])
+            tx.append(
+                [
+                    LedgerEntry(
+                        pid,
+                        "cash",
+                        at or _utcnow(),
+                        amount=info.initial_capital,
+                        currency=info.currency,
+                        actor=self.user,
+                        memo="initial capital",
+                    ).validated()
+                ]
+            )
         if tx.before is None and tx.after is None:
             tx.record(None, {"id": pid, "status": info.status, **info.data()})
         else:  # part of a larger operation (from_config): audit under its own target
-            tx.note("portfolio.create", pid, None, {"id": pid, "status": info.status, **info.data()})
+            tx.note(
+                "portfolio.create", pid, None, {"id": pid, "status": info.status, **info.data()}
+            )
         events.append(self._event("portfolio.created", portfolio=pid, status=info.status))
         return pid
 
@@ -668,8 +720,15 @@ class Registry:
             self._set_portfolio_status(tx, events, info, action, allowed, new)
 
     def _set_portfolio_status(
-        self, tx: Transaction, events: list[Event], info: PortfolioInfo, action: str,
-        allowed: Sequence[str], new: str, *, primary: bool = True,
+        self,
+        tx: Transaction,
+        events: list[Event],
+        info: PortfolioInfo,
+        action: str,
+        allowed: Sequence[str],
+        new: str,
+        *,
+        primary: bool = True,
     ) -> None:
         if info.status not in allowed:
             raise LifecycleError(info.id, info.status, action.split(".")[-1])
@@ -695,8 +754,9 @@ class Registry:
     activate_portfolio = activate
     deactivate_portfolio = deactivate
 
-    def delete(self, portfolio_id: str | None = None, *, hard: bool = False,
-               force: bool = False) -> None:
+    def delete(
+        self, portfolio_id: str | None = None, *, hard: bool = False, force: bool = False
+    ) -> None:
         """Archive a portfolio, or with ``hard=True`` delete it (needs OWNER).
 
         Archiving keeps everything and can be undone with `restore`. A hard
@@ -721,8 +781,12 @@ class Registry:
             self._require(tx, "portfolio.delete", pid)
             open_ = tx.positions(pid).open_positions()
             if open_ and not force:
-                raise OpenPositionsError(pid, info.status, "hard-delete",
-                                         f"open positions {sorted(open_)}; pass force=True")
+                raise OpenPositionsError(
+                    pid,
+                    info.status,
+                    "hard-delete",
+                    f"open positions {sorted(open_)}; pass force=True",
+                )
             for gid in tx.parents(pid):
                 self._detach(tx, gid, pid, info)
             for g in tx.grants(scope_id=pid):
@@ -731,8 +795,10 @@ class Registry:
             if settings.get("default_portfolio") == pid:
                 self._put_settings(tx, {**settings, "default_portfolio": None})
             tx.put("portfolio", pid, "deleted", info.data())
-            tx.record({"status": info.status, "open_positions": open_},
-                      {"status": "deleted", "forced": bool(open_)})
+            tx.record(
+                {"status": info.status, "open_positions": open_},
+                {"status": "deleted", "forced": bool(open_)},
+            )
             events.append(self._event("portfolio.deleted", portfolio=pid, forced=bool(open_)))
         if self._active == pid:
             self._active = None
@@ -742,8 +808,12 @@ class Registry:
     def _detach(self, tx: Transaction, gid: str, member: str, info: Any) -> None:
         members = tx.members(gid)
         if any(m.weight is not None for m in members):
-            raise LifecycleError(info.id, info.status, "hard-delete",
-                                 f"group {gid!r} has a target allocation naming it; change it first")
+            raise LifecycleError(
+                info.id,
+                info.status,
+                "hard-delete",
+                f"group {gid!r} has a target allocation naming it; change it first",
+            )
         tx.set_members(gid, [(m.member_id, m.weight) for m in members if m.member_id != member])
 
     def update_portfolio(self, portfolio_id: str | None = None, **fields: Any) -> PortfolioInfo:
@@ -837,7 +907,8 @@ class Registry:
         if conflicts:
             key, by_group = sorted(conflicts.items())[0]
             raise ConfigConflictError(
-                f"config.{key}", by_group,
+                f"config.{key}",
+                by_group,
                 f"groups at the same depth disagree for portfolio {pid!r}; set it on the "
                 "portfolio or a nearer group",
             )
@@ -870,14 +941,18 @@ class Registry:
             Configuration members inherit.
         """
         with self._tx("group.create", group_id) as (tx, events):
-            self._create_group(tx, events, group_id, list(members), name, description,
-                               allocation, config)
+            self._create_group(
+                tx, events, group_id, list(members), name, description, allocation, config
+            )
         return group_id
 
-    def create_portfolio_group(self, name: str, portfolio_ids: Iterable[str] = (),
-                               **kwargs: Any) -> str:
-        """Design-note API: create a group named ``name``; its id is made from the name
-        unless ``group_id=`` is given."""
+    def create_portfolio_group(
+        self, name: str, portfolio_ids: Iterable[str] = (), **kwargs: Any
+    ) -> str:
+        """Design-note API: create a group named ``name``.
+
+        Its id is made from the name unless ``group_id=`` is given.
+        """
         gid = kwargs.pop("group_id", None)
         if gid is None:
             base = slugify(name)
@@ -888,8 +963,14 @@ class Registry:
         return self.create_group(gid, portfolio_ids, name=name, **kwargs)
 
     def _create_group(
-        self, tx: Transaction, events: list[Event], gid: str, members: list[str],
-        name: str | None, description: str, allocation: Mapping[str, float] | None,
+        self,
+        tx: Transaction,
+        events: list[Event],
+        gid: str,
+        members: list[str],
+        name: str | None,
+        description: str,
+        allocation: Mapping[str, float] | None,
         config: Mapping[str, Any] | None,
     ) -> None:
         validate_id(gid, "group_id")
@@ -904,8 +985,11 @@ class Registry:
             self._existing_kind(tx, m)
             self._require(tx, "group.join", m)
         weights = self._validated_allocation(gid, members, allocation)
-        data = {"name": name or gid, "description": description,
-                "config": _json_checked(dict(config or {}), "config")}
+        data = {
+            "name": name or gid,
+            "description": description,
+            "config": _json_checked(dict(config or {}), "config"),
+        }
         tx.put("group", gid, "active", data)
         tx.set_members(gid, list(zip(members, weights, strict=True)))
         if not self._is_admin(tx):
@@ -931,19 +1015,29 @@ class Registry:
         if missing:
             raise AllocationError("allocation", missing, f"members of {gid!r} without a weight")
         for m, w in allocation.items():
-            if (not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(w)
-                    or w < 0 or w > 1):
+            if (
+                not isinstance(w, int | float)
+                or isinstance(w, bool)
+                or not math.isfinite(w)
+                or w < 0
+                or w > 1
+            ):
                 raise AllocationError(f"allocation[{m}]", w, "must be a number in [0, 1]")
         total = math.fsum(allocation.values())
         if abs(total - 1.0) > ALLOCATION_TOLERANCE:
             raise AllocationError(
-                "allocation", dict(allocation),
+                "allocation",
+                dict(allocation),
                 f"weights sum to {total!r}, not 1 (tolerance {ALLOCATION_TOLERANCE:g})",
             )
         return [float(allocation[m]) for m in members]
 
     def _members_change(
-        self, group_id: str, action: str, member: str, new_members: Any,
+        self,
+        group_id: str,
+        action: str,
+        member: str,
+        new_members: Any,
         allocation: Mapping[str, float] | None,
     ) -> None:
         with self._tx(action, group_id) as (tx, events):
@@ -953,19 +1047,23 @@ class Registry:
             members = new_members(tx, g)
             if allocation is None and g.allocation is not None:
                 raise AllocationError(
-                    "allocation", None,
+                    "allocation",
+                    None,
                     f"group {group_id!r} has a target allocation; pass allocation= with a weight"
                     f" for each of its {len(members)} members",
                 )
             weights = self._validated_allocation(group_id, members, allocation)
             tx.set_members(group_id, list(zip(members, weights, strict=True)))
-            tx.record({"members": list(g.members), "allocation": g.allocation},
-                      {"members": members, "allocation": dict(allocation) if allocation else None})
+            tx.record(
+                {"members": list(g.members), "allocation": g.allocation},
+                {"members": members, "allocation": dict(allocation) if allocation else None},
+            )
             topic = "group.member_added" if action == "group.add" else "group.member_removed"
             events.append(self._event(topic, group=group_id, member=member))
 
-    def add_to_group(self, group_id: str, member_id: str, *,
-                     allocation: Mapping[str, float] | None = None) -> None:
+    def add_to_group(
+        self, group_id: str, member_id: str, *, allocation: Mapping[str, float] | None = None
+    ) -> None:
         """Add a portfolio or group to a group.
 
         Needs MANAGER on the group and OWNER on the member. A group with a
@@ -982,16 +1080,23 @@ class Registry:
             if member_id in g.members:
                 raise ValidationError("member_id", member_id, f"already in group {group_id!r}")
             if member_id == group_id or member_id in self._ancestors(tx, group_id):
-                raise CycleError("member_id", member_id,
-                                 f"group {member_id!r} contains {group_id!r}; adding it makes a cycle")
+                raise CycleError(
+                    "member_id",
+                    member_id,
+                    f"group {member_id!r} contains {group_id!r}; adding it makes a cycle",
+                )
             return [*g.members, member_id]
 
         self._members_change(group_id, "group.add", member_id, new_members, allocation)
 
-    def remove_from_group(self, group_id: str, member_id: str, *,
-                          allocation: Mapping[str, float] | None = None) -> None:
-        """Remove a member (needs MANAGER on the group; an allocated group needs the new
-        ``allocation`` for the remaining members)."""
+    def remove_from_group(
+        self, group_id: str, member_id: str, *, allocation: Mapping[str, float] | None = None
+    ) -> None:
+        """Remove a member (needs MANAGER on the group).
+
+        A group with a target allocation needs the new ``allocation`` for the
+        remaining members.
+        """
 
         def new_members(tx: Transaction, g: GroupInfo) -> list[str]:
             if member_id not in g.members:
@@ -1080,8 +1185,15 @@ class Registry:
 
     # -- ledger ---------------------------------------------------------------------------
     def record_trade(
-        self, asset: str, quantity: float, price: float, *, portfolio: str | None = None,
-        fee: float = 0.0, ts: datetime | None = None, memo: str = "",
+        self,
+        asset: str,
+        quantity: float,
+        price: float,
+        *,
+        portfolio: str | None = None,
+        fee: float = 0.0,
+        ts: datetime | None = None,
+        memo: str = "",
     ) -> int:
         """Append a trade to a portfolio's ledger (needs TRADER; the portfolio must be active).
 
@@ -1110,17 +1222,38 @@ class Registry:
             info = self._portfolio(tx, pid)
             self._require(tx, "ledger.trade", pid)
             self._check_tradable(info, asset)
-            entry = LedgerEntry(pid, "trade", ts or _utcnow(), asset=asset, quantity=quantity,
-                                price=price, fee=fee, currency=info.currency, actor=self.user,
-                                memo=memo).validated()
+            entry = LedgerEntry(
+                pid,
+                "trade",
+                ts or _utcnow(),
+                asset=asset,
+                quantity=quantity,
+                price=price,
+                fee=fee,
+                currency=info.currency,
+                actor=self.user,
+                memo=memo,
+            ).validated()
             (seq,) = tx.append([entry])
             tx.record(None, {**entry.to_record(), "seq": seq})
-            events.append(self._event("ledger.trade", portfolio=pid, seq=seq, asset=asset,
-                                      quantity=quantity, price=price))
+            events.append(
+                self._event(
+                    "ledger.trade",
+                    portfolio=pid,
+                    seq=seq,
+                    asset=asset,
+                    quantity=quantity,
+                    price=price,
+                )
+            )
         return seq
 
     def record_cash(
-        self, amount: float, *, portfolio: str | None = None, ts: datetime | None = None,
+        self,
+        amount: float,
+        *,
+        portfolio: str | None = None,
+        ts: datetime | None = None,
         memo: str = "",
     ) -> int:
         """Append an external cash flow (deposit > 0, withdrawal < 0) in the portfolio currency."""
@@ -1130,8 +1263,15 @@ class Registry:
             self._require(tx, "ledger.cash", pid)
             if info.status != "active":
                 raise LifecycleError(pid, info.status, "record cash flows for")
-            entry = LedgerEntry(pid, "cash", ts or _utcnow(), amount=amount,
-                                currency=info.currency, actor=self.user, memo=memo).validated()
+            entry = LedgerEntry(
+                pid,
+                "cash",
+                ts or _utcnow(),
+                amount=amount,
+                currency=info.currency,
+                actor=self.user,
+                memo=memo,
+            ).validated()
             (seq,) = tx.append([entry])
             tx.record(None, {**entry.to_record(), "seq": seq})
             events.append(self._event("ledger.cash", portfolio=pid, seq=seq, amount=amount))
@@ -1147,7 +1287,9 @@ class Registry:
         ccy = str(self.market["currency"].sel(asset=asset).item())
         if ccy != info.currency:
             raise CurrencyMismatchError(
-                "asset", asset, f"trades in {ccy}, portfolio {info.id!r} is in {info.currency}"
+                "asset",
+                asset,
+                f"trades in {ccy}, portfolio {info.id!r} is in {info.currency}"
                 " (FX conversion is not available yet)",
             )
 
@@ -1171,9 +1313,7 @@ class Registry:
             raise ConfigError("market", None, "this registry has no market data; pass market=")
         return self.market
 
-    def holdings(
-        self, portfolio_ids: Sequence[str] | None = None, times: Any = None
-    ) -> xr.Dataset:
+    def holdings(self, portfolio_ids: Sequence[str] | None = None, times: Any = None) -> xr.Dataset:
         """Holdings over time from the ledgers, on (portfolio, asset, time).
 
         Parameters
@@ -1192,14 +1332,17 @@ class Registry:
         from pmkit.model import holdings_from_ledger
 
         market = self._market()
-        pids = list(portfolio_ids) if portfolio_ids is not None else [
-            p.id for p in self.portfolios()]
+        pids = (
+            list(portfolio_ids) if portfolio_ids is not None else [p.id for p in self.portfolios()]
+        )
         infos = [self._portfolio(self.store, p, deleted=True) for p in pids]
         for p in pids:
             self._require(self.store, "view", p)
         entries = [e for p in pids for e in self.store.ledger(p)]
         return holdings_from_ledger(
-            entries, pids, list(market.indexes["asset"]),
+            entries,
+            pids,
+            list(market.indexes["asset"]),
             market.indexes["time"] if times is None else times,
             currency={i.id: i.currency for i in infos},
         )
@@ -1263,8 +1406,10 @@ class Registry:
         ccys = {self._portfolio(self.store, p).currency for p in pids}
         if len(ccys) > 1:
             raise CurrencyMismatchError(
-                "group_id", group_id, f"members are in {sorted(ccys)}; FX conversion is not"
-                " available yet")
+                "group_id",
+                group_id,
+                f"members are in {sorted(ccys)}; FX conversion is not available yet",
+            )
 
     def summary(self, at: Any = None) -> pd.DataFrame:
         """One row per visible portfolio: status, segment, tags, currency, cash and value.
@@ -1281,9 +1426,14 @@ class Registry:
             vals = {str(p): float(x) for p, x in zip(v["portfolio"].values, v.values, strict=True)}
         rows = [
             {
-                "id": i.id, "name": i.name, "status": i.status, "segment": str(i.segment),
-                "tags": ", ".join(i.tags), "currency": i.currency,
-                "cash": self.store.positions(i.id).cash, "value": vals.get(i.id, float("nan")),
+                "id": i.id,
+                "name": i.name,
+                "status": i.status,
+                "segment": str(i.segment),
+                "tags": ", ".join(i.tags),
+                "currency": i.currency,
+                "cash": self.store.positions(i.id).cash,
+                "value": vals.get(i.id, float("nan")),
             }
             for i in infos
         ]
@@ -1302,19 +1452,29 @@ class Registry:
         def node(id_: str, target: float | None) -> GroupNode:
             if id_ in groups:
                 g = groups[id_]
-                kids = [node(m, g.allocation[m] if g.allocation else None)
-                        for m in g.members if m in groups or m in visible]
+                kids = [
+                    node(m, g.allocation[m] if g.allocation else None)
+                    for m in g.members
+                    if m in groups or m in visible
+                ]
                 leaves = self._leaf_portfolios(self.store, id_)
-                value = (sum(vals.get(p, 0.0) for p in leaves if p in visible)
-                         if vals else None)
+                value = sum(vals.get(p, 0.0) for p in leaves if p in visible) if vals else None
                 n = GroupNode(g.id, g.name, "group", g.status, target, None, value, children=kids)
                 if value:
                     for k in kids:
                         k.actual = None if k.value is None else k.value / value
                 return n
             p = visible[id_]
-            return GroupNode(p.id, p.name, "portfolio", p.status, target, None, vals.get(p.id),
-                             currency=p.currency)
+            return GroupNode(
+                p.id,
+                p.name,
+                "portfolio",
+                p.status,
+                target,
+                None,
+                vals.get(p.id),
+                currency=p.currency,
+            )
 
         roots = [node(g, None) for g in groups if not self.store.parents(g)]
         loose = [node(p, None) for p in visible if not self.store.parents(p)]
@@ -1334,16 +1494,25 @@ class Registry:
         with self._tx("registry.apply_config", "registry") as (tx, events):
             self._require_admin(tx, "registry.apply_config", "registry")
             before = self._settings(tx)
-            tx.record(before, {**settings, "portfolios": sorted(config.get("portfolios", {})),
-                               "groups": order})
+            tx.record(
+                before,
+                {**settings, "portfolios": sorted(config.get("portfolios", {})), "groups": order},
+            )
             for pid, spec in config.get("portfolios", {}).items():
                 self._create_portfolio(tx, events, pid, spec, at)
             for gid in order:
                 spec = groups[gid]
                 members = [*spec.get("portfolios", []), *spec.get("groups", [])]
-                self._create_group(tx, events, gid, members, spec.get("name"),
-                                   spec.get("description", ""), spec.get("allocation"),
-                                   spec.get("config"))
+                self._create_group(
+                    tx,
+                    events,
+                    gid,
+                    members,
+                    spec.get("name"),
+                    spec.get("description", ""),
+                    spec.get("allocation"),
+                    spec.get("config"),
+                )
             self._put_settings(tx, settings)
         self.bus.isolate = bool(settings["isolation"]["events"])
 
@@ -1352,9 +1521,11 @@ class Registry:
         info = self.store.info()
         table = self.summary().to_html(float_format=lambda x: f"{x:,.2f}", na_rep="—")
         tree = self.group_tree()._repr_html_()
-        return (f"<div><b>pmkit Registry</b> — {info.backend}:{info.location}"
-                f" (schema v{info.schema_version}), acting as <code>{self.user}</code>"
-                f"{table}<b>Groups</b>{tree}</div>")
+        return (
+            f"<div><b>pmkit Registry</b> — {info.backend}:{info.location}"
+            f" (schema v{info.schema_version}), acting as <code>{self.user}</code>"
+            f"{table}<b>Groups</b>{tree}</div>"
+        )
 
     def __repr__(self) -> str:
         return f"Registry({self.store!r}, user={self.user!r})"

@@ -173,7 +173,9 @@ class Store(Reader):
     """A durable store. Implementations: :class:`pmkit.store.sqlite.SQLiteStore`."""
 
     @abstractmethod
-    def transaction(self, actor: str, action: str, target: str) -> AbstractContextManager[Transaction]:
+    def transaction(
+        self, actor: str, action: str, target: str
+    ) -> AbstractContextManager[Transaction]:
         """Open one write transaction that commits with one audit record.
 
         Parameters

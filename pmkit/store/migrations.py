@@ -100,8 +100,18 @@ def ledger_entry(row: sqlite3.Row | tuple) -> LedgerEntry:
     seq, portfolio, kind, ts, asset, quantity, price, fee, amount, currency, actor, memo = row
     return LedgerEntry.from_record(
         dict(
-            seq=seq, portfolio=portfolio, kind=kind, ts=ts, asset=asset, quantity=quantity,
-            price=price, fee=fee, amount=amount, currency=currency, actor=actor, memo=memo,
+            seq=seq,
+            portfolio=portfolio,
+            kind=kind,
+            ts=ts,
+            asset=asset,
+            quantity=quantity,
+            price=price,
+            fee=fee,
+            amount=amount,
+            currency=currency,
+            actor=actor,
+            memo=memo,
         )
     )
 

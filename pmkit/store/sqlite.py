@@ -192,8 +192,17 @@ class _SQLTransaction(_SQLReader, Transaction):
                 "INSERT INTO ledger (portfolio, kind, ts, asset, quantity, price, fee, amount,"
                 " currency, actor, memo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    e.portfolio, e.kind, e.ts.isoformat(), e.asset, float(e.quantity),
-                    float(e.price), float(e.fee), float(e.amount), e.currency, e.actor, e.memo,
+                    e.portfolio,
+                    e.kind,
+                    e.ts.isoformat(),
+                    e.asset,
+                    float(e.quantity),
+                    float(e.price),
+                    float(e.fee),
+                    float(e.amount),
+                    e.currency,
+                    e.actor,
+                    e.memo,
                 ),
             )
             seq = int(cur.lastrowid or 0)
