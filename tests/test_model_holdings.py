@@ -361,8 +361,8 @@ def test_holdings_from_ledger_matches_replay(market):
                 cell = h.sel(portfolio=p, time=t)
                 assert cell["quantity"].sel(asset=a).item() == pytest.approx(q)
                 assert cell["cash"].item() == pytest.approx(cash)
-    # the 15:00 trade on day 0 is after the midnight snapshot of day 0 (ts > t)
-    assert h["quantity"].sel(portfolio="p1", asset="AAA").values.tolist() == [0, 10, 10, 10, 6]
+    # daily labels are closes: the 15:00 trade on day 0 is in day 0's holdings
+    assert h["quantity"].sel(portfolio="p1", asset="AAA").values.tolist() == [10, 10, 10, 6, 6]
     # and the result can be valued against a ragged market (NEW bought after listing)
     assert not np.isnan(portfolio_values(h, market).values).any()
 
