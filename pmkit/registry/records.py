@@ -221,6 +221,20 @@ class GroupNode:
             out.extend(c.walk(depth + 1))
         return out
 
+    def __repr__(self) -> str:
+        lines = []
+        for depth, n in self.walk():
+            bits = [f"{'  ' * depth}{n.name} [{n.id or n.kind}]"]
+            if n.value is not None:
+                bits.append(_money(n.value, n.currency))
+            if n.target is not None:
+                actual = "—" if n.actual is None else f"{n.actual:.1%}"
+                bits.append(f"target {n.target:.1%} / actual {actual}")
+            if n.status != "active":
+                bits.append(n.status)
+            lines.append("  ".join(bits))
+        return "\n".join(lines)
+
     def _html_item(self) -> str:
         icon = "📁" if self.kind == "group" else "📈"
         bits = [f"{icon} <b>{escape(self.name)}</b> <code>{escape(self.id)}</code>"]
