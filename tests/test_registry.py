@@ -600,3 +600,70 @@ def test_rich_reprs(demo):
     assert "70.0%" in demo.group("client_a")._repr_html_()
     escaped = demo.create_portfolio("x", 1.0, name="<script>")
     assert "<script>" not in demo.portfolio(escaped)._repr_html_()
+
+
+# -- bad input at every public entry point: typed error, field named, nothing changed ---------
+BAD_CALLS = [
+    ("create_portfolio id", lambda r: r.create_portfolio("Bad Id"), InvalidIdError, "portfolio_id"),
+    ("create_portfolio capital", lambda r: r.create_portfolio("n", -1.0), ValidationError,
+     "initial_capital"),
+    ("create_portfolio nan capital", lambda r: r.create_portfolio("n", float("nan")),
+     ValidationError, "initial_capital"),
+    ("create_portfolio currency", lambda r: r.create_portfolio("n", currency="US"),
+     ValidationError, "currency"),
+    ("create_portfolio tags", lambda r: r.create_portfolio("n", tags="growth"), ValidationError,
+     "tags"),
+    ("create_portfolio segment", lambda r: r.create_portfolio("n", segment={"desk": "x"}),
+     ValidationError, "segment"),
+    ("create_portfolio status", lambda r: r.create_portfolio("n", status="archived"),
+     ValidationError, "status"),
+    ("create_portfolio config", lambda r: r.create_portfolio("n", config={"f": {1, 2}}),
+     ConfigError, "config"),
+    ("update_portfolio field", lambda r: r.update_portfolio("growth_strategy", currency="EUR"),
+     ValidationError, "fields"),
+    ("update_portfolio name", lambda r: r.update_portfolio("growth_strategy", name=" "),
+     ValidationError, "name"),
+    ("activate unknown", lambda r: r.activate("nope"), NotFoundError, None),
+    ("delete unknown", lambda r: r.delete("nope", hard=True), NotFoundError, None),
+    ("create_group duplicate member",
+     lambda r: r.create_group("g", ["growth_strategy", "growth_strategy"]), ValidationError,
+     "members"),
+    ("create_group unknown member", lambda r: r.create_group("g", ["nope"]), NotFoundError, None),
+    ("create_group bad id", lambda r: r.create_group("G!"), InvalidIdError, "group_id"),
+    ("create_group allocation", lambda r: r.create_group(
+        "g", ["growth_strategy"], allocation={"growth_strategy": 0.5}), AllocationError,
+     "allocation"),
+    ("add_to_group twice", lambda r: r.add_to_group("client_a", "growth_strategy",
+                                                    allocation={"growth_strategy": 1.0}),
+     ValidationError, "member_id"),
+    ("remove_from_group non-member", lambda r: r.remove_from_group("client_a", "client_a"),
+     NotFoundError, None),
+    ("set_allocation unknown group", lambda r: r.set_allocation("nope", None), NotFoundError, None),
+    ("set_config unknown target", lambda r: r.set_config("nope", {"a": 1}), NotFoundError, None),
+    ("set_default_portfolio unknown", lambda r: r.set_default_portfolio("nope"), NotFoundError,
+     None),
+    ("set_active_portfolio unknown", lambda r: r.set_active_portfolio("nope"), NotFoundError, None),
+    ("add_user bad id", lambda r: r.add_user("A B"), InvalidIdError, "user_id"),
+    ("grant unknown user", lambda r: r.grant("nobody", "client_a", "viewer"), NotFoundError, None),
+    ("grant bad role", lambda r: r.grant("system", "client_a", 5), ValidationError, "role"),
+    ("revoke missing grant", lambda r: r.revoke("system", "client_a"), NotFoundError, None),
+    ("record_trade quantity", lambda r: r.record_trade("AAPL", float("nan"), 1.0),
+     ValidationError, "quantity"),
+    ("record_trade asset", lambda r: r.record_trade("", 1.0, 1.0), ValidationError, "asset"),
+    ("record_cash amount", lambda r: r.record_cash(float("inf")), ValidationError, "amount"),
+    ("record_cash ts", lambda r: r.record_cash(1.0, ts="2021-01-01"), ValidationError, "ts"),
+    ("delete_group unknown", lambda r: r.delete_group("nope"), NotFoundError, None),
+    ("activate_group unknown", lambda r: r.activate_group("nope"), NotFoundError, None),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "field"), [c[1:] for c in BAD_CALLS],
+                         ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_at_every_entry_point_changes_nothing(seed, call, error, field):
+    events = []
+    seed.bus.subscribe("*", events.append)
+    err = unchanged(seed, lambda: call(seed), error)
+    if field is not None:
+        assert err.field == field
+        assert field in str(err)
+    assert events == []
