@@ -667,3 +667,22 @@ def test_bad_input_at_every_entry_point_changes_nothing(seed, call, error, field
         assert err.field == field
         assert field in str(err)
     assert events == []
+
+
+def test_summary_cash_and_value_are_as_of_the_same_time(demo):
+    demo.record_cash(1_000.0, portfolio="client_a/income", ts=datetime(2026, 1, 5))
+    s = demo.summary()
+    t = demo.market.indexes["time"][-1]
+    assert s.attrs["as_of"] == t
+    pos = demo.positions("client_a/income")  # now: includes the 2026 deposit
+    assert s.loc["client_a/income", "cash"] == pytest.approx(pos.cash - 1_000.0, rel=1e-12)
+    early = demo.summary(at="2021-01-04")
+    assert early.loc["client_a/income", "value"] == pytest.approx(
+        demo.value("client_a/income", at=pd.Timestamp("2021-01-04")), rel=1e-12)
+
+
+def test_generated_ids_are_audited_under_the_real_id(seed):
+    pid = seed.create_portfolio({"name": "Event Driven"})
+    (rec,) = seed.store.audit(target=pid)
+    assert (pid, rec.action, rec.after["id"]) == ("event_driven", "portfolio.create", pid)
+    assert seed.store.audit(target="?") == []

@@ -436,6 +436,15 @@ class Registry:
                 )
                 raise AlreadyExistsError("id", id_, detail)
 
+    def _free_id(self, name: str) -> str:
+        """An unused id made from a display name: ``growth``, else ``growth_2``, ..."""
+        base = slugify(name)
+        candidate, n = base, 1
+        while self.store.get("portfolio", candidate) or self.store.get("group", candidate):
+            n += 1
+            candidate = f"{base}_{n}"
+        return candidate
+
     def portfolio(self, portfolio_id: str | None = None) -> PortfolioInfo:
         """A portfolio's entry (default: the active portfolio)."""
         pid = self._pid(portfolio_id)
@@ -620,9 +629,10 @@ class Registry:
             fields.setdefault(k, v)
         if initial_capital is not None:
             fields["initial_capital"] = initial_capital
-        with self._tx("portfolio.create", pid or "?") as (tx, events):
-            pid = self._create_portfolio(tx, events, pid, fields, at)
-        return pid
+        if pid is None:  # taken in a race? _check_free in the transaction refuses it
+            pid = self._free_id(str(fields.get("name") or "portfolio"))
+        with self._tx("portfolio.create", pid) as (tx, events):
+            return self._create_portfolio(tx, events, pid, fields, at)
 
     def _validated_portfolio(self, pid: str, fields: Mapping[str, Any]) -> PortfolioInfo:
         name = fields.get("name") or pid
@@ -677,12 +687,6 @@ class Registry:
         at: datetime | None,
     ) -> str:
         self._require_creator(tx, "portfolio.create", pid or "?")
-        if pid is None:
-            base = slugify(str(fields.get("name") or "portfolio"))
-            pid, n = base, 1
-            while tx.get("portfolio", pid) or tx.get("group", pid):
-                n += 1
-                pid = f"{base}_{n}"
         validate_id(pid)
         self._check_free(tx, pid)
         info = self._validated_portfolio(pid, fields)
@@ -953,13 +957,7 @@ class Registry:
 
         Its id is made from the name unless ``group_id=`` is given.
         """
-        gid = kwargs.pop("group_id", None)
-        if gid is None:
-            base = slugify(name)
-            gid, n = base, 1
-            while self.store.get("group", gid) or self.store.get("portfolio", gid):
-                n += 1
-                gid = f"{base}_{n}"
+        gid = kwargs.pop("group_id", None) or self._free_id(name)
         return self.create_group(gid, portfolio_ids, name=name, **kwargs)
 
     def _create_group(
@@ -1414,16 +1412,26 @@ class Registry:
     def summary(self, at: Any = None) -> pd.DataFrame:
         """One row per visible portfolio: status, segment, tags, currency, cash and value.
 
-        ``value`` and ``cash`` are in the portfolio currency at ``at`` (default: the
-        last market time); ``value`` is NaN without market data.
+        With market data, ``cash`` and ``value`` are both as of ``at`` (default:
+        the last market time), in the portfolio currency, and
+        ``DataFrame.attrs["as_of"]`` holds that time. Without market data,
+        ``cash`` is the current cash and ``value`` is NaN.
         """
         import pandas as pd
 
+        from pmkit.model import portfolio_values
+
         infos = self.portfolios()
-        vals: dict[str, float] = {}
+        ids = [i.id for i in infos]
+        cash = {i: self.store.positions(i).cash for i in ids}
+        vals = dict.fromkeys(ids, float("nan"))
+        as_of = None
         if self.market is not None and infos:
-            v = self.values([i.id for i in infos], at)
-            vals = {str(p): float(x) for p, x in zip(v["portfolio"].values, v.values, strict=True)}
+            as_of = self.market.indexes["time"][-1] if at is None else pd.Timestamp(at)
+            h = self.holdings(ids, times=[as_of])
+            v = portfolio_values(h, self.market.sel(time=[as_of])).isel(time=0)
+            vals = dict(zip(ids, v.values.tolist(), strict=True))
+            cash = dict(zip(ids, h["cash"].isel(time=0).values.tolist(), strict=True))
         rows = [
             {
                 "id": i.id,
@@ -1432,13 +1440,15 @@ class Registry:
                 "segment": str(i.segment),
                 "tags": ", ".join(i.tags),
                 "currency": i.currency,
-                "cash": self.store.positions(i.id).cash,
-                "value": vals.get(i.id, float("nan")),
+                "cash": cash[i.id],
+                "value": vals[i.id],
             }
             for i in infos
         ]
         cols = ["id", "name", "status", "segment", "tags", "currency", "cash", "value"]
-        return pd.DataFrame(rows, columns=cols).set_index("id")
+        table = pd.DataFrame(rows, columns=cols).set_index("id")
+        table.attrs["as_of"] = as_of
+        return table
 
     def group_tree(self, at: Any = None) -> GroupNode:
         """The group hierarchy as a tree, with consolidated values and target vs actual weights.
