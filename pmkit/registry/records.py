@@ -221,33 +221,31 @@ class GroupNode:
             out.extend(c.walk(depth + 1))
         return out
 
-    def __repr__(self) -> str:
-        lines = []
-        for depth, n in self.walk():
-            bits = [f"{'  ' * depth}{n.name} [{n.id or n.kind}]"]
-            if n.value is not None:
-                bits.append(_money(n.value, n.currency))
-            if n.target is not None:
-                actual = "—" if n.actual is None else f"{n.actual:.1%}"
-                bits.append(f"target {n.target:.1%} / actual {actual}")
-            if n.status != "active":
-                bits.append(n.status)
-            lines.append("  ".join(bits))
-        return "\n".join(lines)
-
-    def _html_item(self) -> str:
-        icon = "📁" if self.kind == "group" else "📈"
-        bits = [f"{icon} <b>{escape(self.name)}</b> <code>{escape(self.id)}</code>"]
+    def _facts(self) -> list[str]:
+        """Value, target vs actual weight and (if not active) status, as short texts."""
+        facts = []
         if self.value is not None:
-            bits.append(_money(self.value, self.currency))
+            facts.append(_money(self.value, self.currency))
         if self.target is not None:
             actual = "—" if self.actual is None else f"{self.actual:.1%}"
-            bits.append(f"target {self.target:.1%} / actual {actual}")
+            facts.append(f"target {self.target:.1%} / actual {actual}")
         if self.status != "active":
-            bits.append(f"<i>{escape(self.status)}</i>")
+            facts.append(self.status)
+        return facts
+
+    def __repr__(self) -> str:
+        return "\n".join(
+            "  ".join([f"{'  ' * depth}{n.name} [{n.id or n.kind}]", *n._facts()])
+            for depth, n in self.walk()
+        )
+
+    def _html_item(self) -> str:
+        icon = "📈" if self.kind == "portfolio" else "📁"
+        head = f"{icon} <b>{escape(self.name)}</b> <code>{escape(self.id)}</code>"
         kids = "".join(c._html_item() for c in self.children)
         sub = f"<ul>{kids}</ul>" if kids else ""
-        return f"<li data-node='{escape(self.id)}'>{' · '.join(bits)}{sub}</li>"
+        body = " · ".join([head, *(escape(f) for f in self._facts())])
+        return f"<li data-node='{escape(self.id)}'>{body}{sub}</li>"
 
     def _repr_html_(self) -> str:
         return f"<ul class='pmkit-group-tree'>{self._html_item()}</ul>"
