@@ -239,13 +239,71 @@ class GroupNode:
             for depth, n in self.walk()
         )
 
-    def _html_item(self) -> str:
-        icon = "📈" if self.kind == "portfolio" else "📁"
-        head = f"{icon} <b>{escape(self.name)}</b> <code>{escape(self.id)}</code>"
-        kids = "".join(c._html_item() for c in self.children)
-        sub = f"<ul>{kids}</ul>" if kids else ""
-        body = " · ".join([head, *(escape(f) for f in self._facts())])
-        return f"<li data-node='{escape(self.id)}'>{body}{sub}</li>"
-
     def _repr_html_(self) -> str:
-        return f"<ul class='pmkit-group-tree'>{self._html_item()}</ul>"
+        rows = [
+            _tree_row(n, depth - 1 if self.kind == "root" else depth)
+            for depth, n in self.walk()
+            if n.kind != "root"
+        ]
+        if not rows:
+            return "<p><i>No groups or portfolios.</i></p>"
+        head = (
+            "<tr><th>Group / portfolio</th><th class='num'>Value</th>"
+            "<th class='num'>Target</th><th class='num'>Actual</th>"
+            "<th>Actual vs target</th></tr>"
+        )
+        return (
+            f"{_TREE_CSS}<table class='pmkit-tree'><thead>{head}</thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+
+
+_TREE_CSS = """<style>
+table.pmkit-tree { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+table.pmkit-tree th, table.pmkit-tree td { padding: 4px 10px; border-bottom: 1px solid #e5e7eb;
+  white-space: nowrap; }
+table.pmkit-tree th { text-align: left; font-weight: 600; color: #374151;
+  border-bottom: 2px solid #d1d5db; }
+table.pmkit-tree td.num, table.pmkit-tree th.num { text-align: right;
+  font-variant-numeric: tabular-nums; }
+table.pmkit-tree tr.group td.name { font-weight: 600; }
+table.pmkit-tree code { font-size: 0.8rem; color: #6b7280; background: none; }
+table.pmkit-tree .bar { position: relative; width: 120px; height: 10px; background: #f3f4f6;
+  border-radius: 2px; display: inline-block; vertical-align: middle; }
+table.pmkit-tree .bar .actual { position: absolute; left: 0; top: 0; bottom: 0;
+  background: #60a5fa; border-radius: 2px; }
+table.pmkit-tree .bar .target { position: absolute; top: -3px; bottom: -3px; width: 2px;
+  background: #111827; }
+table.pmkit-tree .status { font-style: italic; color: #9a6700; margin-left: 6px; }
+</style>"""
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:.1%}"
+
+
+def _bar(target: float | None, actual: float | None) -> str:
+    """Actual weight as a bar, target as a tick; both clipped to [0, 1] for drawing."""
+    parts = []
+    if actual is not None and not math.isnan(actual):
+        parts.append(f"<span class='actual' style='width:{min(max(actual, 0.0), 1.0):.2%}'></span>")
+    if target is not None:
+        parts.append(
+            f"<span class='target' style='left:{min(max(target, 0.0), 1.0):.2%}'"
+            f" title='target {target:.1%}'></span>"
+        )
+    return f"<span class='bar'>{''.join(parts)}</span>" if parts else ""
+
+
+def _tree_row(n: GroupNode, level: int) -> str:
+    # Plain geometric glyphs: emoji need a font that server-side browsers often lack.
+    glyph = "▸" if n.kind == "group" else "◦"
+    status = f"<span class='status'>{escape(n.status)}</span>" if n.status != "active" else ""
+    return (
+        f"<tr class='{escape(n.kind)}' data-node='{escape(n.id)}'>"
+        f"<td class='name' style='padding-left:{0.6 + 1.4 * level:.1f}em'>{glyph} "
+        f"{escape(n.name)} <code>{escape(n.id)}</code>{status}</td>"
+        f"<td class='num'>{escape(_money(n.value, n.currency))}</td>"
+        f"<td class='num'>{_pct(n.target)}</td><td class='num'>{_pct(n.actual)}</td>"
+        f"<td>{_bar(n.target, n.actual)}</td></tr>"
+    )
