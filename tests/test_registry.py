@@ -405,6 +405,9 @@ def test_permissions_follow_roles_and_group_roles_apply_to_members(demo):
     alice, bob, carol, dave = (demo.as_user(u) for u in ("alice", "bob", "carol", "dave"))
     # alice trades client_a (through the group), but cannot deactivate or touch client_b
     alice.record_trade("AAPL", 1, 100.0, portfolio="client_a/growth")
+    assert alice.can("ledger.trade", "client_a/income")
+    assert not alice.can("portfolio.deactivate", "client_a/growth")
+    assert not alice.can("view", "client_b/factors")
     err = unchanged(demo, lambda: alice.deactivate("client_a/growth"), PermissionDenied)
     assert (err.user, err.action, err.target, err.needed) == (
         "alice",
