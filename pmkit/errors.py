@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlignmentError",
     "AllocationError",
     "AlreadyExistsError",
     "ConfigConflictError",
@@ -17,11 +18,13 @@ __all__ = [
     "CurrencyMismatchError",
     "CycleError",
     "DuplicateLabelError",
+    "InsufficientDataError",
     "InvalidIdError",
     "LifecycleError",
     "MissingDependencyError",
     "MissingPriceError",
     "NonMonotonicTimeError",
+    "NoSolutionError",
     "NonPositivePriceError",
     "NotFoundError",
     "OpenPositionsError",
@@ -105,6 +108,18 @@ class ConfigConflictError(ConfigError):
 
 class CurrencyMismatchError(ValidationError):
     """Values in different currencies would be added without FX rates."""
+
+
+class InsufficientDataError(ValidationError):
+    """Too few observations for a statistic (or an asset with no data at all)."""
+
+
+class AlignmentError(ValidationError):
+    """Labels of two inputs that must match do not (assets, portfolios, times)."""
+
+
+class NoSolutionError(PmkitError):
+    """A numerical problem has no solution, e.g. an IRR with no root."""
 
 
 class NotFoundError(PmkitError, LookupError):

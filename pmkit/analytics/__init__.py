@@ -1,0 +1,1 @@
+"""Labelled analytics over the JAX core: valuation, returns and performance statistics."""

@@ -1,0 +1,1 @@
+"""Labelled risk over the JAX core: VaR/ES, contributions, covariance, stress, exposures, limits."""
