@@ -1,0 +1,193 @@
+"""Position-sizing kernels: fixed-fractional, volatility target, Kelly, lots, caps, heat.
+
+Pure JAX array functions (no xarray, no I/O, no state). The sizing rules are
+elementwise and broadcast over any shape (one candidate trade per element);
+`portfolio_heat` is batched over a leading portfolio axis with `jax.vmap`.
+Everything is jit-compiled. Core never raises on data; the labelled layer
+(`pmkit.risk.sizing`) validates inputs and raises.
+
+Sizes are numbers of units (shares), non-negative: the rules size a position,
+the caller chooses its side (for fixed-fractional, long when ``stop < entry``,
+short when ``stop > entry``). Money is in one currency throughout.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "cap_and_round",
+    "fixed_fractional",
+    "kelly_fraction",
+    "max_units",
+    "portfolio_heat",
+    "vol_target",
+]
+
+#: Relative slack when flooring to lots, so 499.99999999997 units (float
+#: rounding of an exact 500) round to 500, not 499.
+LOT_EPS = 1e-9
+
+
+@jax.jit
+def fixed_fractional(
+    equity: jax.Array, risk_fraction: jax.Array, entry: jax.Array, stop: jax.Array
+) -> jax.Array:
+    """Units whose loss at the stop is ``risk_fraction`` of equity.
+
+    ``units = risk_fraction * equity / |entry - stop|``.
+
+    Parameters
+    ----------
+    equity : array
+        Account equity (currency).
+    risk_fraction : array
+        Fraction of equity risked (0.01 = 1 %).
+    entry, stop : array
+        Entry and stop price (currency per unit), ``entry != stop``.
+
+    Returns
+    -------
+    array
+        Unrounded units (broadcast shape of the inputs).
+    """
+    return risk_fraction * equity / jnp.abs(entry - stop)
+
+
+@jax.jit
+def vol_target(
+    equity: jax.Array, target_vol: jax.Array, price: jax.Array, asset_vol: jax.Array
+) -> jax.Array:
+    """Units whose volatility in currency is ``target_vol * equity``.
+
+    A position of ``q`` units has currency volatility ``q * price * asset_vol``,
+    so ``q = target_vol * equity / (price * asset_vol)``.
+
+    Parameters
+    ----------
+    equity : array
+        Account equity (currency).
+    target_vol : array
+        Target position volatility as a fraction of equity (same horizon as
+        ``asset_vol``, e.g. both annualised).
+    price : array
+        Price per unit (currency).
+    asset_vol : array
+        Volatility of the asset's simple returns (fraction, > 0).
+
+    Returns
+    -------
+    array
+        Unrounded units.
+    """
+    return target_vol * equity / (price * asset_vol)
+
+
+@jax.jit
+def kelly_fraction(win_rate: jax.Array, payoff: jax.Array, cap: jax.Array) -> jax.Array:
+    """Kelly fraction of equity for a bet won with probability p paying b:1.
+
+    ``f* = p - (1 - p) / b``, floored at 0 (a bet with negative edge is not
+    taken) and capped at ``cap`` (e.g. 0.25 for a quarter of equity).
+
+    Parameters
+    ----------
+    win_rate : array
+        Probability ``p`` of a win, in ``[0, 1]``.
+    payoff : array
+        Win/loss ratio ``b`` (average win over average loss), > 0.
+    cap : array
+        Largest fraction allowed, >= 0.
+
+    Returns
+    -------
+    array
+        Fraction of equity to commit, in ``[0, cap]``.
+    """
+    f = win_rate - (1.0 - win_rate) / payoff
+    return jnp.clip(f, 0.0, cap)
+
+
+@jax.jit
+def max_units(equity: jax.Array, price: jax.Array, max_weight: jax.Array) -> jax.Array:
+    """Largest units whose value stays within ``max_weight`` of equity.
+
+    Parameters
+    ----------
+    equity : array
+        Account equity (currency).
+    price : array
+        Price per unit (currency), > 0.
+    max_weight : array
+        Largest position weight (fraction of equity); ``inf`` for no cap.
+
+    Returns
+    -------
+    array
+        ``max_weight * equity / price`` (unrounded; ``inf`` without a cap).
+    """
+    return max_weight * equity / price
+
+
+@jax.jit
+def cap_and_round(units: jax.Array, cap: jax.Array, lot_size: jax.Array) -> jax.Array:
+    """Cap units and round down to whole lots.
+
+    ``floor(min(units, cap) / lot * (1 + LOT_EPS)) * lot``: never above the
+    cap (beyond float rounding of an exact multiple) and never negative.
+
+    Parameters
+    ----------
+    units : array
+        Unrounded non-negative units.
+    cap : array
+        Largest units allowed (``inf`` for none).
+    lot_size : array
+        Units per lot, >= 1.
+
+    Returns
+    -------
+    array
+        Whole-lot units (float).
+    """
+    q = jnp.minimum(units, cap)
+    lots = jnp.floor(q / lot_size * (1.0 + LOT_EPS))
+    return jnp.maximum(lots, 0.0) * lot_size
+
+
+@jax.jit
+def portfolio_heat(
+    quantity: jax.Array, price: jax.Array, stop: jax.Array, equity: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Open risk to stops, per position and as a fraction of equity.
+
+    Open risk of a position is ``|price - stop| * |quantity|``; heat is the
+    sum over positions divided by equity.
+
+    Parameters
+    ----------
+    quantity : array, shape (P, N)
+        Units held (signed); 0 where nothing is held.
+    price : array, shape (P, N)
+        Current price per unit (currency); ignored where ``quantity == 0``.
+    stop : array, shape (P, N)
+        Stop price per unit (currency); ignored where ``quantity == 0``.
+    equity : array, shape (P,)
+        Equity per portfolio (currency).
+
+    Returns
+    -------
+    open_risk : array, shape (P, N)
+        Currency at risk per position.
+    heat : array, shape (P,)
+        ``sum(open_risk) / equity`` (fraction).
+    """
+
+    def one(q: jax.Array, p: jax.Array, s: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+        risk = jnp.where(q != 0, jnp.abs(p - s) * jnp.abs(q), 0.0)
+        return risk, jnp.sum(risk) / e
+
+    return jax.vmap(one)(
+        jnp.asarray(quantity), jnp.asarray(price), jnp.asarray(stop), jnp.asarray(equity)
+    )
