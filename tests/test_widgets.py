@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -87,3 +89,17 @@ def test_app_page_holds_the_registry_view(demo):
     views = [getattr(o, "_pmkit_view", None) for o in page.main.objects]
     views = [v for v in views if isinstance(v, RegistryView)]
     assert len(views) == 1 and views[0].registry is demo
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import pmkit, pmkit.registry, pmkit.store, sys; assert 'panel' not in sys.modules",
+        # the widgets package itself imports Panel only when a component is first used
+        "import pmkit_widgets, sys; assert not {'panel', 'bokeh'} & set(sys.modules)",
+    ],
+)
+def test_core_imports_do_not_import_panel(code):
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
