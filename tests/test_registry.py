@@ -689,3 +689,20 @@ def test_generated_ids_are_audited_under_the_real_id(seed):
     (rec,) = seed.store.audit(target=pid)
     assert (pid, rec.action, rec.after["id"]) == ("event_driven", "portfolio.create", pid)
     assert seed.store.audit(target="?") == []
+
+
+def test_group_tree_of_a_restricted_user_starts_at_the_groups_they_may_view(demo):
+    tree = demo.as_user("alice").group_tree()  # trader on client_a, nothing on firm
+    assert [c.id for c in tree.children] == ["client_a"]
+    assert [c.id for c in tree.children[0].children] == ["client_a/growth", "client_a/income"]
+    assert tree.children[0].value == pytest.approx(demo.group_value("client_a"), rel=1e-12)
+
+
+def test_group_tree_does_not_add_currencies(demo):
+    demo.create_portfolio("eur/book", 100.0, currency="EUR", at=datetime(2022, 1, 3))
+    demo.create_portfolio("eur/book2", 50.0, currency="EUR", at=datetime(2022, 1, 3))
+    demo.create_group("mixed", ["eur/book", "client_a/growth"])
+    demo.create_group("euros", ["eur/book", "eur/book2"])
+    nodes = {n.id: n for _, n in demo.group_tree().walk()}
+    assert nodes["mixed"].value is None
+    assert (nodes["euros"].value, nodes["euros"].currency) == (150.0, "EUR")

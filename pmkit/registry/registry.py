@@ -1453,41 +1453,42 @@ class Registry:
     def group_tree(self, at: Any = None) -> GroupNode:
         """The group hierarchy as a tree, with consolidated values and target vs actual weights.
 
-        The root's children are the top-level groups, then portfolios in no group.
+        Only what this user may view is shown: the root's children are the
+        visible groups none of whose parents are visible, then visible
+        portfolios in no visible group. A group's value is the sum of its
+        visible member portfolios (each once), in their common currency; a
+        group whose members have different currencies gets no value (None),
+        since adding them needs FX conversion.
         """
         vals = self.summary(at)["value"].to_dict() if self.market is not None else {}
         groups = {g.id: g for g in self.groups()}
         visible = {p.id: p for p in self.portfolios()}
 
         def node(id_: str, target: float | None) -> GroupNode:
-            if id_ in groups:
-                g = groups[id_]
-                kids = [
-                    node(m, g.allocation[m] if g.allocation else None)
-                    for m in g.members
-                    if m in groups or m in visible
-                ]
-                leaves = self._leaf_portfolios(self.store, id_)
-                value = sum(vals.get(p, 0.0) for p in leaves if p in visible) if vals else None
-                n = GroupNode(g.id, g.name, "group", g.status, target, None, value, children=kids)
-                if value:
-                    for k in kids:
-                        k.actual = None if k.value is None else k.value / value
-                return n
-            p = visible[id_]
-            return GroupNode(
-                p.id,
-                p.name,
-                "portfolio",
-                p.status,
-                target,
-                None,
-                vals.get(p.id),
-                currency=p.currency,
-            )
+            if id_ not in groups:
+                p = visible[id_]
+                return GroupNode(p.id, p.name, "portfolio", p.status, target, None,
+                                 vals.get(p.id), currency=p.currency)
+            g = groups[id_]
+            kids = [node(m, g.allocation[m] if g.allocation else None)
+                    for m in g.members if m in groups or m in visible]
+            leaves = [p for p in self._leaf_portfolios(self.store, id_) if p in visible]
+            ccys = {visible[p].currency for p in leaves}
+            mixed = len(ccys) > 1
+            currency = next(iter(ccys)) if len(ccys) == 1 else "USD"
+            value = None if not vals or mixed else sum(vals[p] for p in leaves)
+            n = GroupNode(g.id, g.name, "group", g.status, target, None, value,
+                          currency=currency, children=kids)
+            if value:
+                for k in kids:
+                    k.actual = None if k.value is None else k.value / value
+            return n
 
-        roots = [node(g, None) for g in groups if not self.store.parents(g)]
-        loose = [node(p, None) for p in visible if not self.store.parents(p)]
+        def top(id_: str) -> bool:
+            return not any(parent in groups for parent in self.store.parents(id_))
+
+        roots = [node(g, None) for g in groups if top(g)]
+        loose = [node(p, None) for p in visible if top(p)]
         return GroupNode("", "All portfolios", "root", "active", children=roots + loose)
 
     # -- config application -------------------------------------------------------------
