@@ -257,7 +257,7 @@ def test_foreign_currency_holding_is_refused(market):
         portfolio_values(h, market)
     assert (info.value.field, info.value.value) == ("currency[EUR1]", "EUR")
     assert "'p2'" in str(info.value)
-    assert "FX conversion" in str(info.value)
+    assert "fx=" in str(info.value)  # points to the FX-aware valuation
     # never held: no mismatch, it is worth zero in any currency
     h0 = holdings_dataset(
         quantity_array(np.zeros((2, 4, 5)), assets=[*ASSETS, "EUR1"]),

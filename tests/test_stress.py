@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from pmkit.analytics.valuation import membership_matrix
 from pmkit.datasets import load_market
 from pmkit.errors import (
     AlignmentError,
@@ -233,7 +234,7 @@ def test_historical_stress_on_demo_registry_groups(demo):
     from pmkit.risk.exposures import current_weights
 
     cw = current_weights(demo)
-    mem = st.group_membership(demo)
+    mem = membership_matrix(demo)
     assert mem.sel(group="firm").values.tolist() == [1.0] * 4
     with pytest.warns(UserWarning, match="client_b/factors"):
         out = st.historical_stress(cw, demo.market, membership=mem)

@@ -314,8 +314,8 @@ def _quantity_and_price(
             _cell("currency", q.asset.values[a]),
             str(acur[a]),
             f"portfolio {q.portfolio.values[p]!r} reports in {pcur[p]} but holds "
-            f"{q.asset.values[a]!r} priced in {acur[a]}; FX conversion is not supported yet "
-            "(it arrives in a later release)",
+            f"{q.asset.values[a]!r} priced in {acur[a]}; value it with FX rates through "
+            "pmkit.analytics.valuation.portfolio_values(..., fx=...)",
         )
     unpriced = held & np.isnan(cv)[None, :, :]
     if unpriced.any():

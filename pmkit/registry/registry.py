@@ -1288,7 +1288,8 @@ class Registry:
                 "asset",
                 asset,
                 f"trades in {ccy}, portfolio {info.id!r} is in {info.currency}"
-                " (FX conversion is not available yet)",
+                " (record trades in the portfolio currency; value foreign assets with"
+                " pmkit.analytics.valuation.portfolio_values(..., fx=...))",
             )
 
     def ledger(self, portfolio_id: str | None = None) -> list[LedgerEntry]:
@@ -1406,7 +1407,8 @@ class Registry:
             raise CurrencyMismatchError(
                 "group_id",
                 group_id,
-                f"members are in {sorted(ccys)}; FX conversion is not available yet",
+                f"members are in {sorted(ccys)}; convert with"
+                " pmkit.analytics.valuation.portfolio_values(..., fx=...) first",
             )
 
     def summary(self, at: Any = None) -> pd.DataFrame:

@@ -37,13 +37,13 @@ Results
 Per portfolio: the return (fraction of NAV) and, given NAVs, the P&L in
 currency (a loss is negative). Per group: P&L summed over member portfolios
 and the return on their summed NAV, through a membership matrix
-``(group, portfolio)`` from `group_membership`.
+``(group, portfolio)`` from `pmkit.analytics.valuation.membership_matrix`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -65,7 +65,6 @@ __all__ = [
     "STANDARD_WINDOWS",
     "asset_shock_scenarios",
     "factor_shock_scenarios",
-    "group_membership",
     "historical_stress",
     "hypothetical_stress",
     "sector_shock_scenarios",
@@ -85,50 +84,6 @@ Unlisted = Literal["cash", "renormalize", "raise"]
 
 
 # ---------------------------------------------------------------- groups
-
-
-def group_membership(
-    registry: Any,
-    groups: Sequence[str] | None = None,
-    portfolios: Sequence[str] | None = None,
-) -> xr.DataArray:
-    """Membership matrix of a registry's groups over its portfolios.
-
-    Parameters
-    ----------
-    registry : pmkit.registry.Registry
-        The registry.
-    groups : sequence of str, optional
-        Default: every group the acting user may view.
-    portfolios : sequence of str, optional
-        Column labels; default every portfolio the user may view.
-
-    Returns
-    -------
-    xarray.DataArray
-        ``membership(group, portfolio)``: 1.0 where the portfolio is in the
-        group directly or through nested groups (each counted once), else 0.
-
-    Raises
-    ------
-    AlignmentError
-        A group has a member portfolio outside ``portfolios`` (its totals
-        would be incomplete).
-    """
-    gids = list(groups) if groups is not None else [g.id for g in registry.groups()]
-    pids = list(portfolios) if portfolios is not None else [p.id for p in registry.portfolios()]
-    m = np.zeros((len(gids), len(pids)))
-    col = {p: j for j, p in enumerate(pids)}
-    for i, g in enumerate(gids):
-        for p in registry.get_group_portfolios(g):
-            if p not in col:
-                raise AlignmentError(
-                    "portfolios", p, f"is a member of group {g!r} but not among the portfolios"
-                )
-            m[i, col[p]] = 1.0
-    return xr.DataArray(
-        m, dims=("group", "portfolio"), coords={"group": gids, "portfolio": pids}, name="membership"
-    )
 
 
 def _as_membership(membership: Any, portfolios: np.ndarray) -> xr.DataArray:
@@ -212,7 +167,7 @@ def historical_stress(
     values : xarray.DataArray, optional
         NAV per portfolio (currency) for P&L and group results.
     membership : xarray.DataArray, optional
-        ``(group, portfolio)`` 0/1 matrix (see `group_membership`).
+        ``(group, portfolio)`` 0/1 matrix (see `pmkit.analytics.valuation.membership_matrix`).
     unlisted : {"cash", "renormalize", "raise"}, default "cash"
         Treatment of held assets not listed at a window start (module doc).
 
