@@ -1,0 +1,576 @@
+"""Labelled VaR, Expected Shortfall, volatility and Euler risk contributions.
+
+Inputs are ``weights(portfolio, asset)`` (fractions of portfolio value; a 1-D
+``weights(asset)`` is one unnamed portfolio) and ``returns(asset, time)``
+(asset simple returns per period as fractions, NaN before listing). Every
+portfolio is computed at once by one jitted call of `pmkit.core.risk`; dask-
+backed weights chunked over ``portfolio`` give dask-backed results (the data
+checks below compute the weights' nonzero pattern and per-portfolio counts
+eagerly; the measures themselves stay lazy).
+
+**Losses are positive**: VaR 0.03 = a 3 % loss of portfolio value over the
+horizon. Definitions, horizon scaling (overlapping ``h``-period sums for
+historical, sqrt-of-time for parametric and Monte Carlo) and the exact Euler
+methods are documented in `pmkit.core.risk`.
+
+Ragged data: each portfolio uses only the times where every asset it holds
+(nonzero weight) is observed; fewer than ``min_observations`` (default
+`MIN_OBSERVATIONS` = 30) such times raise `InsufficientDataError` naming the
+portfolio. Nothing is zero-filled. Returns may have more assets than the
+weights (they are ignored); weights naming an asset the returns lack raise
+`AlignmentError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from pmkit.analytics._apply import apply_core
+from pmkit.core import risk as _core
+from pmkit.core.risk import monte_carlo_scenarios
+from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
+from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, covariance
+
+__all__ = [
+    "METHODS",
+    "MIN_OBSERVATIONS",
+    "expected_shortfall",
+    "risk_contributions",
+    "risk_report",
+    "var",
+    "volatility",
+]
+
+#: Fewest usable observations (times, or overlapping windows) accepted per portfolio.
+MIN_OBSERVATIONS = 30
+#: Every accepted ``method``.
+METHODS: tuple[str, ...] = (
+    "historical",
+    "gaussian",
+    "cornish_fisher",
+    "monte_carlo_normal",
+    "monte_carlo_t",
+)
+Method = Literal["historical", "gaussian", "cornish_fisher", "monte_carlo_normal", "monte_carlo_t"]
+Measure = Literal["volatility", "var", "es"]
+
+
+# ------------------------------------------------------------------ validation
+def _check_confidence(confidence: Any) -> float:
+    ok = isinstance(confidence, Real) and not isinstance(confidence, bool)
+    if not ok or not np.isfinite(float(confidence)) or not 0.0 < float(confidence) < 1.0:
+        raise ValidationError(
+            "confidence", confidence, "must be a number strictly between 0 and 1, e.g. 0.95"
+        )
+    return float(confidence)
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValidationError(name, value, f"must be an integer >= {low}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    weights: xr.DataArray  # (portfolio, asset), maybe dask-backed
+    returns: np.ndarray  # (T, A) float64 in the weights' asset order
+    assets: np.ndarray
+    held: np.ndarray  # (A,) bool: nonzero weight in some portfolio
+    squeeze: bool  # the caller gave 1-D weights
+
+
+def _inputs(weights: Any, returns: Any) -> _Inputs:
+    if not isinstance(weights, xr.DataArray):
+        raise ValidationError("weights", type(weights).__name__, "must be an xarray.DataArray")
+    if "asset" not in weights.dims or not set(weights.dims) <= {"portfolio", "asset"}:
+        raise ValidationError(
+            "weights", weights.dims, "must have dims ('portfolio', 'asset') or ('asset',)"
+        )
+    squeeze = "portfolio" not in weights.dims
+    if squeeze:
+        weights = weights.expand_dims("portfolio")
+    weights = weights.transpose("portfolio", "asset").astype(np.float64)
+    w_assets = np.asarray(weights["asset"].values)
+    _check_unique(w_assets, "asset")
+    if "portfolio" in weights.coords:
+        _check_unique(np.asarray(weights["portfolio"].values), "portfolio")
+    values, r_assets = _returns_array(returns)
+    pos = {a: k for k, a in enumerate(r_assets.tolist())}
+    absent = [a for a in w_assets.tolist() if a not in pos]
+    if absent:
+        raise AlignmentError(
+            "weights.asset",
+            absent,
+            f"{len(absent)} weighted asset(s) not in returns.asset "
+            f"({len(r_assets)} assets); weights and returns must share asset labels",
+        )
+    values = values[:, [pos[a] for a in w_assets.tolist()]]
+    finite = np.isfinite(weights).all("portfolio").values
+    if not finite.all():
+        a = int(np.argmin(finite))
+        col = weights.isel(asset=a).values
+        p = int(np.argmin(np.isfinite(col)))
+        label = weights["portfolio"].values[p] if "portfolio" in weights.coords else p
+        raise ValidationError(
+            f"weights[{label}, {w_assets[a]}]", float(col[p]), "weights must be finite"
+        )
+    held = np.asarray((weights != 0).any("portfolio").values)
+    empty = np.isnan(values).all(axis=0) & held
+    if empty.any():
+        a = int(np.argmax(empty))
+        raise InsufficientDataError(
+            "asset",
+            str(w_assets[a]),
+            "has no return observation at all but a nonzero weight",
+        )
+    if values.shape[0] == 0:
+        raise InsufficientDataError("returns.time", 0, "returns have no times")
+    return _Inputs(weights, values, w_assets, held, squeeze)
+
+
+def _check_observations(inp: _Inputs, horizon: int, min_obs: int) -> np.ndarray:
+    if horizon > inp.returns.shape[0]:
+        raise InsufficientDataError(
+            "horizon", horizon, f"longer than the {inp.returns.shape[0]} times of returns"
+        )
+    counts = apply_core(
+        _core.n_observations,
+        inp.weights,
+        input_core_dims=[["asset"]],
+        kwargs={"returns": inp.returns, "horizon": horizon},
+    )
+    counts = np.asarray(counts.values)
+    short = counts < min_obs
+    if short.any():
+        p = int(np.argmax(short))
+        label = inp.weights["portfolio"].values[p] if "portfolio" in inp.weights.coords else p
+        kind = f"overlapping {horizon}-period windows" if horizon > 1 else "times"
+        raise InsufficientDataError(
+            f"portfolio[{label}]",
+            int(counts[p]),
+            f"{kind} where every held asset has a return; need at least min_observations={min_obs}",
+        )
+    return counts
+
+
+def _common(
+    weights: Any, returns: Any, confidence: Any, horizon: Any, method: str, min_observations: Any
+) -> tuple[_Inputs, float, int]:
+    if method not in METHODS:
+        raise ValidationError("method", method, f"must be one of {METHODS}")
+    c = _check_confidence(confidence)
+    h = _check_int("horizon", horizon, 1)
+    min_obs = _check_int("min_observations", min_observations, 2)
+    inp = _inputs(weights, returns)
+    _check_observations(inp, h if method == "historical" else 1, min_obs)
+    return inp, c, h
+
+
+def _scenarios(
+    inp: _Inputs,
+    method: str,
+    horizon: int,
+    n_scenarios: Any,
+    dof: Any,
+    seed: Any,
+    covariance_method: str,
+) -> np.ndarray:
+    """Monte Carlo scenarios ``(N, A)``; NaN columns for assets no portfolio holds."""
+    n = _check_int("n_scenarios", n_scenarios, 100)
+    s = _check_int("seed", seed, 0)
+    if method == "monte_carlo_t":
+        ok = isinstance(dof, Real) and not isinstance(dof, bool) and np.isfinite(float(dof))
+        if not ok or float(dof) <= 2.0:
+            raise ValidationError("dof", dof, "Student-t degrees of freedom must be > 2")
+    if covariance_method not in COV_METHODS:
+        raise ValidationError("covariance_method", covariance_method, f"one of {COV_METHODS}")
+    sub = inp.returns[:, inp.held]
+    labels = inp.assets[inp.held]
+    panel = xr.DataArray(sub.T, dims=("asset", "time"), coords={"asset": labels})
+    cov = covariance(panel, covariance_method).values
+    mean = np.nanmean(sub, axis=0)
+    dist = "t" if method == "monte_carlo_t" else "normal"
+    draws = monte_carlo_scenarios(
+        mean, cov, s, n_scenarios=n, distribution=dist, dof=float(dof), horizon=horizon
+    )
+    out = np.full((n, len(inp.assets)), np.nan)
+    out[:, inp.held] = np.asarray(draws)
+    return out
+
+
+def _core_args(
+    inp: _Inputs,
+    method: str,
+    horizon: int,
+    n_scenarios: Any,
+    dof: Any,
+    seed: Any,
+    covariance_method: str,
+) -> dict[str, Any]:
+    """Keyword arguments of the core call: data, method and horizon for ``method``."""
+    if method.startswith("monte_carlo"):
+        data = _scenarios(inp, method, horizon, n_scenarios, dof, seed, covariance_method)
+        return {"returns": data, "method": "historical", "horizon": 1}
+    return {"returns": inp.returns, "method": method, "horizon": horizon}
+
+
+def _label(out: xr.DataArray, inp: _Inputs, name: str, attrs: dict[str, Any]) -> xr.DataArray:
+    out = out.rename(name)
+    out.attrs = attrs
+    return out.isel(portfolio=0, drop=True) if inp.squeeze else out
+
+
+def _var_es(w: np.ndarray, **kwargs: Any) -> tuple[Any, Any]:
+    out = _core.tail_risk(w, **kwargs)
+    return out["var"], out["es"]
+
+
+def _tail_measures(
+    weights: Any,
+    returns: Any,
+    confidence: Any,
+    horizon: Any,
+    method: str,
+    n_scenarios: Any,
+    dof: Any,
+    seed: Any,
+    covariance_method: str,
+    min_observations: Any,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Labelled ``(var, es)`` from one core call."""
+    inp, c, h = _common(weights, returns, confidence, horizon, method, min_observations)
+    kw = _core_args(inp, method, h, n_scenarios, dof, seed, covariance_method)
+    var_da, es_da = apply_core(
+        _var_es,
+        inp.weights,
+        input_core_dims=[["asset"]],
+        output_core_dims=[[], []],
+        kwargs={**kw, "confidence": c},
+    )
+    attrs = {
+        "confidence": c,
+        "horizon": h,
+        "method": method,
+        "units": "fraction of portfolio value (loss positive)",
+    }
+    if method.startswith("monte_carlo"):
+        attrs.update(n_scenarios=int(n_scenarios), seed=int(seed))
+        if method == "monte_carlo_t":
+            attrs["dof"] = float(dof)
+    return _label(var_da, inp, "var", dict(attrs)), _label(es_da, inp, "es", dict(attrs))
+
+
+# ------------------------------------------------------------------ public API
+def var(
+    weights: xr.DataArray,
+    returns: xr.DataArray,
+    confidence: float = 0.95,
+    horizon: int = 1,
+    method: Method = "historical",
+    *,
+    n_scenarios: int = 10_000,
+    dof: float = 5.0,
+    seed: int = 0,
+    covariance_method: str = "sample",
+    min_observations: int = MIN_OBSERVATIONS,
+) -> xr.DataArray:
+    """Value at Risk of every portfolio (loss positive).
+
+    Parameters
+    ----------
+    weights : xarray.DataArray
+        ``(portfolio, asset)`` or ``(asset,)``, fractions of value; numpy- or
+        dask-backed (chunked over ``portfolio``).
+    returns : xarray.DataArray
+        ``(asset, time)`` asset simple returns per period (fractions), NaN
+        before listing; may contain more assets than ``weights``.
+    confidence : float, default 0.95
+        In (0, 1) exclusive.
+    horizon : int, default 1
+        Periods. Historical: overlapping ``h``-period sums of the returns.
+        Gaussian, Cornish–Fisher and Monte Carlo: sqrt-of-time (CF also
+        scales skewness by ``1/sqrt(h)`` and excess kurtosis by ``1/h``).
+    method : str, default "historical"
+        ``"historical"`` (lower empirical quantile of losses, as
+        ``numpy.quantile(..., method="inverted_cdf")`` and skfolio),
+        ``"gaussian"``, ``"cornish_fisher"``, ``"monte_carlo_normal"``,
+        ``"monte_carlo_t"``. Definitions in `pmkit.core.risk`.
+    n_scenarios : int, default 10000
+        Monte Carlo scenarios (>= 100), shared by all portfolios.
+    dof : float, default 5.0
+        Student-t degrees of freedom (> 2), ``"monte_carlo_t"`` only.
+    seed : int, default 0
+        Monte Carlo seed (``jax.random.PRNGKey(seed)``); fixed seed, same result.
+    covariance_method : {"sample", "ledoit_wolf", "ewma"}, default "sample"
+        Covariance of the Monte Carlo scenarios, from `pmkit.risk.covariance`
+        over the assets held by some portfolio (means: each asset's own mean).
+    min_observations : int, default `MIN_OBSERVATIONS` (30)
+        Fewest usable times per portfolio (windows, for historical with
+        ``horizon > 1``).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``var(portfolio)`` float64, loss fraction over the horizon; attrs
+        ``confidence``, ``horizon``, ``method``.
+
+    Raises
+    ------
+    ValidationError
+        ``confidence`` outside (0, 1), bad ``method``/``horizon``/parameters,
+        non-finite weights or infinite returns.
+    AlignmentError
+        ``weights`` name assets that ``returns`` lack.
+    InsufficientDataError
+        A held asset with no data (named), or a portfolio (named) with fewer
+        than ``min_observations`` usable times.
+    """
+    return _tail_measures(
+        weights,
+        returns,
+        confidence,
+        horizon,
+        method,
+        n_scenarios,
+        dof,
+        seed,
+        covariance_method,
+        min_observations,
+    )[0]
+
+
+def expected_shortfall(
+    weights: xr.DataArray,
+    returns: xr.DataArray,
+    confidence: float = 0.95,
+    horizon: int = 1,
+    method: Method = "historical",
+    *,
+    n_scenarios: int = 10_000,
+    dof: float = 5.0,
+    seed: int = 0,
+    covariance_method: str = "sample",
+    min_observations: int = MIN_OBSERVATIONS,
+) -> xr.DataArray:
+    """Expected Shortfall (CVaR) of every portfolio (loss positive).
+
+    Historical ES is the mean loss over the worst ``(1 - confidence)`` share
+    of scenarios (Rockafellar–Uryasev, as ``skfolio.measures.cvar``); the
+    parametric forms are in `pmkit.core.risk`. Parameters, errors and
+    horizon rules are those of `var`.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``es(portfolio)`` float64, loss fraction over the horizon.
+    """
+    return _tail_measures(
+        weights,
+        returns,
+        confidence,
+        horizon,
+        method,
+        n_scenarios,
+        dof,
+        seed,
+        covariance_method,
+        min_observations,
+    )[1]
+
+
+def volatility(
+    weights: xr.DataArray,
+    returns: xr.DataArray,
+    horizon: int = 1,
+    *,
+    min_observations: int = MIN_OBSERVATIONS,
+) -> xr.DataArray:
+    """Sample standard deviation (``ddof=1``) of portfolio returns, times ``sqrt(horizon)``.
+
+    Parameters
+    ----------
+    weights, returns : xarray.DataArray
+        As in `var`.
+    horizon : int, default 1
+        Periods (sqrt-of-time).
+    min_observations : int, default 30
+
+    Returns
+    -------
+    xarray.DataArray
+        ``volatility(portfolio)``, return fraction per horizon.
+    """
+    inp, _, h = _common(weights, returns, 0.5, horizon, "gaussian", min_observations)
+    out = apply_core(
+        _core.volatility,
+        inp.weights,
+        input_core_dims=[["asset"]],
+        kwargs={"returns": inp.returns, "horizon": h},
+    )
+    return _label(out, inp, "volatility", {"horizon": h, "units": "fraction", "ddof": 1})
+
+
+def risk_contributions(
+    weights: xr.DataArray,
+    returns: xr.DataArray,
+    measure: Measure = "volatility",
+    method: Method = "historical",
+    confidence: float = 0.95,
+    horizon: int = 1,
+    *,
+    n_scenarios: int = 10_000,
+    dof: float = 5.0,
+    seed: int = 0,
+    covariance_method: str = "sample",
+    min_observations: int = MIN_OBSERVATIONS,
+) -> xr.Dataset:
+    """Marginal and component (Euler) contributions of volatility, VaR or ES.
+
+    ``marginal = d total / d weight`` (by `jax.grad`) and ``component =
+    weight * marginal``; components sum to ``total`` exactly (to rounding) for
+    every method — for historical and Monte Carlo VaR/ES through the
+    scenario-at-the-quantile (VaR) and tail-scenario-average (ES) gradients
+    described in `pmkit.core.risk`.
+
+    Parameters
+    ----------
+    weights, returns : xarray.DataArray
+        As in `var`.
+    measure : {"volatility", "var", "es"}, default "volatility"
+    method : str, default "historical"
+        As in `var`; ignored for volatility.
+    confidence, horizon, n_scenarios, dof, seed, covariance_method, min_observations
+        As in `var` (``confidence`` is ignored for volatility).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``total(portfolio)``, ``marginal(portfolio, asset)`` (loss fraction
+        per unit weight; NaN for an unheld asset unobserved at times the
+        portfolio uses) and ``component(portfolio, asset)`` (loss fraction;
+        0 for unheld assets). Attrs ``measure``, ``method``, ``confidence``,
+        ``horizon``.
+
+    Raises
+    ------
+    ValidationError, AlignmentError, InsufficientDataError
+        As in `var`; ``measure`` not one of the three.
+    """
+    if measure not in _core.MEASURES:
+        raise ValidationError("measure", measure, f"must be one of {_core.MEASURES}")
+    if measure == "volatility":
+        method = "gaussian"
+        confidence = 0.95 if confidence is None else confidence
+    inp, c, h = _common(weights, returns, confidence, horizon, method, min_observations)
+    kw = _core_args(inp, method, h, n_scenarios, dof, seed, covariance_method)
+    total, marginal, component = apply_core(
+        _core.risk_contributions,
+        inp.weights,
+        input_core_dims=[["asset"]],
+        output_core_dims=[[], ["asset"], ["asset"]],
+        kwargs={**kw, "confidence": c, "measure": measure},
+    )
+    ds = xr.Dataset({"total": total, "marginal": marginal, "component": component})
+    ds.attrs = {
+        "measure": measure,
+        "method": "-" if measure == "volatility" else method,
+        "confidence": c,
+        "horizon": h,
+        "units": "fraction of portfolio value (loss positive)",
+    }
+    return ds.isel(portfolio=0, drop=True) if inp.squeeze else ds
+
+
+def _moments_tuple(w: np.ndarray, returns: np.ndarray) -> tuple[Any, ...]:
+    m = _core.portfolio_moments(w, returns)
+    return m["mean"], m["std"], m["skew"], m["kurtosis"]
+
+
+def risk_report(
+    weights: xr.DataArray,
+    returns: xr.DataArray,
+    confidence: float = 0.95,
+    horizon: int = 1,
+    methods: tuple[str, ...] = ("historical", "gaussian", "cornish_fisher"),
+    *,
+    n_scenarios: int = 10_000,
+    dof: float = 5.0,
+    seed: int = 0,
+    covariance_method: str = "sample",
+    min_observations: int = MIN_OBSERVATIONS,
+) -> xr.Dataset:
+    """Every risk measure of every portfolio in one Dataset.
+
+    Parameters
+    ----------
+    weights, returns : xarray.DataArray
+        As in `var`.
+    confidence : float, default 0.95
+    horizon : int, default 1
+    methods : tuple of str, default ("historical", "gaussian", "cornish_fisher")
+        VaR/ES methods to include (any of `METHODS`).
+    n_scenarios, dof, seed, covariance_method, min_observations
+        As in `var`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``portfolio``: ``volatility`` (per horizon), ``var_<method>`` and
+        ``es_<method>`` for each method, the per-period ``mean``, ``std``,
+        ``skew``, ``kurtosis`` (excess) of the portfolio returns over their
+        usable times, and ``n_observations`` (those times). Attrs
+        ``confidence``, ``horizon``.
+    """
+    if isinstance(methods, str) or not methods:
+        raise ValidationError("methods", methods, f"must be a non-empty tuple of {METHODS}")
+    for m in methods:
+        if m not in METHODS:
+            raise ValidationError("methods", m, f"must be one of {METHODS}")
+    out: dict[str, xr.DataArray] = {
+        "volatility": volatility(weights, returns, horizon, min_observations=min_observations)
+    }
+    for m in methods:
+        out[f"var_{m}"], out[f"es_{m}"] = _tail_measures(
+            weights,
+            returns,
+            confidence,
+            horizon,
+            m,
+            n_scenarios,
+            dof,
+            seed,
+            covariance_method,
+            min_observations,
+        )
+    inp = _inputs(weights, returns)
+    moments = apply_core(
+        _moments_tuple,
+        inp.weights,
+        input_core_dims=[["asset"]],
+        output_core_dims=[[], [], [], []],
+        kwargs={"returns": inp.returns},
+    )
+    counts = apply_core(
+        _core.n_observations,
+        inp.weights,
+        input_core_dims=[["asset"]],
+        kwargs={"returns": inp.returns},
+    )
+    for name, da in zip(("mean", "std", "skew", "kurtosis"), moments, strict=True):
+        out[name] = da if not inp.squeeze else da.isel(portfolio=0, drop=True)
+    out["n_observations"] = counts if not inp.squeeze else counts.isel(portfolio=0, drop=True)
+    for k, da in out.items():
+        out[k] = da.rename(k).drop_attrs() if hasattr(da, "drop_attrs") else da.rename(k)
+    ds = xr.Dataset(out)
+    ds.attrs = {
+        "confidence": _check_confidence(confidence),
+        "horizon": int(horizon),
+        "units": "fractions; var/es loss positive",
+    }
+    return ds
