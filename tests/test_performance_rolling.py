@@ -162,3 +162,17 @@ def test_bad_periods_per_year_and_benchmark(small):
     with pytest.raises(InsufficientDataError) as info:
         rolling_statistics(all_nan, 2)
     assert info.value.value == "p1"
+
+
+def test_drawdowns_match_a_wealth_path_by_hand():
+    from pmkit.analytics import drawdowns
+
+    r = np.array([[np.nan, 0.10, -0.20, 0.05, 0.30], [0.0, -0.5, 1.0, 0.0, -0.1]])
+    times = pd.date_range("2022-01-03", periods=5)
+    da = xr.DataArray(r, dims=("portfolio", "time"),
+                      coords={"portfolio": ["a", "b"], "time": times})
+    dd = drawdowns(da)
+    wealth = np.cumprod(1 + np.nan_to_num(r), axis=1)
+    peak = np.maximum.accumulate(np.maximum(wealth, 1.0), axis=1)
+    np.testing.assert_allclose(dd.values, wealth / peak - 1, rtol=1e-14, atol=1e-15)
+    assert dd.dims == ("portfolio", "time") and (dd <= 0).all()

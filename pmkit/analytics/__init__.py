@@ -5,7 +5,12 @@ Functions take and return xarray objects indexed by ``portfolio`` (or
 dask-backed arrays chunked over ``portfolio``.
 """
 
-from pmkit.analytics.performance import group_returns, performance_table, rolling_statistics
+from pmkit.analytics.performance import (
+    drawdowns,
+    group_returns,
+    performance_table,
+    rolling_statistics,
+)
 from pmkit.analytics.returns import external_flows, money_weighted_return, time_weighted_returns
 from pmkit.analytics.valuation import (
     daily_pnl,
@@ -18,6 +23,7 @@ from pmkit.analytics.valuation import (
 
 __all__ = [
     "daily_pnl",
+    "drawdowns",
     "external_flows",
     "fx_rates",
     "group_returns",

@@ -25,6 +25,7 @@ import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
@@ -40,7 +41,13 @@ from pmkit.errors import (
     ValidationError,
 )
 
-__all__ = ["STATISTIC_INFO", "group_returns", "performance_table", "rolling_statistics"]
+__all__ = [
+    "STATISTIC_INFO",
+    "drawdowns",
+    "group_returns",
+    "performance_table",
+    "rolling_statistics",
+]
 
 #: Units and a one-line description of every statistic (attrs of the outputs).
 STATISTIC_INFO: dict[str, tuple[str, str]] = {
@@ -500,3 +507,33 @@ def group_returns(
     return out.rename("group_returns").assign_attrs(
         units="fraction", description="value-weighted group return"
     )
+
+
+_drawdown_batch = jax.jit(jax.vmap(_perf.drawdown))
+
+
+def drawdowns(returns: xr.DataArray) -> xr.DataArray:
+    """Drawdown after each period: wealth over its running peak, minus 1.
+
+    Parameters
+    ----------
+    returns : xarray.DataArray
+        Simple periodic returns on (portfolio, time) (or a group axis), as
+        fractions. Leading NaN (not yet started) give a drawdown of 0: nothing
+        was lost yet. Reference: empyrical ``drawdown_series``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``drawdown`` on the same dims, fractions <= 0 (-0.25: 25 % below the peak).
+
+    Raises
+    ------
+    InsufficientDataError, ValidationError
+        As `performance_table` (all-NaN series, gaps after the start, inf).
+    """
+    returns = _returns_array(returns)
+    _check_history(returns)
+    out = apply_core(_drawdown_batch, returns, input_core_dims=[["time"]],
+                     output_core_dims=[["time"]])
+    return out.rename("drawdown").assign_attrs(units="fraction", description="wealth / peak - 1")
