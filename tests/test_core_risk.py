@@ -481,3 +481,40 @@ def test_misaligned_assets(real):
     # returns with more assets than the weights are fine: the extra ones are ignored
     sub = weights.isel(asset=slice(0, 20))
     assert rm.var(sub, returns).sizes == {"portfolio": 3}
+
+
+def test_cornish_fisher_domain_matches_a_numerical_monotonicity_check():
+    from pmkit.risk.measures import cornish_fisher_valid
+
+    z = np.linspace(-6, 6, 24001)
+    rng = np.random.default_rng(11)
+    cases = [(0.0, 0.0), (0.0, 8.0), (0.0, 13.0), (0.0, -0.15), (1.5, 2.0), (-1.0, 6.0)]
+    cases += [tuple(x) for x in rng.uniform([-2, -2], [2, 20], (200, 2))]
+    for s, k in cases:
+        q = z + (z**2 - 1) * s / 6 + (z**3 - 3 * z) * k / 24 - (2 * z**3 - 5 * z) * s**2 / 36
+        assert bool(np.all(np.diff(q) > 0)) == bool(cornish_fisher_valid(s, k)), (s, k)
+
+
+def test_cornish_fisher_outside_its_domain_warns_naming_the_portfolio():
+    import warnings
+
+    import pandas as pd
+    import xarray as xr
+
+    from pmkit.risk.measures import CornishFisherDomainWarning, var
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    heavy = rng.standard_t(2.5, n) * 0.01  # excess kurtosis far above 8
+    normal = rng.normal(0, 0.01, n)
+    times = pd.date_range("2000-01-03", periods=n)
+    returns = xr.DataArray(np.stack([heavy, normal]), dims=("asset", "time"),
+                           coords={"asset": ["H", "N"], "time": times})
+    w = xr.DataArray([[1.0, 0.0], [0.0, 1.0]], dims=("portfolio", "asset"),
+                     coords={"portfolio": ["heavy", "calm"], "asset": ["H", "N"]})
+    with pytest.warns(CornishFisherDomainWarning, match="heavy") as rec:
+        var(w, returns, method="cornish_fisher")
+    assert "calm" not in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CornishFisherDomainWarning)
+        var(w.sel(portfolio=["calm"]), returns, method="cornish_fisher")

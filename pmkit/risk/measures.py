@@ -23,6 +23,7 @@ weights (they are ignored); weights naming an asset the returns lack raise
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Literal
@@ -39,6 +40,7 @@ from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, co
 __all__ = [
     "METHODS",
     "MIN_OBSERVATIONS",
+    "CornishFisherDomainWarning",
     "expected_shortfall",
     "risk_contributions",
     "risk_report",
@@ -226,6 +228,54 @@ def _label(out: xr.DataArray, inp: _Inputs, name: str, attrs: dict[str, Any]) ->
     return out.isel(portfolio=0, drop=True) if inp.squeeze else out
 
 
+class CornishFisherDomainWarning(UserWarning):
+    """Cornish–Fisher was applied where its expansion is not monotone (results unreliable)."""
+
+
+def cornish_fisher_valid(skew: Any, kurtosis: Any, z_max: float = 6.0) -> np.ndarray:
+    """Whether the Cornish–Fisher quantile is increasing on ``|z| <= z_max``.
+
+    The expansion ``q(z) = z + (z²−1)s/6 + (z³−3z)k/24 − (2z³−5z)s²/36``
+    (``s`` skew, ``k`` excess kurtosis) has derivative
+    ``q'(z) = a z² + b z + c`` with ``a = k/8 − s²/6``, ``b = s/3``,
+    ``c = 1 − k/8 + 5s²/36``. Where ``q'`` turns negative the "quantile" bends
+    back and VaR/ES computed from it do not measure the tail (Maillard 2012,
+    "A User's Guide to the Cornish Fisher Expansion", studies this domain).
+    Checking ``|z| <= 6`` rather than all z ignores bends beyond a tail
+    probability of about 1e-9, e.g. those of any slightly negative kurtosis.
+    """
+    s, k = np.broadcast_arrays(np.asarray(skew, dtype=float), np.asarray(kurtosis, dtype=float))
+    a, b, c = k / 8 - s**2 / 6, s / 3, 1 - k / 8 + 5 * s**2 / 36
+
+    def dq(z: Any) -> np.ndarray:
+        return a * z**2 + b * z + c
+
+    # q' may touch 0 at a point and q still increases: only q' < 0 bends back
+    ok = (dq(-z_max) >= 0) & (dq(z_max) >= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = np.where(a > 0, -b / (2 * a), np.nan)  # the minimum, when q' is convex
+    inside = np.abs(vertex) <= z_max
+    return ok & ~(inside & (dq(np.nan_to_num(vertex)) < 0))
+
+
+def _warn_outside_cornish_fisher_domain(inp: _Inputs, horizon: int) -> None:
+    if not isinstance(inp.weights.data, np.ndarray):
+        return  # dask-backed: checking would compute everything now
+    m = _core.portfolio_moments(np.asarray(inp.weights.values), np.asarray(inp.returns))
+    # the CF horizon scaling: skew / sqrt(h), excess kurtosis / h
+    skew = np.asarray(m["skew"]) / np.sqrt(horizon)
+    kurt = np.asarray(m["kurtosis"]) / horizon
+    bad = ~cornish_fisher_valid(skew, kurt)
+    if bad.any():
+        names = inp.weights.indexes["portfolio"][bad]
+        detail = ", ".join(f"{n} (skew {a:.2f}, excess kurtosis {b:.2f})"
+                           for n, a, b in zip(names, skew[bad], kurt[bad], strict=True))
+        warnings.warn(
+            f"Cornish–Fisher expansion is not monotone for {detail}: outside Maillard's (2012)"
+            " domain of validity, so its VaR/ES are unreliable; prefer historical or Monte"
+            " Carlo Student-t", CornishFisherDomainWarning, stacklevel=4)
+
+
 def _var_es(w: np.ndarray, **kwargs: Any) -> tuple[Any, Any]:
     out = _core.tail_risk(w, **kwargs)
     return out["var"], out["es"]
@@ -245,6 +295,8 @@ def _tail_measures(
 ) -> tuple[xr.DataArray, xr.DataArray]:
     """Labelled ``(var, es)`` from one core call."""
     inp, c, h = _common(weights, returns, confidence, horizon, method, min_observations)
+    if method == "cornish_fisher":
+        _warn_outside_cornish_fisher_domain(inp, h)
     kw = _core_args(inp, method, h, n_scenarios, dof, seed, covariance_method)
     var_da, es_da = apply_core(
         _var_es,
