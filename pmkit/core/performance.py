@@ -1,10 +1,22 @@
 """Performance statistics of return series: pure JAX, batched over portfolios.
 
-Every statistic is first written for one portfolio, a 1-D array ``returns`` of
-shape ``(T,)`` holding simple periodic returns as fractions (0.01 is +1 %).
-`performance_stats` evaluates all of them at once, batched over a leading
-``portfolio`` axis with `jax.vmap` and compiled with `jax.jit`;
-`group_returns` combines member returns into value-weighted group returns.
+Every statistic is documented for one portfolio, a 1-D array ``returns`` of
+shape ``(T,)`` holding simple periodic returns as fractions (0.01 is +1 %),
+and is written on the *last* axis: the same code takes a ``(P, T)`` batch of
+portfolios and returns ``(P,)``. `performance_stats` evaluates all of them at
+once on such a batch, compiled with `jax.jit`; `group_returns` combines member
+returns into value-weighted group returns.
+
+Speed
+-----
+The batch is processed as a whole rather than by `jax.vmap` over portfolios.
+`summary` gathers every sum, count, extremum and product the statistics need
+into two variadic reductions over time (`_fold`: means first, then squared
+deviations from them) and derives each statistic from those; on XLA CPU this
+avoids one materialized ``(P, T)`` temporary per reduction, which is what
+made separate reductions slow. The one sequential pass, the drawdown scan,
+steps through time with ``(P,)`` vectors, so each step is vectorised across
+portfolios. The single-portfolio functions keep the direct definitions.
 
 Missing observations
 --------------------
@@ -31,8 +43,8 @@ series with no dispersion).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,28 +117,57 @@ def _present(x: Array) -> tuple[Array, Array]:
     return valid, jnp.where(valid, x, 0.0)
 
 
+def _sum(x: Array) -> Array:
+    """Sum over time, the last (contiguous) axis."""
+    return jnp.sum(x, axis=-1)
+
+
 def _count(valid: Array) -> Array:
-    return jnp.sum(valid).astype(jnp.result_type(float))
+    return _sum(valid).astype(jnp.result_type(float))
+
+
+def _per_period(x: Array) -> Array:
+    """A per-series value (shape ``(...)``) broadcast back over time (``(..., 1)``)."""
+    return jnp.expand_dims(x, -1)
 
 
 def _mean(x: Array, valid: Array) -> Array:
     """Mean of the present values (NaN when there are none)."""
-    return jnp.sum(jnp.where(valid, x, 0.0)) / _count(valid)
+    return _sum(jnp.where(valid, x, 0.0)) / _count(valid)
 
 
 def _std(x: Array, valid: Array, ddof: int = 1) -> Array:
-    """Two-pass standard deviation of the present values, ``ddof`` as in numpy.
+    """Two-pass standard deviation of the present values, ``ddof`` as in numpy."""
+    return _std_about(x, valid, _count(valid), _mean(x, valid), ddof)
+
+
+def _std_about(x: Array, valid: Array, n: Array, mean: Array, ddof: int = 1) -> Array:
+    """`_std` given the count and mean already computed (the second pass alone).
 
     Exactly 0 when every present value is equal (empyrical's
     ``_zero_dispersion_std``: the floating-point mean of equal values may
     differ from them in the last bit and leave a spurious ~1e-18).
     """
-    n = _count(valid)
-    dev = jnp.where(valid, x - _mean(x, valid), 0.0)
-    std = jnp.sqrt(jnp.sum(dev * dev) / (n - ddof))
-    hi = jnp.max(jnp.where(valid, x, -jnp.inf))
-    lo = jnp.min(jnp.where(valid, x, jnp.inf))
+    dev = jnp.where(valid, x - _per_period(mean), 0.0)
+    std = jnp.sqrt(_sum(dev * dev) / (n - ddof))
+    hi = jnp.max(jnp.where(valid, x, -jnp.inf), axis=-1)
+    lo = jnp.min(jnp.where(valid, x, jnp.inf), axis=-1)
     return jnp.where((hi == lo) & jnp.isfinite(std), 0.0, std)
+
+
+def _shifted_moments(
+    x: Array, valid: Array, n: Array, mean: Array, std: Array, level: float | Array
+) -> tuple[Array, Array]:
+    """Mean and standard deviation of ``x - level`` from those of ``x``.
+
+    A scalar shift moves the mean and keeps the deviation, so no new pass over
+    the data is needed; a per-period ``level`` (an array) gets its own passes.
+    """
+    if jnp.ndim(level) == 0:
+        return mean - level, std
+    shifted = x - level
+    shifted_mean = _mean(shifted, valid)
+    return shifted_mean, _std_about(shifted, valid, n, shifted_mean)
 
 
 def _paired(returns: Array, benchmark: Array) -> tuple[Array, Array, Array]:
@@ -137,7 +178,7 @@ def _paired(returns: Array, benchmark: Array) -> tuple[Array, Array, Array]:
 
 def _compound(x: Array, valid: Array) -> Array:
     """Growth factor ``prod(1 + r)`` over the present values."""
-    return jnp.prod(jnp.where(valid, 1.0 + x, 1.0))
+    return jnp.prod(jnp.where(valid, 1.0 + x, 1.0), axis=-1)
 
 
 def _annualize_growth(growth: Array, n: Array, periods_per_year: float | Array) -> Array:
@@ -291,10 +332,11 @@ def sortino_ratio(
 
 # -- drawdowns -------------------------------------------------------------------------------
 def _wealth(returns: Array) -> Array:
-    """Wealth path of one unit, shape (T + 1,): position 0 is the start (1.0)."""
+    """Wealth path of one unit, shape (..., T + 1): position 0 is the start (1.0)."""
     valid, x = _present(returns)
-    growth = jnp.cumprod(jnp.where(valid, 1.0 + x, 1.0))
-    return jnp.concatenate([jnp.ones((1,), growth.dtype), growth])
+    growth = jnp.cumprod(jnp.where(valid, 1.0 + x, 1.0), axis=-1)
+    start = jnp.ones((*growth.shape[:-1], 1), growth.dtype)
+    return jnp.concatenate([start, growth], axis=-1)
 
 
 def drawdown(returns: Array) -> Array:
@@ -314,7 +356,7 @@ def drawdown(returns: Array) -> Array:
         Fractions; NaN-free.
     """
     wealth = _wealth(returns)
-    return (wealth / jax.lax.cummax(wealth))[1:] - 1.0
+    return (wealth / jax.lax.cummax(wealth, axis=wealth.ndim - 1))[..., 1:] - 1.0
 
 
 def max_drawdown(returns: Array) -> Array:
@@ -366,15 +408,38 @@ def drawdown_stats(returns: Array) -> tuple[Array, Array, Array, Array]:
     empyrical has no duration statistics; pyfolio's ``get_max_drawdown``
     uses the same peak/valley/recovery convention (in dates).
     """
-    valid, x = _present(returns)
-    dtype = x.dtype
-    zero, minus = jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32)
-    one = jnp.ones((), dtype)
+    return _drawdown_stats(_drawdown_scan(returns), _count(~jnp.isnan(returns)) > 0)
 
-    # One sequential pass (a lax.scan: O(T), cheap to compile, no cumulative
-    # scans). Positions: 0 is the start, k is after the k-th period.
-    def step(carry: tuple[Array, ...], item: tuple[Array, Array]) -> tuple[tuple[Array, ...], None]:
-        wealth, peak, peak_at, mdd, trough, trough_peak_at, trough_peak, rec = carry
+
+class _Drawdown(NamedTuple):
+    """What the drawdown scan leaves, per series; positions count periods (0 = start)."""
+
+    wealth: Array  # final wealth, prod(1 + r) in time order
+    mdd: Array  # maximum drawdown (<= 0)
+    trough: Array  # first position where it is reached
+    peak_at: Array  # last running-maximum position before the trough
+    recovered_at: Array  # first position after the trough back at that peak; -1 if none
+
+
+def _drawdown_scan(returns: Array) -> _Drawdown:
+    """One sequential pass over time of ``returns`` (..., T); absent periods earn 0.
+
+    A `jax.lax.scan` (O(T), cheap to compile) whose carry holds one value per
+    series: each step updates the whole batch at once, reading one contiguous
+    row of a time-major copy of the returns. Cumulative ops (cumprod + cummax
+    + arg-reductions) would be several slower passes on XLA CPU.
+    """
+    # Transpose first, fill after: one fused pass from the raw input, not
+    # sharing a zero-filled (P, T) copy with the reductions in `summary`.
+    rows = jnp.moveaxis(returns, -1, 0)
+    rows = jnp.where(jnp.isnan(rows), 0.0, rows)
+    batch = returns.shape[:-1]
+    zero = jnp.zeros(batch, jnp.int32)
+    minus = zero - 1
+    one = jnp.ones(batch, rows.dtype)
+
+    def step(carry: _Drawdown, item: tuple[Array, Array]) -> tuple[_Drawdown, None]:
+        (wealth, mdd, trough, trough_peak_at, rec), peak, peak_at, trough_peak = carry
         r, k = item
         wealth = wealth * (1.0 + r)
         new_peak = wealth >= peak
@@ -386,26 +451,34 @@ def drawdown_stats(returns: Array) -> tuple[Array, Array, Array, Array]:
         trough = jnp.where(deeper, k, trough)
         trough_peak_at = jnp.where(deeper, peak_at, trough_peak_at)
         trough_peak = jnp.where(deeper, peak, trough_peak)
-        back = ~deeper & (rec < 0) & (k > trough) & (wealth >= trough_peak)
+        back = ~deeper & (rec < 0) & (wealth >= trough_peak)  # not deeper: k > trough
         rec = jnp.where(deeper, minus, jnp.where(back, k, rec))
-        return (wealth, peak, peak_at, mdd, trough, trough_peak_at, trough_peak, rec), None
+        state = _Drawdown(wealth, mdd, trough, trough_peak_at, rec)
+        return (state, peak, peak_at, trough_peak), None
 
-    init = (one, one, zero, 0.0 * one, zero, zero, one, minus)
-    ks = jnp.arange(1, x.shape[0] + 1, dtype=jnp.int32)
-    final, _ = jax.lax.scan(step, init, (jnp.where(valid, x, 0.0), ks))
-    _, _, _, mdd, trough, peak_at, _, rec = final
-    has_dd = mdd < 0
-    recovered = rec >= 0
+    init = (_Drawdown(one, 0.0 * one, zero, zero, minus), one, zero, one)
+    ks = jnp.arange(1, rows.shape[0] + 1, dtype=jnp.int32)
+    (final, *_), _ = jax.lax.scan(step, init, (rows, ks))
+    return final
+
+
+def _drawdown_stats(dd: _Drawdown, some: Array) -> tuple[Array, Array, Array, Array]:
+    """`drawdown_stats` from the scan; ``some``: whether any period is present."""
+    dtype = dd.mdd.dtype
     nan = jnp.asarray(jnp.nan, dtype)
-    duration = jnp.where(has_dd, trough - peak_at, 0).astype(dtype)
-    to_rec = jnp.where(has_dd, jnp.where(recovered, (rec - peak_at).astype(dtype), nan), 0.0)
-    recovery = jnp.where(has_dd, jnp.where(recovered, (rec - trough).astype(dtype), nan), 0.0)
-    some = _count(valid) > 0
+    has_dd = dd.mdd < 0
+    recovered = dd.recovered_at >= 0
+
+    def periods(since: Array, until: Array, done: Array) -> Array:
+        """``until - since`` where a drawdown happened and ``done``; 0 without a drawdown."""
+        span = jnp.where(done, (until - since).astype(dtype), nan)
+        return jnp.where(some, jnp.where(has_dd, span, 0.0), nan)
+
     return (
-        jnp.where(some, mdd, nan),
-        jnp.where(some, duration, nan),
-        jnp.where(some, to_rec, nan).astype(dtype),
-        jnp.where(some, recovery, nan).astype(dtype),
+        jnp.where(some, dd.mdd, nan),
+        periods(dd.peak_at, dd.trough, True),
+        periods(dd.peak_at, dd.recovered_at, recovered),
+        periods(dd.trough, dd.recovered_at, recovered),
     )
 
 
@@ -454,10 +527,14 @@ def omega_ratio(returns: Array, threshold: float | Array = 0.0) -> Array:
     -------
     jax.Array, shape ()
     """
-    valid, _ = _present(returns)
-    excess = jnp.where(valid, returns - threshold, 0.0)
-    gains = jnp.sum(jnp.maximum(excess, 0.0))
-    losses = -jnp.sum(jnp.minimum(excess, 0.0))
+    valid, x = _present(returns)
+    return _omega(x, valid, threshold)
+
+
+def _omega(x: Array, valid: Array, threshold: float | Array) -> Array:
+    excess = jnp.where(valid, x - threshold, 0.0)
+    gains = _sum(jnp.maximum(excess, 0.0))
+    losses = -_sum(jnp.minimum(excess, 0.0))
     return jnp.where(losses > 0, gains / losses, jnp.nan)
 
 
@@ -477,10 +554,8 @@ def win_rate(returns: Array) -> Array:
     -------
     jax.Array, shape ()
     """
-    valid, x = _present(returns)
-    wins = _count(valid & (x > 0))
-    moves = _count(valid & (x != 0))
-    return jnp.where(moves > 0, wins / moves, jnp.nan)
+    _, x = _present(returns)
+    return _gains_and_losses(x).win_rate()
 
 
 def profit_factor(returns: Array) -> Array:
@@ -499,9 +574,7 @@ def profit_factor(returns: Array) -> Array:
     jax.Array, shape ()
     """
     _, x = _present(returns)
-    gains = jnp.sum(jnp.maximum(x, 0.0))
-    losses = -jnp.sum(jnp.minimum(x, 0.0))
-    return jnp.where(losses > 0, gains / losses, jnp.where(gains > 0, jnp.inf, jnp.nan))
+    return _gains_and_losses(x).profit_factor()
 
 
 def payoff_ratio(returns: Array) -> Array:
@@ -518,11 +591,39 @@ def payoff_ratio(returns: Array) -> Array:
     -------
     jax.Array, shape ()
     """
-    valid, x = _present(returns)
-    win, loss = valid & (x > 0), valid & (x < 0)
-    avg_win = _mean(x, win)
-    avg_loss = _mean(x, loss)
-    return jnp.where(_count(loss) > 0, avg_win / jnp.abs(avg_loss), jnp.nan)
+    _, x = _present(returns)
+    return _gains_and_losses(x).payoff_ratio()
+
+
+class _GainsAndLosses(NamedTuple):
+    """Counts and sums of the winning and losing periods: all three ratios use them."""
+
+    wins: Array  # count(r > 0)
+    moves: Array  # count(r != 0); the losing periods are moves - wins
+    gains: Array  # sum(r > 0)
+    losses: Array  # |sum(r < 0)|
+
+    def win_rate(self) -> Array:
+        return jnp.where(self.moves > 0, self.wins / self.moves, jnp.nan)
+
+    def profit_factor(self) -> Array:
+        g, lo = self.gains, self.losses
+        return jnp.where(lo > 0, g / lo, jnp.where(g > 0, jnp.inf, jnp.nan))
+
+    def payoff_ratio(self) -> Array:
+        n_loss = self.moves - self.wins
+        ratio = (self.gains / self.wins) / (self.losses / n_loss)
+        return jnp.where(n_loss > 0, ratio, jnp.nan)
+
+
+def _gains_and_losses(x: Array) -> _GainsAndLosses:
+    """From zero-filled returns (absent periods are neither wins nor losses)."""
+    return _GainsAndLosses(
+        wins=_count(x > 0),
+        moves=_count(x != 0),
+        gains=_sum(jnp.maximum(x, 0.0)),
+        losses=-_sum(jnp.minimum(x, 0.0)),
+    )
 
 
 # -- against a benchmark ---------------------------------------------------------------------
@@ -545,10 +646,15 @@ def beta(returns: Array, benchmark: Array) -> Array:
     """
     valid, r, b = _paired(returns, benchmark)
     n = _count(valid)
-    db = jnp.where(valid, b - jnp.sum(b) / n, 0.0)
-    dr = jnp.where(valid, r - jnp.sum(r) / n, 0.0)
-    var = jnp.sum(db * db) / n
-    cov = jnp.sum(db * dr) / n
+    return _beta(r, b, valid, n, _sum(r) / n, _sum(b) / n)
+
+
+def _beta(r: Array, b: Array, valid: Array, n: Array, mean_r: Array, mean_b: Array) -> Array:
+    """`beta` given the paired count and means (population moments, as empyrical)."""
+    db = jnp.where(valid, b - _per_period(mean_b), 0.0)
+    dr = jnp.where(valid, r - _per_period(mean_r), 0.0)
+    var = _sum(db * db) / n
+    cov = _sum(db * dr) / n
     return jnp.where((n >= 2) & (var >= 1e-30), cov / var, jnp.nan)
 
 
@@ -579,7 +685,7 @@ def alpha(
     jax.Array, shape ()
     """
     valid, r, b = _paired(returns, benchmark)
-    residual = (r - risk_free) - beta(returns, benchmark) * (b - risk_free)
+    residual = (r - risk_free) - _per_period(beta(returns, benchmark)) * (b - risk_free)
     return (1.0 + _mean(residual, valid)) ** periods_per_year - 1.0
 
 
@@ -637,6 +743,12 @@ def information_ratio(
 
 def _capture(returns: Array, benchmark: Array, up: bool, periods_per_year: float | Array) -> Array:
     valid, r, b = _paired(returns, benchmark)
+    return _capture_paired(r, b, valid, up, periods_per_year)
+
+
+def _capture_paired(
+    r: Array, b: Array, valid: Array, up: bool, periods_per_year: float | Array
+) -> Array:
     side = valid & ((b > 0) if up else (b < 0))
     n = _count(side)
     mine = _annualize_growth(_compound(r, side), n, periods_per_year)
@@ -701,9 +813,10 @@ def summary(
 
     Parameters
     ----------
-    returns : jax.Array, shape (T,)
-        Simple periodic returns; NaN marks absent periods.
-    benchmark : jax.Array, shape (T,), optional
+    returns : jax.Array, shape (T,) or (P, T)
+        Simple periodic returns; NaN marks absent periods. A leading axis
+        batches portfolios (the statistics then have shape (P,)).
+    benchmark : jax.Array, shape (T,) or (P, T), optional
         Benchmark returns on the same periods.
     risk_free : float, default 0
         Risk-free return per period (Sharpe, alpha).
@@ -716,42 +829,196 @@ def summary(
 
     Returns
     -------
-    dict of str to jax.Array, shape ()
+    dict of str to jax.Array, shape () or (P,)
         Keys `STATISTICS`, then `BENCHMARK_STATISTICS` with a benchmark.
         ``observations`` is the number of present periods.
     """
     ppy = periods_per_year
-    valid, _ = _present(returns)
-    mdd, duration, to_rec, recovery = drawdown_stats(returns)
-    growth_rate = cagr(returns, ppy)
+    valid, x = _present(returns)
+    paired = None if benchmark is None else _paired(returns, benchmark)
+    first = _fold(_first_pass(x, valid, paired, required_return, threshold))
+    n = first["n"]
+    mean = first["sum"] / n
+    means = None
+    if paired is not None:
+        means = (first["sum_r"] / first["n_paired"], first["sum_b"] / first["n_paired"])
+    second = _fold(_second_pass(returns, benchmark, valid, mean, means))
+
+    std = _dispersion(second["dev2"], n, first["hi"], first["lo"])
+    excess_mean, excess_std = _shifted_moments(x, valid, n, mean, std, risk_free)
+    required_mean, _ = _shifted_moments(x, valid, n, mean, std, required_return)
+    downside = jnp.sqrt(first["down2"] / n) * jnp.sqrt(ppy)
+    dd = _drawdown_scan(returns)
+    some = n > 0
+    mdd, duration, to_rec, recovery = _drawdown_stats(dd, some)
+    growth_rate = _annualize_growth(dd.wealth, n, ppy)
+    gl = _GainsAndLosses(first["wins"], first["moves"], first["gains"], first["losses"])
     out = {
-        "observations": _count(valid),
-        "total_return": total_return(returns),
+        "observations": n,
+        "total_return": jnp.where(some, dd.wealth - 1.0, jnp.nan),
         "cagr": growth_rate,
-        "annual_volatility": annual_volatility(returns, ppy),
-        "sharpe_ratio": sharpe_ratio(returns, risk_free, ppy),
-        "downside_risk": downside_risk(returns, required_return, ppy),
-        "sortino_ratio": sortino_ratio(returns, required_return, ppy),
+        "annual_volatility": std * jnp.sqrt(ppy),
+        "sharpe_ratio": excess_mean / excess_std * jnp.sqrt(ppy),
+        "downside_risk": downside,
+        "sortino_ratio": required_mean * ppy / downside,
         "max_drawdown": mdd,
         "drawdown_duration": duration,
         "drawdown_peak_to_recovery": to_rec,
         "drawdown_recovery": recovery,
         "calmar_ratio": _calmar(growth_rate, mdd),
-        "omega_ratio": omega_ratio(returns, threshold),
-        "win_rate": win_rate(returns),
-        "profit_factor": profit_factor(returns),
-        "payoff_ratio": payoff_ratio(returns),
+        "omega_ratio": jnp.where(first["below"] > 0, first["above"] / first["below"], jnp.nan),
+        "win_rate": gl.win_rate(),
+        "profit_factor": gl.profit_factor(),
+        "payoff_ratio": gl.payoff_ratio(),
     }
-    if benchmark is not None:
-        out.update(
-            beta=beta(returns, benchmark),
-            alpha=alpha(returns, benchmark, risk_free, ppy),
-            tracking_error=tracking_error(returns, benchmark, ppy),
-            information_ratio=information_ratio(returns, benchmark, ppy),
-            up_capture=up_capture(returns, benchmark, ppy),
-            down_capture=down_capture(returns, benchmark, ppy),
-        )
+    if paired is not None:
+        out.update(_benchmark_stats(first, second, paired, means, risk_free, ppy))
     return out
+
+
+# -- one pass over the data for all statistics -------------------------------------------------
+# Why: on XLA CPU every separate reduction whose input is computed (a masked
+# or shifted copy of the returns) materializes that input as a fresh (P, T)
+# temporary, and allocating and writing those dominated the run time. A
+# variadic `jax.lax.reduce` folds every per-period quantity into its own
+# accumulator in a single loop over the data, with no temporary at all.
+_FOLDS: dict[str, tuple[Callable[[Array, Array], Array], float]] = {
+    "sum": (jnp.add, 0.0),
+    "prod": (jnp.multiply, 1.0),
+    "max": (jnp.maximum, -jnp.inf),
+    "min": (jnp.minimum, jnp.inf),
+}
+
+
+def _fold(terms: dict[str, tuple[str, Array]]) -> dict[str, Array]:
+    """Reduce over time every ``name: (fold, per-period values)`` in one pass.
+
+    ``fold`` is a key of `_FOLDS`; the values broadcast to the returns' shape
+    (a shared (T,) benchmark to (P, T)). Returns ``name: result``, shape (...).
+    """
+    names = list(terms)
+    folds = [_FOLDS[terms[k][0]] for k in names]
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for _, v in terms.values()))
+    dtype = jnp.result_type(float)
+    values = [jnp.broadcast_to(jnp.asarray(v, dtype), shape) for _, v in terms.values()]
+    inits = [jnp.asarray(init, dtype) for _, init in folds]
+
+    def combine(a: tuple[Array, ...], b: tuple[Array, ...]) -> tuple[Array, ...]:
+        return tuple(op(u, v) for (op, _), u, v in zip(folds, a, b, strict=True))
+
+    out = jax.lax.reduce(values, inits, combine, (len(shape) - 1,))
+    return dict(zip(names, out, strict=True))
+
+
+def _first_pass(
+    x: Array,
+    valid: Array,
+    paired: tuple[Array, Array, Array] | None,
+    required_return: float | Array,
+    threshold: float | Array,
+) -> dict[str, tuple[str, Array]]:
+    """Per-period quantities whose sums need no mean (see the single functions above)."""
+    short = jnp.where(valid, jnp.minimum(x - required_return, 0.0), 0.0)
+    excess = jnp.where(valid, x - threshold, 0.0)
+    terms = {
+        "n": ("sum", valid),
+        "sum": ("sum", x),
+        "hi": ("max", jnp.where(valid, x, -jnp.inf)),
+        "lo": ("min", jnp.where(valid, x, jnp.inf)),
+        "down2": ("sum", short * short),
+        "above": ("sum", jnp.maximum(excess, 0.0)),
+        "below": ("sum", -jnp.minimum(excess, 0.0)),
+        "wins": ("sum", x > 0),  # x is 0 where absent: neither a win nor a move
+        "moves": ("sum", x != 0),
+        "gains": ("sum", jnp.maximum(x, 0.0)),
+        "losses": ("sum", -jnp.minimum(x, 0.0)),
+    }
+    if paired is None:
+        return terms
+    both, r, b = paired
+    active = r - b
+    up, down = both & (b > 0), both & (b < 0)
+    return terms | {
+        "n_paired": ("sum", both),
+        "sum_r": ("sum", r),
+        "sum_b": ("sum", b),
+        "hi_active": ("max", jnp.where(both, active, -jnp.inf)),
+        "lo_active": ("min", jnp.where(both, active, jnp.inf)),
+        "n_up": ("sum", up),
+        "growth_r_up": ("prod", jnp.where(up, 1.0 + r, 1.0)),
+        "growth_b_up": ("prod", jnp.where(up, 1.0 + b, 1.0)),
+        "n_down": ("sum", down),
+        "growth_r_down": ("prod", jnp.where(down, 1.0 + r, 1.0)),
+        "growth_b_down": ("prod", jnp.where(down, 1.0 + b, 1.0)),
+    }
+
+
+def _second_pass(
+    returns: Array,
+    benchmark: Array | None,
+    valid: Array,
+    mean: Array,
+    means: tuple[Array, Array] | None,
+) -> dict[str, tuple[str, Array]]:
+    """Squared deviations from the first pass's means (two-pass moments, as numpy).
+
+    Computed from the raw inputs, not the first pass's zero-filled copies:
+    XLA would materialize a copy used by both passes as a (P, T) temporary.
+    """
+    dev = jnp.where(valid, returns - _per_period(mean), 0.0)
+    terms = {"dev2": ("sum", dev * dev)}
+    if benchmark is None or means is None:
+        return terms
+    both = valid & ~jnp.isnan(benchmark)
+    r, b = returns, benchmark
+    mean_r, mean_b = means
+    dr = jnp.where(both, r - _per_period(mean_r), 0.0)
+    db = jnp.where(both, b - _per_period(mean_b), 0.0)
+    da = jnp.where(both, (r - b) - _per_period(mean_r - mean_b), 0.0)
+    return terms | {"db2": ("sum", db * db), "dbdr": ("sum", db * dr), "da2": ("sum", da * da)}
+
+
+def _dispersion(dev2: Array, n: Array, hi: Array, lo: Array) -> Array:
+    """Sample standard deviation from the squared deviations; 0 if all values are equal."""
+    std = jnp.sqrt(dev2 / (n - 1))
+    return jnp.where((hi == lo) & jnp.isfinite(std), 0.0, std)
+
+
+def _benchmark_stats(
+    first: dict[str, Array],
+    second: dict[str, Array],
+    paired: tuple[Array, Array, Array],
+    means: tuple[Array, Array],
+    risk_free: float | Array,
+    ppy: float | Array,
+) -> dict[str, Array]:
+    """`BENCHMARK_STATISTICS` from the two passes (definitions as `beta`, `alpha`, ...)."""
+    n = first["n_paired"]
+    mean_r, mean_b = means
+    var, cov = second["db2"] / n, second["dbdr"] / n
+    slope = jnp.where((n >= 2) & (var >= 1e-30), cov / var, jnp.nan)
+    if jnp.ndim(risk_free) == 0:
+        # mean((r - rf) - beta (b - rf)), expanded: the means are known, no third pass
+        residual = (mean_r - risk_free) - slope * (mean_b - risk_free)
+    else:
+        both, r, b = paired
+        residual = _mean((r - risk_free) - _per_period(slope) * (b - risk_free), both)
+    active_mean = mean_r - mean_b
+    active_std = _dispersion(second["da2"], n, first["hi_active"], first["lo_active"])
+
+    def capture(side: str) -> Array:
+        k = first[f"n_{side}"]
+        mine = _annualize_growth(first[f"growth_r_{side}"], k, ppy)
+        return mine / _annualize_growth(first[f"growth_b_{side}"], k, ppy)
+
+    return {
+        "beta": slope,
+        "alpha": (1.0 + residual) ** ppy - 1.0,
+        "tracking_error": active_std * jnp.sqrt(ppy),
+        "information_ratio": active_mean / active_std * jnp.sqrt(ppy),
+        "up_capture": capture("up"),
+        "down_capture": capture("down"),
+    }
 
 
 @jax.jit
@@ -780,17 +1047,9 @@ def performance_stats(
     dict of str to jax.Array, shape (P,)
         One entry per statistic (see `summary`).
     """
-    fn = functools.partial(
-        summary,
-        risk_free=risk_free,
-        required_return=required_return,
-        threshold=threshold,
-        periods_per_year=periods_per_year,
-    )
-    if benchmark is None:
-        return jax.vmap(fn)(returns)
-    axis = None if benchmark.ndim == 1 else 0
-    return jax.vmap(fn, in_axes=(0, axis))(returns, benchmark)
+    # No vmap: summary is written on the last axis, so the whole (P, T) batch
+    # goes through each reduction (and each scan step) at once.
+    return summary(returns, benchmark, risk_free, required_return, threshold, periods_per_year)
 
 
 # -- groups ----------------------------------------------------------------------------------
@@ -828,19 +1087,21 @@ def group_returns(membership: Array, returns: Array, previous_values: Array) -> 
 def batched(fn: Callable[..., Array], *, benchmark: bool = False) -> Callable[..., Array]:
     """Batch a single-portfolio statistic over a leading portfolio axis and jit it.
 
+    Every statistic here reduces over the last axis, so batching is calling it
+    on the ``(P, T)`` array directly (faster than `jax.vmap` on XLA CPU).
+
     Parameters
     ----------
     fn : callable
         One of this module's single-portfolio statistics.
     benchmark : bool, default False
         Whether ``fn`` takes a benchmark as its second argument (shared by all
-        portfolios, shape (T,)).
+        portfolios, shape (T,)). Broadcasting handles it; kept for the signature.
 
     Returns
     -------
     callable
         ``(returns (P, T), [benchmark (T,)], *params) -> (P,)``.
     """
-    if benchmark:
-        return jax.jit(lambda r, b, *a: jax.vmap(lambda x: fn(x, b, *a))(r))
-    return jax.jit(lambda r, *a: jax.vmap(lambda x: fn(x, *a))(r))
+    del benchmark  # a (T,) benchmark broadcasts against (P, T) returns
+    return jax.jit(fn)

@@ -44,6 +44,9 @@ ROLLING_STATISTICS: tuple[str, ...] = (
 #: Rolling statistics against a benchmark.
 ROLLING_BENCHMARK_STATISTICS: tuple[str, ...] = ("rolling_beta", "rolling_tracking_error")
 
+#: Portfolios per block in `rolling_stats` (a (block, T) float64 array is ~1 MB at T = 2520).
+_BLOCK = 50
+
 
 def _window_sum(x: Array, window: int) -> Array:
     """Sums over every full window, shape (T - window + 1,), by cumulative-sum differences."""
@@ -194,7 +197,12 @@ def rolling_stats(
         required_return=required_return,
         periods_per_year=periods_per_year,
     )
+    # lax.map in blocks of portfolios (each block vmapped) rather than one vmap
+    # over all of them: the O(window * T) compounding loop then updates
+    # (block, T) arrays that stay in cache instead of streaming (P, T) arrays
+    # through memory on every one of its `window` steps.
     if benchmark is None:
-        return jax.vmap(fn)(returns)
-    axis = None if benchmark.ndim == 1 else 0
-    return jax.vmap(fn, in_axes=(0, axis))(returns, benchmark)
+        return jax.lax.map(fn, returns, batch_size=_BLOCK)
+    if benchmark.ndim == 1:
+        return jax.lax.map(lambda r: fn(r, benchmark), returns, batch_size=_BLOCK)
+    return jax.lax.map(lambda rb: fn(*rb), (returns, benchmark), batch_size=_BLOCK)
