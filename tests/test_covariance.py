@@ -17,7 +17,7 @@ from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
 
 from pmkit.core import covariance as core
 from pmkit.errors import InsufficientDataError, ValidationError
-from pmkit.risk.covariance import CovarianceRepairWarning, covariance
+from pmkit.risk.covariance import CovarianceRepairWarning, covariance_matrix
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_pairwise_matches_pandas(ragged):
     assert counts[5, 5] == 290 and counts[0, 0] == 300
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # this one is PSD: no repair warning
-        da = covariance(labelled(ragged))
+        da = covariance_matrix(labelled(ragged))
     assert da.dims == ("asset", "asset_j")
     assert list(da["asset_j"].values) == list(da["asset"].values)
     np.testing.assert_allclose(da.values, ref, rtol=1e-11)
@@ -73,7 +73,7 @@ def test_ledoit_wolf_matches_sklearn(panel):
     got, s = core.ledoit_wolf(panel)
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     assert float(s) == pytest.approx(shrink, rel=1e-12)
-    da = covariance(labelled(panel), "ledoit_wolf")
+    da = covariance_matrix(labelled(panel), "ledoit_wolf")
     np.testing.assert_allclose(da.values, ref, rtol=1e-12)
     assert da.attrs["shrinkage"] == pytest.approx(shrink, rel=1e-12)
 
@@ -82,7 +82,8 @@ def test_ledoit_wolf_is_listwise_on_ragged_data(ragged):
     complete = ragged[~np.isnan(ragged).any(axis=1)]
     ref, _ = sk_ledoit_wolf(complete)
     np.testing.assert_allclose(core.ledoit_wolf(ragged)[0], ref, rtol=1e-12)
-    assert covariance(labelled(ragged), "ledoit_wolf").attrs["n_observations"] == len(complete)
+    lw = covariance_matrix(labelled(ragged), "ledoit_wolf")
+    assert lw.attrs["n_observations"] == len(complete)
 
 
 def ewma_loop(x: np.ndarray, lam: float) -> np.ndarray:
@@ -115,7 +116,7 @@ def test_ewma_matches_hand_loop(panel, ragged):
     np.testing.assert_allclose(
         core.ewma_covariance(x, 1.0, demean=True), np.cov(x.T, ddof=0), rtol=1e-12
     )
-    da = covariance(labelled(x), "ewma")
+    da = covariance_matrix(labelled(x), "ewma")
     np.testing.assert_allclose(da.values, ewma_loop(x, 0.94), rtol=1e-12)
     assert da.attrs["decay"] == 0.94
 
@@ -137,7 +138,7 @@ def test_psd_repair_warns_with_min_eigenvalue():
     lo = np.linalg.eigvalsh(raw)[0]
     assert lo < 0
     with pytest.warns(CovarianceRepairWarning) as rec:
-        da = covariance(labelled(x))
+        da = covariance_matrix(labelled(x))
     message = str(rec[0].message)
     assert f"min eigenvalue {lo:.6g}" in message and "repaired" in message
     shown = float(re.search(r"min eigenvalue (\S+) ", message).group(1))
@@ -147,7 +148,7 @@ def test_psd_repair_warns_with_min_eigenvalue():
     np.testing.assert_allclose(da.values, da.values.T)
     assert da.attrs["repaired"] == 1 and da.attrs["min_eigenvalue"] == pytest.approx(lo)
     with pytest.warns(CovarianceRepairWarning, match="not repaired"):
-        kept = covariance(labelled(x), repair=False)
+        kept = covariance_matrix(labelled(x), repair=False)
     np.testing.assert_allclose(kept.values, raw)
 
 
@@ -160,18 +161,18 @@ def test_nearest_psd_leaves_psd_matrices_alone(panel):
 def test_covariance_bad_input(ragged):
     da = labelled(ragged)
     with pytest.raises(ValidationError, match="method"):
-        covariance(da, "shrunk")
+        covariance_matrix(da, "shrunk")
     with pytest.raises(ValidationError, match="decay"):
-        covariance(da, "ewma", decay=1.5)
+        covariance_matrix(da, "ewma", decay=1.5)
     hole = da.copy()
     hole.loc[{"asset": "A04"}] = np.nan
     with pytest.raises(InsufficientDataError) as err:
-        covariance(hole)
+        covariance_matrix(hole)
     assert err.value.value == "A04"
     with pytest.raises(InsufficientDataError) as err:
-        covariance(da, min_observations=150)
+        covariance_matrix(da, min_observations=150)
     assert err.value.field == "returns[A00, A07]" and err.value.value == 100
     with pytest.raises(InsufficientDataError):
-        covariance(da, "ledoit_wolf", min_observations=150)
+        covariance_matrix(da, "ledoit_wolf", min_observations=150)
     with pytest.raises(ValidationError, match="dims"):
-        covariance(da.rename(time="date"))
+        covariance_matrix(da.rename(time="date"))

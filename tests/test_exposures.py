@@ -200,5 +200,5 @@ def test_current_weights_on_demo_match_model():
     np.testing.assert_allclose(
         cw["weight"].sum("asset") + cw["cash_weight"], np.ones(cw.sizes["portfolio"]), rtol=1e-12
     )
-    out = ex.exposures(cw, reg.market)
+    out = ex.exposure_report(cw, reg.market)
     np.testing.assert_allclose(out["sector_weight"].sum("sector"), out["net"], rtol=1e-12)

@@ -9,13 +9,13 @@ limits with routed breach events, and position sizing. Results are indexed by
 `pmkit.risk.limits`, `pmkit.risk.sizing`.
 """
 
-from pmkit.risk.covariance import CovarianceRepairWarning, covariance
+from pmkit.risk.covariance import CovarianceRepairWarning, covariance_matrix
 from pmkit.risk.exposures import (
     asset_class_exposure,
     benchmark_beta,
     concentration,
     current_weights,
-    exposures,
+    exposure_report,
     factor_betas,
     factor_returns,
     leverage,
@@ -42,10 +42,10 @@ __all__ = [
     "breaches_frame",
     "check_limits",
     "concentration",
-    "covariance",
+    "covariance_matrix",
     "current_weights",
     "expected_shortfall",
-    "exposures",
+    "exposure_report",
     "factor_betas",
     "factor_returns",
     "fixed_fractional_size",

@@ -1,6 +1,6 @@
 """Labelled covariance estimation over the JAX core, with honest ragged-history handling.
 
-`covariance` takes asset returns ``(asset, time)`` (simple returns as
+`covariance_matrix` takes asset returns ``(asset, time)`` (simple returns as
 fractions, NaN before listing) and returns a labelled ``(asset, asset_j)``
 matrix. The second dimension is named ``asset_j`` (xarray cannot have one
 dimension twice); both carry the same labels, so ``cov.sel(asset="AAPL",
@@ -27,7 +27,7 @@ import xarray as xr
 from pmkit.core import covariance as _core
 from pmkit.errors import DuplicateLabelError, InsufficientDataError, ValidationError
 
-__all__ = ["CovarianceRepairWarning", "covariance"]
+__all__ = ["CovarianceRepairWarning", "covariance_matrix"]
 
 CovMethod = Literal["sample", "ledoit_wolf", "ewma"]
 COV_METHODS: tuple[str, ...] = ("sample", "ledoit_wolf", "ewma")
@@ -78,7 +78,7 @@ def _check_assets_observed(values: np.ndarray, assets: np.ndarray) -> None:
         )
 
 
-def covariance(
+def covariance_matrix(
     returns: xr.DataArray,
     method: CovMethod = "sample",
     *,

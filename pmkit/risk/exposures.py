@@ -43,7 +43,7 @@ __all__ = [
     "concentration",
     "coord_exposure",
     "current_weights",
-    "exposures",
+    "exposure_report",
     "factor_betas",
     "factor_returns",
     "leverage",
@@ -500,7 +500,7 @@ def concentration(weights: xr.DataArray, k: int = 5) -> xr.Dataset:
     return out
 
 
-def exposures(weights: xr.DataArray, market: xr.Dataset, *, k: int = 5) -> xr.Dataset:
+def exposure_report(weights: xr.DataArray, market: xr.Dataset, *, k: int = 5) -> xr.Dataset:
     """Sector and asset-class weights, leverage and concentration in one dataset.
 
     Parameters

@@ -35,7 +35,7 @@ from pmkit.analytics._apply import apply_core
 from pmkit.core import risk as _core
 from pmkit.core.risk import monte_carlo_scenarios
 from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
-from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, covariance
+from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, covariance_matrix
 
 __all__ = [
     "METHODS",
@@ -195,7 +195,7 @@ def _scenarios(
     sub = inp.returns[:, inp.held]
     labels = inp.assets[inp.held]
     panel = xr.DataArray(sub.T, dims=("asset", "time"), coords={"asset": labels})
-    cov = covariance(panel, covariance_method).values
+    cov = covariance_matrix(panel, covariance_method).values
     mean = np.nanmean(sub, axis=0)
     dist = "t" if method == "monte_carlo_t" else "normal"
     draws = monte_carlo_scenarios(
