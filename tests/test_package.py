@@ -8,7 +8,6 @@ import types
 
 import pytest
 
-
 PACKAGES = ["pmkit.analytics", "pmkit.risk", "pmkit.core", "pmkit.registry", "pmkit.store",
             "pmkit.model"]
 
