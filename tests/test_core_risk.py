@@ -385,6 +385,8 @@ def test_labelled_monte_carlo_contributions_and_determinism(real, method):
     )
 
 
+# real daily returns are too fat-tailed for Cornish–Fisher: the warning is expected here
+@pytest.mark.filterwarnings("ignore::pmkit.risk.measures.CornishFisherDomainWarning")
 def test_risk_report_collects_every_measure(real):
     weights, returns = real
     rep = rm.risk_report(weights, returns, 0.99)
