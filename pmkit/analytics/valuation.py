@@ -36,7 +36,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE, LedgerEntry
-from pmkit.model.holdings import check_holdings_assets
+from pmkit.model.holdings import _labelled, check_holdings_assets
 from pmkit.model.market import _cell, _first_cell, _fmt_time, _time_index, _timestamp
 
 __all__ = [
@@ -56,17 +56,13 @@ _PT = ("portfolio", "time")
 
 def _dataarray(da: Any, name: str, dims: tuple[str, ...]) -> xr.DataArray:
     """``da`` as a DataArray with exactly ``dims`` (any order), labelled, transposed."""
-    if not isinstance(da, xr.DataArray) or set(da.dims) != set(dims):
-        got = da.dims if isinstance(da, xr.DataArray) else type(da).__name__
-        raise ValidationError(name, got, f"must be a DataArray with dims {dims}")
+    da = _labelled(da, name, dims)
     for dim in dims:
-        if dim not in da.indexes:
-            raise ValidationError(f"{name}.{dim}", None, "needs coordinate labels")
         idx = da.indexes[dim]
         if idx.has_duplicates:
             label = idx[idx.duplicated()][0]
             raise DuplicateLabelError(f"{name}.{dim}", label, "labels must be unique")
-    return da.transpose(*dims)
+    return da
 
 
 def _same_labels(a: pd.Index, b: pd.Index, field: str, a_name: str, b_name: str) -> None:
