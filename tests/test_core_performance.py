@@ -222,8 +222,12 @@ def test_generated_series_match_references(rb):
     mdd, dur, to_rec, rec = drawdown_reference(r)
     assert_allclose(got["max_drawdown"], mdd, rtol=1e-10, atol=1e-15)
     if got["max_drawdown"] < -1e-12:  # a tie within rounding could pick another trough
-        assert got["drawdown_duration"] == dur
-        assert_allclose([got["drawdown_peak_to_recovery"], got["drawdown_recovery"]], [to_rec, rec])
+        # peak-to-trough length in periods (a statistic of the series, not a timing)
+        assert_allclose(
+            [got["drawdown_duration"], got["drawdown_peak_to_recovery"], got["drawdown_recovery"]],
+            [dur, to_rec, rec],
+            rtol=0,
+        )
 
 
 # ------------------------------------------------------------------ hand-worked drawdowns
