@@ -18,6 +18,7 @@ __all__ = [
     "CurrencyMismatchError",
     "CycleError",
     "DuplicateLabelError",
+    "InfeasibleError",
     "InsufficientDataError",
     "InvalidIdError",
     "LifecycleError",
@@ -31,6 +32,7 @@ __all__ = [
     "PermissionDenied",
     "PmkitError",
     "SchemaVersionError",
+    "SolverError",
     "StoreError",
     "UnknownAssetError",
     "ValidationError",
@@ -120,6 +122,43 @@ class AlignmentError(ValidationError):
 
 class NoSolutionError(PmkitError):
     """A numerical problem has no solution, e.g. an IRR with no root."""
+
+
+class InfeasibleError(PmkitError, ValueError):
+    """An optimization problem has no feasible point.
+
+    Parameters
+    ----------
+    conflicts : list of str
+        Human-readable statements of the constraints that conflict, e.g.
+        ``"sector minimums sum to 1.2 > budget 1"``. The first is the most
+        specific finding; the list is never empty.
+    """
+
+    def __init__(self, conflicts: list[str] | str) -> None:
+        self.conflicts = [conflicts] if isinstance(conflicts, str) else list(conflicts)
+        if not self.conflicts:
+            self.conflicts = ["the constraints admit no feasible point"]
+        super().__init__("infeasible: " + "; ".join(self.conflicts))
+
+
+class SolverError(PmkitError, RuntimeError):
+    """Every solver in the fallback chain failed on a feasible-looking problem.
+
+    Parameters
+    ----------
+    statuses : dict of str to str
+        Solver name to the status (or exception text) it returned, in the
+        order they were tried.
+    problem : str
+        What was being solved, e.g. ``"minimum variance"``.
+    """
+
+    def __init__(self, statuses: dict[str, str], problem: str = "optimization") -> None:
+        self.statuses = dict(statuses)
+        self.problem = problem
+        tried = ", ".join(f"{k}: {v}" for k, v in self.statuses.items()) or "no solver available"
+        super().__init__(f"{problem} failed in every solver ({tried})")
 
 
 class NotFoundError(PmkitError, LookupError):
