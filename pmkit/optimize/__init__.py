@@ -9,13 +9,41 @@ for the solver chain and the methods' definitions.
 
 from __future__ import annotations
 
+from pmkit.optimize.allocation import (
+    ALLOCATION_METHODS,
+    GroupAllocation,
+    allocate,
+    allocate_group,
+    member_returns,
+    to_allocation,
+)
 from pmkit.optimize.base import Optimizer
+from pmkit.optimize.black_litterman import (
+    BlackLitterman,
+    BlackLittermanResult,
+    View,
+    he_litterman_omega,
+    idzorek_omega,
+    implied_returns,
+    market_implied_risk_aversion,
+    unconstrained_weights,
+    view_matrices,
+)
 from pmkit.optimize.constraints import (
     Constraints,
     LinearConstraint,
     ResolvedConstraints,
     TransactionCosts,
 )
+from pmkit.optimize.diversification import (
+    MaximumDiversification,
+    MinimumCorrelation,
+    diversification_ratio,
+)
+from pmkit.optimize.estimators import correlation, covariance, expected_returns
+from pmkit.optimize.frontier import EfficientFrontier, efficient_frontier
+from pmkit.optimize.hrp import HierarchicalRiskParity, hrp_weights
+from pmkit.optimize.kelly import Kelly
 from pmkit.optimize.mean_variance import (
     MaximumSharpe,
     MaximumUtility,
@@ -23,18 +51,52 @@ from pmkit.optimize.mean_variance import (
     TargetReturn,
     TargetRisk,
 )
+from pmkit.optimize.mixed import Mixed
+from pmkit.optimize.performance_based import PerformanceBased, performance_scores
 from pmkit.optimize.result import OptimizationResult
+from pmkit.optimize.risk_parity import EqualRiskContribution, RiskBudgeting
 
 __all__ = [
+    "ALLOCATION_METHODS",
+    "BlackLitterman",
+    "BlackLittermanResult",
     "Constraints",
+    "EfficientFrontier",
+    "EqualRiskContribution",
+    "GroupAllocation",
+    "HierarchicalRiskParity",
+    "Kelly",
     "LinearConstraint",
+    "MaximumDiversification",
     "MaximumSharpe",
     "MaximumUtility",
+    "MinimumCorrelation",
     "MinimumVariance",
+    "Mixed",
     "OptimizationResult",
     "Optimizer",
+    "PerformanceBased",
     "ResolvedConstraints",
+    "RiskBudgeting",
     "TargetReturn",
     "TargetRisk",
     "TransactionCosts",
+    "View",
+    "allocate",
+    "allocate_group",
+    "correlation",
+    "covariance",
+    "diversification_ratio",
+    "efficient_frontier",
+    "expected_returns",
+    "he_litterman_omega",
+    "hrp_weights",
+    "idzorek_omega",
+    "implied_returns",
+    "market_implied_risk_aversion",
+    "member_returns",
+    "performance_scores",
+    "to_allocation",
+    "unconstrained_weights",
+    "view_matrices",
 ]

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from pmkit.errors import InfeasibleError, SolverError
 
 __all__ = ["LP_CHAIN", "QP_CHAIN", "elastic_conflicts", "solve_chain"]
@@ -28,7 +26,7 @@ LP_CHAIN: tuple[str, ...] = ("HIGHS", "CLARABEL", "SCS")
 
 # OSQP's defaults stop at 1e-3 accuracy, far too loose for portfolio weights.
 _SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
-    "OSQP": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iter": 200_000, "polish": True},
+    "OSQP": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iter": 200_000, "polishing": True},
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
 }
 

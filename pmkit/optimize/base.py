@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import xarray as xr
 
-from pmkit.errors import ValidationError
+from pmkit.errors import InfeasibleError, ValidationError
 from pmkit.optimize._inputs import Estimator, ProblemData, prepare
 from pmkit.optimize._solve import QP_CHAIN
 from pmkit.optimize.constraints import Constraints, ResolvedConstraints
@@ -109,6 +109,9 @@ class Optimizer:
         """
         data = self.prepare(returns, mu, cov)
         cons = self.constraints.resolve(data.assets, data.coords)
+        conflicts = cons.diagnose()
+        if conflicts:
+            raise InfeasibleError(conflicts)
         w, objective, solver, attempts, info = self._solve(data, cons)
         info = {**data.info, **info}
         result = OptimizationResult(

@@ -7,7 +7,12 @@ import numpy as np
 from pmkit.optimize._inputs import ProblemData
 from pmkit.optimize.base import Optimizer, Solution
 from pmkit.optimize.constraints import ResolvedConstraints
-from pmkit.optimize.mean_variance import MinimumVariance, _long_only_ratio, homogeneous_ratio
+from pmkit.optimize.mean_variance import (
+    MinimumVariance,
+    _long_only_ratio,
+    homogeneous_ratio,
+    least_quadratic,
+)
 
 __all__ = ["MaximumDiversification", "MinimumCorrelation", "diversification_ratio"]
 
@@ -78,10 +83,9 @@ class MinimumCorrelation(MinimumVariance):
     method = "minimum correlation"
 
     def _solve(self, data: ProblemData, cons: ResolvedConstraints) -> Solution:
-        from dataclasses import replace
-
         sigma = np.sqrt(np.diag(data.cov))
         corr = data.cov / np.outer(sigma, sigma)
-        scaled = replace(data, cov=corr, chol=data.chol / sigma[:, None])
-        w, _, solver, attempts, info = super()._solve(scaled, cons)
+        w, solver, attempts, info = least_quadratic(
+            corr, data.chol / sigma[:, None], data, cons, self.chain, self.method
+        )
         return w, float(w @ corr @ w) + cons.cost(w), solver, attempts, info

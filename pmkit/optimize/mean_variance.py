@@ -33,6 +33,7 @@ __all__ = [
     "TargetRisk",
     "attainable_returns",
     "homogeneous_ratio",
+    "least_quadratic",
 ]
 
 _KKT_TOL = 1e-9
@@ -72,22 +73,37 @@ class MinimumVariance(Optimizer):
     method = "minimum variance"
 
     def _solve(self, data: ProblemData, cons: ResolvedConstraints) -> Solution:
-        import cvxpy as cp
+        w, solver, attempts, info = least_quadratic(data.cov, data.chol, data, cons, self.chain,
+                                                    self.method)
+        return w, float(w @ data.cov @ w) + cons.cost(w), solver, attempts, info
 
-        if cons.is_box_budget:
-            fast = _box_qp(2.0 * data.cov, np.zeros(data.n), cons)
-            if fast is not None:
-                w, info = fast
-                return w, float(w @ data.cov @ w), "active-set", {}, info
-        w = cp.Variable(data.n)
-        prob = cp.Problem(
-            cp.Minimize(_risk(w, data) + cons.cost_expression(w)), cons.cvxpy(w, data.chol)
-        )
-        solver, attempts = solve_chain(
-            prob, what=self.method, chain=self.chain, explain=_explain(cons, data)
-        )
-        x = np.asarray(w.value)
-        return x, float(x @ data.cov @ x) + cons.cost(x), solver, attempts, {}
+
+def least_quadratic(
+    hess: np.ndarray,
+    factor: np.ndarray,
+    data: ProblemData,
+    cons: ResolvedConstraints,
+    chain: tuple[str, ...],
+    what: str,
+) -> tuple[np.ndarray, str, dict[str, str], dict[str, Any]]:
+    """``argmin w' hess w + cost(w)`` under the constraints (``factor @ factor.T = hess``).
+
+    The tracking-error limit, if any, is always measured with the data's
+    covariance, whatever ``hess`` is.
+    """
+    import cvxpy as cp
+
+    if cons.is_box_budget:
+        fast = _box_qp(2.0 * hess, np.zeros(data.n), cons)
+        if fast is not None:
+            return fast[0], "active-set", {}, fast[1]
+    w = cp.Variable(data.n)
+    prob = cp.Problem(
+        cp.Minimize(cp.sum_squares(factor.T @ w) + cons.cost_expression(w)),
+        cons.cvxpy(w, data.chol),
+    )
+    solver, attempts = solve_chain(prob, what=what, chain=chain, explain=_explain(cons, data))
+    return np.asarray(w.value), solver, attempts, {}
 
 
 class MaximumSharpe(Optimizer):

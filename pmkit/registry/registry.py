@@ -1103,15 +1103,38 @@ class Registry:
 
         self._members_change(group_id, "group.remove", member_id, new_members, allocation)
 
-    def set_allocation(self, group_id: str, allocation: Mapping[str, float] | None) -> None:
-        """Set (or with None, clear) a group's target allocation between its members."""
+    def set_allocation(
+        self,
+        group_id: str,
+        allocation: Mapping[str, float] | None,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Set (or with None, clear) a group's target allocation between its members.
+
+        Parameters
+        ----------
+        group_id : str
+        allocation : mapping of member id to fraction, or None
+            Fractions summing to 1 (within 1e-9) over the group's members.
+        reason : str, optional
+            Why (e.g. the optimizer that produced it); kept in the audit trail
+            as a ``group.allocation.reason`` record of the same transaction
+            and carried on the event.
+        """
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise ValidationError("reason", reason, "must be a non-empty string")
         with self._tx("group.allocation", group_id) as (tx, events):
             g = self._group(tx, group_id)
             self._require(tx, "group.allocation", group_id)
             weights = self._validated_allocation(group_id, list(g.members), allocation)
             tx.set_members(group_id, list(zip(g.members, weights, strict=True)))
             tx.record(g.allocation, dict(allocation) if allocation else None)
-            events.append(self._event("group.allocation_changed", group=group_id))
+            extra = {}
+            if reason is not None:
+                tx.note("group.allocation.reason", group_id, None, {"reason": reason})
+                extra["reason"] = reason
+            events.append(self._event("group.allocation_changed", group=group_id, **extra))
 
     def _group_transition(self, group_id: str, action: str, new: str) -> None:
         allowed = ("inactive",) if new == "active" else ("active",)
