@@ -20,6 +20,8 @@ from pmkit.optimize import (
     TargetRisk,
     TransactionCosts,
 )
+from pmkit.optimize._cvar_lp import cvar_of
+from pmkit.optimize.cvar import MeanCVaR
 from pmkit.optimize.diversification import MaximumDiversification, MinimumCorrelation
 from pmkit.optimize.frontier import efficient_frontier
 from pmkit.optimize.kelly import Kelly
@@ -455,3 +457,40 @@ def test_ragged_history_is_not_zero_filled():
         warnings.simplefilter("ignore", CovarianceRepairWarning)
         expected = covariance_matrix(ragged, "sample").values * PPY
     np.testing.assert_allclose(res.cov.values, expected, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        Constraints(upper=0.4),
+        Constraints(upper=0.4, max_turnover=1.5),
+        Constraints(budget=(0.8, 1)),
+    ],
+    ids=["LP kernel", "cvxpy (turnover)", "budget range"],
+)
+def test_mean_cvar_matches_the_full_rockafellar_uryasev_lp(returns, constraints):
+    x = returns.transpose("time", "asset").values
+    t, n = x.shape
+    w, alpha, u = cp.Variable(n), cp.Variable(), cp.Variable(t, nonneg=True)
+    b_lo, b_hi = (0.8, 1.0) if constraints.budget != 1.0 else (1.0, 1.0)
+    cons = [u >= -x @ w - alpha, w >= 0, w <= (constraints.upper or 1.0)]
+    cons += [cp.sum(w) >= b_lo, cp.sum(w) <= b_hi]
+    if constraints.max_turnover is not None:
+        cons.append(cp.norm1(w) <= 1.5)
+    ref = cp.Problem(cp.Minimize(alpha + cp.sum(u) / (0.05 * t)), cons)
+    ref.solve(solver="HIGHS")
+    res = MeanCVaR(0.95, constraints).fit(returns)
+    assert res.objective == pytest.approx(ref.value, rel=1e-7)
+    _, cvar = cvar_of(x, res.weights.values, 0.95)
+    assert cvar == pytest.approx(res.objective, rel=1e-9)
+
+
+def test_mean_cvar_return_floor_binds_and_unreachable_floors_are_named(returns):
+    mu, _ = _mu_cov(returns)
+    free = MeanCVaR().fit(returns)
+    floor = float(free.expected_return) + 0.05
+    res = MeanCVaR(target_return=floor).fit(returns)
+    assert mu @ res.weights.values >= floor - 1e-9
+    assert res.objective >= free.objective - 1e-12
+    with pytest.raises(InfeasibleError, match=r"target_return 9 > highest attainable"):
+        MeanCVaR(target_return=9.0).fit(returns)

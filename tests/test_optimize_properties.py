@@ -28,6 +28,7 @@ from pmkit.optimize import (
     TargetRisk,
     TransactionCosts,
 )
+from pmkit.optimize.cvar import MeanCVaR
 from pmkit.optimize.diversification import MaximumDiversification, MinimumCorrelation
 
 ASSETS = ["AAPL", "MSFT", "JPM", "BAC", "XOM", "CVX", "JNJ", "PFE"]
@@ -89,6 +90,7 @@ METHODS = {
     "target risk": lambda c: TargetRisk(0.25, c),
     "maximum diversification": lambda c: MaximumDiversification(c),
     "minimum correlation": lambda c: MinimumCorrelation(c),
+    "minimum CVaR": lambda c: MeanCVaR(0.95, c),
 }
 
 

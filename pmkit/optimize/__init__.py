@@ -35,6 +35,7 @@ from pmkit.optimize.constraints import (
     ResolvedConstraints,
     TransactionCosts,
 )
+from pmkit.optimize.cvar import MeanCVaR
 from pmkit.optimize.diversification import (
     MaximumDiversification,
     MinimumCorrelation,
@@ -70,6 +71,7 @@ __all__ = [
     "MaximumDiversification",
     "MaximumSharpe",
     "MaximumUtility",
+    "MeanCVaR",
     "MinimumCorrelation",
     "MinimumVariance",
     "Mixed",

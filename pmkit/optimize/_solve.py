@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from pmkit.errors import InfeasibleError, SolverError
 
 __all__ = ["LP_CHAIN", "QP_CHAIN", "elastic_conflicts", "solve_chain"]
@@ -73,7 +75,9 @@ def solve_chain(
             attempts[name] = "not installed"
             continue
         try:
-            problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
+            # cvxpy's bound propagation multiplies 0 * inf for free variables: harmless noise.
+            with np.errstate(invalid="ignore"):
+                problem.solve(solver=name, **_SOLVER_OPTIONS.get(name, {}))
         except (cp.error.SolverError, cp.error.DCPError, ValueError) as exc:
             attempts[name] = f"error: {str(exc).splitlines()[0][:160]}"
             continue
