@@ -78,7 +78,8 @@ class QPSolution:
     stationarity, complementarity, dual_feasibility, primal_feasibility : float
         KKT residuals. The first three are relative to ``max(|P|max * max(1,
         |x|inf), |q|inf)``; ``primal_feasibility`` is the largest bound
-        violation or ``|a'x - b| / max(1, |b|)``.
+        violation or ``|a'x - b| / max(1, |b|, max_i |a_i x_i|)`` (rounding
+        in ``a'x`` grows with the terms summed).
     """
 
     x: np.ndarray
@@ -269,8 +270,13 @@ def _extrapolate(phi, t0: float, b: float, direction: float) -> float:
 
 
 def _chol(m: np.ndarray) -> np.ndarray | None:
-    """Lower Cholesky factor (upper triangle left as garbage) or None if not definite."""
-    c, info = lapack.dpotrf(m, lower=1, clean=0, overwrite_a=1)
+    """Cholesky factor of a symmetric scratch matrix in place, or None if not definite.
+
+    The C-ordered ``m`` is passed transposed (Fortran order, the same matrix by
+    symmetry) so LAPACK factors it without a copy; the result is the lower
+    factor for ``dpotrs(..., lower=1)`` with the other triangle left as garbage.
+    """
+    c, info = lapack.dpotrf(m.T, lower=1, clean=0, overwrite_a=1)
     return c if info == 0 else None
 
 
@@ -293,12 +299,14 @@ def _eqp(
     a_f = a[idx]
     if not np.any(a_f):
         return None
+    # Rows F of P serve the right-hand side, the block P[F, F] and the refinement.
+    rows = hess if idx.size == hess.shape[0] else hess.take(idx, 0)
     fixed = x.copy()
     fixed[idx] = 0.0
     rhs = np.empty((idx.size, 2))
-    rhs[:, 0] = -(q[idx] + (hess @ fixed)[idx])
+    rhs[:, 0] = -(q[idx] + rows @ fixed)
     rhs[:, 1] = a_f
-    block = hess.copy() if idx.size == hess.shape[0] else hess.take(idx, 0).take(idx, 1)
+    block = hess.copy() if idx.size == hess.shape[0] else rows.take(idx, 1)
     chol = _chol(block)
     if chol is None:
         return None
@@ -315,7 +323,7 @@ def _eqp(
     # ill-conditioned; this restores them at the cost of one more triangular solve.
     full = fixed.copy()
     full[idx] = x_f
-    r1 = (hess @ full)[idx] + q[idx] - nu * a_f
+    r1 = rows @ full + q[idx] - nu * a_f
     r2 = b - float(a @ full)
     corr, info = lapack.dpotrs(chol, r1, lower=1)
     if info == 0:
@@ -329,10 +337,12 @@ def _eqp(
 
 
 def _scale(hess: np.ndarray, q: np.ndarray, x: np.ndarray) -> float:
-    """Size of the gradient terms, the yardstick of the relative KKT residuals."""
-    scale = max(
-        float(np.abs(hess).max()) * max(1.0, float(np.abs(x).max())), float(np.abs(q).max())
-    )
+    """Size of the gradient terms, the yardstick of the relative KKT residuals.
+
+    ``max |P_ij| = max P_ii`` for a positive semi-definite ``P``, read off the diagonal.
+    """
+    big = float(np.abs(np.diagonal(hess)).max())
+    scale = max(big * max(1.0, float(np.abs(x).max())), float(np.abs(q).max()))
     return scale if scale > 0 else 1.0
 
 
@@ -350,7 +360,6 @@ def _finish(
     iterations: int,
     method: str,
     tol: float,
-    unscale: float,
 ) -> QPSolution:
     hx = hess @ x
     grad = hx + q - nu * a
@@ -370,17 +379,17 @@ def _finish(
     primal = max(
         float(np.max(-gap_lo, initial=0.0)),
         float(np.max(-gap_up, initial=0.0)),
-        abs(float(a @ x) - b) / max(1.0, abs(b)),
+        abs(float(a @ x) - b) / max(1.0, abs(b), float(np.abs(a * x).max())),
         0.0,
     )
     comp /= scale
     converged = max(stationarity, dual, comp, primal) <= tol
     return QPSolution(
         x=x,
-        nu=nu * unscale,
-        lower_mult=lower_mult * unscale,
-        upper_mult=upper_mult * unscale,
-        objective=float(0.5 * x @ hx + q @ x) * unscale,
+        nu=nu,
+        lower_mult=lower_mult,
+        upper_mult=upper_mult,
+        objective=float(0.5 * x @ hx + q @ x),
         iterations=iterations,
         converged=bool(converged),
         method=method,
@@ -414,7 +423,7 @@ def solve_box_qp(
     ----------
     hess : ndarray, shape (n, n)
         The matrix ``P``: symmetric positive definite (or semi-definite with
-        definite reduced blocks); the factorizations read its lower triangle.
+        definite reduced blocks); the factorizations read one triangle.
     q : ndarray, shape (n,), or float
         Linear term.
     a : ndarray, shape (n,), or float
@@ -456,10 +465,6 @@ def solve_box_qp(
             f"equality a'x = {b:.6g} is outside [{lo_b:.6g}, {hi_b:.6g}], the range "
             "reachable within the bounds"
         )
-    # Scale to unit diagonal magnitude: the sets and x are invariant, multipliers rescale.
-    d = float(np.abs(np.diag(hess)).max())
-    unscale = d if d > 0 else 1.0
-    hess_s, qs = hess / unscale, q / unscale
     cap = 20 + n // 10 if max_iter is None else int(max_iter)
 
     if x0 is None:
@@ -481,22 +486,20 @@ def solve_box_qp(
         iterations += 1
         x = np.where(at_lo, lo, np.where(at_up, up, x))
         free = ~(at_lo | at_up)
-        sol = _eqp(hess_s, qs, a, b, free, x)
+        sol = _eqp(hess, q, a, b, free, x)
         if sol is None:
             break
         x[free], nu = sol
         best = x.copy()
-        grad = hess_s @ x + qs - nu * a
+        grad = hess @ x + q - nu * a
         new_lo = (at_lo & (grad >= 0)) | (free & (x < lo))
         new_up = (at_up & (grad <= 0)) | (free & (x > up))
         if np.array_equal(new_lo, at_lo) and np.array_equal(new_up, at_up):
-            return _finish(
-                hess_s, qs, a, b, lo, up, x, nu, at_lo, at_up, iterations, "pdas", tol, unscale
-            )
+            return _finish(hess, q, a, b, lo, up, x, nu, at_lo, at_up, iterations, "pdas", tol)
         at_lo, at_up = new_lo, new_up
 
     start = best if best is not None else (x0 if x0 is not None else np.zeros(n))
-    return _primal_active_set(hess_s, qs, a, b, lo, up, start, iterations, tol, unscale, 3 * n + 50)
+    return _primal_active_set(hess, q, a, b, lo, up, start, iterations, tol, 3 * n + 50)
 
 
 def _primal_active_set(
@@ -509,7 +512,6 @@ def _primal_active_set(
     start: np.ndarray,
     iterations: int,
     tol: float,
-    unscale: float,
     cap: int,
 ) -> QPSolution:
     """Classical primal active-set method from the projection of ``start``.
@@ -565,7 +567,6 @@ def _primal_active_set(
                     iterations,
                     "pdas+primal",
                     tol,
-                    unscale,
                 )
             at_lo[k] = at_up[k] = False
         else:
@@ -576,9 +577,7 @@ def _primal_active_set(
             else:
                 x[j] = up[j]
                 at_up[j] = True
-    return _finish(
-        hess, q, a, b, lo, up, x, nu, at_lo, at_up, iterations, "pdas+primal", tol, unscale
-    )
+    return _finish(hess, q, a, b, lo, up, x, nu, at_lo, at_up, iterations, "pdas+primal", tol)
 
 
 # ----------------------------------------------------------------------------- portfolio helpers

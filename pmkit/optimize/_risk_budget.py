@@ -132,7 +132,7 @@ def risk_budget_weights(
         grad = cz - b / z
         hess = corr.copy()
         hess[diag, diag] += b / (z * z)
-        chol, code = lapack.dpotrf(hess, lower=1, clean=0, overwrite_a=1)
+        chol, code = lapack.dpotrf(hess.T, lower=1, clean=0, overwrite_a=1)  # in place
         if code != 0:
             raise NoSolutionError(
                 "risk budgeting: the Newton system is singular; the covariance has a riskless "
