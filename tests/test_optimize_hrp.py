@@ -204,7 +204,16 @@ def test_bounds_honoured_and_equal_skfolio(case):
     w, _, _ = hrp_weights(np.cov(x.T), lo, hi, linkage=linkage)
     assert w.sum() == pytest.approx(1.0, abs=1e-12)
     assert (w >= lo - 1e-12).all() and (w <= hi + 1e-12).all()
-    assert_allclose(w, skfolio_hrp(x, linkage, False, lo, hi), atol=1e-10)
+    from skfolio.exceptions import OptimizationError
+
+    try:
+        reference = skfolio_hrp(x, linkage, False, lo, hi)
+    except OptimizationError:
+        # skfolio divides 0/0 when a whole cluster has zero-width bounds (lower = upper = 0);
+        # pmkit's answer was checked against the bounds above.
+        assert ((lo == hi) & (hi == 0)).any()
+        return
+    assert_allclose(w, reference, atol=1e-10)
 
 
 def test_infeasible_bounds_named(stocks):

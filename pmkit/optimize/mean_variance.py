@@ -91,12 +91,12 @@ def least_quadratic(
     The tracking-error limit, if any, is always measured with the data's
     covariance, whatever ``hess`` is.
     """
-    import cvxpy as cp
-
     if cons.is_box_budget:
         fast = _box_qp(2.0 * hess, np.zeros(data.n), cons)
         if fast is not None:
             return fast[0], "active-set", {}, fast[1]
+    import cvxpy as cp  # only now: the import costs ~1 s and the fast path needs none
+
     w = cp.Variable(data.n)
     prob = cp.Problem(
         cp.Minimize(cp.sum_squares(factor.T @ w) + cons.cost_expression(w)),
@@ -354,14 +354,13 @@ class MaximumUtility(Optimizer):
         self.risk_aversion = float(risk_aversion)
 
     def _solve(self, data: ProblemData, cons: ResolvedConstraints) -> Solution:
-        import cvxpy as cp
-
         delta = self.risk_aversion
         if cons.is_box_budget:
             fast = _box_qp(delta * data.cov, -data.mu, cons)
             if fast is not None:
                 w, info = fast
                 return w, _utility(w, data, delta), "active-set", {}, info
+        import cvxpy as cp
         w = cp.Variable(data.n)
         prob = cp.Problem(
             cp.Maximize(data.mu @ w - 0.5 * delta * _risk(w, data) - cons.cost_expression(w)),
