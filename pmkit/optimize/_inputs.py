@@ -33,6 +33,8 @@ __all__ = ["ProblemData", "condition_covariance", "prepare"]
 
 Estimator = str | Callable[[xr.DataArray], xr.DataArray]
 
+_TEMPLATES: dict[tuple[Any, ...], xr.DataArray] = {}
+
 
 @dataclass(frozen=True)
 class ProblemData:
@@ -63,7 +65,6 @@ class ProblemData:
     scenarios: np.ndarray | None
     periods_per_year: int
     info: dict[str, Any] = field(default_factory=dict)
-    _cache: dict[str, xr.DataArray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -80,14 +81,9 @@ class ProblemData:
         """``cov`` as ``covariance(asset, asset_j)``."""
         if self.cov is None:
             return None
-        if "matrix" not in self._cache:
-            coords = xr.Coordinates({**self._coords(), "asset_j": self.assets.copy()})
-            self._cache["matrix"] = xr.DataArray(
-                np.empty((self.n, self.n)), dims=("asset", "asset_j"), coords=coords
-            )
-        out = self._cache["matrix"].copy(deep=False, data=self.cov)
+        out = self._template("matrix").copy(deep=False, data=self.cov)
         out.name = "covariance"
-        out.attrs["units"] = "fraction**2 per year"
+        out.attrs = {"units": "fraction**2 per year"}
         return out
 
     def weights(self, w: np.ndarray) -> xr.DataArray:
@@ -95,18 +91,44 @@ class ProblemData:
         return self._vector(np.asarray(w, dtype=float), "weight", {})
 
     def _vector(self, values: np.ndarray, name: str, attrs: dict[str, Any]) -> xr.DataArray:
-        # Labelled results are built from one cached template: xarray's coordinate
-        # bookkeeping otherwise dominates small problems (~0.7 ms per array).
-        if "vector" not in self._cache:
-            coords = xr.Coordinates(self._coords())
-            self._cache["vector"] = xr.DataArray(np.empty(self.n), dims=("asset",), coords=coords)
-        out = self._cache["vector"].copy(deep=False, data=values)
+        out = self._template("vector").copy(deep=False, data=values)
         out.name = name
-        out.attrs.update(attrs)
+        out.attrs = dict(attrs)
         return out
+
+    def _template(self, kind: str) -> xr.DataArray:
+        # xarray's coordinate and index bookkeeping costs ~0.7 ms per labelled array, which
+        # dominates small problems; templates are memoized by their (immutable) labels.
+        key = (kind, _label_key(self.assets), *(
+            (k, _label_key(v)) for k, v in sorted(self.coords.items())
+        ))
+        found = _TEMPLATES.get(key)
+        if found is None:
+            coords = self._coords()
+            if kind == "matrix":
+                coords["asset_j"] = self.assets.copy()
+                found = xr.DataArray(
+                    np.empty((self.n, self.n)), dims=("asset", "asset_j"),
+                    coords=xr.Coordinates(coords),
+                )
+            else:
+                found = xr.DataArray(
+                    np.empty(self.n), dims=("asset",), coords=xr.Coordinates(coords)
+                )
+            if len(_TEMPLATES) >= 16:
+                _TEMPLATES.pop(next(iter(_TEMPLATES)))
+            _TEMPLATES[key] = found
+        return found
 
     def _coords(self) -> dict[str, Any]:
         return {"asset": self.assets, **{k: ("asset", v) for k, v in self.coords.items()}}
+
+
+def _label_key(values: np.ndarray) -> tuple[Any, ...]:
+    """A hashable, value-based key of a label array (object arrays by value, not address)."""
+    if values.dtype.hasobject:
+        return ("O", *values.tolist())
+    return (values.dtype.str, values.shape, values.tobytes())
 
 
 def prepare(
