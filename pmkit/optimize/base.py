@@ -10,6 +10,7 @@ import xarray as xr
 from pmkit.errors import InfeasibleError, ValidationError
 from pmkit.optimize._inputs import Estimator, ProblemData, prepare
 from pmkit.optimize._solve import QP_CHAIN
+from pmkit.optimize._threads import blas_threads
 from pmkit.optimize.constraints import Constraints, ResolvedConstraints
 from pmkit.optimize.result import OptimizationResult
 
@@ -107,12 +108,13 @@ class Optimizer:
         ValidationError
             Bad inputs or parameters (named).
         """
-        data = self.prepare(returns, mu, cov)
-        cons = self.constraints.resolve(data.assets, data.coords)
-        conflicts = cons.diagnose()
-        if conflicts:
-            raise InfeasibleError(conflicts)
-        w, objective, solver, attempts, info = self._solve(data, cons)
+        with blas_threads():
+            data = self.prepare(returns, mu, cov)
+            cons = self.constraints.resolve(data.assets, data.coords)
+            conflicts = cons.diagnose()
+            if conflicts:
+                raise InfeasibleError(conflicts)
+            w, objective, solver, attempts, info = self._solve(data, cons)
         info = {**data.info, **info}
         result = OptimizationResult(
             weights=data.weights(w),
