@@ -108,7 +108,7 @@ class Constraints:
         ``budget`` becomes ``1 - cash_floor`` (with the default budget of 1,
         exactly ``1 - cash_floor`` is invested).
     max_gross : float, optional
-        Gross leverage limit ``sum |w| <= max_gross`` (e.g. 1.5 for 130/30).
+        Gross leverage limit ``sum |w| <= max_gross`` (e.g. 1.6 for 130/30).
     group_bounds : mapping, optional
         ``{grouping: {group: (low, high)}}`` bounds on the summed weight of a
         group's assets. ``grouping`` is a coordinate on the ``asset``

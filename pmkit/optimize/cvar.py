@@ -69,8 +69,6 @@ class MeanCVaR(Optimizer):
             isinstance(target_return, int | float) and np.isfinite(target_return)
         ):
             raise ValidationError("target_return", target_return, "must be a finite number")
-        # The LP needs no covariance; only a tracking-error limit does (skip ~45 ms at N=500).
-        self.needs_cov = self.constraints.max_tracking_error is not None
         self.beta = float(beta)
         self.target_return = None if target_return is None else float(target_return)
 

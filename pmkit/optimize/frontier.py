@@ -41,7 +41,7 @@ class EfficientFrontier:
 
     def max_sharpe_point(self) -> int:
         """Index of the frontier point with the highest Sharpe ratio."""
-        return int(self.dataset["sharpe"].argmax())
+        return int(self.dataset["sharpe"].argmax("point"))
 
     def plot(self, **kwargs: Any) -> Any:
         """Volatility against expected return with hover weights (hvplot; needs ``pmkit[ui]``).
