@@ -18,6 +18,7 @@ from pmkit.optimize.allocation import (
     to_allocation,
 )
 from pmkit.optimize.base import Optimizer
+from pmkit.optimize.batch import BatchResult, FactorCovariance, optimal_objective, optimize_batch
 from pmkit.optimize.black_litterman import (
     BlackLitterman,
     BlackLittermanResult,
@@ -59,11 +60,13 @@ from pmkit.optimize.risk_parity import EqualRiskContribution, RiskBudgeting
 
 __all__ = [
     "ALLOCATION_METHODS",
+    "BatchResult",
     "BlackLitterman",
     "BlackLittermanResult",
     "Constraints",
     "EfficientFrontier",
     "EqualRiskContribution",
+    "FactorCovariance",
     "GroupAllocation",
     "HierarchicalRiskParity",
     "Kelly",
@@ -97,6 +100,8 @@ __all__ = [
     "implied_returns",
     "market_implied_risk_aversion",
     "member_returns",
+    "optimal_objective",
+    "optimize_batch",
     "performance_scores",
     "to_allocation",
     "unconstrained_weights",
