@@ -194,7 +194,10 @@ bounds_case = st.integers(2, 12).flatmap(
 def test_bounds_honoured_and_equal_skfolio(case):
     n, seed, lo_raw, extra, linkage = case
     lo = np.asarray(lo_raw)
-    hi = np.minimum(lo + np.asarray(extra), 1.0)
+    # Widths below 1e-6 are snapped to 0: skfolio's bisection divides by such widths and
+    # overflows (a peer limitation, not a case worth comparing on).
+    width = np.asarray(extra)
+    hi = np.minimum(lo + np.where(width < 1e-6, 0.0, width), 1.0)
     if lo.sum() > 1.0 or hi.sum() < 1.0:
         with pytest.raises(InfeasibleError, match="sum to"):
             hrp_weights(np.eye(n), lo, hi)
@@ -211,7 +214,7 @@ def test_bounds_honoured_and_equal_skfolio(case):
     except OptimizationError:
         # skfolio divides by zero when a cluster's bounds have (sub)zero width, e.g.
         # lower = upper = 0 or a subnormal upper; pmkit's answer was checked above.
-        assert (hi - lo < np.finfo(float).tiny).any()
+        assert (hi - lo < 1e-6).any()
         return
     assert_allclose(w, reference, atol=1e-10)
 
