@@ -141,7 +141,7 @@ class Optimizer:
             returns,
             mu,
             cov,
-            need_mu=self.needs_mu,
+            need_mu=self._wants_mu(returns),
             need_cov=self.needs_cov,
             need_scenarios=self.needs_scenarios,
             expected_returns=self.expected_returns,
@@ -149,6 +149,10 @@ class Optimizer:
             periods_per_year=self.periods_per_year,
             max_condition=self.max_condition,
         )
+
+    def _wants_mu(self, returns: xr.DataArray | None) -> bool:
+        """Whether to estimate ``mu``: the method needs it (subclasses may add reporting)."""
+        return self.needs_mu
 
     @property
     def chain(self) -> tuple[str, ...]:

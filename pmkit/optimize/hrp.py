@@ -51,7 +51,7 @@ import numpy as np
 import xarray as xr
 
 from pmkit.errors import InfeasibleError, ValidationError
-from pmkit.optimize._inputs import Estimator, ProblemData, prepare
+from pmkit.optimize._inputs import Estimator, ProblemData
 from pmkit.optimize.base import Optimizer, Solution
 from pmkit.optimize.constraints import Constraints, ResolvedConstraints
 
@@ -258,24 +258,9 @@ class HierarchicalRiskParity(Optimizer):
         self.linkage = linkage
         self.optimal_ordering = bool(optimal_ordering)
 
-    def prepare(
-        self,
-        returns: xr.DataArray | None,
-        mu: xr.DataArray | None = None,
-        cov: xr.DataArray | None = None,
-    ) -> ProblemData:
-        """As `Optimizer.prepare`, estimating ``mu`` (for reporting) whenever returns are given."""
-        return prepare(
-            returns,
-            mu,
-            cov,
-            need_mu=returns is not None,
-            need_cov=True,
-            expected_returns=self.expected_returns,
-            covariance=self.covariance,
-            periods_per_year=self.periods_per_year,
-            max_condition=self.max_condition,
-        )
+    def _wants_mu(self, returns: xr.DataArray | None) -> bool:
+        """``mu`` is only reported, so it is estimated whenever returns are given."""
+        return returns is not None
 
     def _solve(self, data: ProblemData, cons: ResolvedConstraints) -> Solution:
         _check_supported(cons)
