@@ -19,9 +19,11 @@ __all__ = [
     "CycleError",
     "DuplicateLabelError",
     "InfeasibleError",
+    "InsufficientCashError",
     "InsufficientDataError",
     "InvalidIdError",
     "LifecycleError",
+    "MakerCheckerError",
     "MissingDependencyError",
     "MissingPriceError",
     "NoSolutionError",
@@ -34,6 +36,7 @@ __all__ = [
     "SchemaVersionError",
     "SolverError",
     "StoreError",
+    "TransitionError",
     "UnknownAssetError",
     "ValidationError",
 ]
@@ -228,6 +231,43 @@ class PermissionDenied(PmkitError):
         self.needed = needed
         msg = f"user {user!r} may not {action} on {target!r}"
         super().__init__(f"{msg} (needs role {needed!r})" if needed else msg)
+
+
+class MakerCheckerError(PermissionDenied):
+    """The user who proposed something tried to approve it (four-eyes rule)."""
+
+    def __init__(self, user: str, action: str, target: str) -> None:
+        super().__init__(user, action, target)
+        self.args = (
+            f"user {user!r} may not {action} {target!r}: they proposed it, and approval"
+            " needs a second person (maker-checker)",
+        )
+
+
+class TransitionError(LifecycleError):
+    """A state machine was asked for a transition its current state does not allow.
+
+    Parameters
+    ----------
+    target : str
+        Id of the proposal, order or signal.
+    status : str
+        Its current state.
+    action : str
+        The requested transition, e.g. ``"approve"``.
+    allowed : sequence of str
+        The transitions the current state does allow.
+    """
+
+    def __init__(self, target: str, status: str, action: str, allowed: Any = ()) -> None:
+        allowed = sorted(allowed)
+        detail = f"allowed from {status!r}: {allowed}" if allowed else f"{status!r} is final"
+        super().__init__(target, status, action, detail)
+        self.allowed = allowed
+
+
+class InsufficientCashError(ValidationError):
+    """A trade or fill would take cash below zero (or below the configured margin)."""
 
 
 class StoreError(PmkitError):

@@ -4,12 +4,13 @@ from pmkit.registry.access import Role
 from pmkit.registry.config import from_single_portfolio_config, validate_multi_portfolio_config
 from pmkit.registry.ids import namespace_of, validate_id
 from pmkit.registry.records import GroupInfo, GroupNode, PortfolioInfo, Segment
-from pmkit.registry.registry import ALLOCATION_TOLERANCE, Registry, ResolvedConfig
+from pmkit.registry.registry import ALLOCATION_TOLERANCE, Mutation, Registry, ResolvedConfig
 
 __all__ = [
     "ALLOCATION_TOLERANCE",
     "GroupInfo",
     "GroupNode",
+    "Mutation",
     "PortfolioInfo",
     "Registry",
     "ResolvedConfig",

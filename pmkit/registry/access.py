@@ -60,4 +60,20 @@ ACTION_ROLES: dict[str, Role] = {
     "group.delete": Role.OWNER,
     "group.join": Role.OWNER,
     "grant": Role.OWNER,
+    # strategies inside a portfolio and their capital allocation
+    "strategy.register": Role.MANAGER,
+    "strategy.allocation": Role.MANAGER,
+    "strategy.status": Role.MANAGER,
+    "strategy.performance": Role.TRADER,
+    # trade signals from strategies
+    "signal.submit": Role.TRADER,
+    "signal.execute": Role.TRADER,
+    # rebalance proposals and their approval (maker-checker on top of roles)
+    "proposal.create": Role.TRADER,
+    "proposal.approve": Role.MANAGER,
+    "proposal.reject": Role.MANAGER,
+    "proposal.expire": Role.TRADER,
+    "proposal.submit": Role.TRADER,
+    "proposal.cancel": Role.TRADER,
+    "proposal.fill": Role.TRADER,
 }

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
-__all__ = ["ALLOCATION_TOLERANCE", "Registry", "ResolvedConfig"]
+__all__ = ["ALLOCATION_TOLERANCE", "Mutation", "Registry", "ResolvedConfig"]
 
 #: Target allocations must sum to 1 within this.
 ALLOCATION_TOLERANCE = 1e-9
@@ -236,6 +236,39 @@ class Registry:
         self, topic: str, *, portfolio: str | None = None, group: str | None = None, **payload: Any
     ) -> Event:
         return Event(topic, portfolio=portfolio, group=group, payload=payload, actor=self.user)
+
+    @contextmanager
+    def mutation(self, action: str, target: str) -> Iterator[Mutation]:
+        """One audited transaction for services built on the registry.
+
+        The services (strategies, coordinator, proposals, execution) keep
+        their state in the same store; this gives them the registry's rules:
+        one transaction per mutation, one audit record by this session's user,
+        and events published only after the commit (never for a rollback).
+
+        Parameters
+        ----------
+        action : str
+            Dotted action name for the audit record, e.g. ``"proposal.approve"``.
+        target : str
+            Id of the portfolio, group, proposal or signal acted on.
+
+        Yields
+        ------
+        Mutation
+            ``.tx`` (the open `Transaction`), ``.publish(topic, portfolio=,
+            group=, **payload)`` to queue an event, and ``.require(action,
+            target)`` to check a role inside the transaction.
+        """
+        with self._tx(action, target) as (tx, events):
+            yield Mutation(self, tx, events)
+
+    def require(self, action: str, target: str) -> None:
+        """Raise `PermissionDenied` unless this session's user may ``action`` on ``target``.
+
+        ``action`` is a key of `pmkit.registry.access.ACTION_ROLES`.
+        """
+        self._require(self.store, action, target)
 
     # -- access control -----------------------------------------------------------
     def _user_data(self, reader: Reader, user: str | None = None) -> dict[str, Any]:
@@ -1240,34 +1273,45 @@ class Registry:
         """
         pid = self._pid(portfolio)
         with self._tx("ledger.trade", pid) as (tx, events):
-            info = self._portfolio(tx, pid)
-            self._require(tx, "ledger.trade", pid)
-            self._check_tradable(info, asset)
-            entry = LedgerEntry(
-                pid,
-                "trade",
-                ts or _utcnow(),
-                asset=asset,
-                quantity=quantity,
-                price=price,
-                fee=fee,
-                currency=info.currency,
-                actor=self.user,
-                memo=memo,
-            ).validated()
-            (seq,) = tx.append([entry])
-            tx.record(None, {**entry.to_record(), "seq": seq})
-            events.append(
-                self._event(
-                    "ledger.trade",
-                    portfolio=pid,
-                    seq=seq,
-                    asset=asset,
-                    quantity=quantity,
-                    price=price,
-                )
-            )
+            seq, rec = self._append_trade(tx, events, pid, asset, quantity, price, fee, ts, memo)
+            tx.record(None, rec)
         return seq
+
+    def _append_trade(
+        self,
+        tx: Transaction,
+        events: list[Event],
+        pid: str,
+        asset: str,
+        quantity: float,
+        price: float,
+        fee: float,
+        ts: datetime | None,
+        memo: str,
+    ) -> tuple[int, dict[str, Any]]:
+        """Validate and append one trade inside ``tx``; (seq, audit image)."""
+        info = self._portfolio(tx, pid)
+        self._require(tx, "ledger.trade", pid)
+        self._check_tradable(info, asset)
+        entry = LedgerEntry(
+            pid,
+            "trade",
+            ts or _utcnow(),
+            asset=asset,
+            quantity=quantity,
+            price=price,
+            fee=fee,
+            currency=info.currency,
+            actor=self.user,
+            memo=memo,
+        ).validated()
+        (seq,) = tx.append([entry])
+        events.append(
+            self._event(
+                "ledger.trade", portfolio=pid, seq=seq, asset=asset, quantity=quantity, price=price
+            )
+        )
+        return seq, {**entry.to_record(), "seq": seq}
 
     def record_cash(
         self,
@@ -1280,23 +1324,36 @@ class Registry:
         """Append an external cash flow (deposit > 0, withdrawal < 0) in the portfolio currency."""
         pid = self._pid(portfolio)
         with self._tx("ledger.cash", pid) as (tx, events):
-            info = self._portfolio(tx, pid)
-            self._require(tx, "ledger.cash", pid)
-            if info.status != "active":
-                raise LifecycleError(pid, info.status, "record cash flows for")
-            entry = LedgerEntry(
-                pid,
-                "cash",
-                ts or _utcnow(),
-                amount=amount,
-                currency=info.currency,
-                actor=self.user,
-                memo=memo,
-            ).validated()
-            (seq,) = tx.append([entry])
-            tx.record(None, {**entry.to_record(), "seq": seq})
-            events.append(self._event("ledger.cash", portfolio=pid, seq=seq, amount=amount))
+            seq, rec = self._append_cash(tx, events, pid, amount, ts, memo)
+            tx.record(None, rec)
         return seq
+
+    def _append_cash(
+        self,
+        tx: Transaction,
+        events: list[Event],
+        pid: str,
+        amount: float,
+        ts: datetime | None,
+        memo: str,
+    ) -> tuple[int, dict[str, Any]]:
+        """Validate and append one external cash flow inside ``tx``; (seq, audit image)."""
+        info = self._portfolio(tx, pid)
+        self._require(tx, "ledger.cash", pid)
+        if info.status != "active":
+            raise LifecycleError(pid, info.status, "record cash flows for")
+        entry = LedgerEntry(
+            pid,
+            "cash",
+            ts or _utcnow(),
+            amount=amount,
+            currency=info.currency,
+            actor=self.user,
+            memo=memo,
+        ).validated()
+        (seq,) = tx.append([entry])
+        events.append(self._event("ledger.cash", portfolio=pid, seq=seq, amount=amount))
+        return seq, {**entry.to_record(), "seq": seq}
 
     def _check_tradable(self, info: PortfolioInfo, asset: str) -> None:
         if info.status != "active":
@@ -1492,18 +1549,38 @@ class Registry:
         def node(id_: str, target: float | None) -> GroupNode:
             if id_ not in groups:
                 p = visible[id_]
-                return GroupNode(p.id, p.name, "portfolio", p.status, target, None,
-                                 vals.get(p.id), currency=p.currency)
+                return GroupNode(
+                    p.id,
+                    p.name,
+                    "portfolio",
+                    p.status,
+                    target,
+                    None,
+                    vals.get(p.id),
+                    currency=p.currency,
+                )
             g = groups[id_]
-            kids = [node(m, g.allocation[m] if g.allocation else None)
-                    for m in g.members if m in groups or m in visible]
+            kids = [
+                node(m, g.allocation[m] if g.allocation else None)
+                for m in g.members
+                if m in groups or m in visible
+            ]
             leaves = [p for p in self._leaf_portfolios(self.store, id_) if p in visible]
             ccys = {visible[p].currency for p in leaves}
             mixed = len(ccys) > 1
             currency = next(iter(ccys)) if len(ccys) == 1 else "USD"
             value = None if not vals or mixed else sum(vals[p] for p in leaves)
-            n = GroupNode(g.id, g.name, "group", g.status, target, None, value,
-                          currency=currency, children=kids)
+            n = GroupNode(
+                g.id,
+                g.name,
+                "group",
+                g.status,
+                target,
+                None,
+                value,
+                currency=currency,
+                children=kids,
+            )
             if value:
                 for k in kids:
                     k.actual = None if k.value is None else k.value / value
@@ -1592,3 +1669,80 @@ def _groups_children_first(groups: Mapping[str, Mapping[str, Any]]) -> list[str]
     for g in groups:
         visit(g)
     return order
+
+
+class Mutation:
+    """An open registry transaction handed to a service (see `Registry.mutation`).
+
+    Attributes
+    ----------
+    registry : Registry
+        The session (its user is the audit actor).
+    tx : Transaction
+        The store transaction: reads see its own writes.
+    events : list of Event
+        Published in order after the commit.
+    """
+
+    def __init__(self, registry: Registry, tx: Transaction, events: list[Event]) -> None:
+        self.registry = registry
+        self.tx = tx
+        self.events = events
+
+    @property
+    def user(self) -> str:
+        """The acting user."""
+        return self.registry.user
+
+    def require(self, action: str, target: str) -> None:
+        """Raise `PermissionDenied` unless the user may ``action`` on ``target`` (in this tx)."""
+        self.registry._require(self.tx, action, target)
+
+    def is_admin(self) -> bool:
+        """Whether the acting user is an administrator."""
+        return self.registry._is_admin(self.tx)
+
+    def publish(
+        self, topic: str, *, portfolio: str | None = None, group: str | None = None, **payload: Any
+    ) -> None:
+        """Queue an event for publication after the commit."""
+        self.events.append(self.registry._event(topic, portfolio=portfolio, group=group, **payload))
+
+    def record(self, before: Any, after: Any) -> None:
+        """Before/after images of the transaction's primary audit record."""
+        self.tx.record(before, after)
+
+    def note(self, action: str, target: str, before: Any = None, after: Any = None) -> None:
+        """A further audit record in the same commit."""
+        self.tx.note(action, target, before, after)
+
+    def append_trade(
+        self,
+        portfolio: str,
+        asset: str,
+        quantity: float,
+        price: float,
+        *,
+        fee: float = 0.0,
+        ts: datetime | None = None,
+        memo: str = "",
+    ) -> int:
+        """Append a trade to ``portfolio``'s ledger in this transaction (as `record_trade`).
+
+        The same checks apply (TRADER role, active portfolio, tradable asset);
+        the entry gets its own ``ledger.trade`` audit record. Returns the
+        ledger sequence number.
+        """
+        seq, rec = self.registry._append_trade(
+            self.tx, self.events, portfolio, asset, quantity, price, fee, ts, memo
+        )
+        self.tx.note("ledger.trade", portfolio, None, rec)
+        return seq
+
+    def append_cash(
+        self, portfolio: str, amount: float, *, ts: datetime | None = None, memo: str = ""
+    ) -> int:
+        """Append an external cash flow in this transaction (as `record_cash`)."""
+        seq, rec = self.registry._append_cash(self.tx, self.events, portfolio, amount, ts, memo)
+        self.tx.note("ledger.cash", portfolio, None, rec)
+        return seq

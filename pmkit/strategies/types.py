@@ -1,0 +1,179 @@
+"""Strategies inside a portfolio: the protocol, their stored form and performance.
+
+A strategy is anything with a ``returns()`` method giving its daily simple
+returns as a `pandas.Series` on a DatetimeIndex. It may also offer
+``target_weights(at=None)`` (asset -> fraction of the strategy's capital),
+which lets a change of strategy allocation become asset trades.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from pmkit.errors import InsufficientDataError, ValidationError
+
+__all__ = [
+    "Strategy",
+    "StrategyInfo",
+    "StrategyPerformance",
+    "performance_of",
+    "validated_returns",
+]
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """What `StrategyManager.register_strategy` accepts."""
+
+    def returns(self) -> pd.Series:
+        """Daily simple returns (fractions) on a DatetimeIndex."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyPerformance:
+    """Performance of a strategy's daily returns (all fractions; annualized where named).
+
+    Attributes
+    ----------
+    sharpe : float
+        Annualized Sharpe ratio (risk-free 0), ``mean / std * sqrt(252)``.
+    annual_return : float
+        Compound annual growth rate.
+    volatility : float
+        Annualized volatility.
+    max_drawdown : float
+        Worst peak-to-trough loss (a positive fraction).
+    win_rate : float
+        Share of up days among non-flat days.
+    profit_factor : float
+        Sum of gains over the absolute sum of losses.
+    observations : int
+        Number of daily returns.
+    start, end : str
+        First and last date (ISO).
+    """
+
+    sharpe: float
+    annual_return: float
+    volatility: float
+    max_drawdown: float
+    win_rate: float
+    profit_factor: float
+    observations: int
+    start: str
+    end: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (non-finite values become None)."""
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StrategyPerformance:
+        """Inverse of `to_dict`."""
+        return cls(**{k: (math.nan if v is None else v) for k, v in d.items()})
+
+
+def validated_returns(returns: Any, field_name: str = "returns") -> pd.Series:
+    """A float Series on a sorted, unique DatetimeIndex, without NaN; else `ValidationError`."""
+    if not isinstance(returns, pd.Series):
+        raise ValidationError(field_name, type(returns).__name__, "must be a pandas Series")
+    if not isinstance(returns.index, pd.DatetimeIndex):
+        raise ValidationError(field_name, type(returns.index).__name__, "needs a DatetimeIndex")
+    if returns.index.has_duplicates:
+        dup = returns.index[returns.index.duplicated()][0]
+        raise ValidationError(field_name, str(dup), "duplicate date")
+    if not returns.index.is_monotonic_increasing:
+        raise ValidationError(field_name, "index", "dates must be increasing")
+    values = returns.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValidationError(
+            field_name, str(returns.index[bad][0].date()), "NaN or infinite return"
+        )
+    if (values <= -1.0).any():
+        raise ValidationError(field_name, float(values.min()), "a return of -100 % or worse")
+    return pd.Series(values, index=returns.index, name=returns.name)
+
+
+def performance_of(returns: pd.Series, periods_per_year: int = 252) -> StrategyPerformance:
+    """`StrategyPerformance` of daily returns (via `pmkit.core.performance`).
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 returns.
+    """
+    from pmkit.core import performance as perf
+
+    r = validated_returns(returns)
+    if len(r) < 2:
+        raise InsufficientDataError("returns", len(r), "needs at least 2 daily returns")
+    x = np.asarray(r.to_numpy(), dtype=np.float64)
+    return StrategyPerformance(
+        sharpe=float(perf.sharpe_ratio(x, periods_per_year=periods_per_year)),
+        annual_return=float(perf.cagr(x, periods_per_year)),
+        volatility=float(perf.annual_volatility(x, periods_per_year)),
+        max_drawdown=float(abs(perf.max_drawdown(x))),
+        win_rate=float(perf.win_rate(x)),
+        profit_factor=float(perf.profit_factor(x)),
+        observations=len(r),
+        start=r.index[0].date().isoformat(),
+        end=r.index[-1].date().isoformat(),
+    )
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """A registered strategy, as stored.
+
+    Attributes
+    ----------
+    portfolio : str
+        The portfolio whose capital it trades.
+    name : str
+        Unique within the portfolio.
+    active : bool
+        Inactive strategies keep their record but get no capital and no signals.
+    allocation : float
+        Current fraction of the portfolio's capital (after drift).
+    target_allocation : float
+        Fraction the last decision set.
+    kind : str
+        Class name of the strategy object.
+    performance : StrategyPerformance or None
+        Of its return series (None before any returns are known).
+    registered_by : str
+    registered_at : str
+        ISO-8601 UTC.
+    """
+
+    portfolio: str
+    name: str
+    active: bool
+    allocation: float
+    target_allocation: float
+    kind: str = ""
+    performance: StrategyPerformance | None = None
+    registered_by: str = ""
+    registered_at: str = ""
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        """Store id: ``"<portfolio>#<name>"``."""
+        return strategy_id(self.portfolio, self.name)
+
+
+def strategy_id(portfolio: str, name: str) -> str:
+    """Store id of strategy ``name`` in ``portfolio``."""
+    return f"{portfolio}#{name}"
