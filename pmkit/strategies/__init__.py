@@ -1,7 +1,15 @@
 """Strategies inside a portfolio and the allocation of its capital between them."""
 
+from pmkit.strategies.library import (
+    CrossSectionalMomentum,
+    LowVolatility,
+    RankingStrategy,
+    ShortTermReversal,
+)
 from pmkit.strategies.manager import ALLOCATION_TOLERANCE, StrategyManager
 from pmkit.strategies.types import (
+    AllocationDecision,
+    RebalanceOutcome,
     Strategy,
     StrategyInfo,
     StrategyPerformance,
@@ -15,7 +23,13 @@ PortfolioManager = StrategyManager
 
 __all__ = [
     "ALLOCATION_TOLERANCE",
+    "AllocationDecision",
+    "CrossSectionalMomentum",
+    "LowVolatility",
     "PortfolioManager",
+    "RankingStrategy",
+    "RebalanceOutcome",
+    "ShortTermReversal",
     "Strategy",
     "StrategyInfo",
     "StrategyManager",

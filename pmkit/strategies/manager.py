@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from pmkit.errors import AllocationError, AlreadyExistsError, NotFoundError, ValidationError
+from pmkit.rebalance.triggers import (
+    TRIGGERS,
+    TriggerResult,
+    drift_trigger,
+    drifted_weights,
+    performance_trigger,
+    risk_trigger,
+    scheduled_trigger,
+)
 from pmkit.strategies.types import (
+    AllocationDecision,
+    RebalanceOutcome,
     Strategy,
     StrategyInfo,
     StrategyPerformance,
@@ -217,6 +229,8 @@ class StrategyManager:
                 "performance": perf.to_dict() if perf else None,
                 "registered_by": m.user,
                 "registered_at": _now(),
+                # drift is measured from the last return the allocation saw
+                "as_of": series.index[-1].date().isoformat() if len(series) else None,
             }
             rec = m.tx.put("strategy", sid, "active", data)
             m.tx.put(
@@ -351,3 +365,490 @@ class StrategyManager:
                 reason=reason,
             )
         return new
+
+    # -- return series ------------------------------------------------------------------
+    def returns_frame(self, names: list[str] | None = None) -> pd.DataFrame:
+        """Daily returns of the active strategies (or ``names``) on their common dates.
+
+        Only dates where every chosen strategy has a return are kept: the
+        optimizers need aligned histories, and no missing return is filled.
+        """
+        if names is None:
+            names = [s.name for s in self.strategies() if s.active]
+        if not names:
+            raise AllocationError("strategies", [], "no active strategy to allocate between")
+        frame = pd.concat({n: self.returns(n) for n in names}, axis=1, join="inner")
+        return frame.sort_index()
+
+    # -- decisions and their bounded history ------------------------------------------------
+    def history(self) -> list[AllocationDecision]:
+        """The last `history_limit` decisions (optimizations and rebalances), oldest first."""
+        self.registry.require("view", self.portfolio)
+        prefix = f"{self.portfolio}#"
+        recs = [r for r in self.registry.store.list("strategy_decision") if r.id.startswith(prefix)]
+        return sorted((AllocationDecision.from_record(r.data) for r in recs), key=lambda d: d.seq)
+
+    def last_decision(self) -> AllocationDecision | None:
+        """The newest decision, or None."""
+        h = self.history()
+        return h[-1] if h else None
+
+    def _save_decision(self, m: Any, decision: AllocationDecision) -> AllocationDecision:
+        prefix = f"{self.portfolio}#"
+        recs = sorted(
+            (r for r in m.tx.list("strategy_decision") if r.id.startswith(prefix)),
+            key=lambda r: r.data["seq"],
+        )
+        seq = recs[-1].data["seq"] + 1 if recs else 1
+        decision = replace(decision, seq=seq)
+        m.tx.put("strategy_decision", f"{prefix}{seq:09d}", "kept", decision.to_record())
+        # The audit trail keeps every decision; the store keeps the newest few.
+        for old in recs[: max(0, len(recs) + 1 - self.history_limit)]:
+            m.tx.remove("strategy_decision", old.id)
+        m.note("strategy.decision", self.portfolio, None, decision.to_record())
+        return decision
+
+    def _apply(self, m: Any, new: Mapping[str, float], *, drifted: bool = False) -> None:
+        for r in self._records(m.tx):
+            n = r.data["name"]
+            if n not in new:
+                continue
+            data = {**r.data, "allocation": float(new[n])}
+            if not drifted:
+                data["target_allocation"] = float(new[n])
+            m.tx.put("strategy", r.id, r.status, data)
+
+    # -- optimization ---------------------------------------------------------------------
+    def optimize_portfolio_allocation(
+        self,
+        optimization_method: str = "markowitz",
+        target_return: float | None = None,
+        *,
+        apply: bool = True,
+        budget: float = 1.0,
+        lookback: int | None = 756,
+        views: Sequence[Any] = (),
+        reason: str | None = None,
+    ) -> AllocationDecision:
+        """Re-allocate capital between the active strategies with a pmkit optimizer.
+
+        Parameters
+        ----------
+        optimization_method : {"markowitz", "risk_parity", "black_litterman", "performance_based"}
+            * ``markowitz``: maximum Sharpe (`pmkit.optimize.MaximumSharpe`),
+              or the minimum-variance mix reaching ``target_return``
+              (`TargetReturn`) when given;
+            * ``risk_parity``: equal risk contributions (`EqualRiskContribution`);
+            * ``black_litterman``: prior = returns implied by the current
+              allocation, views = each strategy's own annualized mean return
+              (or ``views``), He–Litterman uncertainty; then maximum Sharpe on
+              the posterior (or `TargetReturn` with ``target_return``);
+            * ``performance_based``: `PerformanceBased` scores (Sharpe, win
+              rate, profit factor).
+        target_return : float, optional
+            Annualized return (fraction) for ``markowitz`` / ``black_litterman``.
+        apply : bool, default True
+            Store the new allocation (else only report it).
+        budget : float, default 1
+            Fraction of the portfolio's capital to allocate between strategies.
+        lookback : int or None, default 756
+            Most recent common days used (None: all).
+        views : sequence, optional
+            Black–Litterman views (`pmkit.optimize.View` or specs), replacing the default.
+        reason : str, optional
+            Kept with the decision.
+
+        Returns
+        -------
+        AllocationDecision
+            Kept in `history` (bounded) whether applied or not.
+        """
+        import xarray as xr
+
+        from pmkit import optimize as opt
+
+        methods = ("markowitz", "risk_parity", "black_litterman", "performance_based")
+        if optimization_method not in methods:
+            raise ValidationError(
+                "optimization_method", optimization_method, f"must be one of {list(methods)}"
+            )
+        budget = _fraction("budget", budget)
+        if budget <= 0:
+            raise ValidationError("budget", budget, "must be > 0")
+        if target_return is not None and optimization_method not in methods[::2]:
+            raise ValidationError(
+                "target_return", target_return, f"not used by {optimization_method!r}"
+            )
+        self.registry.require("strategy.allocation", self.portfolio)
+        frame = self.returns_frame()
+        if lookback is not None:
+            frame = frame.iloc[-lookback:]
+        names = list(frame.columns)
+        returns = xr.DataArray(
+            frame.to_numpy().T,
+            dims=("asset", "time"),
+            coords={"asset": names, "time": frame.index.to_numpy()},
+        )
+        before = {s.name: s.allocation for s in self.strategies()}
+        if optimization_method == "markowitz":
+            result = _mean_variance(target_return).fit(returns)
+        elif optimization_method == "risk_parity":
+            result = opt.EqualRiskContribution().fit(returns)
+        elif optimization_method == "performance_based":
+            result = opt.PerformanceBased(if_all_zero="equal").fit(returns)
+        else:
+            cov = opt.covariance(returns, annualize=True)
+            active = {n: max(before.get(n, 0.0), 0.0) for n in names}
+            market = active if sum(active.values()) > 0 else {n: 1.0 for n in names}
+            bl_views = list(views) or [
+                (n, float(v)) for n, v in opt.expected_returns(returns).to_series().items()
+            ]
+            post = opt.BlackLitterman(market, bl_views).fit(cov)
+            result = _mean_variance(target_return).fit(mu=post.mu, cov=post.cov)
+        raw = result.weights.to_series()
+        # Interior-point solvers leave ~1e-8 on sleeves they exclude; a
+        # stored allocation of 2e-8 would only be noise in every report.
+        raw = raw.where(raw.abs() > 1e-6, 0.0).clip(lower=0.0)
+        weights = {str(a): float(w) * budget / float(raw.sum()) for a, w in raw.items()}
+        after = {**{n: 0.0 for n in before}, **weights}
+        decision = AllocationDecision(
+            seq=0,
+            portfolio=self.portfolio,
+            kind="optimization",
+            method=optimization_method,
+            trigger=None,
+            reason=reason or f"optimize {optimization_method}",
+            before=before,
+            after=after,
+            applied=bool(apply),
+            as_of=frame.index[-1].date().isoformat(),
+            ts=_now(),
+            actor=self.registry.user,
+            # of the strategy mix scaled to the budget (the rest is cash)
+            expected_return=_finite(result.expected_return * budget),
+            volatility=_finite(result.volatility * budget),
+            details={"target_return": target_return, "budget": budget,
+                     "observations": len(frame), "solver": result.solver},
+        )
+        with self.registry.mutation("strategy.allocation", self.portfolio) as m:
+            m.require("strategy.allocation", self.portfolio)
+            if apply:
+                self._apply(m, after)
+            decision = self._save_decision(m, decision)
+            m.record(before, {"allocation": after, "applied": apply, "method": optimization_method})
+            m.publish(
+                "strategy.allocation_optimized",
+                portfolio=self.portfolio,
+                method=optimization_method,
+                allocation=after,
+                applied=apply,
+            )
+        return decision
+
+    # -- drift, triggers and rebalancing -------------------------------------------------
+    def _as_of(self) -> str | None:
+        last = self.last_decision()
+        if last is not None and last.applied:
+            return last.as_of
+        dates = [s.data.get("as_of") for s in self.strategies() if s.data.get("as_of")]
+        return max(dates) if dates else None
+
+    def current_allocations(self) -> dict[str, float]:
+        """Allocations drifted by each strategy's returns since the last applied decision.
+
+        A strategy that earned more than the others since then holds a larger
+        share now: ``w_i = t_i g_i / (sum_j t_j g_j + 1 - sum_j t_j)`` with
+        ``g`` the growth ``prod(1 + r)`` of its stored returns after the
+        decision's ``as_of`` date (`pmkit.rebalance.triggers.drifted_weights`).
+        """
+        infos = [s for s in self.strategies() if s.active]
+        targets = {s.name: s.target_allocation for s in infos}
+        as_of = self._as_of()
+        growth = {}
+        for s in infos:
+            r = self.returns(s.name)
+            if as_of is not None:
+                r = r[r.index > pd.Timestamp(as_of)]
+            growth[s.name] = float((1.0 + r).prod())
+        return drifted_weights(targets, growth)
+
+    def target_asset_weights(self, at: Any = None) -> dict[str, float]:
+        """Asset weights of the portfolio implied by the strategy allocation.
+
+        ``w_asset = sum_s allocation_s * w_s,asset`` over active strategies
+        whose objects (registered or `attach`-ed in this session) offer
+        ``target_weights(at)``; the rest of the capital is cash.
+
+        Raises
+        ------
+        ValidationError
+            An active, allocated strategy has no attached object with
+            ``target_weights``.
+        """
+        out: dict[str, float] = {}
+        for s in self.strategies():
+            if not s.active or s.target_allocation <= 0:
+                continue
+            obj = self._objects.get(s.name)
+            if obj is None or not callable(getattr(obj, "target_weights", None)):
+                raise ValidationError(
+                    "strategy", s.name, "attach an object with target_weights() to map it to assets"
+                )
+            for a, w in obj.target_weights(at).items():
+                out[a] = out.get(a, 0.0) + s.target_allocation * float(w)
+        return out
+
+    def check_trigger(
+        self,
+        trigger: str = "scheduled",
+        threshold: float = 0.05,
+        *,
+        now: datetime | None = None,
+        interval: timedelta = timedelta(hours=24),
+        window: int = 63,
+        min_sharpe: float | None = 0.0,
+        limits: Mapping[str, Any] | None = None,
+        at: Any = None,
+    ) -> TriggerResult:
+        """Evaluate one trigger without changing anything (see `rebalance_portfolio`)."""
+        if trigger not in TRIGGERS:
+            raise ValidationError("trigger", trigger, f"must be one of {list(TRIGGERS)}")
+        self.registry.require("view", self.portfolio)
+        if trigger == "scheduled":
+            last = next(
+                (d for d in reversed(self.history()) if d.applied and d.kind == "rebalance"), None
+            )
+            when = now or datetime.now(UTC).replace(tzinfo=None)
+            return scheduled_trigger(
+                None if last is None else datetime.fromisoformat(last.ts), when, interval
+            )
+        if trigger == "threshold":
+            targets = {s.name: s.target_allocation for s in self.strategies() if s.active}
+            result = drift_trigger(self.current_allocations(), targets, threshold)
+            asset = self._asset_drift(threshold, at)
+            if asset is None:
+                return result
+            fired = result.fired or asset.fired
+            reason = f"strategies: {result.reason}; assets: {asset.reason}"
+            details = {**result.details, "asset_drift": asset.details["drift"]}
+            return TriggerResult("threshold", fired, reason, details)
+        if trigger == "performance":
+            return performance_trigger(
+                self.returns_frame(), window=window, min_sharpe=min_sharpe, max_drawdown=threshold
+            )
+        from pmkit.risk.limits import check_limits, limit_metrics
+
+        metrics = limit_metrics(self.registry, [self.portfolio], at=at)
+        return risk_trigger(check_limits(self.registry, metrics, limits=limits, publish=False))
+
+    def _asset_drift(self, band: float, at: Any) -> TriggerResult | None:
+        """Drift of the portfolio's asset weights from the strategy-implied targets, if mappable."""
+        if self.registry.market is None:
+            return None
+        try:
+            targets = self.target_asset_weights(at)
+        except ValidationError:
+            return None
+        if not targets:
+            return None
+        from pmkit.risk.exposures import current_weights
+
+        cw = current_weights(self.registry, [self.portfolio], at)["weight"].sel(
+            portfolio=self.portfolio
+        )
+        current = {str(a): float(w) for a, w in cw.to_series().items() if abs(w) > 0}
+        return drift_trigger(current, targets, band)
+
+    def rebalance_portfolio(
+        self,
+        trigger: str = "scheduled",
+        threshold: float = 0.05,
+        apply: bool = True,
+        *,
+        method: str | None = None,
+        now: datetime | None = None,
+        interval: timedelta = timedelta(hours=24),
+        window: int = 63,
+        min_sharpe: float | None = 0.0,
+        limits: Mapping[str, Any] | None = None,
+        at: Any = None,
+        propose: bool = True,
+        **proposal_options: Any,
+    ) -> RebalanceOutcome:
+        """Check a trigger and, when it fires, re-allocate (and propose the asset trades).
+
+        Parameters
+        ----------
+        trigger : {"scheduled", "threshold", "performance", "risk"}
+            See `pmkit.rebalance.triggers`.
+        threshold : float, default 0.05
+            The drift band for ``"threshold"`` (absolute fraction, applied to
+            strategy allocations and, when strategies map to assets, to asset
+            weights); the drawdown limit for ``"performance"``; unused otherwise.
+        apply : bool, default True
+            Store the new allocation and create the proposal; False reports
+            what would happen and stores nothing but the decision record.
+        method : str, optional
+            Optimizer for the new allocation (`optimize_portfolio_allocation`
+            names). Default: ``"threshold"`` restores the targets; the other
+            triggers re-run the last optimization method (``"risk_parity"``
+            if there was none).
+        now : datetime, optional
+            Clock of the ``"scheduled"`` trigger (tz-naive UTC).
+        interval, window, min_sharpe, limits
+            Trigger parameters (see `pmkit.rebalance.triggers`).
+        at : datetime-like, optional
+            Market time for asset weights, risk and the proposal.
+        propose : bool, default True
+            When the strategies map to assets, create a `RebalanceProposal`
+            of the asset trades (state ``proposed``; it needs approval).
+        **proposal_options
+            Passed to `pmkit.rebalance.propose_rebalance` (bands, cost model...).
+
+        Returns
+        -------
+        RebalanceOutcome
+            The trigger result, the decision (None when it did not fire) and
+            the proposal (None when none was made).
+        """
+        result = self.check_trigger(
+            trigger,
+            threshold,
+            now=now,
+            interval=interval,
+            window=window,
+            min_sharpe=min_sharpe,
+            limits=limits,
+            at=at,
+        )
+        if not result.fired:
+            return RebalanceOutcome(result, None, None)
+        if method is None and trigger == "threshold":
+            before = self.current_allocations()
+            after = {s.name: s.target_allocation for s in self.strategies() if s.active}
+            used = "restore targets"
+        else:
+            used = method or next(
+                (d.method for d in reversed(self.history()) if d.kind == "optimization"),
+                "risk_parity",
+            )
+            opt = self.optimize_portfolio_allocation(used, apply=False, reason=result.reason)
+            before, after = self.current_allocations(), opt.after
+        decision = AllocationDecision(
+            seq=0,
+            portfolio=self.portfolio,
+            kind="rebalance",
+            method=used,
+            trigger=trigger,
+            reason=result.reason,
+            before=before,
+            after=after,
+            applied=bool(apply),
+            as_of=self._latest_return_date(),
+            ts=(now or datetime.now(UTC).replace(tzinfo=None)).isoformat(),
+            actor=self.registry.user,
+            details={"trigger": result.details},
+        )
+        with self.registry.mutation("strategy.allocation", self.portfolio) as m:
+            m.require("strategy.allocation", self.portfolio)
+            if apply:
+                self._apply(m, after)
+            decision = self._save_decision(m, decision)
+            m.record(before, {"allocation": after, "trigger": trigger, "applied": apply})
+            m.publish(
+                "strategy.rebalanced",
+                portfolio=self.portfolio,
+                trigger=trigger,
+                reason=result.reason,
+                allocation=after,
+                applied=apply,
+            )
+        proposal = None
+        if apply and propose and self.registry.market is not None:
+            try:
+                targets = self.target_asset_weights(at)
+            except ValidationError:
+                targets = {}
+            if targets:
+                from pmkit.rebalance.builder import propose_rebalance
+                from pmkit.rebalance.workflow import ProposalBook
+
+                built = propose_rebalance(
+                    self.registry,
+                    self.portfolio,
+                    target_weights=targets,
+                    at=at,
+                    reason=f"{trigger}: {result.reason}",
+                    **proposal_options,
+                )
+                proposal = ProposalBook(self.registry).propose(built)
+        return RebalanceOutcome(result, decision, proposal)
+
+    def _latest_return_date(self) -> str:
+        return self.returns_frame().index[-1].date().isoformat()
+
+    # -- summary --------------------------------------------------------------------------
+    def get_portfolio_summary(self) -> dict[str, Any]:
+        """The portfolio's strategies at a glance (the seed's shape).
+
+        Returns
+        -------
+        dict
+            ``portfolio``, ``strategies`` (count), ``active``, ``allocated``
+            (sum of current allocations), ``unallocated`` (1 - allocated),
+            ``allocations`` and ``targets`` (name -> fraction), ``drift``
+            (name -> allocation - target), ``performance`` (name -> dict),
+            ``last_decision`` (dict or None), ``decisions`` (kept in history).
+        """
+        infos = self.strategies()
+        current = self.current_allocations() if any(s.active for s in infos) else {}
+        allocs = {s.name: current.get(s.name, 0.0) for s in infos}
+        targets = {s.name: s.target_allocation for s in infos}
+        hist = self.history()
+        return {
+            "portfolio": self.portfolio,
+            "strategies": len(infos),
+            "active": [s.name for s in infos if s.active],
+            "allocated": float(sum(allocs.values())),
+            "unallocated": float(1.0 - sum(allocs.values())),
+            "allocations": allocs,
+            "targets": targets,
+            "drift": {n: allocs[n] - targets[n] for n in allocs},
+            "performance": {s.name: s.performance.to_dict() if s.performance else None
+                            for s in infos},
+            "last_decision": hist[-1].to_record() if hist else None,
+            "decisions": len(hist),
+        }
+
+    def summary_frame(self) -> pd.DataFrame:
+        """One row per strategy: status, allocation, target, drift and performance."""
+        s = self.get_portfolio_summary()
+        rows = []
+        for info in self.strategies():
+            perf = s["performance"][info.name] or {}
+            rows.append(
+                {
+                    "strategy": info.name,
+                    "active": info.active,
+                    "allocation": s["allocations"][info.name],
+                    "target": s["targets"][info.name],
+                    "drift": s["drift"][info.name],
+                    "sharpe": perf.get("sharpe"),
+                    "max_drawdown": perf.get("max_drawdown"),
+                    "win_rate": perf.get("win_rate"),
+                }
+            )
+        return pd.DataFrame(rows).set_index("strategy") if rows else pd.DataFrame()
+
+
+def _mean_variance(target_return: float | None) -> Any:
+    from pmkit import optimize as opt
+
+    return opt.MaximumSharpe() if target_return is None else opt.TargetReturn(target_return)
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

@@ -19,6 +19,8 @@ import pandas as pd
 from pmkit.errors import InsufficientDataError, ValidationError
 
 __all__ = [
+    "AllocationDecision",
+    "RebalanceOutcome",
     "Strategy",
     "StrategyInfo",
     "StrategyPerformance",
@@ -177,3 +179,81 @@ class StrategyInfo:
 def strategy_id(portfolio: str, name: str) -> str:
     """Store id of strategy ``name`` in ``portfolio``."""
     return f"{portfolio}#{name}"
+
+
+@dataclass(frozen=True)
+class AllocationDecision:
+    """One allocation decision between a portfolio's strategies, as kept in `history`.
+
+    Attributes
+    ----------
+    seq : int
+        Increasing per portfolio.
+    portfolio : str
+    kind : {"optimization", "rebalance"}
+    method : str
+        Optimization method, or ``"restore targets"``.
+    trigger : str or None
+        The rebalance trigger that fired (None for a direct optimization).
+    reason : str
+    before, after : dict name -> fraction
+        Allocations before and after (fractions of the portfolio's capital).
+    applied : bool
+        Whether ``after`` was stored.
+    as_of : str
+        Last return date the decision saw (ISO); drift is measured from here.
+    ts : str
+        Wall-clock time of the decision (ISO-8601 UTC).
+    actor : str
+    expected_return, volatility : float or None
+        Annualized, of the chosen mix (when the method estimates them).
+    details : dict
+    """
+
+    seq: int
+    portfolio: str
+    kind: str
+    method: str
+    trigger: str | None
+    reason: str
+    before: dict[str, float]
+    after: dict[str, float]
+    applied: bool
+    as_of: str
+    ts: str
+    actor: str
+    expected_return: float | None = None
+    volatility: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, d: Mapping[str, Any]) -> AllocationDecision:
+        """Inverse of `to_record`."""
+        return cls(**dict(d))
+
+
+@dataclass(frozen=True)
+class RebalanceOutcome:
+    """What `StrategyManager.rebalance_portfolio` did.
+
+    Attributes
+    ----------
+    trigger : pmkit.rebalance.triggers.TriggerResult
+    decision : AllocationDecision or None
+        None when the trigger did not fire.
+    proposal : pmkit.rebalance.RebalanceProposal or None
+        The asset-level proposal created, if any.
+    """
+
+    trigger: Any
+    decision: AllocationDecision | None
+    proposal: Any = None
+
+    @property
+    def fired(self) -> bool:
+        """Whether the trigger fired."""
+        return bool(self.trigger.fired)
