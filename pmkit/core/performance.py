@@ -421,6 +421,7 @@ class _Drawdown(NamedTuple):
     recovered_at: Array  # first position after the trough back at that peak; -1 if none
 
 
+@jax.jit  # un-jitted, every call re-traced the scan (~60 ms for one series)
 def _drawdown_scan(returns: Array) -> _Drawdown:
     """One sequential pass over time of ``returns`` (..., T); absent periods earn 0.
 
