@@ -1,0 +1,1002 @@
+"""The strategy coordinator service: signals in, a priority queue of trades out.
+
+Pipeline of `StrategyCoordinator.process_signal` (one store transaction per
+signal, every step an audit record in it):
+
+1. **received** (audit ``signal.received``, with the input as sent);
+2. **validated** (`pmkit.coordinator.signals.validate_signal` and the
+   strategy's registration) or **rejected**: the rejection is committed
+   (record ``status="rejected"``, ``reason`` = the field) and *then* the typed
+   error is raised;
+3. **enriched**: risk:reward, priority, performance weight, the strategy's
+   capital and the position size (`pmkit.coordinator.signals.enrich_signal`);
+4. **conflicts** (`pmkit.coordinator.conflicts`): a duplicate is rejected
+   (returned, not raised); a signal against a held position is flagged (or
+   rejected with ``position_policy="reject"``); opposing live signals are
+   **resolved** by the portfolio's `ResolutionStrategy` and the losers
+   **superseded** (status, ``superseded_by`` = the winner's id);
+5. **queued**: the winner enters the priority queue.
+
+`get_next_signal` hands out the highest-priority queued signal (ties: the
+earliest received) and marks it ``dispatched``; `mark_signal_executed`
+closes it. States and transitions: `pmkit.coordinator.signals.TRANSITIONS`.
+
+Persistence and restart
+-----------------------
+Signals are store entities of kind ``"signal"`` (id ``"sig-<seq>"``, status
+= state, data = `Signal.to_record`); per-portfolio resolution settings are
+kind ``"coordinator.settings"`` (id = portfolio, ``"*"`` for the default).
+A new coordinator over the same store reloads them: queued signals go back
+into the queue in the same order, and the statistics are recomputed from the
+records, so they equal those before the restart. Dispatched signals are not
+re-queued (an executor holds them); `mark_signal_executed` still closes them.
+
+The in-memory index of live signals is this process's: run one coordinator
+per store (several sessions of it via `StrategyCoordinator.as_user` share
+it). A signal id already taken in the store (another writer) is a
+`StoreError`.
+
+Caches
+------
+Portfolio NAVs (`Registry.value` at the last market time), resolved
+``max_position_weight`` limits and group peers are computed on a portfolio's
+first signal and kept, so 10,000 signals do not revalue 10,000 times. Trades
+recorded later are not reflected until `refresh_nav` (NAVs) or `refresh`
+(everything) is called. Strategy records (status, allocation, performance)
+and positions are read fresh for every signal.
+
+Permissions
+-----------
+Submitting needs ``signal.submit`` (TRADER) on the signal's portfolio;
+dequeuing and executing need ``signal.execute``; setting a portfolio's
+resolution strategy needs ``portfolio.config`` (MANAGER), the default an
+administrator. A denial raises `PermissionDenied` with nothing written.
+A group-scope conflict may supersede a signal of another portfolio of the
+group: enabling ``group_conflicts`` is the coordinator owner's decision.
+
+Events (portfolio-routed, after commit): ``signal.accepted``,
+``signal.rejected``, ``signal.superseded``, ``signal.dispatched``,
+``signal.executed``, ``coordinator.settings_changed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pmkit.coordinator.conflicts import (
+    ConflictKind,
+    Resolution,
+    ResolutionStrategy,
+    find_duplicate,
+    find_opposing,
+    opposes_position,
+    parse_resolution,
+    resolve_signal_conflicts,
+)
+from pmkit.coordinator.signals import (
+    SIGNAL_FIELDS,
+    TRANSITIONS,
+    Priority,
+    PriorityRule,
+    Signal,
+    SignalState,
+    check_strategy,
+    enrich_signal,
+    jsonable,
+    validate_signal,
+)
+from pmkit.errors import (
+    ConfigError,
+    NotFoundError,
+    PermissionDenied,
+    StoreError,
+    TransitionError,
+    ValidationError,
+)
+from pmkit.strategies.types import StrategyInfo, StrategyPerformance, strategy_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_RESOLUTION", "SETTINGS_KIND", "SIGNAL_KIND", "StrategyCoordinator"]
+
+SIGNAL_KIND = "signal"
+SETTINGS_KIND = "coordinator.settings"
+_DEFAULT_KEY = "*"
+#: Resolution strategy of portfolios without a setting, when no default is stored.
+DEFAULT_RESOLUTION = ResolutionStrategy.HIGHEST_PRIORITY
+_POSITION_POLICIES = ("flag", "reject")
+
+S = SignalState
+
+
+def _sid(seq: int) -> str:
+    return f"sig-{seq:09d}"
+
+
+def _strategy_info(rec: Any) -> StrategyInfo | None:
+    if rec is None:
+        return None
+    d = rec.data
+    perf = d.get("performance")
+    return StrategyInfo(
+        portfolio=d["portfolio"],
+        name=d["name"],
+        active=rec.status == "active",
+        allocation=float(d["allocation"]),
+        target_allocation=float(d["target_allocation"]),
+        kind=d.get("kind", ""),
+        performance=StrategyPerformance.from_dict(perf) if perf else None,
+    )
+
+
+def _raw(signal: Any) -> dict[str, Any]:
+    if isinstance(signal, Signal):
+        d = {k: getattr(signal, k) for k in SIGNAL_FIELDS}
+        d["side"] = str(signal.side)
+        return {**signal.metadata, **d}
+    if isinstance(signal, Mapping):
+        return dict(signal)
+    raise ValidationError("signal", type(signal).__name__, "must be a mapping or a Signal")
+
+
+def _result(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError("execution_result", value, "must be a mapping (or None)")
+    try:
+        return json.loads(json.dumps(dict(value), allow_nan=False, default=str))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("execution_result", value, f"not JSON-serialisable: {exc}") from exc
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@dataclass
+class _Shared:
+    """State shared by every session (`as_user`) of one coordinator."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    heap: list[tuple[int, int, str]] = field(default_factory=list)
+    live: dict[str, Signal] = field(default_factory=dict)
+    by_key: dict[tuple[str, str], dict[str, Signal]] = field(default_factory=dict)
+    states: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
+    rejections: Counter[str] = field(default_factory=Counter)
+    conflicts: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    seq: int = 0
+    settings: dict[str, ResolutionStrategy] = field(default_factory=dict)
+    nav: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, float | None] = field(default_factory=dict)
+    peers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
+        default_factory=list
+    )
+
+    # -- bookkeeping (callers hold the lock) --------------------------------------------
+    def account(self, data: Mapping[str, Any]) -> None:
+        """Count a record as it was decided on receipt, then in its current state."""
+        self.states[data["status"]] += 1
+        self.accepted += bool(data.get("accepted"))
+        if data.get("reason") and data["status"] == S.REJECTED:
+            self.rejections[data["reason"]] += 1
+        for c in data.get("conflicts", ()):
+            self.conflicts[c["kind"]] += 1
+        if data.get("latency_ms") is not None:
+            self.latencies.append(float(data["latency_ms"]))
+
+    def move(self, old: str, new: str) -> None:
+        self.states[old] -= 1
+        self.states[new] += 1
+
+    def add_live(self, sig: Signal) -> None:
+        self.live[sig.id] = sig
+        self.by_key.setdefault((sig.portfolio, sig.symbol), {})[sig.id] = sig
+        if sig.status is S.QUEUED:
+            heapq.heappush(self.heap, (-int(sig.priority), sig.seq, sig.id))
+
+    def drop_live(self, sig_id: str) -> None:
+        old = self.live.pop(sig_id, None)
+        if old is not None:
+            bucket = self.by_key.get((old.portfolio, old.symbol), {})
+            bucket.pop(sig_id, None)
+            if not bucket:
+                self.by_key.pop((old.portfolio, old.symbol), None)
+
+    def wake(self) -> None:
+        for loop, fut in list(self.waiters):
+            try:
+                loop.call_soon_threadsafe(_wake, fut)
+            except RuntimeError:  # its loop is closed: nobody waits there any more
+                self.waiters.remove((loop, fut))
+
+
+class StrategyCoordinator:
+    """Coordinates the signals of a registry's strategies (see the module docstring).
+
+    Parameters
+    ----------
+    registry : pmkit.registry.Registry
+        The session (its user acts) with market data: the market's assets are
+        the symbol universe, its ``lot_size`` coordinate the lot sizes.
+    risk_fraction : float, default 0.01
+        Fraction of a strategy's capital risked to the stop per trade, in (0, 1].
+    group_conflicts : bool or str, default False
+        Also detect opposing signals in other portfolios: True, those sharing
+        a direct parent group with the signal's portfolio; a group id, every
+        portfolio of that group (nested included) when the signal's
+        portfolio belongs to it.
+    position_policy : {"flag", "reject"}, default "flag"
+        A signal against a held position is kept and flagged as a
+        ``position`` conflict, or rejected (reason ``"position"``).
+    priority_rule : PriorityRule, optional
+        Thresholds of the priority table (default `PriorityRule()`).
+
+    Examples
+    --------
+    >>> from pmkit.demo import open_demo
+    >>> coord = StrategyCoordinator(open_demo())  # doctest: +SKIP
+    >>> coord.process_signal({"symbol": "AAPL", "side": "long", "entry": 130.0,
+    ...     "stop": 125.0, "target": 140.0, "strategy": "momentum",
+    ...     "portfolio": "client_a/growth"})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        *,
+        risk_fraction: float = 0.01,
+        group_conflicts: bool | str = False,
+        position_policy: str = "flag",
+        priority_rule: PriorityRule | None = None,
+    ) -> None:
+        if registry.market is None:
+            raise ConfigError("registry.market", None, "the coordinator needs market data")
+        if isinstance(risk_fraction, bool) or not isinstance(risk_fraction, int | float):
+            raise ValidationError("risk_fraction", risk_fraction, "must be a number in (0, 1]")
+        if not 0.0 < float(risk_fraction) <= 1.0:
+            raise ValidationError("risk_fraction", risk_fraction, "must be in (0, 1]")
+        if position_policy not in _POSITION_POLICIES:
+            raise ValidationError("position_policy", position_policy, "must be 'flag' or 'reject'")
+        if not isinstance(group_conflicts, bool | str):
+            raise ValidationError(
+                "group_conflicts", group_conflicts, "must be True, False or a group id"
+            )
+        if (
+            isinstance(group_conflicts, str)
+            and registry.store.get("group", group_conflicts) is None
+        ):
+            raise NotFoundError("group", group_conflicts)
+        self.registry = registry
+        self.risk_fraction = float(risk_fraction)
+        self.group_conflicts = group_conflicts
+        self.position_policy = position_policy
+        self.priority_rule = priority_rule or PriorityRule()
+        market = registry.market
+        self._universe = frozenset(str(a) for a in market.indexes["asset"])
+        lots = market["lot_size"].to_series() if "lot_size" in market.coords else None
+        self._lots = {str(k): int(v) for k, v in lots.items()} if lots is not None else {}
+        self._sh = _Shared()
+        self._load()
+
+    def as_user(self, user: str) -> StrategyCoordinator:
+        """The same coordinator (queue, index, caches) acting as ``user``."""
+        other = object.__new__(StrategyCoordinator)
+        other.__dict__.update(self.__dict__)
+        other.registry = self.registry.as_user(user)
+        return other
+
+    def _load(self) -> None:
+        sh = self._sh
+        store = self.registry.store
+        with sh.lock:
+            for rec in store.list(SETTINGS_KIND):
+                sh.settings[rec.id] = parse_resolution(rec.data["resolution"])
+            for rec in store.list(SIGNAL_KIND):
+                data = rec.data
+                sh.seq = max(sh.seq, int(data["seq"]))
+                sh.account(data)
+                if rec.status in (S.QUEUED, S.DISPATCHED):
+                    sh.add_live(Signal.from_record(data))
+
+    # -- settings and caches ------------------------------------------------------------
+    def resolution_strategy(self, portfolio: str | None = None) -> ResolutionStrategy:
+        """The rule used for ``portfolio`` (its setting, else the default)."""
+        sh = self._sh
+        if portfolio is not None and portfolio in sh.settings:
+            return sh.settings[portfolio]
+        return sh.settings.get(_DEFAULT_KEY, DEFAULT_RESOLUTION)
+
+    def set_resolution_strategy(
+        self, strategy: ResolutionStrategy | str, portfolio: str | None = None
+    ) -> None:
+        """Persist the resolution rule of ``portfolio`` (None: the default for all).
+
+        Needs ``portfolio.config`` (MANAGER) on the portfolio; the default
+        needs an administrator.
+        """
+        rule = parse_resolution(strategy)
+        key = portfolio if portfolio is not None else _DEFAULT_KEY
+        reg = self.registry
+        with self._sh.lock:
+            with reg.mutation("coordinator.settings", key) as m:
+                if portfolio is None:
+                    if not m.is_admin():
+                        raise PermissionDenied(m.user, "coordinator.settings", "registry", "admin")
+                else:
+                    reg._portfolio(m.tx, portfolio)
+                    m.require("portfolio.config", portfolio)
+                old = m.tx.get(SETTINGS_KIND, key)
+                m.tx.put(SETTINGS_KIND, key, "active", {"resolution": rule.value})
+                m.record(old.data if old else None, {"resolution": rule.value})
+                m.publish(
+                    "coordinator.settings_changed", portfolio=portfolio, resolution=rule.value
+                )
+            self._sh.settings[key] = rule
+
+    def refresh_nav(self, portfolio: str | None = None) -> None:
+        """Forget cached NAVs (one portfolio's, or all): revalued on the next signal."""
+        with self._sh.lock:
+            if portfolio is None:
+                self._sh.nav.clear()
+            else:
+                self._sh.nav.pop(portfolio, None)
+
+    def refresh(self) -> None:
+        """Forget every cache: NAVs, position limits, group peers."""
+        with self._sh.lock:
+            self._sh.nav.clear()
+            self._sh.limits.clear()
+            self._sh.peers.clear()
+
+    def _nav(self, pid: str) -> float:
+        nav = self._sh.nav.get(pid)
+        if nav is None:
+            nav = self._sh.nav[pid] = float(self.registry.value(pid))
+        return nav
+
+    def _limit(self, pid: str) -> float | None:
+        if pid not in self._sh.limits:
+            mpw = self.registry.resolve_config(pid).get("max_position_weight")
+            self._sh.limits[pid] = None if mpw is None else float(mpw)
+        return self._sh.limits[pid]
+
+    def _peers(self, pid: str) -> tuple[str, ...]:
+        if not self.group_conflicts:
+            return ()
+        if pid not in self._sh.peers:
+            store = self.registry.store
+            if self.group_conflicts is True:
+                groups = store.parents(pid)
+            else:
+                groups = [self.group_conflicts] if pid in self._leaves(self.group_conflicts) else []
+            found: set[str] = set()
+            for g in groups:
+                found.update(self._leaves(g))
+            found.discard(pid)
+            self._sh.peers[pid] = tuple(sorted(found))
+        return self._sh.peers[pid]
+
+    def _leaves(self, gid: str) -> list[str]:
+        store = self.registry.store
+        out: list[str] = []
+        stack, seen = [gid], {gid}
+        while stack:
+            for m in store.members(stack.pop()):
+                if m.member_id in seen:
+                    continue
+                seen.add(m.member_id)
+                if store.get("group", m.member_id) is not None:
+                    stack.append(m.member_id)
+                else:
+                    out.append(m.member_id)
+        return out
+
+    # -- processing -------------------------------------------------------------------------
+    def _portfolio_of(self, raw: Mapping[str, Any]) -> str:
+        pid = self.registry._pid(raw.get("portfolio"))
+        if not isinstance(pid, str):
+            raise ValidationError("portfolio", pid, "must be a portfolio id")
+        self.registry._portfolio(self.registry.store, pid)  # NotFoundError before any write
+        return pid
+
+    def process_signal(
+        self, signal: Mapping[str, Any] | Signal, *, strategy: str | None = None
+    ) -> Signal:
+        """Validate, enrich, check conflicts, resolve and queue one signal.
+
+        Parameters
+        ----------
+        signal : mapping or Signal
+            ``symbol``, ``side`` (``"long"``/``"short"``), ``entry``, ``stop``,
+            ``target`` (prices per unit), ``confidence`` (default 0.5),
+            ``strategy``, ``portfolio`` (default: the registry's active or
+            default portfolio), ``time`` (default now); other keys are kept as
+            metadata.
+        strategy : str, optional
+            The emitting strategy (must agree with ``signal["strategy"]``).
+
+        Returns
+        -------
+        Signal
+            As stored: ``queued`` (accepted), ``superseded`` (lost a conflict;
+            ``superseded_by`` names the winner) or ``rejected`` (duplicate, or
+            against a position under ``position_policy="reject"``).
+
+        Raises
+        ------
+        PermissionDenied
+            No ``signal.submit`` on the portfolio (nothing written).
+        NotFoundError
+            The portfolio does not exist (nothing written).
+        UnknownAssetError, ValidationError
+            A failed check, naming the field; the rejection was recorded first.
+        """
+        t0 = time.perf_counter()
+        raw = _raw(signal)
+        pid = self._portfolio_of(raw)
+        reg = self.registry
+        reg.require("signal.submit", pid)  # before valuing anything
+        nav = self._nav(pid)
+        limit = self._limit(pid)
+        rule = self.resolution_strategy(pid)
+        sh = self._sh
+        with sh.lock:
+            seq = sh.seq + 1
+            sid = _sid(seq)
+            error: ValidationError | None = None
+            losers: list[tuple[Signal, Signal]] = []
+            with reg.mutation("signal.submit", sid) as m:
+                m.require("signal.submit", pid)
+                info = reg._portfolio(m.tx, pid)
+                if m.tx.get(SIGNAL_KIND, sid) is not None:
+                    raise StoreError(f"signal id {sid} is taken: another coordinator writes here")
+                m.note("signal.received", sid, None, {"portfolio": pid, "input": jsonable(raw)})
+                try:
+                    if info.status != "active":
+                        raise ValidationError("portfolio", pid, f"is {info.status}, not active")
+                    sig = validate_signal(raw, self._universe, portfolio=pid, strategy=strategy)
+                    strat = _strategy_info(m.tx.get("strategy", strategy_id(pid, sig.strategy)))
+                    check_strategy(sig, strat)
+                except ValidationError as exc:
+                    error = exc
+                    data = {
+                        "id": sid,
+                        "seq": seq,
+                        "portfolio": pid,
+                        "status": str(S.REJECTED),
+                        "accepted": False,
+                        "reason": exc.field,
+                        "detail": str(exc),
+                        "input": jsonable(raw),
+                        "conflicts": [],
+                        "latency_ms": (time.perf_counter() - t0) * 1e3,
+                    }
+                    m.tx.put(SIGNAL_KIND, sid, S.REJECTED, data)
+                    m.record(None, {"status": "rejected", "field": exc.field})
+                    m.note("signal.rejected", sid, None, {"field": exc.field, "reason": exc.reason})
+                    m.publish(
+                        "signal.rejected",
+                        portfolio=pid,
+                        signal=sid,
+                        field=exc.field,
+                        reason=exc.reason,
+                    )
+                else:
+                    assert strat is not None
+                    final, losers = self._decide(
+                        m, sig.replace(id=sid, seq=seq), strat, nav, limit, rule
+                    )
+                    final = final.replace(latency_ms=(time.perf_counter() - t0) * 1e3)
+                    data = final.to_record()
+                    m.tx.put(SIGNAL_KIND, sid, final.status, data)
+                    m.record(None, {"status": str(final.status), "portfolio": pid})
+                    self._announce(m, final)
+            # committed: now the in-memory view follows
+            sh.seq = seq
+            sh.account(data)
+            for old, new in losers:
+                sh.move(old.status, new.status)
+                sh.drop_live(old.id)
+            if error is not None:
+                raise error
+            if final.status is S.QUEUED:
+                sh.add_live(final)
+                sh.wake()
+            return final
+
+    def _decide(
+        self,
+        m: Any,
+        sig: Signal,
+        strat: StrategyInfo,
+        nav: float,
+        limit: float | None,
+        rule: ResolutionStrategy,
+    ) -> tuple[Signal, list[tuple[Signal, Signal]]]:
+        """Enrich, find conflicts and resolve; returns the decided signal and (old, new) losers."""
+        sid, pid, sh = sig.id, sig.portfolio, self._sh
+        sig = enrich_signal(
+            sig,
+            strat,
+            nav=nav,
+            lot_size=self._lots.get(sig.symbol, 1),
+            max_position_weight=limit,
+            risk_fraction=self.risk_fraction,
+            rule=self.priority_rule,
+        )
+        m.note(
+            "signal.validated",
+            sid,
+            None,
+            {"strategy": sig.strategy, "symbol": sig.symbol, "side": str(sig.side)},
+        )
+        m.note(
+            "signal.enriched",
+            sid,
+            None,
+            {
+                "risk_reward": sig.risk_reward,
+                "priority": sig.priority.name,
+                "weight": sig.weight,
+                "allocation": sig.allocation,
+                "nav": sig.nav,
+                "size": sig.size,
+            },
+        )
+        conflicts: list[dict[str, Any]] = []
+
+        def found(kind: ConflictKind, other: str | None, portfolio: str, **extra: Any) -> None:
+            c = {"kind": str(kind), "with": other, "portfolio": portfolio, **extra}
+            conflicts.append(c)
+            m.note("signal.conflict", sid, None, c)
+
+        same = list(sh.by_key.get((pid, sig.symbol), {}).values())
+        dup = find_duplicate(sig, same)
+        if dup is not None:
+            found(ConflictKind.DUPLICATE, dup.id, pid)
+            return sig.replace(
+                status=S.REJECTED,
+                reason="duplicate",
+                detail=f"same strategy, portfolio, symbol and side as live signal {dup.id}",
+                conflicts=tuple(conflicts),
+            ), []
+        held = float(m.tx.positions(pid).quantities.get(sig.symbol, 0.0))
+        if opposes_position(sig, held):
+            found(ConflictKind.POSITION, None, pid, quantity=held)
+            if self.position_policy == "reject":
+                return sig.replace(
+                    status=S.REJECTED,
+                    reason="position",
+                    detail=f"{sig.side} signal against a held position of {held:g} units",
+                    conflicts=tuple(conflicts),
+                ), []
+        opposing = find_opposing(sig, same)
+        for o in opposing:
+            found(ConflictKind.OPPOSING, o.id, pid)
+        for peer in self._peers(pid):
+            for o in find_opposing(sig, sh.by_key.get((peer, sig.symbol), {}).values()):
+                found(ConflictKind.GROUP, o.id, peer)
+                opposing.append(o)
+        if not opposing:
+            return sig.replace(status=S.QUEUED, accepted=True, conflicts=tuple(conflicts)), []
+        res = resolve_signal_conflicts(sig, sorted(opposing, key=lambda s: s.seq), rule)
+        m.note(
+            "signal.resolved",
+            sid,
+            None,
+            {
+                "strategy": rule.value,
+                "reason": res.reason,
+                "winner": res.winner.id,
+                "losers": [s.id for s in res.losers],
+            },
+        )
+        if not res.new_wins:
+            return sig.replace(
+                status=S.SUPERSEDED,
+                superseded_by=res.winner.id,
+                reason=res.reason,
+                detail=f"lost to {res.winner.id} ({res.reason})",
+                conflicts=tuple(conflicts),
+            ), []
+        losers = [(old, self._supersede(m, old, res)) for old in res.losers]
+        return sig.replace(status=S.QUEUED, accepted=True, conflicts=tuple(conflicts)), losers
+
+    def _supersede(self, m: Any, old: Signal, res: Resolution) -> Signal:
+        new = old.replace(
+            status=S.SUPERSEDED,
+            superseded_by=res.winner.id,
+            reason=res.reason,
+            detail=f"displaced by {res.winner.id} ({res.reason})",
+        )
+        m.tx.put(SIGNAL_KIND, new.id, new.status, new.to_record())
+        m.note(
+            "signal.superseded",
+            new.id,
+            {"status": str(old.status)},
+            {"status": str(new.status), "superseded_by": res.winner.id, "reason": res.reason},
+        )
+        m.publish(
+            "signal.superseded",
+            portfolio=new.portfolio,
+            signal=new.id,
+            superseded_by=res.winner.id,
+            reason=res.reason,
+        )
+        return new
+
+    def _announce(self, m: Any, sig: Signal) -> None:
+        base = {"signal": sig.id, "symbol": sig.symbol, "side": str(sig.side)}
+        if sig.status is S.QUEUED:
+            m.note("signal.queued", sig.id, None, {"priority": sig.priority.name, "seq": sig.seq})
+            m.publish(
+                "signal.accepted",
+                portfolio=sig.portfolio,
+                priority=sig.priority.name,
+                size=sig.size,
+                **base,
+            )
+        elif sig.status is S.REJECTED:
+            m.note("signal.rejected", sig.id, None, {"reason": sig.reason, "detail": sig.detail})
+            m.publish("signal.rejected", portfolio=sig.portfolio, field=sig.reason, **base)
+        else:
+            m.note(
+                "signal.superseded",
+                sig.id,
+                None,
+                {"status": str(sig.status), "superseded_by": sig.superseded_by},
+            )
+            m.publish(
+                "signal.superseded",
+                portfolio=sig.portfolio,
+                superseded_by=sig.superseded_by,
+                reason=sig.reason,
+                **base,
+            )
+
+    async def process_strategy_signal(
+        self, strategy_name: str, signal: Mapping[str, Any] | Signal
+    ) -> Signal:
+        """The design note's coroutine: `process_signal` for ``strategy_name``'s signal.
+
+        The store work is short and runs in the calling thread; waiting
+        consumers of `get_next_signal` are woken when it queues.
+        """
+        return self.process_signal(signal, strategy=strategy_name)
+
+    def resolve_signal_conflicts(
+        self,
+        new_signal: Signal,
+        conflicting_signals: Sequence[Signal],
+        resolution_strategy: ResolutionStrategy | str | None = None,
+    ) -> Resolution:
+        """Pure resolution (`pmkit.coordinator.conflicts.resolve_signal_conflicts`).
+
+        ``resolution_strategy`` defaults to the new signal's portfolio setting.
+        Nothing is written.
+        """
+        rule = (
+            self.resolution_strategy(new_signal.portfolio)
+            if resolution_strategy is None
+            else resolution_strategy
+        )
+        return resolve_signal_conflicts(new_signal, conflicting_signals, rule)
+
+    # -- the queue -----------------------------------------------------------------------------
+    def _take(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[Signal | None, asyncio.Future[None] | None]:
+        """The next queued signal (dispatched), or a future that a new signal will wake."""
+        sh = self._sh
+        with sh.lock:
+            while sh.heap:
+                entry = heapq.heappop(sh.heap)
+                sig = sh.live.get(entry[2])
+                if sig is None or sig.status is not S.QUEUED:
+                    continue  # displaced or executed since it was queued
+                try:
+                    out = self._dispatch(sig)
+                except BaseException:
+                    heapq.heappush(sh.heap, entry)
+                    raise
+                if out is not None:
+                    return out, None
+            fut: asyncio.Future[None] = loop.create_future()
+            sh.waiters.append((loop, fut))
+            return None, fut
+
+    def _dispatch(self, sig: Signal) -> Signal | None:
+        sh = self._sh
+        rec = self.registry.store.get(SIGNAL_KIND, sig.id)
+        if rec is None or rec.status != S.QUEUED:
+            # Changed by another writer of the store: follow the store and skip it.
+            sh.drop_live(sig.id)
+            if rec is not None:
+                sh.move(S.QUEUED, rec.status)
+                if rec.status == S.DISPATCHED:
+                    sh.add_live(Signal.from_record(rec.data))
+            return None
+        with self.registry.mutation("signal.dequeue", sig.id) as m:
+            m.require("signal.execute", sig.portfolio)
+            rec = m.tx.get(SIGNAL_KIND, sig.id)
+            if rec is None or rec.status != S.QUEUED:
+                status = "missing" if rec is None else rec.status
+                raise TransitionError(sig.id, status, "dequeue", ())
+            new = sig.replace(status=S.DISPATCHED)
+            m.tx.put(SIGNAL_KIND, sig.id, new.status, new.to_record())
+            m.record({"status": "queued"}, {"status": "dispatched"})
+            m.publish(
+                "signal.dispatched",
+                portfolio=sig.portfolio,
+                signal=sig.id,
+                symbol=sig.symbol,
+                side=str(sig.side),
+            )
+        sh.move(S.QUEUED, S.DISPATCHED)
+        sh.drop_live(sig.id)
+        sh.add_live(new)
+        return new
+
+    async def get_next_signal(self, timeout: float | None = None) -> Signal | None:
+        """The highest-priority queued signal (ties: earliest received), now dispatched.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait for a signal when none is queued; None waits for ever.
+
+        Returns
+        -------
+        Signal or None
+            None when ``timeout`` passed with nothing queued.
+
+        Raises
+        ------
+        PermissionDenied
+            The user may not ``signal.execute`` on the next signal's portfolio
+            (it stays queued).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(float(timeout), 0.0)
+        while True:
+            sig, fut = self._take(loop)
+            if sig is not None:
+                return sig
+            assert fut is not None
+            try:
+                if deadline is None:
+                    await fut
+                else:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        return None
+                    await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                return None
+            finally:
+                with self._sh.lock, contextlib.suppress(ValueError):
+                    self._sh.waiters.remove((loop, fut))
+
+    def mark_signal_executed(
+        self, signal_id: str, execution_result: Mapping[str, Any] | None = None
+    ) -> Signal:
+        """Close a queued or dispatched signal as executed (once only).
+
+        Parameters
+        ----------
+        signal_id : str
+        execution_result : mapping, optional
+            JSON-serialisable facts of the execution (fills, prices, order ids).
+
+        Raises
+        ------
+        NotFoundError
+            Unknown id.
+        PermissionDenied
+            No ``signal.execute`` on the signal's portfolio.
+        TransitionError
+            The signal is executed, superseded or rejected already.
+        """
+        result = _result(execution_result)
+        sh = self._sh
+        with sh.lock:
+            with self.registry.mutation("signal.execute", signal_id) as m:
+                rec = m.tx.get(SIGNAL_KIND, signal_id)
+                if rec is None:
+                    raise NotFoundError("signal", signal_id)
+                m.require("signal.execute", rec.data["portfolio"])
+                state = S(rec.status)
+                if S.EXECUTED not in TRANSITIONS[state]:
+                    raise TransitionError(
+                        signal_id, rec.status, "execute", [str(s) for s in TRANSITIONS[state]]
+                    )
+                new = Signal.from_record(rec.data).replace(
+                    status=S.EXECUTED, execution_result=result
+                )
+                m.tx.put(SIGNAL_KIND, signal_id, new.status, new.to_record())
+                m.record({"status": rec.status}, {"status": "executed", "result": result})
+                m.publish(
+                    "signal.executed",
+                    portfolio=new.portfolio,
+                    signal=signal_id,
+                    symbol=new.symbol,
+                    side=str(new.side),
+                    result=result,
+                )
+            sh.move(state, S.EXECUTED)
+            sh.drop_live(signal_id)
+        return new
+
+    # -- reads -------------------------------------------------------------------------------
+    def record(self, signal_id: str) -> dict[str, Any]:
+        """A signal's stored data (needs VIEWER on its portfolio); any state."""
+        rec = self.registry.store.get(SIGNAL_KIND, signal_id)
+        if rec is None:
+            raise NotFoundError("signal", signal_id)
+        self.registry.require("view", rec.data["portfolio"])
+        return rec.data
+
+    def signal(self, signal_id: str) -> Signal:
+        """A signal as stored. Signals rejected at validation have no `Signal`: see `record`."""
+        data = self.record(signal_id)
+        if "input" in data:
+            raise NotFoundError("valid signal", signal_id)
+        return Signal.from_record(data)
+
+    def queued_signals(self) -> list[Signal]:
+        """Queued signals in the order `get_next_signal` would hand them out."""
+        with self._sh.lock:
+            q = [s for s in self._sh.live.values() if s.status is S.QUEUED]
+        return sorted(q, key=lambda s: (-int(s.priority), s.seq))
+
+    def live_signals(self) -> list[Signal]:
+        """Queued (in queue order) then dispatched (in receipt order) signals."""
+        with self._sh.lock:
+            d = [s for s in self._sh.live.values() if s.status is S.DISPATCHED]
+        return [*self.queued_signals(), *sorted(d, key=lambda s: s.seq)]
+
+    @property
+    def pending(self) -> int:
+        """Number of queued signals."""
+        return self._sh.states[S.QUEUED]
+
+    def get_processing_stats(self) -> dict[str, Any]:
+        """Counts, rejection reasons, conflicts and processing latency.
+
+        Returns
+        -------
+        dict
+            ``received`` (every signal), ``accepted`` (queued on receipt, whatever
+            happened since), the current count per state (``queued``,
+            ``dispatched``, ``executed``, ``superseded``, ``rejected``; also as
+            ``by_state``), ``rejections`` (reason -> count: the field for a
+            validation failure, ``"duplicate"``, ``"position"``), ``conflicts``
+            (kind -> count of conflicting pairs found on receipt; one per
+            signal for ``position``), and ``latency_ms``: ``count``, ``mean``,
+            ``p50``, ``p95``, ``p99``, ``max`` of the time from receipt to
+            decision in milliseconds (linear-interpolated percentiles; None
+            before any signal). Statistics cover every signal in the store,
+            including those before a restart.
+        """
+        sh = self._sh
+        with sh.lock:
+            states = {str(s): int(sh.states[s]) for s in S}
+            lat = np.asarray(sh.latencies, dtype=np.float64)
+            stats: dict[str, Any] = {
+                "received": sum(states.values()),
+                "accepted": sh.accepted,
+                **states,
+                "by_state": dict(states),
+                "rejections": dict(sorted(sh.rejections.items())),
+                "conflicts": dict(sorted((k, v) for k, v in sh.conflicts.items() if v)),
+            }
+        if lat.size:
+            p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+            stats["latency_ms"] = {
+                "count": int(lat.size),
+                "mean": float(lat.mean()),
+                "p50": float(p50),
+                "p95": float(p95),
+                "p99": float(p99),
+                "max": float(lat.max()),
+            }
+        else:
+            stats["latency_ms"] = dict.fromkeys(("count", "mean", "p50", "p95", "p99", "max"))
+            stats["latency_ms"]["count"] = 0
+        return stats
+
+    def _visible_live(self) -> list[Signal]:
+        seen: dict[str, bool] = {}
+        out = []
+        for s in self.live_signals():
+            if s.portfolio not in seen:
+                seen[s.portfolio] = self.registry.can("view", s.portfolio)
+            if seen[s.portfolio]:
+                out.append(s)
+        return out
+
+    def get_active_signals_summary(self) -> dict[str, Any]:
+        """Live signals of the portfolios this user may view, counted several ways.
+
+        Returns
+        -------
+        dict
+            ``total``, ``queued``, ``dispatched``; ``by_portfolio`` (id ->
+            count), ``by_symbol``, ``by_priority`` (name -> count, every
+            level present), ``by_portfolio_symbol`` (portfolio -> symbol ->
+            {"long": n, "short": n}) and ``signals``: one dict per signal
+            (queue order, then dispatched).
+        """
+        live = self._visible_live()
+        by_ps: dict[str, dict[str, dict[str, int]]] = {}
+        for s in live:
+            cell = by_ps.setdefault(s.portfolio, {}).setdefault(s.symbol, {"long": 0, "short": 0})
+            cell[str(s.side)] += 1
+        by_priority = {p.name: 0 for p in sorted(Priority, reverse=True)}
+        for s in live:
+            by_priority[s.priority.name] += 1
+        return {
+            "total": len(live),
+            "queued": sum(s.status is S.QUEUED for s in live),
+            "dispatched": sum(s.status is S.DISPATCHED for s in live),
+            "by_portfolio": dict(sorted(Counter(s.portfolio for s in live).items())),
+            "by_symbol": dict(sorted(Counter(s.symbol for s in live).items())),
+            "by_priority": by_priority,
+            "by_portfolio_symbol": by_ps,
+            "signals": [_row(s) for s in live],
+        }
+
+    def active_signals_frame(self) -> pd.DataFrame:
+        """`get_active_signals_summary`'s ``signals`` as a DataFrame indexed by id."""
+        import pandas as pd
+
+        cols = list(_row_fields)
+        return pd.DataFrame([_row(s) for s in self._visible_live()], columns=cols).set_index("id")
+
+    def __repr__(self) -> str:
+        return (
+            f"StrategyCoordinator({self.registry!r}, queued={self.pending},"
+            f" live={len(self._sh.live)})"
+        )
+
+
+_row_fields = (
+    "id",
+    "portfolio",
+    "symbol",
+    "side",
+    "strategy",
+    "priority",
+    "status",
+    "confidence",
+    "risk_reward",
+    "entry",
+    "stop",
+    "target",
+    "size",
+    "allocation",
+    "seq",
+)
+
+
+def _row(s: Signal) -> dict[str, Any]:
+    out = {k: getattr(s, k) for k in _row_fields}
+    out.update(side=str(s.side), priority=s.priority.name, status=str(s.status))
+    return out
