@@ -1,5 +1,28 @@
 """Execution: the cost model, the broker interface and the paper broker."""
 
+from pmkit.execution.broker import (
+    OPEN_ORDER_STATUSES,
+    Broker,
+    ExecutionService,
+    Fill,
+    FillRecorder,
+    Order,
+    OrderStatus,
+    new_order_id,
+)
 from pmkit.execution.costs import CostBreakdown, CostModel
+from pmkit.execution.paper import PaperBroker
 
-__all__ = ["CostBreakdown", "CostModel"]
+__all__ = [
+    "OPEN_ORDER_STATUSES",
+    "Broker",
+    "CostBreakdown",
+    "CostModel",
+    "ExecutionService",
+    "Fill",
+    "FillRecorder",
+    "Order",
+    "OrderStatus",
+    "PaperBroker",
+    "new_order_id",
+]

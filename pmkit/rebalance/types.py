@@ -177,7 +177,8 @@ class RebalanceProposal:
     trades : list of TradeLine
     transfers : list of CashTransfer
     turnover : dict portfolio -> float
-        One-way turnover ``sum |w_target - w_now| / 2`` after bands (fraction).
+        One-way turnover ``sum |w_after - w_now| / 2`` of the rounded trades
+        (fraction; basis in ``info["turnover_basis"]``).
     risk_before, risk_after : dict portfolio -> RiskSnapshot
     cost_model : dict
         `CostModel.to_dict` of the model the estimate used.

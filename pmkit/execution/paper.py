@@ -1,0 +1,346 @@
+"""A paper broker: fills open orders against market closes with the cost model.
+
+Each `PaperBroker.step` is one trading session at a market time ``at``:
+
+1. open orders are taken oldest first, **sells before buys**, so sale
+   proceeds of the session fund its purchases;
+2. each order fills at the close of ``at`` moved against it by spread and
+   impact (`CostModel.execution_price`) and pays the commission as its fee,
+   so the fill's cash cost over the close is exactly the cost model's
+   estimate for that quantity;
+3. with ``participation``, a fill takes at most that fraction of the
+   asset's ADV (`CostModel.adv_of`) per session, in whole lots: a large
+   order fills over several sessions (``partially_filled`` states);
+4. a buy never takes cash below ``-margin * NAV`` (NAV at the closes of
+   ``at`` before the fill; with the default ``margin=0`` cash stays >= 0):
+   it is cut to the whole lots the cash allows, or waits for a later session;
+   without ``allow_short`` a sale never sells more than the position held;
+5. every fill is booked by a `FillRecorder`: one transaction with the ledger
+   trade, the order and its proposal.
+
+The broker keeps no state of its own: its open orders are the store's
+``"order"`` entities naming it, so a new `PaperBroker` over the same store
+carries on after a restart.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pmkit.errors import (
+    ConfigError,
+    NotFoundError,
+    TransitionError,
+    UnknownAssetError,
+    ValidationError,
+)
+from pmkit.execution.broker import (
+    OPEN_ORDER_STATUSES,
+    Broker,
+    Fill,
+    FillRecorder,
+    Order,
+    OrderStatus,
+)
+from pmkit.execution.costs import CostBreakdown, CostModel
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from pmkit.registry import Registry
+
+__all__ = ["PaperBroker"]
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    """Sort key reading digit runs as numbers, so ``rb-1-2`` comes before ``rb-1-10``."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+class PaperBroker(Broker):
+    """Simulated execution at market closes (see the module docstring).
+
+    Parameters
+    ----------
+    registry : Registry
+        Session that books the fills (needs TRADER on the portfolios).
+    market : xarray.Dataset, optional
+        ``close(asset, time)`` and ``lot_size(asset)``; default: the registry's.
+    cost_model : CostModel, optional
+        Default `CostModel()`.
+    participation : float, optional
+        Largest fill per session as a fraction of the asset's ADV (> 0).
+        None: no limit.
+    margin : float, default 0
+        Cash may go down to ``-margin * NAV`` (a fraction >= 0).
+    allow_short : bool, default False
+        Whether sales may exceed the position held.
+    name : str, default "paper"
+        Stored on the orders it works; two paper brokers with different
+        names over one store work separate orders.
+    clock : callable, optional
+        ``clock() -> datetime`` for proposal history stamps.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        market: xr.Dataset | None = None,
+        cost_model: CostModel | None = None,
+        *,
+        participation: float | None = None,
+        margin: float = 0.0,
+        allow_short: bool = False,
+        name: str = "paper",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        market = registry.market if market is None else market
+        if market is None:
+            raise ConfigError("market", None, "the paper broker needs market data; pass market=")
+        if participation is not None and not (
+            isinstance(participation, int | float)
+            and math.isfinite(participation)
+            and participation > 0
+        ):
+            raise ValidationError("participation", participation, "must be a fraction > 0")
+        if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
+            raise ValidationError("margin", margin, "must be a fraction >= 0")
+        if not isinstance(name, str) or not name:
+            raise ValidationError("name", name, "must be a non-empty string")
+        self.registry = registry
+        self.market = market
+        self.cost_model = cost_model or CostModel()
+        self.participation = None if participation is None else float(participation)
+        self.margin = float(margin)
+        self.allow_short = bool(allow_short)
+        self.name = name
+        self.recorder = FillRecorder(registry, clock=clock)
+        self._times = market.indexes["time"]
+        self._lots = (
+            {
+                str(a): float(v)
+                for a, v in zip(
+                    market.indexes["asset"], np.asarray(market["lot_size"]), strict=True
+                )
+            }
+            if "lot_size" in market
+            else {}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PaperBroker(name={self.name!r}, participation={self.participation},"
+            f" margin={self.margin}, user={self.registry.user!r})"
+        )
+
+    # -- the Broker interface ----------------------------------------------------------
+    def open_orders(self) -> list[Order]:
+        """Orders of this broker that may still fill, oldest first."""
+        orders = [
+            Order.from_record(r.data)
+            for r in self.registry.store.list("order", OPEN_ORDER_STATUSES)
+            if r.data.get("broker") == self.name
+        ]
+        return sorted(orders, key=lambda o: (o.created_at, _natural(o.id)))
+
+    def submit(self, orders: Sequence[Order]) -> list[Order]:
+        """Accept orders: those not yet stored are stored (one transaction).
+
+        Orders a `ProposalBook` created are already stored and are simply
+        worked from the next `step`; handing them again is a no-op.
+
+        Raises
+        ------
+        ValidationError
+            An order for another broker, an unknown asset, or an order id
+            stored with different terms.
+        """
+        fresh: list[Order] = []
+        out: list[Order] = []
+        for o in orders:
+            o.validated()
+            if o.broker != self.name:
+                raise ValidationError("broker", o.broker, f"this broker is {self.name!r}")
+            if o.asset not in self.market.indexes["asset"]:
+                raise UnknownAssetError("asset", o.asset, "not in the paper broker's market data")
+            rec = self.registry.store.get("order", o.id)
+            if rec is None:
+                fresh.append(o)
+                continue
+            stored = Order.from_record(rec.data)
+            terms = ("portfolio", "asset", "quantity", "broker", "proposal_id", "limit_price")
+            if any(getattr(stored, k) != getattr(o, k) for k in terms):
+                raise ValidationError("id", o.id, "already stored with different terms")
+            out.append(stored)
+        if fresh:
+            with self.registry.mutation("order.submit", fresh[0].id) as m:
+                for i, o in enumerate(fresh):
+                    m.require("ledger.trade", o.portfolio)
+                    if m.tx.get("portfolio", o.portfolio) is None:
+                        raise NotFoundError("portfolio", o.portfolio)
+                    o = o.with_changes(
+                        status=OrderStatus.OPEN,
+                        created_at=o.created_at or self.recorder.clock().isoformat(),
+                    )
+                    m.tx.put("order", o.id, str(o.status), o.to_record())
+                    if i == 0:
+                        m.record(None, o.to_record())
+                    else:
+                        m.note("order.submit", o.id, None, o.to_record())
+                    m.publish("order.open", portfolio=o.portfolio, order=o.id)
+                    out.append(o)
+        return out
+
+    def cancel(self, order_id: str) -> Order:
+        """Cancel an open order (one transaction); a cancelled one is returned as is.
+
+        Cancel a proposal's orders through `ProposalBook.cancel`, which
+        moves the proposal too.
+
+        Raises
+        ------
+        TransitionError
+            The order is filled or rejected.
+        """
+        rec = self.registry.store.get("order", order_id)
+        if rec is None:
+            raise NotFoundError("order", order_id)
+        order = Order.from_record(rec.data)
+        if order.broker != self.name:
+            raise ValidationError("broker", order.broker, f"this broker is {self.name!r}")
+        if order.status == OrderStatus.CANCELLED:
+            return order
+        if not order.is_open:
+            raise TransitionError(order_id, str(order.status), "cancel", ())
+        with self.registry.mutation("order.cancel", order_id) as m:
+            m.require("ledger.trade", order.portfolio)
+            after = order.with_changes(status=OrderStatus.CANCELLED)
+            m.tx.put("order", order_id, str(after.status), after.to_record())
+            m.record(order.to_record(), after.to_record())
+            m.publish("order.cancelled", portfolio=order.portfolio, order=order_id)
+        return after
+
+    # -- simulation ----------------------------------------------------------------------
+    def _time(self, at: Any) -> pd.Timestamp:
+        t = pd.Timestamp(at)
+        if t not in self._times:
+            raise ValidationError("at", at, "not a time of the market data")
+        return t
+
+    def step(self, at: Any) -> list[Fill]:
+        """Fill what can be filled at the close of market time ``at``.
+
+        Returns
+        -------
+        list of Fill
+            The fills booked, in booking order (each already in the ledger).
+
+        Raises
+        ------
+        ValidationError
+            ``at`` is not a time of the market data.
+        PermissionDenied
+            The broker's user may not trade a portfolio. Fills booked before
+            the error stay booked (each is its own transaction).
+        """
+        t = self._time(at)
+        upto = self.market["close"].sel(time=slice(None, t))
+        close_now = upto.isel(time=-1).to_series()
+        # NAV uses the last known close of every holding (an asset with a gap in its
+        # closes still counts); one never priced counts as 0.
+        last_close = upto.ffill("time").isel(time=-1).to_series().fillna(0.0)
+        orders = self.open_orders()
+        orders = [o for o in orders if o.quantity < 0] + [o for o in orders if o.quantity > 0]
+        fills = []
+        for order in orders:
+            close = float(close_now.get(order.asset, np.nan))
+            if not (math.isfinite(close) and close > 0):
+                continue
+            fill = self._fill(order, t, close, last_close)
+            if fill is None:
+                continue
+            self.recorder.record(fill)
+            self.emit(fill)
+            fills.append(fill)
+        return fills
+
+    def run_until_filled(self, times: Iterable[Any]) -> list[Fill]:
+        """`step` through ``times`` until no order of this broker is open; all fills booked."""
+        fills: list[Fill] = []
+        for t in times:
+            if not self.open_orders():
+                break
+            fills.extend(self.step(t))
+        return fills
+
+    def _costs(
+        self, asset: str, q: float, close: float, t: pd.Timestamp
+    ) -> tuple[float, CostBreakdown]:
+        bd = self.cost_model.estimate(self.market, asset, q, close, at=t)
+        return self.cost_model.execution_price(q, close, bd), bd
+
+    def _fill(
+        self, order: Order, t: pd.Timestamp, close: float, last_close: pd.Series
+    ) -> Fill | None:
+        lot = self._lots.get(order.asset, 1.0) or 1.0
+        want = abs(order.remaining)
+        if self.participation is not None:
+            cap = math.floor(self.participation * self.cost_model.adv_of(order.asset) / close / lot)
+            want = min(want, cap * lot)
+        pos = self.registry.store.positions(order.portfolio)
+        if order.quantity < 0 and not self.allow_short:
+            want = min(want, max(pos.quantities.get(order.asset, 0.0), 0.0))
+        if want <= 0:
+            return None
+        sign = 1.0 if order.quantity > 0 else -1.0
+        q = sign * want
+        price, bd = self._costs(order.asset, q, close, t)
+        if q > 0:
+            nav = pos.cash + sum(
+                qty * float(last_close.get(a, 0.0)) for a, qty in pos.quantities.items() if qty
+            )
+            floor = -self.margin * max(nav, 0.0)
+
+            def affordable(units: float) -> bool:
+                p, b = self._costs(order.asset, units, close, t)
+                # The very expression the ledger adds to cash (pmkit.ledger.cash_effect).
+                return pos.cash + (-(units * p) - b.commission) >= floor
+
+            if not affordable(q):
+                lo, hi = 0, math.floor(q / lot)
+                if hi * lot >= q:
+                    hi -= 1
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if affordable(mid * lot):
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                if lo == 0:
+                    return None
+                q = lo * lot
+                price, bd = self._costs(order.asset, q, close, t)
+        if order.limit_price is not None and (
+            (q > 0 and price > order.limit_price) or (q < 0 and price < order.limit_price)
+        ):
+            return None
+        return Fill(
+            order_id=order.id,
+            quantity=float(q),
+            price=float(price),
+            fee=float(bd.commission),
+            ts=t.to_pydatetime(),
+            id=f"{order.id}:{len(order.fill_ids) + 1}",
+            reference_price=close,
+            commission=bd.commission,
+            spread=bd.spread,
+            impact=bd.impact,
+        )
