@@ -138,10 +138,14 @@ def fixed_fractional_size(
             "equals entry: the risk per unit would be zero",
         )
     lots = _lots(lot_size)
-    units = core.fixed_fractional(e, rf, en, st)
-    return _finish(
-        units, _cap(e, en, max_position_weight), lots, equity, risk_fraction, entry, stop, lot_size
+    mw = (
+        np.asarray(np.inf)
+        if max_position_weight is None
+        else _arr("max_position_weight", max_position_weight, lo=0.0)
     )
+    out = np.asarray(core.fixed_fractional_lots(e, rf, en, st, mw, lots), dtype=np.float64)
+    scalar = all(np.ndim(x) == 0 for x in (equity, risk_fraction, entry, stop, lot_size))
+    return float(out) if scalar else out
 
 
 def vol_target_size(
