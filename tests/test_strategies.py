@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timedelta
 
@@ -54,8 +55,22 @@ def mgr(reg):
 
 
 # -- registration ---------------------------------------------------------------------------
-def test_seed_name_is_an_alias():
-    assert PortfolioManager is StrategyManager
+def test_the_seed_interface_works_as_written(reg):
+    """The design note's calls, verbatim: keyword names and awaited coroutines."""
+    pm = PortfolioManager(reg.as_user("bob"), PID)
+    pm.register_strategy(strategy_name="a", strategy_instance=_series(1), initial_allocation=0.5)
+    pm.register_strategy("b", _series(2), 0.5)
+
+    async def run():
+        opt = await pm.optimize_portfolio_allocation(optimization_method="risk_parity")
+        reb = await pm.rebalance_portfolio(trigger="threshold", threshold=0.05, apply=True)
+        return opt, reb
+
+    opt, reb = asyncio.run(run())
+    assert sum(opt.after.values()) == pytest.approx(1.0)
+    assert not reb.fired  # just optimized: no drift yet
+    assert pm.get_portfolio_summary()["strategies"] == 2
+    assert isinstance(pm, StrategyManager)
 
 
 def test_register_stores_allocation_performance_and_audit(reg, mgr):

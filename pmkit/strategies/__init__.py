@@ -6,7 +6,7 @@ from pmkit.strategies.library import (
     RankingStrategy,
     ShortTermReversal,
 )
-from pmkit.strategies.manager import ALLOCATION_TOLERANCE, StrategyManager
+from pmkit.strategies.manager import ALLOCATION_TOLERANCE, PortfolioManager, StrategyManager
 from pmkit.strategies.types import (
     AllocationDecision,
     RebalanceOutcome,
@@ -17,9 +17,6 @@ from pmkit.strategies.types import (
     strategy_id,
     validated_returns,
 )
-
-#: The design note's name for `StrategyManager`.
-PortfolioManager = StrategyManager
 
 __all__ = [
     "ALLOCATION_TOLERANCE",

@@ -38,7 +38,7 @@ from pmkit.strategies.types import (
     validated_returns,
 )
 
-__all__ = ["ALLOCATION_TOLERANCE", "StrategyManager"]
+__all__ = ["ALLOCATION_TOLERANCE", "PortfolioManager", "StrategyManager"]
 
 #: Allocations may exceed 1 in total by at most this (float round-off).
 ALLOCATION_TOLERANCE = 1e-9
@@ -852,3 +852,41 @@ def _finite(x: Any) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+class PortfolioManager(StrategyManager):
+    """The design note's ``PortfolioManager``: `StrategyManager` with its coroutine signatures.
+
+    ``optimize_portfolio_allocation`` and ``rebalance_portfolio`` are
+    coroutines here, as in the note (``await pm.rebalance_portfolio(...)``);
+    they run the synchronous methods in a worker thread so an event loop
+    (a notebook's, a Panel server's) is not blocked while optimizers run.
+    ``register_strategy`` takes the note's argument names.
+    """
+
+    def register_strategy(  # type: ignore[override]
+        self,
+        strategy_name: str,
+        strategy_instance: Strategy | pd.Series,
+        initial_allocation: float = 0.25,
+    ) -> StrategyInfo:
+        """`StrategyManager.register_strategy` with the note's argument names."""
+        return super().register_strategy(strategy_name, strategy_instance, initial_allocation)
+
+    async def optimize_portfolio_allocation(  # type: ignore[override]
+        self, optimization_method: str = "markowitz", target_return: float | None = None, **kw: Any
+    ) -> AllocationDecision:
+        """Coroutine form of `StrategyManager.optimize_portfolio_allocation`."""
+        import asyncio
+
+        call = super().optimize_portfolio_allocation
+        return await asyncio.to_thread(call, optimization_method, target_return, **kw)
+
+    async def rebalance_portfolio(  # type: ignore[override]
+        self, trigger: str = "scheduled", threshold: float = 0.05, apply: bool = True, **kw: Any
+    ) -> RebalanceOutcome:
+        """Coroutine form of `StrategyManager.rebalance_portfolio`."""
+        import asyncio
+
+        call = super().rebalance_portfolio
+        return await asyncio.to_thread(call, trigger, threshold, apply, **kw)
