@@ -128,7 +128,14 @@ def test_bad_returns_are_refused(reg, mgr):
         mgr.register_strategy("a", object(), 0.1)
 
 
-def test_roles(reg):
+def test_roles(reg, mgr):
+    mgr.register_strategy("mine", _series(3), 0.2)
+    outsider = StrategyManager(reg.as_user("dave"), "client_b/balanced")  # owner elsewhere
+    outsider.portfolio = PID  # pointed at a portfolio dave may not even view
+    with pytest.raises(PermissionDenied):
+        outsider.strategy("mine")
+    with pytest.raises(PermissionDenied):
+        outsider.returns("mine")
     before = reg.store.dump()
     for user in ("alice", "carol"):  # trader and viewer: not managers
         with pytest.raises(PermissionDenied):

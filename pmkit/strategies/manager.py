@@ -121,6 +121,7 @@ class StrategyManager:
 
     def strategy(self, name: str) -> StrategyInfo:
         """One strategy's record; `NotFoundError` when not registered."""
+        self.registry.require("view", self.portfolio)
         rec = self.registry.store.get("strategy", strategy_id(self.portfolio, name))
         if rec is None:
             raise NotFoundError("strategy", f"{self.portfolio}#{name}")
@@ -128,6 +129,7 @@ class StrategyManager:
 
     def returns(self, name: str) -> pd.Series:
         """A strategy's stored daily returns."""
+        self.registry.require("view", self.portfolio)
         rec = self.registry.store.get("strategy_returns", strategy_id(self.portfolio, name))
         if rec is None:
             raise NotFoundError("strategy returns", f"{self.portfolio}#{name}")
