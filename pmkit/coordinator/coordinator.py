@@ -104,7 +104,7 @@ from pmkit.errors import (
     TransitionError,
     ValidationError,
 )
-from pmkit.strategies.types import StrategyInfo, StrategyPerformance, strategy_id
+from pmkit.strategies.types import StrategyInfo, strategy_id
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,19 +126,7 @@ def _sid(seq: int) -> str:
 
 
 def _strategy_info(rec: Any) -> StrategyInfo | None:
-    if rec is None:
-        return None
-    d = rec.data
-    perf = d.get("performance")
-    return StrategyInfo(
-        portfolio=d["portfolio"],
-        name=d["name"],
-        active=rec.status == "active",
-        allocation=float(d["allocation"]),
-        target_allocation=float(d["target_allocation"]),
-        kind=d.get("kind", ""),
-        performance=StrategyPerformance.from_dict(perf) if perf else None,
-    )
+    return None if rec is None else StrategyInfo.from_record(rec)
 
 
 def _raw(signal: Any) -> dict[str, Any]:

@@ -32,8 +32,7 @@ from pmkit.strategies.types import (
     RebalanceOutcome,
     Strategy,
     StrategyInfo,
-    StrategyPerformance,
-    performance_of,
+        performance_of,
     strategy_id,
     validated_returns,
 )
@@ -60,23 +59,6 @@ def _fraction(name: str, value: Any) -> float:
     if not math.isfinite(x) or not 0.0 <= x <= 1.0:
         raise ValidationError(name, value, "must be a fraction in [0, 1]")
     return x
-
-
-def _info(rec: Any) -> StrategyInfo:
-    d = rec.data
-    perf = d.get("performance")
-    return StrategyInfo(
-        portfolio=d["portfolio"],
-        name=d["name"],
-        active=rec.status == "active",
-        allocation=float(d["allocation"]),
-        target_allocation=float(d["target_allocation"]),
-        kind=d.get("kind", ""),
-        performance=StrategyPerformance.from_dict(perf) if perf else None,
-        registered_by=d.get("registered_by", ""),
-        registered_at=d.get("registered_at", ""),
-        data=d,
-    )
 
 
 class StrategyManager:
@@ -117,7 +99,7 @@ class StrategyManager:
     def strategies(self) -> list[StrategyInfo]:
         """Every registered strategy of the portfolio, by name."""
         self.registry.require("view", self.portfolio)
-        return sorted((_info(r) for r in self._records()), key=lambda s: s.name)
+        return sorted((StrategyInfo.from_record(r) for r in self._records()), key=lambda s: s.name)
 
     def strategy(self, name: str) -> StrategyInfo:
         """One strategy's record; `NotFoundError` when not registered."""
@@ -125,7 +107,7 @@ class StrategyManager:
         rec = self.registry.store.get("strategy", strategy_id(self.portfolio, name))
         if rec is None:
             raise NotFoundError("strategy", f"{self.portfolio}#{name}")
-        return _info(rec)
+        return StrategyInfo.from_record(rec)
 
     def returns(self, name: str) -> pd.Series:
         """A strategy's stored daily returns."""
@@ -235,22 +217,14 @@ class StrategyManager:
                 "as_of": series.index[-1].date().isoformat() if len(series) else None,
             }
             rec = m.tx.put("strategy", sid, "active", data)
-            m.tx.put(
-                "strategy_returns",
-                sid,
-                "active",
-                {
-                    "dates": [d.isoformat() for d in series.index],
-                    "values": series.tolist(),
-                },
-            )
+            _store_returns(m, sid, series)
             m.record(None, {k: v for k, v in data.items() if k != "performance"})
             m.publish(
                 "strategy.registered", portfolio=self.portfolio, strategy=name, allocation=alloc
             )
         if not isinstance(strategy, pd.Series):
             self._objects[name] = strategy
-        return _info(rec)
+        return StrategyInfo.from_record(rec)
 
     def attach(self, name: str, strategy: Strategy) -> None:
         """Re-attach a live strategy object after a restart (no store change)."""
@@ -264,20 +238,13 @@ class StrategyManager:
         sid = strategy_id(self.portfolio, name)
         with self.registry.mutation("strategy.performance", sid) as m:
             m.require("strategy.performance", self.portfolio)
-            rec = m.tx.get("strategy", sid)
-            if rec is None:
-                raise NotFoundError("strategy", sid)
+            rec = _existing(m, sid)
             old = rec.data.get("performance")
             rec = m.tx.put("strategy", sid, rec.status, {**rec.data, "performance": perf.to_dict()})
-            m.tx.put(
-                "strategy_returns",
-                sid,
-                "active",
-                {"dates": [d.isoformat() for d in series.index], "values": series.tolist()},
-            )
+            _store_returns(m, sid, series)
             m.record(old, perf.to_dict())
             m.publish("strategy.performance", portfolio=self.portfolio, strategy=name)
-        return _info(rec)
+        return StrategyInfo.from_record(rec)
 
     def update_strategy_status(self, strategy_name: str, active: bool) -> StrategyInfo:
         """Activate or deactivate a strategy.
@@ -292,9 +259,7 @@ class StrategyManager:
         sid = strategy_id(self.portfolio, strategy_name)
         with self.registry.mutation("strategy.status", sid) as m:
             m.require("strategy.status", self.portfolio)
-            rec = m.tx.get("strategy", sid)
-            if rec is None:
-                raise NotFoundError("strategy", sid)
+            rec = _existing(m, sid)
             new = "active" if active else "inactive"
             data = dict(rec.data)
             if not active:
@@ -309,7 +274,7 @@ class StrategyManager:
                 portfolio=self.portfolio,
                 strategy=strategy_name,
             )
-        return _info(rec2)
+        return StrategyInfo.from_record(rec2)
 
     def set_allocation(
         self,
@@ -532,18 +497,27 @@ class StrategyManager:
             details={"target_return": target_return, "budget": budget,
                      "observations": len(frame), "solver": result.solver},
         )
+        return self._commit(decision, "strategy.allocation_optimized", method=optimization_method)
+
+    def _commit(
+        self, decision: AllocationDecision, topic: str, **payload: Any
+    ) -> AllocationDecision:
+        """Store a decision (and, when applied, its allocation) in one audited transaction."""
         with self.registry.mutation("strategy.allocation", self.portfolio) as m:
             m.require("strategy.allocation", self.portfolio)
-            if apply:
-                self._apply(m, after)
+            if decision.applied:
+                self._apply(m, decision.after)
             decision = self._save_decision(m, decision)
-            m.record(before, {"allocation": after, "applied": apply, "method": optimization_method})
+            m.record(
+                decision.before,
+                {"allocation": decision.after, "applied": decision.applied, **payload},
+            )
             m.publish(
-                "strategy.allocation_optimized",
+                topic,
                 portfolio=self.portfolio,
-                method=optimization_method,
-                allocation=after,
-                applied=apply,
+                allocation=decision.after,
+                applied=decision.applied,
+                **payload,
             )
         return decision
 
@@ -751,20 +725,9 @@ class StrategyManager:
             actor=self.registry.user,
             details={"trigger": result.details},
         )
-        with self.registry.mutation("strategy.allocation", self.portfolio) as m:
-            m.require("strategy.allocation", self.portfolio)
-            if apply:
-                self._apply(m, after)
-            decision = self._save_decision(m, decision)
-            m.record(before, {"allocation": after, "trigger": trigger, "applied": apply})
-            m.publish(
-                "strategy.rebalanced",
-                portfolio=self.portfolio,
-                trigger=trigger,
-                reason=result.reason,
-                allocation=after,
-                applied=apply,
-            )
+        decision = self._commit(
+            decision, "strategy.rebalanced", trigger=trigger, reason=result.reason
+        )
         proposal = None
         if apply and propose and self.registry.market is not None:
             try:
@@ -841,6 +804,23 @@ class StrategyManager:
                 }
             )
         return pd.DataFrame(rows).set_index("strategy") if rows else pd.DataFrame()
+
+
+def _existing(m: Any, sid: str) -> Any:
+    """The strategy's record inside mutation ``m``; `NotFoundError` when there is none."""
+    rec = m.tx.get("strategy", sid)
+    if rec is None:
+        raise NotFoundError("strategy", sid)
+    return rec
+
+
+def _store_returns(m: Any, sid: str, series: pd.Series) -> None:
+    m.tx.put(
+        "strategy_returns",
+        sid,
+        "active",
+        {"dates": [d.isoformat() for d in series.index], "values": series.tolist()},
+    )
 
 
 def _mean_variance(target_return: float | None) -> Any:

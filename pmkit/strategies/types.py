@@ -175,6 +175,24 @@ class StrategyInfo:
         """Store id: ``"<portfolio>#<name>"``."""
         return strategy_id(self.portfolio, self.name)
 
+    @classmethod
+    def from_record(cls, rec: Any) -> StrategyInfo:
+        """From a store `Record` of kind ``"strategy"``."""
+        d = rec.data
+        perf = d.get("performance")
+        return cls(
+            portfolio=d["portfolio"],
+            name=d["name"],
+            active=rec.status == "active",
+            allocation=float(d["allocation"]),
+            target_allocation=float(d["target_allocation"]),
+            kind=d.get("kind", ""),
+            performance=StrategyPerformance.from_dict(perf) if perf else None,
+            registered_by=d.get("registered_by", ""),
+            registered_at=d.get("registered_at", ""),
+            data=d,
+        )
+
 
 def strategy_id(portfolio: str, name: str) -> str:
     """Store id of strategy ``name`` in ``portfolio``."""
