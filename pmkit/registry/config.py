@@ -48,7 +48,15 @@ PORTFOLIO_KEYS = frozenset(
 )
 GROUP_KEYS = frozenset({"name", "description", "portfolios", "groups", "allocation", "config"})
 TOP_KEYS = frozenset(
-    {"portfolios", "groups", "default_portfolio", "isolation", "cross_portfolio", "defaults"}
+    {
+        "portfolios",
+        "groups",
+        "default_portfolio",
+        "isolation",
+        "cross_portfolio",
+        "defaults",
+        "streaming",
+    }
 )
 ISOLATION_KEYS = frozenset({"events", "data", "resources"})
 CROSS_KEYS = frozenset({"enable_analysis", "enable_reporting", "correlation_analysis"})
@@ -97,7 +105,8 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
     -------
     dict
         Registry settings: ``default_portfolio``, ``isolation``,
-        ``cross_portfolio`` and ``defaults``, with defaults filled in.
+        ``cross_portfolio``, ``defaults`` and (when given) ``streaming``
+        (`pmkit.stream.settings.StreamSettings`), with defaults filled in.
 
     Raises
     ------
@@ -131,6 +140,10 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
         }
     if "defaults" in cfg:
         settings["defaults"] = dict(_mapping(cfg["defaults"], "defaults"))
+    if "streaming" in cfg:
+        from pmkit.stream.settings import StreamSettings
+
+        settings["streaming"] = StreamSettings.from_mapping(cfg["streaming"]).to_dict()
     default = cfg.get("default_portfolio")
     if default is not None and default not in portfolios:
         raise ConfigError("default_portfolio", default, "is not one of the configured portfolios")

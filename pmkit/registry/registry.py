@@ -393,6 +393,32 @@ class Registry:
         rec = self.store.get("setting", _SETTINGS_ID)
         return json.loads(json.dumps(rec.data if rec else DEFAULT_SETTINGS))
 
+    def set_streaming(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Set the registry's streaming options (administrators only).
+
+        Parameters
+        ----------
+        values : mapping
+            Keys of `pmkit.stream.settings.StreamSettings` to change; the
+            others keep their current value.
+
+        Returns
+        -------
+        dict
+            The full, validated streaming settings now in force.
+        """
+        from pmkit.stream.settings import StreamSettings
+
+        with self._tx("registry.streaming", "registry") as (tx, events):
+            self._require_admin(tx, "registry.streaming", "registry")
+            current = self.settings()
+            old = current.get("streaming")
+            new = StreamSettings.from_mapping({**(old or {}), **dict(values)}).to_dict()
+            self._put_settings(tx, {**current, "streaming": new})
+            tx.record(old, new)
+            events.append(self._event("registry.streaming_changed", **new))
+        return new
+
     def _put_settings(self, tx: Transaction, settings: Mapping[str, Any]) -> None:
         tx.put("setting", _SETTINGS_ID, "active", settings)
 

@@ -1,0 +1,1 @@
+"""Real-time market data: wire protocol, local feed, streaming client, live revaluation."""
