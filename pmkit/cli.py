@@ -1,10 +1,15 @@
-"""The ``pmkit`` command line: ``pmkit serve`` starts the operations app."""
+"""The ``pmkit`` command line: ``serve`` (the operations app), ``feed`` (market data)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pmkit.stream.server import FeedServer
 
 __all__ = ["DEFAULT_STORE", "main"]
 
@@ -24,7 +29,61 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5006, help="[%(default)s]")
     serve.add_argument("--address", default="127.0.0.1", help="[%(default)s]")
     serve.add_argument("--show", action="store_true", help="open a browser tab")
+    feed = sub.add_parser("feed", help="serve real-price market data over a local WebSocket")
+    feed.add_argument("--host", default="127.0.0.1", help="[%(default)s]")
+    feed.add_argument("--port", type=int, default=8765, help="[%(default)s]")
+    feed.add_argument("--mode", choices=("replay", "gbm"), default="replay", help="[%(default)s]")
+    feed.add_argument(
+        "--rate", type=float, default=1000.0,
+        help="ticks per second per connection; 0 = as fast as possible [%(default)s]",
+    )
+    feed.add_argument("--batch", type=int, default=1, help="ticks per frame [%(default)s]")
+    feed.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    feed.add_argument("--start", default=None, help="replay start date [2022-01-03]")
+    feed.add_argument(
+        "--steps-per-day", type=int, default=390, help="intraday ticks per day [%(default)s]"
+    )
+    feed.add_argument(
+        "--sigma", type=float, default=0.2, help="GBM annual volatility [%(default)s]"
+    )
     return p
+
+
+def _feed_server(args: argparse.Namespace) -> FeedServer:
+    """The `FeedServer` that ``pmkit feed`` runs, from parsed arguments."""
+    from pmkit.stream.server import FeedServer
+
+    return FeedServer(
+        host=args.host,
+        port=args.port,
+        mode=args.mode,
+        rate=args.rate or None,
+        batch=args.batch,
+        seed=args.seed,
+        start=args.start,
+        steps_per_day=args.steps_per_day,
+        sigma=args.sigma,
+    )
+
+
+def _run_feed(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pmkit.errors import ValidationError
+
+    try:
+        server = _feed_server(args)
+    except ValidationError as exc:
+        print(f"pmkit feed: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"pmkit feed: {server.mode} of {len(server.symbols)} symbols on {server.url}"
+        " (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(server.serve_forever())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         serve(store=args.store, port=args.port, address=args.address, show=args.show)
+    elif args.command == "feed":
+        return _run_feed(args)
     return 0
 
 
