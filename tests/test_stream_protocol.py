@@ -105,7 +105,7 @@ def test_pmkit_adapter_speaks_the_protocol():
 # -- settings -----------------------------------------------------------------------------
 def test_settings_defaults_and_validation():
     s = StreamSettings()
-    assert (s.flush_size, s.flush_interval, s.ui_max_rate) == (5000, 0.05, 4.0)
+    assert (s.flush_size, s.flush_interval, s.ui_max_rate) == (20_000, 0.05, 4.0)
     for bad in [
         {"flush_size": 0},
         {"flush_interval": 0},
@@ -134,7 +134,7 @@ def test_settings_live_in_the_registry_and_need_an_admin():
     assert reg.store.dump() == before
     reg.set_streaming({"flush_interval": 0.01, "ui_max_rate": 10})
     got = StreamSettings.from_registry(reg)
-    assert (got.flush_interval, got.ui_max_rate, got.flush_size) == (0.01, 10, 5000)
+    assert (got.flush_interval, got.ui_max_rate, got.flush_size) == (0.01, 10, 20_000)
     assert reg.store.audit(limit=1)[0].action == "registry.streaming"
 
 
