@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5006, help="[%(default)s]")
     serve.add_argument("--address", default="127.0.0.1", help="[%(default)s]")
     serve.add_argument("--show", action="store_true", help="open a browser tab")
+    serve.add_argument(
+        "--feed-port",
+        type=int,
+        default=8765,
+        help="port of the local market-data feed the app streams from; 0 = any free [%(default)s]",
+    )
+    serve.add_argument("--no-feed", action="store_true", help="run without the feed and stream")
     feed = sub.add_parser("feed", help="serve real-price market data over a local WebSocket")
     feed.add_argument("--host", default="127.0.0.1", help="[%(default)s]")
     feed.add_argument("--port", type=int, default=8765, help="[%(default)s]")
@@ -97,7 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"pmkit serve needs the UI extra: pip install 'pmkit[ui]' ({exc})", file=sys.stderr
             )
             return 2
-        serve(store=args.store, port=args.port, address=args.address, show=args.show)
+        serve(
+            store=args.store,
+            port=args.port,
+            address=args.address,
+            show=args.show,
+            feed_port=None if args.no_feed else args.feed_port,
+        )
     elif args.command == "feed":
         return _run_feed(args)
     return 0

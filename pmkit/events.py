@@ -169,9 +169,15 @@ class EventBus:
             if not self.isolate:
                 chosen.append(s)
                 continue
+            if s.portfolio is not None:
+                # a portfolio is never another target's ancestor: no group lookup needed
+                # (which would be a store read per event on the streaming hot path)
+                if s.portfolio in (event.portfolio, event.group):
+                    chosen.append(s)
+                continue
             if scopes is None:
                 scopes = self._scopes(event)
-            if (s.portfolio or s.group) in scopes:
+            if s.group in scopes:
                 chosen.append(s)
         chosen.sort(key=lambda s: (-s.priority, s.id))
         return chosen

@@ -107,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     port = _free_port()
     out, err = root / "server.out", root / "server.err"
     cmd = [sys.executable, "-m", "pmkit.cli", "serve", "--store", store_url,
-           "--port", str(port), "--address", "127.0.0.1"]
+           "--port", str(port), "--address", "127.0.0.1", "--feed-port", "0"]
     with out.open("wb") as fout, err.open("wb") as ferr:
         proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, cwd=root)
     url = f"http://127.0.0.1:{port}/"
@@ -160,6 +160,8 @@ def test_served_app_shows_demo_portfolios_and_groups(page, server, tmp_path):
     first = _id_cell(page, "client_a/growth")
     first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
     assert "pmkit serving at http://127.0.0.1:" in Path(server["stdout"]).read_text()
+    # the local feed is the app's default market-data source
+    assert "pmkit feed at ws://127.0.0.1:" in Path(server["stdout"]).read_text()
     assert page.title() == "pmkit operations"
 
     for pid in DEMO_CONFIG["portfolios"]:

@@ -60,9 +60,15 @@ def serve(
     port: int = 5006,
     address: str = "127.0.0.1",
     show: bool = False,
+    feed_port: int | None = 8765,
     **kwargs: Any,
 ) -> None:
     """Serve the operations app until interrupted (SIGINT or SIGTERM).
+
+    By default the local market-data feed (`pmkit.stream.server.FeedServer`,
+    replaying the bundled real closes) runs beside the app, and a
+    `pmkit.stream.live.LiveStream` revalues every active portfolio from it,
+    publishing ``stream.valuation`` events on the registry's bus.
 
     Parameters
     ----------
@@ -75,6 +81,9 @@ def serve(
         Interface to listen on.
     show : bool
         Open a browser tab.
+    feed_port : int or None, default 8765
+        Port of the local feed on ``address`` (0 picks a free one); None runs
+        no feed and no stream.
     **kwargs
         Passed on to `panel.serve`.
     """
@@ -103,12 +112,30 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):  # not the main thread: the caller stops us
             signal.signal(sig, stop)
+    feed, stream = _start_feed(registry, address, feed_port)
     print(f"pmkit serving at http://{address}:{server.port}/", flush=True)
     server.start()
     try:
         server.io_loop.start()
     finally:
         server.stop()
+        if stream is not None:
+            stream.stop()
+        if feed is not None:
+            feed.stop_thread()
         close = getattr(registry.store, "close", None)
         if close is not None:
             close()
+
+
+def _start_feed(registry: Registry, address: str, port: int | None) -> tuple[Any, Any]:
+    """Start the local feed and the live stream over it (None, None when ``port`` is None)."""
+    if port is None:
+        return None, None
+    from pmkit.stream.live import LiveStream
+    from pmkit.stream.server import FeedServer
+
+    feed = FeedServer(registry.market, host=address, port=port).start_in_thread()
+    stream = LiveStream(registry, url=feed.url).start_in_thread()
+    print(f"pmkit feed at {feed.url}; live stream of {len(stream.symbols)} symbols", flush=True)
+    return feed, stream
