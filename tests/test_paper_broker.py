@@ -8,8 +8,8 @@ import math
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 import pytest
+from proposal_fixtures import AT, hand_proposal, line
 
 from pmkit.demo import open_demo
 from pmkit.errors import (
@@ -22,7 +22,6 @@ from pmkit.errors import (
 )
 from pmkit.execution import (
     Broker,
-    CostModel,
     ExecutionService,
     Fill,
     FillRecorder,
@@ -31,11 +30,10 @@ from pmkit.execution import (
     PaperBroker,
     new_order_id,
 )
-from pmkit.rebalance import ProposalBook, ProposalState, RebalanceProposal, TradeLine
+from pmkit.rebalance import ProposalBook, ProposalState
 from pmkit.registry import Registry
 
 S = ProposalState
-AT = pd.Timestamp("2022-12-01")
 GROWTH, INCOME = "client_a/growth", "client_a/income"
 COMMISSION, HALF_SPREAD, Y, ADV = 1e-4, 2e-4, 0.5, 5e7  # CostModel() defaults, restated
 
@@ -59,29 +57,8 @@ def closed_form(market, asset, q, t=AT):
     return p + math.copysign(slip / abs(q), q), n * COMMISSION
 
 
-def line(market, portfolio, asset, quantity):
-    price = close(market, asset)
-    b = CostModel().estimate(market, asset, quantity, price, at=AT)
-    return TradeLine(portfolio, asset, quantity, price, b.commission, b.spread, b.impact)
-
-
 def proposal(market, trades, pid="rb-1", scope=GROWTH):
-    return RebalanceProposal(
-        id=pid,
-        scope=scope,
-        scope_kind="portfolio",
-        portfolios=[scope],
-        state=S.PROPOSED,
-        created_by="alice",
-        created_at="2023-01-02T09:00:00",
-        expires_at=None,
-        as_of=AT.isoformat(),
-        reason="manual",
-        method="manual",
-        target_weights={},
-        current_weights={},
-        trades=list(trades),
-    )
+    return hand_proposal(trades, pid, scope=scope)
 
 
 def submitted(reg, trades, broker, pid="rb-1", scope=GROWTH):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-import pandas as pd
 import pytest
+from proposal_fixtures import AT, hand_proposal, line
 
 from pmkit.demo import open_demo
 from pmkit.errors import (
@@ -20,7 +20,7 @@ from pmkit.errors import (
     TransitionError,
     ValidationError,
 )
-from pmkit.execution import CostModel, OrderStatus, PaperBroker
+from pmkit.execution import OrderStatus, PaperBroker
 from pmkit.rebalance import (
     TRANSITIONS,
     CashTransfer,
@@ -31,7 +31,6 @@ from pmkit.rebalance import (
 )
 
 S = ProposalState
-AT = pd.Timestamp("2022-12-01")
 GROWTH, INCOME, BALANCED = "client_a/growth", "client_a/income", "client_b/balanced"
 
 
@@ -45,43 +44,16 @@ class Clock:
         return self.now
 
 
-def line(market, portfolio: str, asset: str, quantity: float) -> TradeLine:
-    price = float(market["close"].sel(asset=asset, time=AT))
-    b = CostModel().estimate(market, asset, quantity, price, at=AT)
-    return TradeLine(portfolio, asset, quantity, price, b.commission, b.spread, b.impact)
-
-
 def make(
     market,
     pid="rb-1",
     *,
-    by="alice",
-    scope=GROWTH,
-    kind="portfolio",
-    portfolios=None,
     trades=None,
-    transfers=(),
-    expires_at=None,
+    **kw,
 ) -> RebalanceProposal:
     if trades is None:
         trades = [line(market, GROWTH, "AAPL", -300.0), line(market, GROWTH, "KO", 400.0)]
-    return RebalanceProposal(
-        id=pid,
-        scope=scope,
-        scope_kind=kind,
-        portfolios=list(portfolios or [scope]),
-        state=S.PROPOSED,
-        created_by=by,
-        created_at="2023-01-02T09:00:00",
-        expires_at=expires_at,
-        as_of=AT.isoformat(),
-        reason="manual",
-        method="manual",
-        target_weights={},
-        current_weights={},
-        trades=list(trades),
-        transfers=list(transfers),
-    )
+    return hand_proposal(trades, pid, **kw)
 
 
 @pytest.fixture

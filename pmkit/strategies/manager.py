@@ -119,10 +119,6 @@ class StrategyManager:
             rec.data["values"], index=pd.DatetimeIndex(rec.data["dates"]), name=name, dtype=float
         )
 
-    def strategy_object(self, name: str) -> Any:
-        """The strategy object registered (or `attach`-ed) in this session, or None."""
-        return self._objects.get(name)
-
     def allocations(self) -> dict[str, float]:
         """Current allocation of every strategy (fractions of the portfolio)."""
         return {s.name: s.allocation for s in self.strategies()}
