@@ -100,3 +100,198 @@ def test_importing_pmkit_stays_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- acting users, the approval workflow, analytics -------------------------------------------
+@pytest.fixture
+def fresh():
+    """A fresh demo registry for the magics (acting as system); the previous one restored after."""
+    saved = pmkit.magics._state["registry"]
+    reg = pmkit.magics.run("demo")
+    yield reg
+    pmkit.magics.use(saved)
+
+
+def test_as_switches_the_acting_user_on_the_same_store(fresh):
+    alice = pmkit.magics.run("as alice")
+    assert pmkit.magics.current() is alice
+    assert alice.user == "alice" and alice.store is fresh.store and alice.market is fresh.market
+    assert pmkit.magics.run("whoami").startswith("alice on sqlite:")
+    # what alice may view, not what system may
+    assert list(pmkit.magics.run("ls").index) == ["client_a/growth", "client_a/income"]
+
+
+def test_risk_is_the_risk_overview(fresh):
+    import xarray as xr
+
+    from pmkit.analytics.overview import risk_overview
+
+    xr.testing.assert_allclose(pmkit.magics.run("risk"), risk_overview(fresh))
+    one = pmkit.magics.run("risk client_a/growth client_b/factors --confidence 0.99 --lookback 300")
+    xr.testing.assert_allclose(
+        one,
+        risk_overview(fresh, ["client_a/growth", "client_b/factors"], confidence=0.99,
+                      lookback=300),
+    )
+    assert list(one.portfolio.values) == ["client_a/growth", "client_b/factors"]
+    assert one.attrs["confidence"] == 0.99 and one.attrs["lookback"] == 300
+
+
+def test_optimize_fits_the_method_on_the_portfolio_returns_window(fresh):
+    import xarray as xr
+
+    from pmkit.optimize import HierarchicalRiskParity, MinimumVariance
+    from pmkit.rebalance.frontier import portfolio_frontier, returns_window
+
+    mv = pmkit.magics.run("optimize client_a/growth --method min_variance --lookback 300")
+    window = returns_window(fresh, "client_a/growth", lookback=300)
+    xr.testing.assert_allclose(mv.weights, MinimumVariance().fit(window).weights)
+    assert mv.weights.sizes["asset"] == window.sizes["asset"]
+    # no id: the active portfolio; no method: minimum variance
+    pmkit.magics.run("use client_b/factors")
+    hrp = pmkit.magics.run("optimize --method hrp")
+    expected = HierarchicalRiskParity().fit(returns_window(fresh, "client_b/factors"))
+    xr.testing.assert_allclose(hrp.weights, expected.weights)
+    default = pmkit.magics.run("optimize")
+    xr.testing.assert_allclose(
+        default.weights, MinimumVariance().fit(returns_window(fresh, "client_b/factors")).weights
+    )
+    frontier = pmkit.magics.run("optimize client_a/growth --method frontier --points 4")
+    xr.testing.assert_allclose(
+        frontier.dataset, portfolio_frontier(fresh, "client_a/growth", points=4).dataset
+    )
+    with pytest.raises(UsageError, match="--points goes with --method frontier"):
+        pmkit.magics.run("optimize client_a/growth --points 4")
+    with pytest.raises(UsageError, match="invalid choice: 'nope'"):
+        pmkit.magics.run("optimize --method nope")
+
+
+def test_propose_as_trader_then_approve_as_manager(fresh):
+    from pmkit.rebalance import propose_rebalance
+    from pmkit.rebalance.workflow import ProposalBook
+
+    pmkit.magics.run("as alice")
+    p = pmkit.magics.run("propose client_a/growth --method min_variance --note from-the-magic")
+    book = ProposalBook(fresh)
+    assert book.get(p.id) == p
+    assert p.state == "proposed" and p.created_by == "alice" and p.scope == "client_a/growth"
+    assert p.history[-1]["note"] == "from-the-magic"
+    # the same trades the Python API proposes
+    from pmkit.optimize import MinimumVariance
+
+    direct = propose_rebalance(fresh.as_user("alice"), "client_a/growth",
+                               optimizer=MinimumVariance())
+    assert [(t.asset, t.quantity) for t in p.trades] == [
+        (t.asset, t.quantity) for t in direct.trades
+    ]
+    before = fresh.store.dump()
+    with pytest.raises(UsageError, match=r"PermissionDenied: .*needs role 'manager'"):
+        pmkit.magics.run(f"approve {p.id}")  # a trader proposes, a manager approves
+    assert fresh.store.dump() == before
+    pmkit.magics.run("as bob")
+    approved = pmkit.magics.run(f"approve {p.id} --note looks-fine")
+    assert approved == book.get(p.id)
+    assert approved.state == "approved" and approved.history[-1]["actor"] == "bob"
+    assert approved.history[-1]["note"] == "looks-fine"
+    assert pmkit.magics.run("proposals --state approved") == [approved]
+    assert pmkit.magics.run("proposals --state proposed") == []
+
+
+def test_propose_a_frontier_point_reject_and_list(fresh):
+    from pmkit.rebalance.frontier import frontier_targets, portfolio_frontier
+    from pmkit.rebalance.workflow import ProposalBook
+
+    pmkit.magics.run("as bob")  # a manager may propose too, but not approve his own
+    pmkit.magics.run("use client_a/income")
+    p = pmkit.magics.run("propose --point 2 --points 4")
+    targets = frontier_targets(portfolio_frontier(fresh, "client_a/income", points=4), 2)
+    assert p.scope == "client_a/income" and p.reason == "efficient frontier point 2"
+    assert p.target_weights["client_a/income"] == pytest.approx(targets, abs=1e-9)
+    with pytest.raises(UsageError, match=r"ValidationError: .*point"):
+        pmkit.magics.run("propose client_a/income --point 4 --points 4")
+    with pytest.raises(UsageError, match="--points goes with --point"):
+        pmkit.magics.run("propose --method erc --points 4")
+    with pytest.raises(UsageError, match="one of the arguments --method --point is required"):
+        pmkit.magics.run("propose client_a/income")
+    before = fresh.store.dump()
+    with pytest.raises(UsageError, match="MakerCheckerError"):
+        pmkit.magics.run(f"approve {p.id}")
+    assert fresh.store.dump() == before
+    with pytest.raises(UsageError, match="the following arguments are required: --reason"):
+        pmkit.magics.run(f"reject {p.id}")
+    rejected = pmkit.magics.run(f"reject {p.id} --reason 'too concentrated'")
+    assert rejected == ProposalBook(fresh).get(p.id) and rejected.state == "rejected"
+    assert rejected.history[-1]["note"] == "too concentrated"
+    book = ProposalBook(fresh)
+    assert pmkit.magics.run("proposals") == book.list() == [rejected]
+    assert pmkit.magics.run("proposals --scope client_a/growth") == []
+    pmkit.magics.run("as dave")  # owner of client_b only: client_a's proposals are not his
+    assert pmkit.magics.run("proposals") == []
+
+
+def test_a_viewer_cannot_propose_and_nothing_changes(fresh):
+    pmkit.magics.run("as carol")
+    before = fresh.store.dump()
+    with pytest.raises(UsageError, match="PermissionDenied"):
+        pmkit.magics.run("propose client_a/growth --method min_variance")
+    with pytest.raises(UsageError, match="PermissionDenied"):
+        pmkit.magics.run("propose client_a/growth --point 1 --points 3")
+    assert fresh.store.dump() == before
+
+
+def test_stream_from_a_local_feed_start_status_stop(fresh):
+    from pmkit.stream.live import LiveStream
+
+    stream = pmkit.magics.run("stream start")
+    feed = pmkit.magics._state["feed"]
+    try:
+        assert isinstance(stream, LiveStream) and stream.running
+        assert stream.adapter.url == feed.url and feed.port > 0
+        assert stream.valuation.portfolios == [p.id for p in fresh.portfolios(status="active")]
+        stream.wait_for(lambda: stream.last_update is not None, 30.0)
+        assert pmkit.magics.run("stream status") is stream
+        with pytest.raises(UsageError, match=r"already running: LiveStream\(ws://127.0.0.1:"):
+            pmkit.magics.run("stream start")
+        assert pmkit.magics.run("stream status") is stream  # the refused start changed nothing
+        assert "running" in stream._repr_html_()
+    finally:
+        stopped = pmkit.magics.run("stream stop")
+    assert stopped is stream and not stream.running and stream.error is None
+    assert not feed.running  # the feed the magic started went with it
+    assert stream.metrics()["ticks_applied"] > 0
+    # the values shown are the holdings priced at the stream's prices (opening closes where
+    # no tick arrived yet)
+    prices = stream.valuation.prices()
+    applied = stream.last_prices()
+    assert applied and all(prices[s] == p for s, p in applied.items())
+    values = stream.valuation.values()
+    assert list(values.index) == stream.valuation.portfolios
+    for pid, value in values.items():
+        pos = fresh.positions(pid)
+        expected = pos.cash + sum(q * prices[a] for a, q in pos.quantities.items())
+        assert value == pytest.approx(expected, rel=1e-9)
+    assert "stopped" in stream._repr_html_() and "stopped" in repr(stream)
+    with pytest.raises(UsageError, match="no stream"):
+        pmkit.magics.run("stream status")
+
+
+def test_stream_from_a_given_url_leaves_that_feed_running(fresh):
+    from pmkit.stream.server import FeedServer
+
+    srv = FeedServer(fresh.market, port=0).start_in_thread()
+    try:
+        stream = pmkit.magics.run(f"stream start --url {srv.url}")
+        try:
+            assert pmkit.magics._state["feed"] is None and stream.adapter.url == srv.url
+            stream.wait_for(lambda: stream.last_update is not None, 30.0)
+        finally:
+            assert pmkit.magics.run("stream stop") is stream
+        assert not stream.running and srv.running
+        # a local feed cannot take a port in use or out of range; nothing is left running
+        with pytest.raises(UsageError, match="OSError"):
+            pmkit.magics.run(f"stream start --feed-port {srv.port}")
+        with pytest.raises(UsageError, match="ValidationError: port"):
+            pmkit.magics.run("stream start --feed-port 70000")
+        assert pmkit.magics._state["stream"] is None and pmkit.magics._state["feed"] is None
+    finally:
+        srv.stop_thread()

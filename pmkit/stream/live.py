@@ -177,6 +177,46 @@ class LiveStream:
         """Whether `run` is in progress."""
         return self._stop is not None and not self._done.is_set()
 
+    def _state_text(self) -> str:
+        if self.running:
+            return "running"
+        if self.error is not None:
+            return f"failed: {type(self.error).__name__}: {self.error}"
+        return "stopped" if self._done.is_set() else "not started"
+
+    def __repr__(self) -> str:
+        m = self._metrics
+        return (
+            f"LiveStream({self.adapter.url}, {self._state_text()}, {len(self.symbols)} symbols,"
+            f" {len(self.valuation.portfolios)} portfolios, {m.ticks_received} ticks,"
+            f" {m.batches} updates)"
+        )
+
+    def _repr_html_(self) -> str:
+        import html
+
+        m = self.metrics()
+        rows = [
+            ("state", self._state_text()),
+            ("feed", self.adapter.url),
+            ("symbols", len(self.symbols)),
+            ("portfolios", len(self.valuation.portfolios)),
+            ("ticks received", m["ticks_received"]),
+            ("valuation updates", m["batches"]),
+            ("reconnects", m["reconnects"]),
+            ("latency p50 / p99 (ms)", f"{m['latency_p50_ms']:.1f} / {m['latency_p99_ms']:.1f}"),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        out = f"<b>LiveStream</b><table>{body}</table>"
+        frame = getattr(self.valuation, "frame", None)
+        if callable(frame) and self.last_update is not None:  # values only once prices arrived
+            out += frame().to_html(float_format=lambda x: f"{x:,.2f}")
+        return out
+
     # -- asyncio ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Stream until `stop`; raise what ended the client (`StreamError`, `UnknownAssetError`)."""
