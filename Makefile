@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pmkit-installed
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
+# A users file (pmkit users add FILE LOGIN) turns logins on; needed off loopback.
+USERS ?=
 
 .PHONY: run test lint bench venv clean
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/pmkit serve --port $(PORT) --address $(ADDRESS)
+	$(VENV)/bin/pmkit serve --port $(PORT) --address $(ADDRESS) $(if $(USERS),--users $(USERS))
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check pmkit widgets tests benchmarks

@@ -1,9 +1,12 @@
-"""The ``pmkit`` command line: ``serve`` (the operations app), ``feed`` (market data)."""
+"""The ``pmkit`` command line: ``serve`` (the operations app), ``feed`` (market data), ``users``."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
+import ipaddress
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -11,10 +14,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pmkit.stream.server import FeedServer
 
-__all__ = ["DEFAULT_STORE", "main"]
+__all__ = ["COOKIE_SECRET_ENV", "DEFAULT_STORE", "is_loopback", "main"]
 
 #: Embedded store used by ``make run`` when no ``--store`` is given.
 DEFAULT_STORE = "sqlite:///pmkit-demo.sqlite"
+
+#: Environment variable holding the cookie secret of ``pmkit serve --users``.
+COOKIE_SECRET_ENV = "PMKIT_COOKIE_SECRET"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,12 +42,37 @@ def _parser() -> argparse.ArgumentParser:
         help="port of the local market-data feed the app streams from; 0 = any free [%(default)s]",
     )
     serve.add_argument("--no-feed", action="store_true", help="run without the feed and stream")
+    serve.add_argument(
+        "--users",
+        metavar="FILE",
+        default=None,
+        help="users file of logins (see 'pmkit users'); needed on a non-loopback --address",
+    )
+    serve.add_argument(
+        "--cookie-secret",
+        default=None,
+        help=f"secret signing login cookies [${COOKIE_SECRET_ENV}, else random per process]",
+    )
+    serve.add_argument(
+        "--user",
+        default="system",
+        help="pmkit user of the session when no --users is given [%(default)s]",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="another name browsers reach the app by, e.g. a proxy's (repeatable)",
+    )
     feed = sub.add_parser("feed", help="serve real-price market data over a local WebSocket")
     feed.add_argument("--host", default="127.0.0.1", help="[%(default)s]")
     feed.add_argument("--port", type=int, default=8765, help="[%(default)s]")
     feed.add_argument("--mode", choices=("replay", "gbm"), default="replay", help="[%(default)s]")
     feed.add_argument(
-        "--rate", type=float, default=1000.0,
+        "--rate",
+        type=float,
+        default=1000.0,
         help="ticks per second per connection; 0 = as fast as possible [%(default)s]",
     )
     feed.add_argument("--batch", type=int, default=1, help="ticks per frame [%(default)s]")
@@ -53,7 +84,150 @@ def _parser() -> argparse.ArgumentParser:
     feed.add_argument(
         "--sigma", type=float, default=0.2, help="GBM annual volatility [%(default)s]"
     )
+    _users_parser(sub)
     return p
+
+
+def _users_parser(sub: argparse._SubParsersAction) -> None:
+    users = sub.add_parser("users", help="manage the logins of the served app (a users file)")
+    cmds = users.add_subparsers(dest="users_command", required=True)
+    add = cmds.add_parser("add", help="add a login (password prompted twice, or from stdin)")
+    add.add_argument("file", metavar="FILE", help="users file (created if missing, mode 0600)")
+    add.add_argument("login", metavar="LOGIN")
+    add.add_argument("--user", default=None, help="pmkit user the login acts as [LOGIN]")
+    add.add_argument("--display-name", default="", help="name shown in the app")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (one line)"
+    )
+    remove = cmds.add_parser("remove", help="remove a login")
+    remove.add_argument("file", metavar="FILE")
+    remove.add_argument("login", metavar="LOGIN")
+    lst = cmds.add_parser("list", help="list logins and their pmkit users (never the hashes)")
+    lst.add_argument("file", metavar="FILE")
+    passwd = cmds.add_parser("passwd", help="change the password of a login")
+    passwd.add_argument("file", metavar="FILE")
+    passwd.add_argument("login", metavar="LOGIN")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (one line)"
+    )
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of stdin, or typed twice at a hidden prompt."""
+    from pmkit.errors import ValidationError
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise ValidationError("password", "<hidden>", "the two passwords typed differ")
+    return first
+
+
+def _run_users(args: argparse.Namespace) -> int:
+    from pmkit.auth import UsersFile
+    from pmkit.errors import AlreadyExistsError, PmkitError
+    from pmkit.registry.ids import validate_user
+
+    try:
+        if args.users_command == "add":
+            users = UsersFile.load(args.file, missing_ok=True)
+            validate_user(args.login, "login")  # refuse before asking for a password
+            if args.login in users:
+                raise AlreadyExistsError("login", args.login)
+            info = users.add(
+                args.login,
+                _read_password(args.password_stdin),
+                user=args.user,
+                display_name=args.display_name,
+            )
+            print(f"added login {info.login!r} as pmkit user {info.user!r} to {users.path}")
+        elif args.users_command == "remove":
+            users = UsersFile.load(args.file)
+            users.remove(args.login)
+            print(f"removed login {args.login!r} from {users.path}")
+        elif args.users_command == "passwd":
+            users = UsersFile.load(args.file)
+            users.user_of(args.login)  # refuse an unknown login before asking for a password
+            users.set_password(args.login, _read_password(args.password_stdin))
+            print(f"changed the password of login {args.login!r} in {users.path}")
+        else:  # list
+            users = UsersFile.load(args.file)
+            rows = [users.info(login) for login in users.logins()]
+            width = max([len("login"), *(len(r.login) for r in rows)])
+            uwidth = max([len("user"), *(len(r.user) for r in rows)])
+            print(f"{'login':<{width}}  {'user':<{uwidth}}  display name")
+            for r in rows:
+                print(f"{r.login:<{width}}  {r.user:<{uwidth}}  {r.display_name}")
+    except (PmkitError, OSError) as exc:
+        print(f"pmkit users {args.users_command}: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, EOFError):
+        print(f"pmkit users {args.users_command}: cancelled", file=sys.stderr)
+        return 1
+    return 0
+
+
+def is_loopback(address: str) -> bool:
+    """Whether serving on ``address`` is reachable from this machine only.
+
+    ``localhost`` and loopback IPs (``127.0.0.0/8``, ``::1``) are; every other
+    address, including ``0.0.0.0``, ``::`` and host names, is treated as public.
+    """
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from pmkit.errors import PmkitError
+    from pmkit.registry.ids import validate_user
+
+    def refuse(msg: str) -> int:
+        print(f"pmkit serve: {msg}", file=sys.stderr)
+        return 2
+
+    if args.users is None and not is_loopback(args.address):
+        return refuse(
+            f"refusing to publish on --address {args.address} without logins: the app would "
+            "let anyone on the network act as one pmkit user. Create a users file with "
+            "'pmkit users add FILE LOGIN' and pass --users FILE (or serve on 127.0.0.1)."
+        )
+    cookie_secret = args.cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or None
+    try:
+        validate_user(args.user, "--user")
+        if args.users is not None:
+            from pmkit.auth import UsersFile
+
+            users = UsersFile.load(args.users)  # fail here, not in the first login
+            if not len(users):
+                return refuse(
+                    f"users file {args.users} has no logins; add one with 'pmkit users add'"
+                )
+            if cookie_secret is not None and len(cookie_secret) < 16:
+                return refuse("the cookie secret must have at least 16 characters")
+    except PmkitError as exc:
+        return refuse(str(exc))
+    try:
+        from pmkit_widgets.app import serve
+    except ImportError as exc:  # the UI extra is optional
+        return refuse(f"needs the UI extra: pip install 'pmkit[ui]' ({exc})")
+    serve(
+        store=args.store,
+        port=args.port,
+        address=args.address,
+        show=args.show,
+        feed_port=None if args.no_feed else args.feed_port,
+        users_file=args.users,
+        cookie_secret=cookie_secret,
+        user=args.user,
+        allow_origin=args.allow_origin,
+    )
+    return 0
 
 
 def _feed_server(args: argparse.Namespace) -> FeedServer:
@@ -97,21 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pmkit`` command."""
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        try:
-            from pmkit_widgets.app import serve
-        except ImportError as exc:  # the UI extra is optional
-            print(
-                f"pmkit serve needs the UI extra: pip install 'pmkit[ui]' ({exc})", file=sys.stderr
-            )
-            return 2
-        serve(
-            store=args.store,
-            port=args.port,
-            address=args.address,
-            show=args.show,
-            feed_port=None if args.no_feed else args.feed_port,
-        )
-    elif args.command == "feed":
+        return _run_serve(args)
+    if args.command == "users":
+        return _run_users(args)
+    if args.command == "feed":
         return _run_feed(args)
     return 0
 

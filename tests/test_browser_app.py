@@ -1,4 +1,11 @@
-"""End-to-end: `pmkit serve` in a subprocess, driven by Debian's chromium through playwright."""
+"""End-to-end: `pmkit serve --users` in a subprocess, driven by Debian chromium via playwright.
+
+People log in (hashed-password users file), act as their pmkit users, and the
+store is then read back independently: a trader proposes in the app, a
+manager approves it, a viewer is refused, live values move with the feed, and
+a portfolio created through the Python API appears. Each test saves a
+screenshot under its pytest temporary directory.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +25,10 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from pmkit.auth import UsersFile  # noqa: E402
 from pmkit.datasets import load_market  # noqa: E402
 from pmkit.demo import DEMO_CONFIG  # noqa: E402
+from pmkit.rebalance import ProposalBook, ProposalState, propose_rebalance  # noqa: E402
 from pmkit.registry import Registry  # noqa: E402
 from pmkit.store import open_store  # noqa: E402
 
@@ -99,20 +108,35 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=15)
 
 
+#: Logins of the served app: login -> (pmkit user, password). Demo roles: alice trades
+#: client_a, bob manages the firm, carol views it.
+LOGINS = {
+    "alice": ("alice", "alice-trades-2026"),
+    "bob": ("bob", "bob-approves-2026"),
+    "carol": ("carol", "carol-watches-2026"),
+}
+GROWTH = "client_a/growth"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A `pmkit serve` subprocess on a fresh demo sqlite store."""
+    """`pmkit serve --users` in a subprocess on a fresh demo sqlite store, with the local feed."""
     root = tmp_path_factory.mktemp("served")
     store_url = f"sqlite:///{root}/app.sqlite"
+    users = UsersFile(root / "users.json")
+    for login, (user, password) in LOGINS.items():
+        users.add(login, password, user=user)
+    assert all(pw not in (root / "users.json").read_text() for _, pw in LOGINS.values())
     port = _free_port()
     out, err = root / "server.out", root / "server.err"
     cmd = [sys.executable, "-m", "pmkit.cli", "serve", "--store", store_url,
-           "--port", str(port), "--address", "127.0.0.1", "--feed-port", "0"]
+           "--port", str(port), "--address", "127.0.0.1", "--feed-port", "0",
+           "--users", str(root / "users.json"), "--cookie-secret", "s" * 32]
     with out.open("wb") as fout, err.open("wb") as ferr:
         proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, cwd=root)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_http(url, proc, err, SERVER_START_TIMEOUT)
+        _wait_http(url + "login", proc, err, SERVER_START_TIMEOUT)
         yield {"url": url, "store": store_url, "stdout": str(out)}
     finally:
         _stop(proc)
@@ -129,25 +153,73 @@ def browser(chromium: str):
 
 
 @pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(PAGE_TIMEOUT_MS)
-    pg.goto(server["url"], wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+def login(browser, server):
+    """``login(name) -> page``: a fresh browser context signed in as ``name``."""
+    contexts = []
+
+    def open_as(name: str):
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        contexts.append(context)
+        pg = context.new_page()
+        pg.set_default_timeout(PAGE_TIMEOUT_MS)
+        pg.goto(server["url"], wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+        form = pg.locator("form.login-form")
+        form.locator("input[name='username']").fill(name)
+        form.locator("input[name='password']").fill(LOGINS[name][1])
+        form.locator("button[type='submit']").click()
+        sync_api.expect(pg.locator(".pmkit-user")).to_contain_text(
+            f"({LOGINS[name][0]}:", timeout=PAGE_TIMEOUT_MS)
+        return pg
+
     try:
-        yield pg
+        yield open_as
     finally:
-        context.close()
+        for context in contexts:
+            context.close()
+
+
+def _registry(server) -> Registry:
+    return Registry(open_store(server["store"]), market=load_market())
+
+
+def _tab(page, title: str) -> None:
+    page.locator(".bk-tab", has_text=re.compile(rf"^\s*{re.escape(title)}\s*$")).first.click()
+
+
+def _id_text(pid: str) -> re.Pattern[str]:
+    return re.compile(rf"^\s*{re.escape(pid)}\s*$")
 
 
 def _id_cell(page, pid: str):
-    return page.locator('.tabulator-cell[tabulator-field="id"]',
-                        has_text=re.compile(rf"^\s*{re.escape(pid)}\s*$")).first
+    return page.locator('.pmkit-portfolios .tabulator-cell[tabulator-field="id"]',
+                        has_text=_id_text(pid)).first
 
 
-def _cell(page, pid: str, field: str) -> str:
-    row = page.locator(".tabulator-row", has=_id_cell(page, pid)).first
+def _cell(page, pid: str, field: str, table: str = ".pmkit-portfolios") -> str:
+    id_cell = page.locator('.tabulator-cell[tabulator-field="id"]', has_text=_id_text(pid))
+    row = page.locator(f"{table} .tabulator-row", has=id_cell).first
     return row.locator(f'.tabulator-cell[tabulator-field="{field}"]').inner_text().strip()
+
+
+def _select_proposal(page, proposal_id: str) -> None:
+    """Pick ``proposal_id`` in the approval view's selector (it appears within a poll)."""
+    select = page.locator(".pmkit-proposal-select select")
+    option = select.locator("option", has_text=proposal_id)
+    option.wait_for(state="attached", timeout=REFRESH_TIMEOUT_MS)
+    select.select_option(value=option.get_attribute("value"))
+    sync_api.expect(page.locator(".pmkit-trades .tabulator-row").first).to_be_visible()
+
+
+def _alice_proposes_by_api(server, portfolio: str) -> str:
+    """A pending proposal made through the Python API by alice (a trader on client_a)."""
+    reg = _registry(server)
+    try:
+        alice = reg.as_user("alice")
+        proposal = propose_rebalance(alice, portfolio,
+                                     target_weights={"KO": 0.3, "PEP": 0.3, "PG": 0.3})
+        return ProposalBook(alice).propose(proposal).id
+    finally:
+        reg.store.close()
 
 
 def _screenshot(page, path: Path) -> None:
@@ -156,53 +228,154 @@ def _screenshot(page, path: Path) -> None:
     assert path.stat().st_size > 0
 
 
-def test_served_app_shows_demo_portfolios_and_groups(page, server, tmp_path):
-    first = _id_cell(page, "client_a/growth")
-    first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
+def test_a_wrong_password_is_refused_and_no_page_is_served(browser, server, tmp_path):
+    context = browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(server["url"], wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+        assert "/login" in pg.url  # not signed in: sent to the login page
+        form = pg.locator("form.login-form")
+        form.locator("input[name='username']").fill("bob")
+        form.locator("input[name='password']").fill(LOGINS["alice"][1])
+        form.locator("button[type='submit']").click()
+        sync_api.expect(pg.locator("#error-message")).to_contain_text("Invalid")
+        assert pg.locator(".pmkit-user").count() == 0
+        _screenshot(pg, tmp_path / "refused-login.png")
+    finally:
+        context.close()
+
+
+def test_registry_view_shows_demo_values_and_an_api_created_portfolio(login, server, tmp_path):
+    page = login("carol")
+    _id_cell(page, GROWTH).wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
     assert "pmkit serving at http://127.0.0.1:" in Path(server["stdout"]).read_text()
-    # the local feed is the app's default market-data source
     assert "pmkit feed at ws://127.0.0.1:" in Path(server["stdout"]).read_text()
     assert page.title() == "pmkit operations"
-
     for pid in DEMO_CONFIG["portfolios"]:
         sync_api.expect(_id_cell(page, pid)).to_be_visible()
 
     # The value shown equals an independent valuation of the same store, to the cent.
-    reg = Registry(open_store(server["store"]), market=load_market())
+    reg = _registry(server)
     try:
-        expected = reg.value("client_a/growth")
-    finally:
-        reg.store.close()
-    shown = float(_cell(page, "client_a/growth", "value").replace(",", ""))
-    assert shown == pytest.approx(expected, abs=0.005 + 1e-9)
-    assert _cell(page, "client_a/growth", "name") == "Growth Strategy"
-    assert _cell(page, "client_a/growth", "status") == "active"
-
-    tree = page.locator("table.pmkit-tree")
-    sync_api.expect(tree.locator("tr[data-node='client_a']")).to_contain_text(
-        "Client A Portfolios")
-    sync_api.expect(tree.locator("tr[data-node='firm']")).to_contain_text("Firm")
-    sync_api.expect(tree.locator("tr[data-node='client_a/growth']")).to_contain_text("70.0%")
-
-    _screenshot(page, tmp_path / "demo.png")
-
-
-def test_portfolio_created_elsewhere_appears_without_reload(page, server, tmp_path):
-    _id_cell(page, "client_a/growth").wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
-    assert _id_cell(page, "client_c/new").count() == 0
-
-    reg = Registry(open_store(server["store"]))
-    try:
-        # deposited inside the market history, so it counts as of the last close
+        expected = reg.value(GROWTH)
+        # created through the Python API in this process, while the page is open
         reg.create_portfolio("client_c/new", 1000.0, name="Newcomer", at=datetime(2022, 12, 1))
+        reg.grant("carol", "client_c/new", "viewer")
     finally:
         reg.store.close()
+    shown = float(_cell(page, GROWTH, "value").replace(",", ""))
+    assert shown == pytest.approx(expected, abs=0.005 + 1e-9)
+    assert _cell(page, GROWTH, "status") == "active"
 
     _id_cell(page, "client_c/new").wait_for(state="visible", timeout=REFRESH_TIMEOUT_MS)
     assert _cell(page, "client_c/new", "name") == "Newcomer"
     assert _cell(page, "client_c/new", "cash") == "1,000.00"
     assert _cell(page, "client_c/new", "value") == "1,000.00"
-    sync_api.expect(page.locator("table.pmkit-tree tr[data-node='client_c/new']")).to_be_visible(
-        timeout=REFRESH_TIMEOUT_MS)
+    _screenshot(page, tmp_path / "registry.png")
 
-    _screenshot(page, tmp_path / "created.png")
+
+def test_viewer_is_refused_and_nothing_changes(login, server, tmp_path):
+    page = login("carol")
+    _id_cell(page, GROWTH).click()
+    page.locator(".pmkit-deactivate button").click()
+    refusal = page.locator(".pmkit-error", has_text="PermissionDenied").first
+    sync_api.expect(refusal).to_be_visible()
+    sync_api.expect(refusal).to_contain_text("may not portfolio.deactivate")
+    reg = _registry(server)
+    try:
+        assert reg.portfolio(GROWTH).status == "active"
+    finally:
+        reg.store.close()
+    _screenshot(page, tmp_path / "viewer-refused.png")
+
+
+def test_trader_proposes_in_the_app_and_a_manager_approves_it(login, server, tmp_path):
+    # alice, a trader, picks a point on client_a/growth's efficient frontier and proposes it
+    page = login("alice")
+    _tab(page, "Optimize")
+    page.locator(".pmkit-frontier-portfolio select").select_option(GROWTH)
+    propose = page.locator(".pmkit-propose button")
+    sync_api.expect(propose).to_be_enabled(timeout=PAGE_TIMEOUT_MS)  # the frontier is ready
+    page.locator(".pmkit-frontier-point select").select_option(index=5)
+    sync_api.expect(page.locator(".pmkit-frontier-point select")).to_have_value(
+        re.compile(".+"))
+    propose.click()
+    made = page.locator(".pmkit-ok .pmkit-proposal-id")
+    made.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
+    proposal_id = made.inner_text().strip()
+    assert re.fullmatch(r"rb-[0-9a-f]{32}", proposal_id)
+    _screenshot(page, tmp_path / "trader-proposed.png")
+
+    reg = _registry(server)
+    try:
+        stored = ProposalBook(reg).get(proposal_id)
+        assert stored.state == ProposalState.PROPOSED and stored.created_by == "alice"
+        assert stored.reason == "efficient frontier point 5" and stored.trades
+    finally:
+        reg.store.close()
+
+    # bob, a manager on the firm, approves it in his own session
+    page = login("bob")
+    _tab(page, "Approvals")
+    _select_proposal(page, proposal_id)
+    page.locator(".pmkit-note input").fill("within the growth risk budget")
+    page.locator(".pmkit-approve button").click()
+    sync_api.expect(page.locator(".pmkit-proposal-state .pmkit-state-value")).to_have_text(
+        "approved", timeout=REFRESH_TIMEOUT_MS)
+    sync_api.expect(page.locator(".pmkit-audit")).to_contain_text("proposal.approve")
+    _screenshot(page, tmp_path / "manager-approved.png")
+
+    # the store, read independently, holds the approved proposal and its audit trail
+    reg = _registry(server)
+    try:
+        stored = ProposalBook(reg).get(proposal_id)
+        assert stored.state == ProposalState.APPROVED
+        assert [(h["state"], h["actor"]) for h in stored.history] == [
+            ("proposed", "alice"), ("approved", "bob")]
+        assert stored.history[-1]["note"] == "within the growth risk budget"
+        audit = [(r.actor, r.action) for r in reg.store.audit(target=proposal_id)]
+        assert audit == [("alice", "proposal.create"), ("bob", "proposal.approve")]
+    finally:
+        reg.store.close()
+
+
+def test_a_viewer_approving_is_refused_and_the_proposal_stays_pending(login, server, tmp_path):
+    proposal_id = _alice_proposes_by_api(server, "client_a/income")
+    page = login("carol")
+    _tab(page, "Approvals")
+    _select_proposal(page, proposal_id)
+    reg = _registry(server)
+    try:
+        before = reg.store.dump()
+    finally:
+        reg.store.close()
+    page.locator(".pmkit-approve button").click()
+    refusal = page.locator(".pmkit-error", has_text="PermissionDenied").first
+    sync_api.expect(refusal).to_be_visible(timeout=REFRESH_TIMEOUT_MS)
+    sync_api.expect(refusal).to_contain_text("may not proposal.approve")
+    _screenshot(page, tmp_path / "viewer-refused-approval.png")
+    reg = _registry(server)
+    try:
+        assert ProposalBook(reg).get(proposal_id).state == ProposalState.PROPOSED
+        assert reg.store.dump() == before
+    finally:
+        reg.store.close()
+
+
+def test_live_values_change_while_the_feed_runs(login, server, tmp_path):
+    page = login("carol")
+    _tab(page, "Live")
+    table = ".pmkit-live-values"
+    status = page.locator(".pmkit-live-status .pmkit-live-state")
+    sync_api.expect(status).to_have_attribute("data-status", "connected",
+                                              timeout=PAGE_TIMEOUT_MS)
+    page.locator(f'{table} .tabulator-cell[tabulator-field="id"]',
+                 has_text=_id_text(GROWTH)).first.wait_for(state="visible")
+    seen = {_cell(page, GROWTH, "value", table)}
+    deadline = time.monotonic() + 30
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen.add(_cell(page, GROWTH, "value", table))
+    assert len(seen) >= 3, f"live value did not move: {seen}"
+    assert all(float(v.replace(",", "")) > 0 for v in seen)
+    _screenshot(page, tmp_path / "live.png")

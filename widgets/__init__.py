@@ -4,7 +4,10 @@ Importing this package is cheap: Panel is imported only when a component is
 first used, so ``import pmkit_widgets`` (and certainly ``import pmkit``, which
 never imports this package) does not pull in Panel or Bokeh.
 
-In a notebook, load Panel's Tabulator extension once before displaying views::
+Every view takes the service it shows (a `pmkit.registry.Registry` bound to
+the acting user, a `StrategyCoordinator`, a running `LiveStream`) and holds
+no business logic: its buttons call the same service methods a notebook
+user calls. In a notebook, load Panel's Tabulator extension once first::
 
     import panel as pn
     pn.extension("tabulator")
@@ -18,11 +21,33 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pmkit_widgets.approval_view import ApprovalView
+    from pmkit_widgets.coordinator_view import CoordinatorView
+    from pmkit_widgets.frontier_view import FrontierView
+    from pmkit_widgets.groups_view import GroupsView
+    from pmkit_widgets.live_view import LiveView
     from pmkit_widgets.registry_view import RegistryView
+    from pmkit_widgets.risk_view import RiskView
 
-__all__ = ["RegistryView"]
+__all__ = [
+    "ApprovalView",
+    "CoordinatorView",
+    "FrontierView",
+    "GroupsView",
+    "LiveView",
+    "RegistryView",
+    "RiskView",
+]
 
-_LAZY = {"RegistryView": "pmkit_widgets.registry_view"}
+_LAZY = {
+    "ApprovalView": "pmkit_widgets.approval_view",
+    "CoordinatorView": "pmkit_widgets.coordinator_view",
+    "FrontierView": "pmkit_widgets.frontier_view",
+    "GroupsView": "pmkit_widgets.groups_view",
+    "LiveView": "pmkit_widgets.live_view",
+    "RegistryView": "pmkit_widgets.registry_view",
+    "RiskView": "pmkit_widgets.risk_view",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,15 @@
-"""The served pmkit operations app (``pmkit serve``).
+"""The served pmkit operations app (``pmkit serve``, ``make run``).
 
-One registry (and store connection) is shared by the server process; every
-browser session gets its own view objects over it. Views poll the store, so
-changes made by other processes (notebooks, scripts) appear within seconds.
+One registry (and store connection), one strategy coordinator and one live
+stream are shared by the server process; every browser session gets its own
+views over them, bound to the session's pmkit user. With a users file
+(``pmkit serve --users FILE``) people log in (passwords checked against
+scrypt hashes, `pmkit.auth`) and each login acts as the pmkit user it maps
+to: the services decide what that user may do, so a viewer sees everything
+and every change they try is refused with the service's message.
+
+Views poll the store, so changes made by other processes (notebooks,
+scripts) appear within seconds.
 """
 
 from __future__ import annotations
@@ -10,17 +17,20 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+from collections.abc import Callable, Sequence
+from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
-from pmkit_widgets.registry_view import RegistryView
-
 if TYPE_CHECKING:
+    from pmkit.coordinator import StrategyCoordinator
     from pmkit.registry import Registry
     from pmkit.store import Store
+    from pmkit.stream.live import LiveStream
 
-__all__ = ["APP_TITLE", "POLL_PERIOD_MS", "build_app", "serve"]
+__all__ = ["APP_TITLE", "POLL_PERIOD_MS", "TABS", "build_app", "serve"]
 
 #: Title of the app's page and browser tab.
 APP_TITLE = "pmkit operations"
@@ -28,16 +38,117 @@ APP_TITLE = "pmkit operations"
 #: How often each session re-reads the store, in milliseconds.
 POLL_PERIOD_MS = 2000
 
+#: Tab titles, in order.
+TABS = ("Portfolios", "Groups", "Live", "Risk", "Optimize", "Approvals", "Signals")
 
-def build_app(registry: Registry, *, poll_period: int | None = POLL_PERIOD_MS) -> Any:
+
+def _views(
+    registry: Registry,
+    coordinator: StrategyCoordinator | None,
+    stream: LiveStream | None,
+    poll_period: int | None,
+) -> list[tuple[str, Callable[[], Any]]]:
+    """Each tab's title and the factory of its view (built when the tab is first shown)."""
+    from pmkit_widgets import (
+        ApprovalView,
+        CoordinatorView,
+        FrontierView,
+        GroupsView,
+        LiveView,
+        RegistryView,
+        RiskView,
+    )
+
+    def coordinator_view() -> Any:
+        if coordinator is None:
+            return pn.pane.Alert("No strategy coordinator runs in this app.", alert_type="info")
+        return CoordinatorView(coordinator.as_user(registry.user), poll_period=poll_period)
+
+    def live_view() -> Any:
+        if stream is None:
+            return pn.pane.Alert("No live stream: the app was started without a feed "
+                                 "(pmkit serve --no-feed).", alert_type="info")
+        return LiveView(stream)
+
+    factories: dict[str, Callable[[], Any]] = {
+        "Portfolios": lambda: RegistryView(registry, poll_period=poll_period),
+        "Groups": lambda: GroupsView(registry, poll_period=poll_period),
+        "Live": live_view,
+        "Risk": lambda: RiskView(registry),
+        "Optimize": lambda: FrontierView(registry),
+        "Approvals": lambda: ApprovalView(registry, poll_period=poll_period),
+        "Signals": coordinator_view,
+    }
+    return [(title, factories[title]) for title in TABS]
+
+
+def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
+    """Tabs whose views are built the first time they are shown (with a spinner meanwhile)."""
+    holders = [
+        pn.Column(pn.indicators.LoadingSpinner(value=True, size=40),
+                  sizing_mode="stretch_width", name=title)
+        for title, _ in factories
+    ]
+    built: set[int] = set()
+
+    def build(index: int) -> None:
+        if index in built:
+            return
+        built.add(index)
+        title, factory = factories[index]
+        try:
+            view = factory()
+        except Exception as exc:  # a broken tab must not take the page down
+            view = pn.pane.Alert(f"Could not open {title}: {type(exc).__name__}: {exc}",
+                                 alert_type="danger", css_classes=["pmkit-error"])
+        holders[index].objects = [view]
+
+    tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(factories, holders,
+                                                                    strict=True)],
+                   dynamic=False, sizing_mode="stretch_width", css_classes=["pmkit-tabs"])
+    tabs.param.watch(lambda event: build(event.new), "active")
+    build(0)
+    return tabs
+
+
+def _who(registry: Registry, logins: bool) -> str:
+    """Header text: the acting user, their roles, and a logout link when logins are on."""
+    user = registry.user
+    rec = registry.store.get("user", user)
+    data = rec.data if rec is not None else {}
+    name = data.get("display_name") or user
+    if data.get("admin"):
+        roles = "administrator"
+    else:
+        grants = registry.store.grants(user_id=user)
+        roles = ", ".join(f"{g.role} on {g.scope_id}" for g in grants) or "no roles"
+    logout = " · <a href='./logout' class='pmkit-logout'>Log out</a>" if logins else ""
+    return (f"<span class='pmkit-user'>Signed in as <b>{escape(name)}</b> "
+            f"(<code>{escape(user)}</code>: {escape(roles)})</span>{logout}")
+
+
+def build_app(
+    registry: Registry,
+    *,
+    coordinator: StrategyCoordinator | None = None,
+    stream: LiveStream | None = None,
+    poll_period: int | None = POLL_PERIOD_MS,
+    logins: bool = False,
+) -> Any:
     """Build one session's page over ``registry``.
 
     Parameters
     ----------
     registry : Registry
-        Shared registry; the page shows what its user may view.
+        The session's registry: its user is who the page acts as.
+    coordinator : StrategyCoordinator, optional
+        Shared coordinator (the Signals tab acts through ``as_user``).
+    stream : LiveStream, optional
+        Shared running live stream (the Live tab).
     poll_period : int, optional
         Milliseconds between store re-reads (None: events only).
+    logins : bool
+        Whether the app has logins (shows a logout link).
 
     Returns
     -------
@@ -45,11 +156,14 @@ def build_app(registry: Registry, *, poll_period: int | None = POLL_PERIOD_MS) -
         The page, ready to ``.servable()`` or return from a ``pn.serve`` factory.
     """
     pn.extension("tabulator")
-    view = RegistryView(registry, poll_period=poll_period)
+    tabs = _lazy_tabs(_views(registry, coordinator, stream, poll_period))
+    who = pn.pane.HTML(_who(registry, logins), styles={"color": "white"},
+                       css_classes=["pmkit-who"])
     return pn.template.FastListTemplate(
         title=APP_TITLE,
-        main=[view],
-        main_max_width="1400px",
+        header=[who],
+        main=[tabs],
+        main_max_width="1500px",
         accent="#1f4e79",
         theme_toggle=False,
     )
@@ -61,6 +175,11 @@ def serve(
     address: str = "127.0.0.1",
     show: bool = False,
     feed_port: int | None = 8765,
+    *,
+    users_file: str | Path | None = None,
+    cookie_secret: str | None = None,
+    user: str = "system",
+    allow_origin: Sequence[str] = (),
     **kwargs: Any,
 ) -> None:
     """Serve the operations app until interrupted (SIGINT or SIGTERM).
@@ -84,24 +203,64 @@ def serve(
     feed_port : int or None, default 8765
         Port of the local feed on ``address`` (0 picks a free one); None runs
         no feed and no stream.
+    users_file : path, optional
+        Logins (`pmkit.auth.UsersFile`): turns on the login page; each login
+        acts as its pmkit user. Logins whose user is missing or inactive in
+        the store are refused.
+    cookie_secret : str, optional
+        Secret signing login cookies (default: random per process).
+    user : str, default "system"
+        The pmkit user of every session when there are no logins.
+    allow_origin : sequence of str
+        More ``host[:port]`` names browsers may reach the app by (a proxy's
+        public name). The listening address, ``localhost`` and, on a wildcard
+        address, this machine's names and addresses are always allowed.
     **kwargs
         Passed on to `panel.serve`.
     """
+    from pmkit.auth import UsersFile, is_active_user
+    from pmkit.coordinator import StrategyCoordinator
     from pmkit.demo import open_demo
+    from pmkit_widgets.auth import serve_auth_kwargs, session_login
 
     kwargs.setdefault("verbose", False)
     registry = open_demo(store)
+    if not is_active_user(registry, user):  # fail now, not in every session
+        from pmkit.errors import NotFoundError
+
+        raise NotFoundError("user", user)
+    users = provider = None
+    if users_file is not None:
+        users = UsersFile.load(users_file)
+        kwargs.update(serve_auth_kwargs(users_file, cookie_secret,
+                                        is_allowed=lambda u: is_active_user(registry, u)))
+        provider = kwargs["auth_provider"]
+    coordinator = StrategyCoordinator(registry)
     if port == 0:  # pick now: the websocket origins must name the real port
         with socket.socket() as sock:
             sock.bind((address, 0))
             port = sock.getsockname()[1]
+    feed, stream = _start_feed(registry, address, feed_port)
+
+    def page() -> Any:
+        acting = user
+        if provider is not None:
+            login = session_login()
+            mapped = provider.user_of(login) if login else None
+            if mapped is None:
+                return pn.pane.Alert("Not signed in. <a href='./login'>Log in</a>",
+                                     alert_type="warning")
+            acting = mapped
+        return build_app(registry.as_user(acting), coordinator=coordinator, stream=stream,
+                         logins=users is not None)
+
     server = pn.serve(
-        {"/": lambda: build_app(registry)},
+        {"/": page},
         port=port,
         address=address,
         show=show,
         start=False,
-        allow_websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+        allow_websocket_origin=_origins(address, port, allow_origin),
         title=APP_TITLE,
         **kwargs,
     )
@@ -112,8 +271,8 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError):  # not the main thread: the caller stops us
             signal.signal(sig, stop)
-    feed, stream = _start_feed(registry, address, feed_port)
-    print(f"pmkit serving at http://{address}:{server.port}/", flush=True)
+    logins = f" with {len(users.logins())} logins" if users is not None else f" as {user}"
+    print(f"pmkit serving at http://{address}:{server.port}/{logins}", flush=True)
     server.start()
     try:
         server.io_loop.start()
@@ -128,14 +287,29 @@ def serve(
             close()
 
 
+def _origins(address: str, port: int, extra: Sequence[str]) -> list[str]:
+    """Websocket origins Bokeh accepts: the names a browser may use to reach the app."""
+    hosts = {address, "localhost", "127.0.0.1"}
+    if address in ("0.0.0.0", "::", ""):  # every interface: this machine's names and addresses
+        name = socket.gethostname()
+        hosts |= {name, socket.getfqdn()}
+        with contextlib.suppress(OSError):
+            hosts |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+    out = [f"{h}:{port}" for h in sorted(hosts) if h not in ("0.0.0.0", "::", "")]
+    return out + [o if ":" in o else f"{o}:{port}" for o in extra]
+
+
 def _start_feed(registry: Registry, address: str, port: int | None) -> tuple[Any, Any]:
     """Start the local feed and the live stream over it (None, None when ``port`` is None)."""
     if port is None:
         return None, None
     from pmkit.stream.live import LiveStream
     from pmkit.stream.server import FeedServer
+    from pmkit.stream.valuation import LiveValuation
 
     feed = FeedServer(registry.market, host=address, port=port).start_in_thread()
-    stream = LiveStream(registry, url=feed.url).start_in_thread()
+    # P&L counts from the close the replay starts from, not from the last close
+    valuation = LiveValuation(registry, at=feed.start_date)
+    stream = LiveStream(registry, url=feed.url, valuation=valuation).start_in_thread()
     print(f"pmkit feed at {feed.url}; live stream of {len(stream.symbols)} symbols", flush=True)
     return feed, stream

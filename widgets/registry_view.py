@@ -1,16 +1,13 @@
-"""A live, read-only view of a `pmkit.registry.Registry`: portfolios table and group tree.
+"""The registry view: every visible portfolio with value, day P&L and risk, and lifecycle actions.
 
-The view only reads service methods (`Registry.summary`, `Registry.group_tree`)
-and formats what they return; it holds no business logic. It refreshes itself
-when the registry's event bus publishes a change, and, optionally, on a timer
-so that changes made by other processes sharing the store appear too.
+The table is `pmkit.analytics.overview.portfolio_overview`; the buttons call
+`Registry.create_portfolio`, `activate`, `deactivate`, `delete` and
+`restore` as the session's user. A refused call shows the service's error
+and changes nothing (the registry guarantees it; the view only reports).
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -20,128 +17,134 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit_widgets.base import ServiceView
+
 if TYPE_CHECKING:
-    from pmkit.events import Event, Subscription
     from pmkit.registry import Registry
 
 __all__ = ["DEFAULT_TOPICS", "SUMMARY_COLUMNS", "RegistryView"]
 
-#: Columns of the portfolios table, in order (``Registry.summary`` plus its ``id`` index).
-SUMMARY_COLUMNS = ("id", "name", "status", "segment", "tags", "currency", "cash", "value")
+#: Columns of the portfolios table, in order (`portfolio_overview` plus its ``id`` index).
+SUMMARY_COLUMNS = ("id", "name", "status", "segment", "tags", "currency", "cash", "value",
+                   "day_pnl", "day_return", "volatility", "var")
 
 #: Event topics after which the view re-reads the registry.
 DEFAULT_TOPICS = ("portfolio.*", "group.*", "ledger.*", "access.*")
 
 _TITLES = {
     "id": "ID", "name": "Name", "status": "Status", "segment": "Segment", "tags": "Tags",
-    "currency": "Ccy", "cash": "Cash", "value": "Value",
+    "currency": "Ccy", "cash": "Cash", "value": "Value", "day_pnl": "Day P&L",
+    "day_return": "Day %", "volatility": "Vol (ann.)", "var": "VaR 95% 1d",
 }
+_MONEY = ("cash", "value", "day_pnl")
+_PERCENT = ("day_return", "volatility", "var")
 
-def _summary_frame(registry: Registry) -> pd.DataFrame:
-    """``registry.summary()`` with its ``id`` index as the first column."""
-    df = registry.summary().reset_index()
+
+def _overview_frame(registry: Registry) -> pd.DataFrame:
+    from pmkit.analytics.overview import portfolio_overview
+
+    df = portfolio_overview(registry).reset_index()
     return df.loc[:, list(SUMMARY_COLUMNS)]
 
 
-def _weak_handler(view: RegistryView) -> Callable[[Event], None]:
-    ref = weakref.ref(view)
-
-    def handler(event: Event) -> None:
-        target = ref()
-        if target is not None:
-            target._on_event(event)
-
-    return handler
-
-
-def _cancel(subs: Sequence[Subscription]) -> None:
-    for sub in subs:
-        sub.cancel()
-
-
-class RegistryView(pn.viewable.Viewer):
-    """Portfolios table and group tree of a registry, kept up to date.
+class RegistryView(ServiceView):
+    """Portfolios with status, segment, tags, value, day P&L and risk; create and lifecycle actions.
 
     Works inline in a notebook (after ``pn.extension("tabulator")``) and in
-    the served app. It subscribes to the registry's event bus, so changes made
-    through the same registry's bus (e.g. ``registry.create_portfolio``) show
-    at once; with ``poll_period`` it also re-reads the store on a timer, which
-    picks up changes made by other processes.
+    the served app. It follows the registry's event bus, so changes made
+    through the same bus show at once; with ``poll_period`` it also re-reads
+    the store on a timer, which picks up other processes' changes.
 
     Parameters
     ----------
     registry : Registry
-        The registry to show, as seen by its acting user.
+        The registry, as its acting user sees it and acts.
     poll_period : int, optional
-        Milliseconds between re-reads of the store (default: no polling).
-    topics : sequence of str
-        Event topic patterns that trigger a refresh.
+        Milliseconds between store re-reads (default: no polling).
     **params
-        Other parameters of the view (see the class parameters).
+        Other parameters of the view.
+
+    Notes
+    -----
+    Values are at the last market close; ``Day P&L`` is in the portfolio
+    currency net of external cash flows; ``Day %``, ``Vol (ann.)``
+    (annualized, ex ante over the last 252 days) and ``VaR 95% 1d``
+    (historical, loss positive) are fractions shown as percentages.
 
     Examples
     --------
     >>> import panel as pn
     >>> pn.extension("tabulator")  # doctest: +SKIP
-    >>> view = RegistryView(registry)  # doctest: +SKIP
-    >>> view  # doctest: +SKIP
+    >>> RegistryView(registry)  # doctest: +SKIP
     """
 
-    poll_period = param.Integer(default=None, allow_None=True, bounds=(100, None),
-                                doc="Milliseconds between store re-reads (None: no polling).")
-    topics = param.List(default=list(DEFAULT_TOPICS), item_type=str, constant=True,
-                        doc="Event topic patterns that trigger a refresh.")
+    topics = DEFAULT_TOPICS
     last_refresh = param.Date(default=None, constant=True,
                               doc="When the view last changed (local time).")
 
     def __init__(self, registry: Registry, **params: Any) -> None:
-        super().__init__(**params)
-        self.registry = registry
-        self._lock = threading.RLock()
-        self._callback: Any = None
-        self._closed = False
+        super().__init__(registry, **params)
         self._table = pn.widgets.Tabulator(
             pd.DataFrame(columns=list(SUMMARY_COLUMNS)),
             disabled=True,
             show_index=False,
-            selectable=False,
+            selectable=1,
             sortable=True,
             layout="fit_data_stretch",
             sizing_mode="stretch_width",
             titles=_TITLES,
             formatters={
-                "cash": NumberFormatter(format="0,0.00", nan_format="—"),
-                "value": NumberFormatter(format="0,0.00", nan_format="—"),
+                **{c: NumberFormatter(format="0,0.00", nan_format="—") for c in _MONEY},
+                **{c: NumberFormatter(format="0.00%", nan_format="—") for c in _PERCENT},
             },
-            text_align={"cash": "right", "value": "right"},
-            header_align={"cash": "right", "value": "right"},
+            text_align=dict.fromkeys((*_MONEY, *_PERCENT), "right"),
+            header_align=dict.fromkeys((*_MONEY, *_PERCENT), "right"),
             max_height=520,
+            css_classes=["pmkit-portfolios"],
         )
-        self._tree = pn.pane.HTML("", sizing_mode="stretch_width", name="group tree")
+        self._table.param.watch(self._on_select, "selection")
         self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width")
-        self._layout = pn.Column(
+        self._selected = pn.pane.Markdown("Select a portfolio in the table.", margin=(5, 10),
+                                          css_classes=["pmkit-selected"])
+        self._hard = pn.widgets.Checkbox(label="permanently (hard delete)", value=False,
+                                         css_classes=["pmkit-hard"])
+        buttons = []
+        for label, kind, css, handler in (
+            ("Activate", "success", "pmkit-activate", self.activate),
+            ("Deactivate", "warning", "pmkit-deactivate", self.deactivate),
+            ("Delete", "danger", "pmkit-delete", self._delete_clicked),
+            ("Restore", "default", "pmkit-restore", self.restore),
+        ):
+            button = pn.widgets.Button(label=label, color=kind, css_classes=[css], width=110)
+            button.on_click(lambda _event, h=handler: h())
+            buttons.append(button)
+        self._new_id = pn.widgets.TextInput(label="Portfolio id", placeholder="client_c/core",
+                                            css_classes=["pmkit-new-id"], width=200)
+        self._new_name = pn.widgets.TextInput(label="Name", css_classes=["pmkit-new-name"],
+                                              width=200)
+        self._new_capital = pn.widgets.FloatInput(label="Initial capital", value=100_000.0,
+                                                  start=0.0, step=1000.0, width=160,
+                                                  css_classes=["pmkit-new-capital"])
+        self._new_currency = pn.widgets.TextInput(label="Currency", value="USD", width=80)
+        self._new_tags = pn.widgets.TextInput(label="Tags (comma-separated)", width=200)
+        create = pn.widgets.Button(label="Create portfolio", color="primary",
+                                   css_classes=["pmkit-create"], align="end")
+        create.on_click(lambda _event: self._create_clicked())
+        layout = pn.Column(
             self._status,
             self._error,
+            self._message,
             pn.pane.Markdown("### Portfolios", margin=(0, 10)),
             self._table,
-            pn.pane.Markdown("### Groups: target vs actual", margin=(10, 10, 0, 10)),
-            self._tree,
+            pn.Row(self._selected, *buttons, self._hard, align="center"),
+            pn.Card(
+                pn.Row(self._new_id, self._new_name, self._new_capital, self._new_currency,
+                       self._new_tags, create),
+                title="New portfolio", collapsed=False, sizing_mode="stretch_width",
+            ),
             sizing_mode="stretch_width",
         )
-        # The layout keeps the view alive while it is displayed; the bus only
-        # holds a weak reference, so a discarded view stops listening.
-        self._layout._pmkit_view = self  # type: ignore[attr-defined]
-        handler = _weak_handler(self)
-        self._subs = [registry.bus.subscribe(t, handler) for t in self.topics]
-        self._finalizer = weakref.finalize(self, _cancel, list(self._subs))
-        self.refresh()
-        if self.poll_period:
-            self.start_polling(self.poll_period)
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            doc.on_session_destroyed(self._session_destroyed)
+        self._start(layout)
 
     # -- reading ----------------------------------------------------------------------
     @property
@@ -150,33 +153,31 @@ class RegistryView(pn.viewable.Viewer):
         return self._table.value.copy()
 
     @property
-    def tree_html(self) -> str:
-        """The group tree HTML currently shown."""
-        return str(self._tree.object)
+    def selected(self) -> str | None:
+        """Id of the selected portfolio (None when none is)."""
+        rows = self._table.selection
+        if not rows:
+            return None
+        value = self._table.value
+        return str(value["id"].iloc[rows[0]]) if rows[0] < len(value) else None
+
+    def select(self, portfolio_id: str | None) -> None:
+        """Select ``portfolio_id``'s row (None clears the selection)."""
+        ids = list(self._table.value["id"])
+        self._table.selection = [] if portfolio_id is None else [ids.index(portfolio_id)]
 
     def refresh(self) -> bool:
-        """Re-read the registry and update what changed.
-
-        Returns
-        -------
-        bool
-            Whether anything shown changed.
-        """
+        """Re-read the registry and update what changed; True when something did."""
         with self._lock:
-            df = _summary_frame(self.registry)
-            html = self.registry.group_tree()._repr_html_()
-            changed = False
+            keep = self.selected
+            df = _overview_frame(self.registry)
             current = self._table.value
-            if (list(current.columns) != list(df.columns) or len(current) != len(df)
-                    or not current.reset_index(drop=True).equals(df)):
+            changed = (list(current.columns) != list(df.columns) or len(current) != len(df)
+                       or not current.reset_index(drop=True).equals(df))
+            if changed:
                 self._table.value = df
-                changed = True
-            if html != self._tree.object:
-                self._tree.object = html
-                changed = True
-            if self._error.visible:
-                self._error.visible = False
-                changed = True
+                ids = list(df["id"])
+                self._table.selection = [ids.index(keep)] if keep in ids else []
             if changed or self.last_refresh is None:
                 now = datetime.now().replace(microsecond=0)
                 with param.edit_constant(self):
@@ -185,7 +186,7 @@ class RegistryView(pn.viewable.Viewer):
             return changed
 
     def _status_text(self, df: pd.DataFrame, now: datetime) -> str:
-        market = getattr(self.registry, "market", None)
+        market = self.registry.market
         asof = ""
         if market is not None and "time" in market.indexes and len(market.indexes["time"]):
             last = pd.Timestamp(market.indexes["time"][-1])
@@ -194,44 +195,63 @@ class RegistryView(pn.viewable.Viewer):
         return (f"**{n}** portfolio{'s' if n != 1 else ''} visible to "
                 f"`{escape(self.registry.user)}`{asof} · updated {now:%H:%M:%S}")
 
-    def _safe_refresh(self) -> None:
-        if self._closed:
-            return
-        try:
-            self.refresh()
-        except Exception as exc:  # keep the view (and timer) alive; show what failed
-            self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
-            self._error.visible = True
+    def _on_select(self, *_: Any) -> None:
+        pid = self.selected
+        self._selected.object = ("Select a portfolio in the table." if pid is None
+                                 else f"Selected: **{escape(pid)}**")
 
-    def _on_event(self, event: Event) -> None:
-        self._safe_refresh()
+    # -- actions (each is one service call as this session's user) ------------------
+    def _target(self) -> str | None:
+        pid = self.selected
+        if pid is None:
+            self.show_error("Select a portfolio first.")
+        return pid
 
-    # -- polling and lifecycle ------------------------------------------------------
-    def start_polling(self, period: int | None = None) -> None:
-        """Re-read the store every ``period`` milliseconds (default: ``poll_period``).
+    def activate(self) -> bool:
+        """`Registry.activate` the selected portfolio; False when refused."""
+        pid = self._target()
+        return pid is not None and self.act(
+            lambda: self.registry.activate(pid) or True, f"{pid} activated") is not None
 
-        Inside a served session the timer belongs to that session and stops
-        with it.
+    def deactivate(self) -> bool:
+        """`Registry.deactivate` the selected portfolio; False when refused."""
+        pid = self._target()
+        return pid is not None and self.act(
+            lambda: self.registry.deactivate(pid) or True, f"{pid} deactivated") is not None
+
+    def delete(self, hard: bool = False) -> bool:
+        """`Registry.delete` the selected portfolio; False when refused.
+
+        Archives it (``Restore`` undoes that); ``hard=True`` leaves a tombstone.
         """
-        period = int(period or self.poll_period or 2000)
-        self.stop_polling()
-        self.poll_period = period
-        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=period)
+        pid = self._target()
+        what = "deleted" if hard else "archived (Restore brings it back)"
+        return pid is not None and self.act(
+            lambda: self.registry.delete(pid, hard=hard) or True, f"{pid} {what}") is not None
 
-    def stop_polling(self) -> None:
-        """Stop the timer started by `start_polling` (no error if none)."""
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
+    def restore(self) -> bool:
+        """`Registry.restore` the selected (archived) portfolio; False when refused."""
+        pid = self._target()
+        return pid is not None and self.act(
+            lambda: self.registry.restore(pid) or True, f"{pid} restored (inactive)") is not None
 
-    def close(self) -> None:
-        """Stop listening to the bus and stop polling."""
-        self._closed = True
-        self.stop_polling()
-        self._finalizer()
+    def create(self, portfolio_id: str, initial_capital: float, *, name: str | None = None,
+               currency: str = "USD", tags: tuple[str, ...] = ()) -> str | None:
+        """`Registry.create_portfolio`; returns the new id, or None when refused."""
+        return self.act(
+            lambda: self.registry.create_portfolio(
+                portfolio_id, initial_capital, name=name or None, currency=currency, tags=tags),
+            lambda pid: f"{pid} created",
+        )
 
-    def _session_destroyed(self, session_context: Any) -> None:
-        self.close()
+    def _delete_clicked(self) -> None:
+        self.delete(hard=self._hard.value)
 
-    def __panel__(self) -> pn.Column:
-        return self._layout
+    def _create_clicked(self) -> None:
+        tags = tuple(t.strip() for t in self._new_tags.value.split(",") if t.strip())
+        created = self.create(self._new_id.value.strip(), self._new_capital.value,
+                              name=self._new_name.value.strip() or None,
+                              currency=self._new_currency.value.strip(), tags=tags)
+        if created is not None:
+            self._new_id.value = ""
+            self._new_name.value = ""

@@ -277,8 +277,8 @@ class LiveStream:
         completes when it has ended: ``await stream.stop()``.
         """
         loop, stop = self._loop, self._stop
-        if stop is None or loop is None:
-            return _Done()
+        if stop is None or loop is None or (self._thread is None and self._done.is_set()):
+            return _Done()  # never started, or already ended: stopping again is a no-op
         if self._thread is not None:
             if loop.is_running():
                 loop.call_soon_threadsafe(stop.set)

@@ -1,0 +1,539 @@
+"""Logins of the served app: scrypt hashes, users file, ``pmkit users``, Panel's login pages."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import http.client
+import io
+import os
+import stat
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from pmkit import cli
+from pmkit.auth import (
+    LoginInfo,
+    UsersFile,
+    check_users,
+    hash_password,
+    is_active_user,
+    verify_password,
+)
+from pmkit.errors import (
+    AlreadyExistsError,
+    ConfigError,
+    InvalidIdError,
+    NotFoundError,
+    ValidationError,
+)
+
+PASSWORD = "correct horse battery"
+OTHER = "staple-tuna-42"
+
+
+@pytest.fixture
+def users_path(tmp_path: Path) -> Path:
+    users = UsersFile.load(tmp_path / "users.json", missing_ok=True)
+    users.add("alice", PASSWORD, display_name="Alice A.")
+    users.add("boss", OTHER, user="bob")
+    return users.path
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from pmkit.demo import open_demo
+
+    return open_demo()
+
+
+# -- hashes -------------------------------------------------------------------------------
+def test_hash_round_trip_and_wrong_password() -> None:
+    encoded = hash_password(PASSWORD)
+    assert verify_password(PASSWORD, encoded)
+    assert not verify_password(PASSWORD + "!", encoded)
+    assert not verify_password("", encoded)
+    assert PASSWORD not in encoded
+
+
+def test_hash_is_scrypt_of_the_stored_salt() -> None:
+    """The encoding is what it says: scrypt(password, salt, n, r, p) in base64."""
+    encoded = hash_password(PASSWORD)
+    name, n, r, p, salt, digest = encoded.split("$")
+    assert name == "scrypt"
+    salt_raw = base64.b64decode(salt)
+    assert len(salt_raw) == 16
+    expected = hashlib.scrypt(
+        PASSWORD.encode(),
+        salt=salt_raw,
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(base64.b64decode(digest)),
+        maxmem=2**26,
+    )
+    assert base64.b64decode(digest) == expected
+
+
+def test_same_password_hashes_differently() -> None:
+    a, b = hash_password(PASSWORD), hash_password(PASSWORD)
+    assert a != b
+    assert a.split("$")[4] != b.split("$")[4]  # different salts
+    assert verify_password(PASSWORD, a) and verify_password(PASSWORD, b)
+
+
+def _tampered(encoded: str, index: int, value: str) -> str:
+    parts = encoded.split("$")
+    parts[index] = value
+    return "$".join(parts)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda h: "",
+        lambda h: PASSWORD,  # a plain password where a hash belongs
+        lambda h: h.replace("scrypt$", "bcrypt$", 1),
+        lambda h: h.rsplit("$", 1)[0],  # truncated
+        lambda h: _tampered(h, 1, "1000"),  # n not a power of two
+        lambda h: _tampered(h, 1, str(2**30)),  # n too costly
+        lambda h: _tampered(h, 2, "0"),
+        lambda h: _tampered(h, 4, "!!not base64!!"),
+        lambda h: _tampered(h, 5, base64.b64encode(b"short").decode()),
+        lambda h: None,
+    ],
+)
+def test_garbled_encodings_verify_false(make) -> None:
+    assert not verify_password(PASSWORD, make(hash_password(PASSWORD)))
+
+
+# -- the users file ----------------------------------------------------------------------------
+def test_users_file_round_trip(users_path: Path) -> None:
+    users = UsersFile.load(users_path)
+    assert users.logins() == ["alice", "boss"]
+    assert users.user_of("alice") == "alice"
+    assert users.user_of("boss") == "bob"
+    assert users.info("alice") == LoginInfo("alice", "alice", "Alice A.")
+    assert users.verify("alice", PASSWORD) == "alice"
+    assert users.verify("boss", OTHER) == "bob"
+    assert users.verify("alice", OTHER) is None
+    assert users.verify("nobody", PASSWORD) is None
+    with pytest.raises(NotFoundError, match="login 'nobody'"):
+        users.user_of("nobody")
+
+
+def test_file_never_holds_plain_passwords_and_is_private(users_path: Path) -> None:
+    raw = users_path.read_bytes()
+    assert PASSWORD.encode() not in raw
+    assert OTHER.encode() not in raw
+    assert stat.S_IMODE(os.stat(users_path).st_mode) == 0o600
+    # the hash stored for alice verifies against her password
+    import json
+
+    stored = json.loads(raw)["logins"]["alice"]["password"]
+    assert verify_password(PASSWORD, stored)
+
+
+def test_file_mode_is_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        users = UsersFile.load(tmp_path / "u.json", missing_ok=True)
+        users.add("alice", PASSWORD)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(users.path).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["u.json"]  # no temporary left behind
+
+
+def test_set_password_and_remove(users_path: Path) -> None:
+    users = UsersFile.load(users_path)
+    users.set_password("alice", OTHER)
+    again = UsersFile.load(users_path)
+    assert again.verify("alice", OTHER) == "alice"
+    assert again.verify("alice", PASSWORD) is None
+    again.remove("boss")
+    assert UsersFile.load(users_path).logins() == ["alice"]
+
+
+@pytest.mark.parametrize(
+    ("action", "error", "field"),
+    [
+        (lambda u: u.add("Alice B", PASSWORD), InvalidIdError, "login"),
+        (lambda u: u.add("carol", PASSWORD, user="Not A User"), InvalidIdError, "user"),
+        (lambda u: u.add("carol", "short"), ValidationError, "password"),
+        (lambda u: u.add("carol", "x" * 5000), ValidationError, "password"),
+        (
+            lambda u: u.add("carol", PASSWORD, display_name="two\nlines"),
+            ValidationError,
+            "display_name",
+        ),
+        (lambda u: u.set_password("alice", "1234567"), ValidationError, "password"),
+    ],
+)
+def test_validation_errors_leave_the_file_unchanged(users_path, action, error, field) -> None:
+    before = users_path.read_bytes()
+    users = UsersFile.load(users_path)
+    with pytest.raises(error) as info:
+        action(users)
+    assert info.value.field == field
+    assert users_path.read_bytes() == before
+    assert UsersFile.load(users_path).logins() == users.logins() == ["alice", "boss"]
+
+
+@pytest.mark.parametrize(
+    ("action", "error"),
+    [
+        (lambda u: u.add("alice", OTHER), AlreadyExistsError),
+        (lambda u: u.remove("nobody"), NotFoundError),
+        (lambda u: u.set_password("nobody", OTHER), NotFoundError),
+    ],
+)
+def test_lookup_errors_leave_the_file_unchanged(users_path, action, error) -> None:
+    before = users_path.read_bytes()
+    users = UsersFile.load(users_path)
+    with pytest.raises(error):
+        action(users)
+    assert users_path.read_bytes() == before
+    assert users.verify("alice", PASSWORD) == "alice"  # the in-memory copy is intact too
+
+
+def test_password_errors_do_not_echo_the_password(tmp_path: Path) -> None:
+    users = UsersFile.load(tmp_path / "u.json", missing_ok=True)
+    with pytest.raises(ValidationError) as info:
+        users.add("carol", "hunter2")
+    assert "hunter2" not in str(info.value)
+    assert "7 characters" in str(info.value)
+    assert not users.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "field"),
+    [
+        ("not json", ConfigError, "users_file"),
+        ('{"version": 2, "logins": {}}', ConfigError, "version"),
+        ('{"version": 1, "logins": []}', ConfigError, "logins"),
+        ('{"version": 1, "logins": {"Alice": {}}}', InvalidIdError, "login"),
+        (
+            '{"version": 1, "logins": {"alice": {"user": "alice", "password": "hunter2hunter2"}}}',
+            ConfigError,
+            "logins.alice.password",
+        ),
+    ],
+)
+def test_load_refuses_malformed_files(tmp_path, text, error, field) -> None:
+    path = tmp_path / "u.json"
+    path.write_text(text)
+    with pytest.raises(error) as info:
+        UsersFile.load(path)
+    assert info.value.field == field
+    assert "hunter2" not in str(info.value)
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="users file"):
+        UsersFile.load(tmp_path / "nope.json")
+    empty = UsersFile.load(tmp_path / "nope.json", missing_ok=True)
+    assert empty.logins() == []
+    assert not empty.path.exists()
+
+
+def test_check_users_against_the_store(users_path, demo) -> None:
+    users = UsersFile.load(users_path)
+    users.add("ghost", PASSWORD, user="nobody")
+    assert is_active_user(demo, "alice")
+    assert not is_active_user(demo, "nobody")
+    problems = check_users(users, demo)
+    assert set(problems) == {"ghost"}
+    assert "'nobody' does not exist" in problems["ghost"]
+    assert check_users(users, lambda u: u == "alice") == {
+        "boss": "pmkit user 'bob' is not allowed",
+        "ghost": "pmkit user 'nobody' is not allowed",
+    }
+
+
+# -- pmkit users ----------------------------------------------------------------------------
+def _cli(monkeypatch, argv, stdin: str | None = None) -> int:
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    return cli.main(argv)
+
+
+def test_cli_users_add_list_passwd_remove(tmp_path, monkeypatch, capsys) -> None:
+    path = tmp_path / "team" / "users.json"
+    path.parent.mkdir()
+    f = str(path)
+    assert _cli(monkeypatch, ["users", "add", f, "alice", "--password-stdin"], PASSWORD + "\n") == 0
+    assert (
+        _cli(
+            monkeypatch,
+            [
+                "users",
+                "add",
+                f,
+                "boss",
+                "--user",
+                "bob",
+                "--display-name",
+                "Bob B",
+                "--password-stdin",
+            ],
+            OTHER + "\n",
+        )
+        == 0
+    )
+    users = UsersFile.load(path)
+    assert users.verify("alice", PASSWORD) == "alice"
+    assert users.verify("boss", OTHER) == "bob"
+    assert users.info("boss").display_name == "Bob B"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    capsys.readouterr()
+
+    assert _cli(monkeypatch, ["users", "list", f]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["login", "user", "display", "name"]
+    assert lines[1].split() == ["alice", "alice"]
+    assert lines[2].split() == ["boss", "bob", "Bob", "B"]
+    assert "scrypt" not in out and PASSWORD not in out
+
+    assert _cli(monkeypatch, ["users", "passwd", f, "alice", "--password-stdin"], OTHER) == 0
+    assert UsersFile.load(path).verify("alice", OTHER) == "alice"
+    assert UsersFile.load(path).verify("alice", PASSWORD) is None
+
+    assert _cli(monkeypatch, ["users", "remove", f, "boss"]) == 0
+    assert UsersFile.load(path).logins() == ["alice"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (["users", "add", "{f}", "alice", "--password-stdin"], OTHER + "\n", "already exists"),
+        (["users", "add", "{f}", "carol", "--password-stdin"], "short\n", "at least 8"),
+        (["users", "add", "{f}", "Carol", "--password-stdin"], OTHER + "\n", "login='Carol'"),
+        (["users", "remove", "{f}", "carol"], None, "login 'carol' does not exist"),
+        (["users", "passwd", "{f}", "carol", "--password-stdin"], OTHER, "does not exist"),
+        (["users", "passwd", "{f}", "alice", "--password-stdin"], "short", "at least 8"),
+    ],
+)
+def test_cli_users_errors_exit_2_and_change_nothing(
+    users_path, monkeypatch, capsys, argv, stdin, message
+) -> None:
+    before = users_path.read_bytes()
+    argv = [a.format(f=users_path) for a in argv]
+    assert _cli(monkeypatch, argv, stdin) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    if stdin:
+        assert stdin.strip() not in err  # the typed password is never echoed
+    assert users_path.read_bytes() == before
+
+
+def test_cli_users_prompts_twice_and_refuses_a_mismatch(users_path, monkeypatch, capsys) -> None:
+    answers = iter([PASSWORD, PASSWORD + "x"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    before = users_path.read_bytes()
+    assert cli.main(["users", "add", str(users_path), "carol"]) == 2
+    assert "differ" in capsys.readouterr().err
+    assert users_path.read_bytes() == before
+
+    answers = iter([PASSWORD, PASSWORD])
+    assert cli.main(["users", "add", str(users_path), "carol"]) == 0
+    assert UsersFile.load(users_path).verify("carol", PASSWORD) == "carol"
+
+
+def test_cli_users_list_missing_file(tmp_path, capsys) -> None:
+    assert cli.main(["users", "list", str(tmp_path / "nope.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# -- the Panel provider --------------------------------------------------------------------------
+def _provider(users_path, demo):
+    pytest.importorskip("panel")
+    from pmkit_widgets.auth import PmkitAuthProvider
+
+    users = UsersFile.load(users_path)
+    users.add("ghost", PASSWORD, user="nobody")  # maps to a pmkit user the store lacks
+    return PmkitAuthProvider(users, is_allowed=functools.partial(is_active_user, demo))
+
+
+def test_provider_checks_hashes_and_the_store(users_path, demo) -> None:
+    provider = _provider(users_path, demo)
+    assert provider.check("alice", PASSWORD) == ("alice", "")
+    assert provider.check("boss", OTHER) == ("bob", "")
+    assert provider.check("alice", OTHER)[0] is None
+    assert provider.check("nobody", PASSWORD)[0] is None
+    user, message = provider.check("ghost", PASSWORD)
+    assert user is None and "unknown or inactive" in message
+    # what the login handler runs, with hashing on a worker thread
+    assert asyncio.run(provider.check_async("alice", PASSWORD)) == ("alice", "")
+    assert asyncio.run(provider.check_async("alice", OTHER))[0] is None
+
+
+def test_provider_refuses_a_deactivated_user(users_path, demo) -> None:
+    provider = _provider(users_path, demo)
+    assert provider.user_of("boss") == "bob"
+    rec = demo.store.get("user", "bob")
+    with demo.store.transaction("system", "user.deactivate", "bob") as tx:
+        tx.put("user", "bob", "inactive", rec.data)
+    try:
+        assert provider.check("boss", OTHER)[0] is None
+        assert provider.user_of("boss") is None
+    finally:
+        with demo.store.transaction("system", "user.activate", "bob") as tx:
+            tx.put("user", "bob", "active", rec.data)
+    assert provider.check("boss", OTHER) == ("bob", "")
+
+
+def test_provider_sees_file_changes_and_fails_closed(users_path, demo) -> None:
+    provider = _provider(users_path, demo)
+    UsersFile.load(users_path).set_password("alice", OTHER)  # e.g. `pmkit users passwd`
+    assert provider.check("alice", PASSWORD)[0] is None
+    assert provider.check("alice", OTHER) == ("alice", "")
+    users_path.write_text("{ broken")
+    assert provider.check("alice", OTHER)[0] is None
+    assert provider.user_of("alice") is None
+
+
+def test_serve_auth_kwargs(users_path) -> None:
+    pytest.importorskip("panel")
+    from pmkit_widgets.auth import PmkitAuthProvider, serve_auth_kwargs
+
+    kw = serve_auth_kwargs(users_path, "s" * 32)
+    assert set(kw) == {"auth_provider", "cookie_secret"}
+    assert isinstance(kw["auth_provider"], PmkitAuthProvider)
+    assert kw["cookie_secret"] == "s" * 32
+    a, b = serve_auth_kwargs(users_path), serve_auth_kwargs(users_path)
+    assert len(a["cookie_secret"]) >= 32 and a["cookie_secret"] != b["cookie_secret"]
+    with pytest.raises(ValidationError, match="cookie_secret"):
+        serve_auth_kwargs(users_path, "short")
+
+
+# -- a real Panel server: login, cookie, app, logout ----------------------------------------
+@pytest.fixture
+def served(users_path, demo):
+    """A Panel server on a free loopback port with pmkit logins; yields (port, seen logins)."""
+    pn = pytest.importorskip("panel")
+    from panel.config import config
+    from panel.io.server import get_server
+    from panel.io.state import state
+    from tornado.ioloop import IOLoop
+
+    from pmkit_widgets.auth import serve_auth_kwargs, session_login
+
+    users = UsersFile.load(users_path)
+    users.add("ghost", PASSWORD, user="nobody")
+    seen: list[tuple[str | None, str]] = []
+
+    def app():
+        login = session_login()
+        user = users.user_of(login)  # what app.py does per session
+        seen.append((login, demo.as_user(user).user))
+        return pn.pane.Markdown(f"hello {login}")
+
+    kwargs = serve_auth_kwargs(
+        users_path, "k" * 32, is_allowed=functools.partial(is_active_user, demo)
+    )
+    old_secret = config.cookie_secret
+    ready, box = threading.Event(), {}
+
+    def run() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        loop = IOLoop.current()
+        server = get_server(
+            {"/": app}, port=0, address="127.0.0.1", start=False, loop=loop, **kwargs
+        )
+        box["server"], box["loop"] = server, loop
+        server.start()
+        loop.add_callback(ready.set)
+        loop.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30), "the Panel server did not start"
+    server, loop = box["server"], box["loop"]
+    try:
+        yield server.port, seen
+    finally:
+
+        def stop() -> None:
+            server.stop()
+            loop.stop()
+
+        loop.add_callback(stop)
+        thread.join(30)
+        for key, entry in list(state._servers.items()):
+            if entry[0] is server:
+                del state._servers[key]
+        config.cookie_secret = old_secret
+
+
+def _request(port, method, path, form=None, cookie=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {}
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        headers["Cookie"] = cookie
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    cookies = resp.msg.get_all("Set-Cookie") or []
+    return resp.status, resp.getheader("Location"), cookies, data.decode("utf-8", "replace")
+
+
+def _user_cookie(set_cookies):
+    found = [c for c in set_cookies if c.startswith("user=") and not c.startswith('user="";')]
+    return found[0] if found else None
+
+
+def test_login_page_cookie_and_logout_over_http(served, users_path) -> None:
+    port, seen = served
+    status, location, _, _ = _request(port, "GET", "/")
+    assert status == 302 and "login" in location
+
+    status, _, _, page = _request(port, "GET", "/login")
+    assert status == 200
+    for snippet in ('class="login-form"', 'name="username"', 'name="password"', 'type="submit"'):
+        assert snippet in page
+
+    for form in (
+        {"username": "alice", "password": OTHER},  # wrong password
+        {"username": "nobody", "password": PASSWORD},  # unknown login
+        {"username": "ghost", "password": PASSWORD},  # right password, unknown pmkit user
+    ):
+        status, location, cookies, _ = _request(port, "POST", "/login", form)
+        assert status == 302 and "error=" in location, form
+        assert _user_cookie(cookies) is None, form
+
+    status, location, cookies, _ = _request(
+        port, "POST", "/login", {"username": "alice", "password": PASSWORD}
+    )
+    assert status == 302 and location == "/"
+    cookie = _user_cookie(cookies)
+    assert cookie is not None and "HttpOnly" in cookie
+    assert PASSWORD not in cookie
+    value = cookie.split(";")[0]
+
+    status, _, _, page = _request(port, "GET", "/", cookie=value)
+    assert status == 200
+    assert seen == [("alice", "alice")]  # session_login() -> user_of -> as_user
+
+    # a forged signature is not a login
+    forged = value[:-3] + ("000" if not value.endswith("000") else "111")
+    assert _request(port, "GET", "/", cookie=forged)[0] == 302
+
+    status, _, cleared, _ = _request(port, "GET", "/logout", cookie=value)
+    assert status == 200
+    assert any(c.startswith('user="";') for c in cleared)
+
+    # removing the login locks out even a still-valid cookie
+    UsersFile.load(users_path).remove("alice")
+    assert _request(port, "GET", "/", cookie=value)[0] == 302

@@ -1,0 +1,563 @@
+"""A live view of a `pmkit.coordinator.StrategyCoordinator`: the signal queue and its statistics.
+
+The view only reads the coordinator (`active_signals_frame`, `live_signals`,
+`record`, `resolution_strategy`, `get_processing_stats`) and the signal
+records it stores, and formats them; every decision (priority, conflicts,
+resolution, execution) was made by the coordinator. It refreshes when the
+registry's event bus publishes a ``signal.*`` or ``coordinator.*`` event and,
+optionally, on a timer.
+
+This module also holds `LiveRefresh`, the bus/poll/session plumbing shared by
+the operations views.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models.widgets.tables import NumberFormatter
+
+from pmkit.errors import PmkitError
+
+if TYPE_CHECKING:
+    from pmkit.coordinator import StrategyCoordinator
+    from pmkit.events import Event, EventBus, Subscription
+
+__all__ = [
+    "CLOSED_COLUMNS",
+    "COORDINATOR_TOPICS",
+    "SIGNAL_COLUMNS",
+    "CoordinatorView",
+    "LiveRefresh",
+    "typed_frame",
+]
+
+#: Event topics after which the coordinator view re-reads (the coordinator publishes
+#: ``signal.accepted|rejected|superseded|dispatched|executed`` and
+#: ``coordinator.settings_changed``).
+COORDINATOR_TOPICS = ("signal.*", "coordinator.*")
+
+#: Columns of `StrategyCoordinator.active_signals_frame` (its ``id`` index first).
+_FRAME_COLUMNS = (
+    "id", "portfolio", "symbol", "side", "strategy", "priority", "status", "confidence",
+    "risk_reward", "entry", "stop", "target", "size", "allocation", "seq",
+)
+
+#: Columns of the live-signals table: the service's frame, then what the view adds.
+SIGNAL_COLUMNS = (*_FRAME_COLUMNS, "time", "conflict", "conflicts", "rule", "resolution")
+
+#: Columns of the recently closed signals table.
+CLOSED_COLUMNS = (
+    "id", "seq", "portfolio", "symbol", "side", "strategy", "priority", "status",
+    "superseded_by", "reason", "detail",
+)
+
+_FLOAT_COLUMNS = ("confidence", "risk_reward", "entry", "stop", "target", "size", "allocation")
+#: Column dtypes of the tables. Tabulator in the browser keeps the column types of the
+#: first data it got, so even an empty table starts with the final dtypes.
+_SIGNAL_DTYPES = {**dict.fromkeys(_FLOAT_COLUMNS, "float64"), "seq": "int64",
+                  "time": "datetime64[ns]", "conflict": "bool"}
+_CLOSED_DTYPES = {"seq": "int64"}
+
+#: Statistics shown as indicators, in order.
+_COUNTS = ("received", "accepted", "queued", "dispatched", "executed", "superseded", "rejected")
+
+_CLOSED_STATES = ("executed", "superseded", "rejected")
+_PRIORITY_RANK = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+_CONFLICT_BG = "background-color: #fff3cd"
+_LOST_BG = "background-color: #f8d7da"
+
+_TITLES = {
+    "id": "Signal", "portfolio": "Portfolio", "symbol": "Symbol", "side": "Side",
+    "strategy": "Strategy", "priority": "Priority", "status": "Status",
+    "confidence": "Conf.", "risk_reward": "R:R", "entry": "Entry", "stop": "Stop",
+    "target": "Target", "size": "Size", "allocation": "Capital", "seq": "Seq",
+    "time": "Time", "conflict": "⚠", "conflicts": "Conflicts", "rule": "Rule",
+    "resolution": "Resolution", "superseded_by": "Superseded by", "reason": "Reason",
+    "detail": "Detail",
+}
+
+
+# -- live refresh plumbing (bus subscription, polling, throttling, session cleanup) ----------
+def _weak_handler(view: Any) -> Callable[[Event], None]:
+    ref = weakref.ref(view)
+
+    def handler(event: Event) -> None:
+        target = ref()
+        if target is not None:
+            target._on_event(event)
+
+    return handler
+
+
+def _cancel(subs: Sequence[Subscription], timers: list[threading.Timer]) -> None:
+    for sub in subs:
+        sub.cancel()
+    for t in timers:
+        t.cancel()
+
+
+class LiveRefresh:
+    """Keeps a view up to date from an event bus, an optional timer and its session.
+
+    A mixin for `pn.viewable.Viewer` subclasses that define ``refresh()``,
+    ``_show_refresh_error(exc)``, the parameters ``poll_period`` (ms or None)
+    and ``throttle`` (ms), and call `_start_live` at the end of ``__init__``.
+
+    Events are handled leading-edge throttled: an event refreshes at once
+    unless the view refreshed less than ``throttle`` ms ago; then one
+    refresh is scheduled (on a timer thread) for the end of that interval, so
+    a burst of 10,000 signals costs a handful of refreshes, not 10,000. A
+    view whose ``_defer_events`` is true always goes through the timer
+    thread. Inside a served session the refresh itself is handed to the
+    session's document (``add_next_tick_callback``), as events and timers
+    arrive on any thread. The bus holds the view weakly, so a discarded view
+    stops listening.
+    """
+
+    _closed: bool = False
+    #: Refresh after the publisher returns, never inside its call (see `CoordinatorView`).
+    _defer_events: bool = False
+
+    def _start_live(
+        self, bus: EventBus, topics: Sequence[str], layout: pn.viewable.Viewable
+    ) -> None:
+        self._callback: Any = None
+        self._closed = False
+        self._tlock = threading.Lock()
+        self._last_run = float("-inf")
+        self._timers: list[threading.Timer] = []
+        doc = pn.state.curdoc
+        self._doc = doc if doc is not None and doc.session_context is not None else None
+        # The layout keeps the view alive while it is displayed.
+        layout._pmkit_view = self  # type: ignore[attr-defined]
+        handler = _weak_handler(self)
+        self._subs = [bus.subscribe(t, handler) for t in topics]
+        self._finalizer = weakref.finalize(self, _cancel, list(self._subs), self._timers)
+        self._safe_refresh()
+        poll = getattr(self, "poll_period", None)
+        if poll:
+            self.start_polling(poll)
+        if self._doc is not None:
+            self._doc.on_session_destroyed(self._session_destroyed)
+
+    @property
+    def pending(self) -> bool:
+        """Whether an event-driven refresh is scheduled and has not run yet."""
+        with self._tlock:
+            return bool(self._timers)
+
+    def flush(self) -> None:
+        """Refresh now, in the calling thread, instead of any scheduled refresh."""
+        with self._tlock:
+            timers, self._timers[:] = list(self._timers), []
+        for t in timers:
+            t.cancel()
+        self._safe_refresh()
+
+    def _safe_refresh(self) -> None:
+        if self._closed:
+            return
+        with self._tlock:
+            self._last_run = time.monotonic()
+        try:
+            self.refresh()  # type: ignore[attr-defined]
+        except Exception as exc:  # keep the view (and its timer) alive; show what failed
+            self._show_refresh_error(exc)  # type: ignore[attr-defined]
+
+    def _on_event(self, event: Event) -> None:
+        if self._closed:
+            return
+        period = float(getattr(self, "throttle", 0) or 0) / 1000.0
+        with self._tlock:
+            wait = self._last_run + period - time.monotonic() if period > 0 else 0.0
+            now = wait <= 0 and not self._defer_events
+            if not now and not self._timers:
+                timer = threading.Timer(max(wait, 0.0), self._trailing)
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
+        if now:
+            self._refresh_in_session()
+
+    def _refresh_in_session(self) -> None:
+        # Events and timers arrive on any thread: inside a served session the refresh
+        # goes to the session's document (the thread-safe Bokeh call); inline it runs here.
+        if self._doc is None:
+            self._safe_refresh()
+            return
+        try:
+            self._doc.add_next_tick_callback(self._safe_refresh)
+        except Exception:  # the session is going away: nothing left to refresh
+            self.close()
+
+    def _trailing(self) -> None:
+        with self._tlock:
+            if not self._timers:
+                return  # flushed or closed meanwhile
+            self._timers.clear()
+        self._refresh_in_session()
+
+    def start_polling(self, period: int | None = None) -> None:
+        """Re-read every ``period`` milliseconds (default: ``poll_period``, else 2000).
+
+        Inside a served session the timer belongs to that session and stops with it.
+        """
+        period = int(period or getattr(self, "poll_period", None) or 2000)
+        self.stop_polling()
+        self.poll_period = period
+        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=period)
+
+    def stop_polling(self) -> None:
+        """Stop the timer started by `start_polling` (no error if none)."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def close(self) -> None:
+        """Stop listening to the bus, polling and any scheduled refresh."""
+        self._closed = True
+        self.stop_polling()
+        with self._tlock:
+            self._finalizer()
+            self._timers.clear()
+
+    def _session_destroyed(self, session_context: Any) -> None:
+        self.close()
+
+
+# -- formatting helpers (no decisions: they describe what the coordinator recorded) ----------
+def typed_frame(df: pd.DataFrame | None, columns: Sequence[str],
+                dtypes: dict[str, str]) -> pd.DataFrame:
+    """``df`` (or an empty frame) with ``columns`` in order and the given dtypes.
+
+    Parameters
+    ----------
+    df : DataFrame or None
+        Rows to show; None for an empty table (unlisted columns are text).
+    columns : sequence of str
+    dtypes : dict
+        column -> dtype of the non-text columns; any other column is text, even when
+        empty (an empty list makes a float column, which Tabulator would format as numbers).
+    """
+    if df is None:
+        df = pd.DataFrame(columns=list(columns), dtype=object)
+    frame = df.loc[:, list(columns)]
+    casts: dict[str, Any] = {c: t for c, t in dtypes.items() if c in frame.columns}
+    for c in frame.columns:
+        if c not in dtypes and frame[c].dtype.kind in "biufcmM":
+            casts[c] = object
+    return frame.astype(casts)
+
+
+def _describe_conflicts(conflicts: Sequence[dict[str, Any]]) -> str:
+    parts = []
+    for c in conflicts:
+        kind = str(c.get("kind", "?"))
+        if c.get("with"):
+            where = "" if c.get("portfolio") is None else f" in {c['portfolio']}"
+            parts.append(f"{kind} vs {c['with']}{where}")
+        elif "quantity" in c:
+            parts.append(f"{kind} (holds {float(c['quantity']):g})")
+        else:
+            parts.append(kind)
+    return "; ".join(parts)
+
+
+def _wins_by_winner(closed: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Superseded signals' records grouped by the live signal that won against them."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for data in closed:
+        if data.get("status") == "superseded" and data.get("superseded_by"):
+            out.setdefault(data["superseded_by"], []).append(data)
+    return out
+
+
+def _closed_row(data: dict[str, Any]) -> dict[str, Any]:
+    raw = data.get("input") if isinstance(data.get("input"), dict) else {}
+    row = {k: data.get(k, raw.get(k)) for k in CLOSED_COLUMNS}
+    row["detail"] = data.get("detail") or ""
+    return row
+
+
+class CoordinatorView(LiveRefresh, pn.viewable.Viewer):
+    """The coordinator's live signal queue, its conflicts and resolutions, and statistics.
+
+    Live signals (queued and dispatched, those of portfolios the
+    coordinator's user may view) are listed by priority, highest first, then
+    by time received. A row involved in a conflict is highlighted and says
+    with which signal (``conflicts``), which rule the portfolio resolves
+    conflicts with (``rule``) and how it was resolved (``resolution``). A
+    second table lists the most recently closed signals (executed,
+    superseded, rejected) with ``superseded_by`` and the reason; the
+    statistics are `StrategyCoordinator.get_processing_stats`.
+
+    Works inline in a notebook (after ``pn.extension("tabulator")``) and in
+    the served app.
+
+    Event-driven refreshes are scheduled on a timer thread, after the
+    coordinator call that published the event has returned: the coordinator publishes
+    from inside its lock, before its in-memory queue follows the store, so a
+    refresh inside the handler would show the state before the change. Call
+    `flush` to refresh at once from the calling thread.
+
+    Parameters
+    ----------
+    coordinator : StrategyCoordinator
+        The coordinator to show, as seen by its acting user.
+    poll_period : int, optional
+        Milliseconds between re-reads (default: no polling; events only).
+    **params
+        Other parameters of the view (see the class parameters).
+
+    Examples
+    --------
+    >>> import panel as pn
+    >>> pn.extension("tabulator")  # doctest: +SKIP
+    >>> CoordinatorView(coordinator)  # doctest: +SKIP
+    """
+
+    poll_period = param.Integer(default=None, allow_None=True, bounds=(100, None),
+                                doc="Milliseconds between re-reads (None: no polling).")
+    throttle = param.Integer(default=250, bounds=(0, None),
+                             doc="Least ms between event-driven refreshes (0: every event).")
+    closed_limit = param.Integer(default=50, bounds=(0, None),
+                                 doc="How many recently closed signals to list.")
+    topics = param.List(default=list(COORDINATOR_TOPICS), item_type=str, constant=True,
+                        doc="Event topic patterns that trigger a refresh.")
+    last_refresh = param.Date(default=None, constant=True,
+                              doc="When the view last changed (local time).")
+
+    _defer_events = True
+
+    def __init__(self, coordinator: StrategyCoordinator, *, poll_period: int | None = None,
+                 **params: Any) -> None:
+        super().__init__(poll_period=poll_period, **params)
+        self.coordinator = coordinator
+        self._lock = threading.RLock()
+        self._stats: dict[str, Any] = {}
+        # One formatter model per column: Tabulator mis-assigns a model shared by columns.
+        def money() -> NumberFormatter:
+            return NumberFormatter(format="0,0.00", nan_format="—")
+
+        def ratio() -> NumberFormatter:
+            return NumberFormatter(format="0.00", nan_format="—")
+
+        self._table = pn.widgets.Tabulator(
+            typed_frame(None, SIGNAL_COLUMNS, _SIGNAL_DTYPES),
+            disabled=True, show_index=False, selectable=False, sortable=True,
+            layout="fit_data_stretch", sizing_mode="stretch_width", max_height=480,
+            titles=_TITLES, hidden_columns=["seq"],
+            formatters={"entry": money(), "stop": money(), "target": money(),
+                        "allocation": money(), "size": NumberFormatter(format="0,0"),
+                        "confidence": ratio(), "risk_reward": ratio()},
+            css_classes=["pmkit-signals"],
+        )
+        self._table.style.apply(_highlight, axis=1, column="conflict", css=_CONFLICT_BG)
+        self._closed_table = pn.widgets.Tabulator(
+            typed_frame(None, CLOSED_COLUMNS, _CLOSED_DTYPES),
+            disabled=True, show_index=False, selectable=False, sortable=True,
+            layout="fit_data_stretch", sizing_mode="stretch_width", max_height=320,
+            titles=_TITLES, hidden_columns=["seq"], css_classes=["pmkit-closed-signals"],
+        )
+        self._closed_table.style.apply(_highlight_status, axis=1)
+        self._numbers = {
+            k: pn.indicators.Number(label=k.capitalize(), value=0, format="{value:,d}",
+                                    font_size="24pt", title_size="10pt", margin=(0, 12))
+            for k in _COUNTS
+        }
+        self._details = pn.widgets.Tabulator(
+            pd.DataFrame(columns=["statistic", "key", "value"]),
+            disabled=True, show_index=False, selectable=False, layout="fit_data_table",
+            max_height=260, css_classes=["pmkit-signal-stats"],
+        )
+        self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
+                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._layout = pn.Column(
+            self._status,
+            self._error,
+            pn.pane.Markdown("### Processing statistics", margin=(0, 10)),
+            pn.FlexBox(*self._numbers.values()),
+            self._details,
+            pn.pane.Markdown("### Live signals by priority", margin=(10, 10, 0, 10)),
+            self._table,
+            pn.pane.Markdown("### Recently closed", margin=(10, 10, 0, 10)),
+            self._closed_table,
+            sizing_mode="stretch_width",
+        )
+        self._start_live(coordinator.registry.bus, self.topics, self._layout)
+
+    # -- reading ----------------------------------------------------------------------
+    @property
+    def signals(self) -> pd.DataFrame:
+        """The live signals shown (a copy), by priority then time, one row per signal."""
+        return self._table.value.copy()
+
+    @property
+    def closed(self) -> pd.DataFrame:
+        """The recently closed signals shown (a copy), newest first."""
+        return self._closed_table.value.copy()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The processing statistics shown (`StrategyCoordinator.get_processing_stats`)."""
+        return dict(self._stats)
+
+    @property
+    def error(self) -> str:
+        """The error shown, or ``""``."""
+        return str(self._error.object) if self._error.visible else ""
+
+    def _signals_frame(self, closed: Sequence[dict[str, Any]]) -> pd.DataFrame:
+        coord = self.coordinator
+        frame = coord.active_signals_frame().reset_index()
+        live = {s.id: s for s in coord.live_signals()}
+        rules: dict[str, str] = {}
+        winners = _wins_by_winner(closed)
+        times, flags, texts, rule_col, outcome = [], [], [], [], []
+        for sid, pid in zip(frame["id"], frame["portfolio"], strict=True):
+            sig = live.get(sid)
+            conflicts = list(sig.conflicts) if sig is not None else []
+            if pid not in rules:
+                rules[pid] = str(coord.resolution_strategy(pid))
+            won = winners.get(sid, [])
+            seq = int(sig.seq) if sig is not None else 0
+            times.append(pd.Timestamp(sig.time) if sig is not None else pd.NaT)
+            flags.append(bool(conflicts or won))
+            texts.append(_describe_conflicts(conflicts))
+            rule_col.append(rules[pid])
+            outcome.append(self._resolution_text(seq, conflicts, won))
+        frame["time"] = pd.Series(times, dtype="datetime64[ns]")
+        frame["conflict"] = flags
+        frame["conflicts"] = texts
+        frame["rule"] = rule_col
+        frame["resolution"] = outcome
+        frame["_rank"] = frame["priority"].map(_PRIORITY_RANK).fillna(0)
+        frame = frame.sort_values(["_rank", "time", "seq"], ascending=[False, True, True],
+                                  kind="stable")
+        return typed_frame(frame.reset_index(drop=True), SIGNAL_COLUMNS, _SIGNAL_DTYPES)
+
+    def _resolution_text(self, seq: int, conflicts: Sequence[dict[str, Any]],
+                         won: Sequence[dict[str, Any]]) -> str:
+        # A superseded signal received before this one was displaced by it; one received
+        # after lost to it on arrival.
+        parts = [
+            f"{'displaced' if int(d.get('seq', 0)) < seq else 'kept over'} {d['id']}"
+            f" ({d.get('reason')})"
+            for d in won
+        ]
+        for c in conflicts:
+            other = c.get("with")
+            if not other or any(d["id"] == other for d in won):
+                continue
+            if c.get("kind") == "position":
+                continue
+            try:
+                rec = self.coordinator.record(other)
+            except PmkitError:  # a peer this user may not view: say nothing more
+                continue
+            if rec.get("status") == "superseded":
+                parts.append(f"displaced {other} ({rec.get('reason')})")
+            else:
+                parts.append(f"{other} is {rec.get('status')}")
+        if not parts and any(c.get("kind") == "position" for c in conflicts):
+            parts.append("kept, flagged against the position")
+        return "; ".join(parts)
+
+    def _closed_records(self, states: Sequence[str]) -> list[dict[str, Any]]:
+        reg = self.coordinator.registry
+        seen: dict[str, bool] = {}
+        out = []
+        for rec in reg.store.list("signal", list(states)):
+            pid = rec.data.get("portfolio")
+            if pid not in seen:
+                seen[pid] = reg.can("view", pid)
+            if seen[pid]:
+                out.append(rec.data)
+        return out
+
+    def _closed_frame(self, closed: Sequence[dict[str, Any]]) -> pd.DataFrame:
+        rows = sorted(closed, key=lambda d: -int(d.get("seq", 0)))
+        rows = rows[: self.closed_limit]
+        frame = pd.DataFrame([_closed_row(d) for d in rows], columns=list(CLOSED_COLUMNS))
+        return typed_frame(frame, CLOSED_COLUMNS, _CLOSED_DTYPES)
+
+    def refresh(self) -> bool:
+        """Re-read the coordinator and update what changed.
+
+        Returns
+        -------
+        bool
+            Whether anything shown changed.
+        """
+        with self._lock:
+            records = self._closed_records(_CLOSED_STATES)
+            signals = self._signals_frame(records)
+            closed = self._closed_frame(records)
+            stats = self.coordinator.get_processing_stats()
+            changed = _replace(self._table, signals) | _replace(self._closed_table, closed)
+            if stats != self._stats:
+                self._stats = stats
+                for k, number in self._numbers.items():
+                    number.value = int(stats.get(k, 0))
+                self._details.value = _stats_details(stats)
+                changed = True
+            if self._error.visible:
+                self._error.visible = False
+                changed = True
+            if changed or self.last_refresh is None:
+                now = datetime.now().replace(microsecond=0)
+                with param.edit_constant(self):
+                    self.last_refresh = now
+                n = len(signals)
+                user = escape(self.coordinator.registry.user)
+                self._status.object = (f"**{n}** live signal{'s' if n != 1 else ''} visible to "
+                                       f"`{user}` · updated {now:%H:%M:%S}")
+            return changed
+
+    def _show_refresh_error(self, exc: Exception) -> None:
+        self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
+        self._error.visible = True
+
+    def __panel__(self) -> pn.Column:
+        return self._layout
+
+
+def _replace(table: pn.widgets.Tabulator, df: pd.DataFrame) -> bool:
+    current = table.value
+    if (list(current.columns) == list(df.columns) and len(current) == len(df)
+            and current.reset_index(drop=True).equals(df)):
+        return False
+    table.value = df
+    return True
+
+
+def _highlight(row: pd.Series, column: str, css: str) -> list[str]:
+    return [css if bool(row.get(column)) else ""] * len(row)
+
+
+def _highlight_status(row: pd.Series) -> list[str]:
+    css = _LOST_BG if row.get("status") in ("superseded", "rejected") else ""
+    return [css] * len(row)
+
+
+def _stats_details(stats: dict[str, Any]) -> pd.DataFrame:
+    rows: list[tuple[str, str, Any]] = []
+    for reason, n in stats.get("rejections", {}).items():
+        rows.append(("rejections", str(reason), n))
+    for kind, n in stats.get("conflicts", {}).items():
+        rows.append(("conflicts", str(kind), n))
+    for key, v in stats.get("latency_ms", {}).items():
+        value = "—" if v is None else (f"{v:,d}" if isinstance(v, int) else f"{v:,.2f}")
+        rows.append(("latency (ms)", key, value))
+    return pd.DataFrame([(a, b, str(c)) for a, b, c in rows], columns=["statistic", "key", "value"])

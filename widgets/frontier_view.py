@@ -1,0 +1,484 @@
+"""An interactive efficient frontier: compute it, pick a point, propose that rebalance.
+
+Every number comes from `pmkit.rebalance.frontier`, the functions a notebook
+user calls: `portfolio_frontier` draws the chart, `frontier_targets` gives a
+picked point's weights and `propose_frontier_point` stores the proposal (with
+the acting user's rights: a viewer is refused, and the refusal is shown with
+nothing changed). A point is picked on the chart (tap) or in a select box.
+Slow calls run on a worker thread while a spinner shows when an event loop
+runs (served app, notebook); inline otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models.widgets.tables import NumberFormatter
+
+from pmkit_widgets.risk_view import run_service_call
+
+if TYPE_CHECKING:
+    from pmkit.optimize.frontier import EfficientFrontier
+    from pmkit.rebalance.types import RebalanceProposal
+    from pmkit.registry import Registry
+
+__all__ = ["FrontierView"]
+
+
+def _served() -> bool:
+    doc = pn.state.curdoc
+    return doc is not None and doc.session_context is not None
+
+
+def _point_label(k: int, ret: float, vol: float, sharpe: float, best: bool) -> str:
+    star = " (max Sharpe)" if best else ""
+    return f"{k}: return {ret:.1%} · volatility {vol:.1%} · Sharpe {sharpe:.2f}{star}"
+
+
+class FrontierView(pn.viewable.Viewer):
+    """A portfolio's efficient frontier; pick a point and propose rebalancing to it.
+
+    The frontier is `pmkit.rebalance.frontier.portfolio_frontier` (long-only,
+    on the returns window and universe the rebalance builder uses, capped at
+    the portfolio's ``max_position_weight``). Picking a point (tap it on the
+    chart, or choose it in the select box) shows its target weights beside
+    the current ones and its expected return, volatility (annualized
+    fractions) and Sharpe ratio. "Propose rebalance" stores a proposal with
+    `propose_frontier_point` as the registry's user; its id and state show in
+    a message, or the service's refusal in an alert (nothing changes then).
+
+    The view computes the selected portfolio's frontier when it is created
+    (or served) and whenever another portfolio is selected, so a point can
+    be picked and proposed at once. Works inline in a notebook (after
+    ``pn.extension("tabulator")``) and in the served app.
+
+    Parameters
+    ----------
+    registry : Registry
+        The registry, as seen by its acting user (proposing needs TRADER).
+    portfolio : str, optional
+        Portfolio shown first; default the first active portfolio the user
+        may view.
+    points : int, default 20
+        Frontier points (>= 2).
+    **params
+        Other parameters of the view (``lookback``, ``auto_compute``).
+    """
+
+    points = param.Integer(default=20, bounds=(2, 200), doc="Frontier points.")
+    lookback = param.Integer(default=756, bounds=(30, None),
+                             doc="Daily returns in the optimization window.")
+    auto_compute = param.Boolean(default=True, constant=True,
+                                 doc="Compute on creation and when the portfolio changes.")
+    busy = param.Boolean(default=False, constant=True, doc="Whether a service call runs.")
+
+    def __init__(self, registry: Registry, *, portfolio: str | None = None, points: int = 20,
+                 **params: Any) -> None:
+        super().__init__(points=points, **params)
+        self.registry = registry
+        self._frontier: EfficientFrontier | None = None
+        self._current: pd.Series = pd.Series(dtype=float)
+        self._targets: dict[str, float] = {}
+        self._proposal: RebalanceProposal | None = None
+        self._error_text = ""
+        self._message_text = ""
+        self._pick_stream: Any = None
+        self._result_text = ""
+        self._selection: Any = None
+
+        ids = [p.id for p in registry.portfolios(status="active")]
+        if portfolio is not None and portfolio not in ids:
+            ids.insert(0, portfolio)  # the service will say why it cannot be used
+        self._portfolio = pn.widgets.Select(label="Portfolio", options=ids,
+                                            value=portfolio or (ids[0] if ids else None),
+                                            width=220, css_classes=["pmkit-frontier-portfolio"])
+        self._points = pn.widgets.IntInput(label="Points", value=int(points), start=2, end=200,
+                                           width=90, css_classes=["pmkit-frontier-points"])
+        self._compute_button = pn.widgets.Button(label="Compute frontier", color="primary",
+                                                 align="end",
+                                                 css_classes=["pmkit-compute-frontier"])
+        self._spinner = pn.indicators.LoadingSpinner(value=False, size=28, visible=False,
+                                                     align="center",
+                                                     css_classes=["pmkit-progress"])
+        self._progress = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
+        self._picker = pn.widgets.Select(label="Frontier point", options={}, width=420,
+                                         css_classes=["pmkit-frontier-point"])
+        self._propose_button = pn.widgets.Button(label="Propose rebalance", color="success",
+                                                 align="end", disabled=True,
+                                                 css_classes=["pmkit-propose"])
+        self._chart = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=380,
+                                        css_classes=["pmkit-frontier-chart"])
+        self._stats = pn.pane.HTML("", sizing_mode="stretch_width",
+                                   css_classes=["pmkit-frontier-stats"])
+        self._weights = pn.widgets.Tabulator(
+            pd.DataFrame(columns=["asset", "target", "current", "change"]), disabled=True,
+            show_index=False, selectable=False, sortable=True, layout="fit_data_stretch",
+            sizing_mode="stretch_width", max_height=420,
+            titles={"asset": "Asset", "target": "Target", "current": "Current",
+                    "change": "Change"},
+            formatters={c: NumberFormatter(format="0.00%", nan_format="—")
+                        for c in ("target", "current", "change")},
+            text_align=dict.fromkeys(("target", "current", "change"), "right"),
+            css_classes=["pmkit-frontier-weights"],
+        )
+        self._ok = pn.pane.Alert("", alert_type="success", visible=False,
+                                 sizing_mode="stretch_width", css_classes=["pmkit-ok"])
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
+                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._layout = pn.Column(
+            pn.Row(self._portfolio, self._points, self._compute_button, self._spinner),
+            self._progress,
+            self._error,
+            self._ok,
+            pn.Row(
+                self._chart,
+                pn.Column(pn.Row(self._picker, self._propose_button), self._stats,
+                          self._weights, width=560),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+            css_classes=["pmkit-frontier"],
+        )
+        self._layout._pmkit_view = self  # type: ignore[attr-defined]
+        self._compute_button.on_click(lambda event: self.compute_async())
+        self._propose_button.on_click(lambda event: self.propose_async())
+        self._picker.param.watch(self._picked, "value")
+        self._points.param.watch(lambda event: setattr(self, "points", int(event.new)), "value")
+        self.param.watch(lambda event: setattr(self._points, "value", int(event.new)), "points")
+        self._portfolio.param.watch(self._portfolio_changed, "value")
+        if self.auto_compute and self._portfolio.value is not None:
+            if _served():
+                pn.state.onload(self.compute_async)
+            else:
+                self.compute()
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def portfolio(self) -> str | None:
+        """The selected portfolio."""
+        return self._portfolio.value
+
+    @property
+    def frontier(self) -> EfficientFrontier | None:
+        """The frontier shown (None before the first computation)."""
+        return self._frontier
+
+    @property
+    def point(self) -> int | None:
+        """The picked point (an index of ``frontier.dataset.point``), or None."""
+        value = self._picker.value
+        return None if value is None else int(value)
+
+    @property
+    def targets(self) -> dict[str, float]:
+        """The picked point's target weights shown, ``{asset: fraction of NAV}``."""
+        return dict(self._targets)
+
+    @property
+    def weights(self) -> pd.DataFrame:
+        """The weights table shown, indexed by asset: ``target``, ``current``, ``change``."""
+        return self._weights.value.set_index("asset").copy()
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """The picked point's ``expected_return``, ``volatility`` (annualized fractions), Sharpe."""
+        if self._frontier is None or self.point is None:
+            return {}
+        row = self._frontier.dataset.isel(point=self.point)
+        return {k: float(row[k]) for k in ("expected_return", "volatility", "sharpe")}
+
+    @property
+    def proposal(self) -> RebalanceProposal | None:
+        """The last proposal stored from this view."""
+        return self._proposal
+
+    @property
+    def error(self) -> str:
+        """The error shown (``"Type: message"``), or ``""``."""
+        return self._error_text
+
+    @property
+    def message(self) -> str:
+        """The success message shown (names the stored proposal's id and state), or ``""``."""
+        return self._message_text
+
+    # -- computing ---------------------------------------------------------------------------
+    def _frontier_call(self) -> Callable[[], tuple[EfficientFrontier, pd.Series]]:
+        from pmkit.rebalance.frontier import portfolio_frontier
+        from pmkit.risk import current_weights
+
+        registry, pid = self.registry, self.portfolio
+        points, lookback = int(self.points), int(self.lookback)
+
+        def call() -> tuple[EfficientFrontier, pd.Series]:
+            if pid is None:
+                from pmkit.errors import ValidationError
+
+                raise ValidationError("portfolio", pid, "no portfolio selected")
+            frontier = portfolio_frontier(registry, pid, points=points, lookback=lookback)
+            now = current_weights(registry, [pid])["weight"].sel(portfolio=pid).to_series()
+            return frontier, now
+
+        return call
+
+    def compute(self) -> EfficientFrontier | None:
+        """Compute the selected portfolio's frontier now and show it (or the error).
+
+        Returns
+        -------
+        EfficientFrontier or None
+            None when the service refused (the error is shown).
+        """
+        out: list[Any] = []
+        self._run(self._frontier_call(), lambda r: (self._show_frontier(*r), out.append(r[0])),
+                  "Computing the efficient frontier…", inline=True)
+        return out[0] if out else None
+
+    def compute_async(self) -> None:
+        """Like `compute`, but off the session's thread when an event loop runs (the button)."""
+        self._run(self._frontier_call(), lambda r: self._show_frontier(*r),
+                  "Computing the efficient frontier…", inline=False)
+
+    def pick(self, point: int) -> None:
+        """Pick frontier point ``point`` (as a click on the chart or the select box does).
+
+        A point that is not on the frontier shows the service's
+        `ValidationError` and keeps the current pick.
+        """
+        from pmkit.rebalance.frontier import frontier_targets
+
+        if self._frontier is None:
+            self._show_error_text("ValidationError: no frontier computed yet")
+            return
+        try:
+            frontier_targets(self._frontier, point)  # the service validates the index
+        except Exception as exc:
+            self._show_error(exc)
+            return
+        self._picker.value = int(point)
+
+    def propose(self) -> RebalanceProposal | None:
+        """Propose rebalancing the portfolio to the picked point, now.
+
+        Calls `propose_frontier_point` as the registry's user.
+
+        Returns
+        -------
+        RebalanceProposal or None
+            The stored proposal (state ``proposed``), or None when the service
+            refused (its error is shown and nothing changed).
+        """
+        out: list[Any] = []
+        call = self._propose_call()
+        if call is None:
+            return None
+        self._run(call, lambda p: (self._show_proposal(p), out.append(p)),
+                  "Building the proposal…", inline=True)
+        return out[0] if out else None
+
+    def propose_async(self) -> None:
+        """Like `propose`, but off the session's thread when an event loop runs (the button)."""
+        call = self._propose_call()
+        if call is not None:
+            self._run(call, self._show_proposal, "Building the proposal…", inline=False)
+
+    def _propose_call(self) -> Callable[[], RebalanceProposal] | None:
+        from pmkit.rebalance.frontier import propose_frontier_point
+
+        frontier, point, pid = self._frontier, self.point, self.portfolio
+        if frontier is None or point is None:
+            self._show_error_text("ValidationError: compute the frontier and pick a point first")
+            return None
+        registry = self.registry
+        return lambda: propose_frontier_point(registry, pid, frontier, point)
+
+    def _run(self, call: Callable[[], Any], done: Callable[[Any], Any], label: str, *,
+             inline: bool) -> None:
+        if self.busy:
+            return
+
+        def start() -> None:
+            self._set_busy(True, label)
+
+        def finish() -> None:
+            self._set_busy(False, "")
+
+        if inline:
+            start()
+            try:
+                done(call())
+            except Exception as exc:
+                self._show_error(exc)
+            finally:
+                finish()
+            return
+        run_service_call(call, on_start=start, on_done=done, on_error=self._show_error,
+                         on_finish=finish)
+
+    def _set_busy(self, busy: bool, label: str) -> None:
+        with param.edit_constant(self):
+            self.busy = busy
+        self._spinner.value = busy
+        self._spinner.visible = busy
+        # while busy say what runs; afterwards show what the last result was
+        self._progress.object = label if busy else self._result_text
+        self._compute_button.disabled = busy
+        self._propose_button.disabled = busy or self._frontier is None or self.point is None
+
+    # -- showing ------------------------------------------------------------------------------
+    def _show_error(self, exc: Exception) -> None:
+        self._show_error_text(f"{type(exc).__name__}: {exc}")
+
+    def _show_error_text(self, text: str) -> None:
+        self._error_text = text
+        self._error.object = f'<span class="pmkit-error-text">{escape(text)}</span>'
+        self._error.visible = True
+        self._message_text = ""
+        self._ok.visible = False
+
+    def _clear_messages(self) -> None:
+        self._error_text = ""
+        self._error.visible = False
+        self._message_text = ""
+        self._ok.visible = False
+
+    def _show_frontier(self, frontier: EfficientFrontier, current: pd.Series) -> None:
+        self._clear_messages()
+        self._frontier = frontier
+        self._current = current
+        ds = frontier.dataset
+        best = frontier.max_sharpe_point()
+        options = {
+            _point_label(int(k), float(r), float(v), float(s), int(k) == best): int(k)
+            for k, r, v, s in zip(ds["point"].values, ds["expected_return"].values,
+                                  ds["volatility"].values, ds["sharpe"].values, strict=True)
+        }
+        previous = self._picker.value
+        keep = previous if previous is not None and previous in options.values() else best
+        self._chart.object = self._build_chart(frontier, keep)
+        self._picker.param.update(options=options, value=keep)
+        self._show_point(keep)  # also when the value did not change (a new frontier)
+        attrs = ds.attrs
+        cap = attrs.get("max_position_weight", float("nan"))
+        cap_text = "no cap" if cap != cap else f"cap {float(cap):.0%} per asset"
+        self._result_text = (
+            f"`{escape(str(attrs.get('portfolio', self.portfolio)))}` · {ds.sizes['point']} "
+            f"points · {ds.sizes['asset']} assets · {attrs.get('lookback', self.lookback)} "
+            f"daily returns to {escape(str(attrs.get('as_of', '')))} · long-only, {cap_text}"
+        )
+
+    def _picked(self, event: Any) -> None:
+        if event.new is not None:
+            self._clear_messages()
+            self._show_point(int(event.new))
+
+    def _show_point(self, point: int) -> None:
+        from pmkit.rebalance.frontier import frontier_targets
+
+        frontier = self._frontier
+        if frontier is None:
+            return
+        self._targets = frontier_targets(frontier, point)
+        target = pd.Series(self._targets, dtype=float)
+        current = self._current[self._current != 0]
+        assets = list(dict.fromkeys([*target.sort_values(ascending=False).index,
+                                     *current.sort_values(ascending=False).index]))
+        tgt = target.reindex(assets).fillna(0.0)  # absent from the targets: sold to zero
+        cur = self._current.reindex(assets).fillna(0.0)  # not held now
+        self._weights.value = pd.DataFrame({
+            "asset": assets, "target": tgt.to_numpy(), "current": cur.to_numpy(),
+            "change": (tgt - cur).to_numpy(),
+        })
+        s = self.stats
+        self._stats.object = (
+            f'<div style="display:flex;gap:2em">'
+            f'<div><div style="color:#6b7280">expected return</div>'
+            f'<b data-key="expected_return">{s["expected_return"]:.2%}</b></div>'
+            f'<div><div style="color:#6b7280">volatility</div>'
+            f'<b data-key="volatility">{s["volatility"]:.2%}</b></div>'
+            f'<div><div style="color:#6b7280">Sharpe</div>'
+            f'<b data-key="sharpe">{s["sharpe"]:.2f}</b></div>'
+            f'<div style="color:#6b7280">annualized · point {point}</div></div>'
+        )
+        if self._pick_stream is not None:
+            self._pick_stream.event(point=int(point))
+        self._propose_button.disabled = self.busy
+
+    def _show_proposal(self, proposal: RebalanceProposal) -> None:
+        self._proposal = proposal
+        state = getattr(proposal.state, "value", proposal.state)
+        n = len(proposal.trades)
+        text = (f"Proposal {proposal.id} stored: state {state} · {proposal.scope} · "
+                f"{proposal.reason} · {n} trade{'s' if n != 1 else ''}")
+        self._error_text = ""
+        self._error.visible = False
+        self._message_text = text
+        # Panel renders panes in a shadow root: the host's innerText is empty, so the
+        # text carries its own classes for browser tests to read
+        self._ok.object = (f'<span class="pmkit-ok-text">Proposal <code class="pmkit-proposal-id">'
+                           f"{escape(proposal.id)}</code> stored: state "
+                           f'<b class="pmkit-proposal-state">{escape(str(state))}</b> · '
+                           f"{escape(proposal.scope)} · {escape(proposal.reason)} · "
+                           f"{n} trade{'s' if n != 1 else ''}</span>")
+        self._ok.visible = True
+
+    def _portfolio_changed(self, event: Any) -> None:
+        self._clear_messages()
+        if self.auto_compute and event.new is not None:
+            self.compute_async()
+
+    # -- chart -----------------------------------------------------------------------------
+    def _build_chart(self, frontier: EfficientFrontier, point: int) -> Any:
+        import holoviews as hv
+        import hvplot.pandas  # noqa: F401
+
+        ds = frontier.dataset
+        frame = pd.DataFrame({
+            "point": ds["point"].values.astype(int),
+            "volatility": ds["volatility"].values * 100,
+            "expected_return": ds["expected_return"].values * 100,
+            "sharpe": ds["sharpe"].values,
+        })
+        labels = {"xlabel": "volatility (%, annualized)",
+                  "ylabel": "expected return (%, annualized)"}
+        line = frame.hvplot.line(x="volatility", y="expected_return", color="grey",
+                                 title=f"Efficient frontier · {ds.attrs.get('portfolio', '')}",
+                                 responsive=True, height=380, **labels)
+        dots = frame.hvplot.scatter(
+            x="volatility", y="expected_return", c="sharpe", cmap="viridis", size=60,
+            hover_cols=["point", "sharpe"], tools=["tap", "hover"], responsive=True, height=380,
+            **labels,
+        ).opts(nonselection_alpha=1.0, selection_alpha=1.0)
+        best_k = frontier.max_sharpe_point()
+        best = frame.iloc[[best_k]].hvplot.scatter(
+            x="volatility", y="expected_return", color="red", marker="star", size=220,
+            label="max Sharpe", responsive=True, height=380, **labels,
+        )
+        pick_stream = hv.streams.Stream.define("FrontierPoint", point=int(point))()
+        xy = frame.set_index("point")[["volatility", "expected_return"]]
+
+        def picked(point: int) -> Any:
+            row = xy.loc[[int(point)]]
+            return hv.Points(row.to_numpy(), kdims=["volatility", "expected_return"],
+                             label="picked").opts(color="none", line_color="#dc2626",
+                                                  line_width=3, size=18)
+
+        marker = hv.DynamicMap(picked, streams=[pick_stream])
+        selection = hv.streams.Selection1D(source=dots)
+        selection.add_subscriber(self._tapped)
+        self._pick_stream, self._selection = pick_stream, selection
+        return (line * dots * best * marker).opts(legend_position="bottom_right",
+                                                  responsive=True, height=380)
+
+    def _tapped(self, index: list[int]) -> None:
+        if index:
+            self.pick(int(np.asarray(index)[0]))
+
+    def __panel__(self) -> pn.Column:
+        return self._layout

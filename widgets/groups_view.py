@@ -1,0 +1,162 @@
+"""The groups view: the hierarchy as a tree, target versus actual allocation, consolidated figures.
+
+It shows `Registry.group_tree` (the tree with values and weights) and
+`pmkit.analytics.overview.group_overview` (consolidated value, day P&L and
+risk), and charts each group's target against its actual allocation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models.widgets.tables import NumberFormatter
+
+from pmkit_widgets.base import ServiceView
+from pmkit_widgets.registry_view import DEFAULT_TOPICS
+
+if TYPE_CHECKING:
+    from pmkit.registry import Registry
+    from pmkit.registry.records import GroupNode
+
+__all__ = ["GROUP_COLUMNS", "GroupsView", "allocation_frame"]
+
+#: Columns of the consolidated table (`group_overview` plus its ``id`` index).
+GROUP_COLUMNS = ("id", "name", "status", "members", "value", "day_pnl", "day_return",
+                 "volatility", "var")
+
+_TITLES = {"id": "Group", "name": "Name", "status": "Status", "members": "Portfolios",
+           "value": "Value", "day_pnl": "Day P&L", "day_return": "Day %",
+           "volatility": "Vol (ann.)", "var": "VaR 95% 1d"}
+
+
+def allocation_frame(tree: GroupNode) -> pd.DataFrame:
+    """Target and actual weight of every member that has a target, one row each.
+
+    Parameters
+    ----------
+    tree : GroupNode
+        From `Registry.group_tree`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``group``, ``member``, ``target`` and ``actual`` (fractions of
+        the group's value; ``actual`` NaN without market data).
+    """
+    rows = []
+
+    def walk(node: GroupNode) -> None:
+        for child in node.children:
+            if child.target is not None:
+                rows.append({"group": node.id, "member": child.id, "target": child.target,
+                             "actual": float("nan") if child.actual is None else child.actual})
+            walk(child)
+
+    walk(tree)
+    return pd.DataFrame(rows, columns=["group", "member", "target", "actual"])
+
+
+class GroupsView(ServiceView):
+    """Group hierarchy, target vs actual allocation, and consolidated value, P&L and risk.
+
+    Parameters
+    ----------
+    registry : Registry
+        The registry, as its acting user sees it.
+    poll_period : int, optional
+        Milliseconds between store re-reads (default: no polling).
+    **params
+        Other parameters of the view.
+
+    Notes
+    -----
+    Values are in the base currency at the last market close; ``Day %``,
+    ``Vol (ann.)`` and ``VaR 95% 1d`` are fractions of the consolidated book,
+    shown as percentages (a group's risk is that of its combined positions,
+    not a sum of its members' risks).
+    """
+
+    topics = DEFAULT_TOPICS
+
+    def __init__(self, registry: Registry, **params: Any) -> None:
+        super().__init__(registry, **params)
+        money = NumberFormatter(format="0,0.00", nan_format="—")
+        pct = NumberFormatter(format="0.00%", nan_format="—")
+        self._table = pn.widgets.Tabulator(
+            pd.DataFrame(columns=list(GROUP_COLUMNS)), disabled=True, show_index=False,
+            selectable=False, layout="fit_data_stretch", sizing_mode="stretch_width",
+            titles=_TITLES, css_classes=["pmkit-groups"],
+            formatters={"value": money, "day_pnl": money, "day_return": pct,
+                        "volatility": pct, "var": pct},
+            text_align=dict.fromkeys(GROUP_COLUMNS[3:], "right"),
+        )
+        self._tree = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["pmkit-tree-pane"])
+        self._chart = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300)
+        self._allocation = pd.DataFrame()
+        layout = pn.Column(
+            self._error,
+            pn.pane.Markdown("### Groups: consolidated value, P&L and risk", margin=(0, 10)),
+            self._table,
+            pn.Row(
+                pn.Column(pn.pane.Markdown("### Hierarchy: target vs actual", margin=(0, 10)),
+                          self._tree, sizing_mode="stretch_width"),
+                pn.Column(pn.pane.Markdown("### Allocation by group", margin=(0, 10)),
+                          self._chart, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
+        self._start(layout)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The consolidated figures shown, one row per group (a copy)."""
+        return self._table.value.copy()
+
+    @property
+    def tree_html(self) -> str:
+        """The group tree HTML shown."""
+        return str(self._tree.object)
+
+    @property
+    def allocation(self) -> pd.DataFrame:
+        """The target vs actual weights charted (a copy)."""
+        return self._allocation.copy()
+
+    def refresh(self) -> bool:
+        """Re-read the registry and update what changed; True when something did."""
+        from pmkit.analytics.overview import group_overview
+
+        df = group_overview(self.registry).reset_index().loc[:, list(GROUP_COLUMNS)]
+        tree = self.registry.group_tree()
+        html = tree._repr_html_()
+        changed = False
+        current = self._table.value
+        if len(current) != len(df) or not current.reset_index(drop=True).equals(df):
+            self._table.value = df
+            changed = True
+        if html != self._tree.object:
+            self._tree.object = html
+            allocation = allocation_frame(tree)
+            self._allocation = allocation
+            self._chart.object = _allocation_chart(allocation)
+            changed = True
+        return changed
+
+
+def _allocation_chart(allocation: pd.DataFrame) -> Any:
+    """Grouped bars of target and actual weight of each member of each group."""
+    import hvplot.pandas  # noqa: F401  (registers .hvplot)
+
+    if allocation.empty:
+        return None
+    # a portfolio may sit in several groups: label bars by group and member
+    labelled = allocation.assign(member=allocation["group"] + " › " + allocation["member"])
+    long = labelled.melt(id_vars=["member"], value_vars=["target", "actual"],
+                         var_name="weight", value_name="fraction")
+    return long.hvplot.bar(
+        x="member", y="fraction", by="weight", ylabel="fraction of the group's value",
+        xlabel="", rot=20, height=320, responsive=True, title="Target vs actual allocation",
+    ).opts(legend_position="top_right")

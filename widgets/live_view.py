@@ -1,0 +1,380 @@
+"""A live view of a running `pmkit.stream.live.LiveStream`: values, P&L, prices, status.
+
+The stream revalues the book on its own worker thread; Panel models must only
+be touched from the session's thread. So the view never reacts to the
+stream's callbacks: a periodic callback at the stream's UI rate
+(``ui_max_rate`` updates per second) reads a snapshot of the live valuation
+(`pmkit.stream.valuation.LiveValuation.frame` and ``prices``, each taken
+under the valuation's lock) and the stream metrics, and updates the tables
+only when what they show changed. The view holds no business logic: every
+number comes from the stream.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models.widgets.tables import NumberFormatter
+
+if TYPE_CHECKING:
+    from pmkit.stream.live import LiveStream
+
+__all__ = ["METRIC_KEYS", "PRICE_COLUMNS", "STATUSES", "VALUE_COLUMNS", "LiveView"]
+
+#: Columns of the per-portfolio table (`LiveView.values`), after its ``id`` column.
+VALUE_COLUMNS = ("value", "pnl", "pnl_pct", "open", "flows")
+
+#: Columns of the prices table (`LiveView.prices`), after its ``symbol`` column.
+PRICE_COLUMNS = ("price", "reference", "change", "change_pct")
+
+#: What `LiveView.status` can say.
+STATUSES = ("connecting", "connected", "reconnecting", "stopped")
+
+#: Stream metrics shown, in order (`StreamMetrics.as_dict` keys), plus ``messages_per_s``.
+METRIC_KEYS = (
+    "ticks_received", "ticks_applied", "frames", "batches", "gaps", "resyncs", "reconnects",
+    "disconnects", "ticks_dropped", "queue_depth", "latency_p50_ms", "latency_p99_ms",
+)
+
+_VALUE_TITLES = {
+    "id": "Portfolio", "value": "Value", "pnl": "P&L", "pnl_pct": "P&L %", "open": "Open",
+    "flows": "Flows",
+}
+_PRICE_TITLES = {
+    "symbol": "Symbol", "price": "Last", "reference": "Ref. close", "change": "Change",
+    "change_pct": "Change %",
+}
+_STATUS_COLORS = {
+    "connected": "#15803d", "connecting": "#b45309", "reconnecting": "#b45309",
+    "stopped": "#6b7280",
+}
+
+
+def _money() -> NumberFormatter:
+    return NumberFormatter(format="0,0.00", nan_format="—")
+
+
+def _pct() -> NumberFormatter:
+    # values are fractions; numbro's percent format multiplies by 100
+    return NumberFormatter(format="0.00%", nan_format="—")
+
+
+def _table(columns: list[str], titles: dict[str, str], money: list[str], pct: list[str],
+           css: str) -> pn.widgets.Tabulator:
+    numeric = money + pct
+    return pn.widgets.Tabulator(
+        pd.DataFrame(columns=columns),
+        disabled=True,
+        show_index=False,
+        selectable=False,
+        sortable=True,
+        layout="fit_data_stretch",
+        sizing_mode="stretch_width",
+        titles=titles,
+        formatters={**{c: _money() for c in money}, **{c: _pct() for c in pct}},
+        text_align=dict.fromkeys(numeric, "right"),
+        header_align=dict.fromkeys(numeric, "right"),
+        max_height=420,
+        css_classes=[css],
+    )
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return (list(a.columns) == list(b.columns) and len(a) == len(b)
+            and a.reset_index(drop=True).equals(b.reset_index(drop=True)))
+
+
+class LiveView(pn.viewable.Viewer):
+    """Streaming prices and per-portfolio value and P&L of a running `LiveStream`.
+
+    Shows a per-portfolio table (value, P&L since the valuation's reference
+    close and P&L as a fraction of the opening value), the held symbols'
+    last prices and their change since that close, the connection status
+    with the feed URL, and the stream metrics. It works inline in a notebook
+    (after ``pn.extension("tabulator")``) and in the served app.
+
+    The stream belongs to the caller (the app shares one between sessions):
+    `close` stops only this view's timer, never the stream.
+
+    Parameters
+    ----------
+    stream : pmkit.stream.live.LiveStream
+        The stream to show, usually already started.
+    period_ms : int, optional
+        Milliseconds between refreshes; default ``1000 / ui_max_rate`` of the
+        stream's settings (the stream's own UI throttle).
+    **params
+        Other parameters of the view.
+
+    Examples
+    --------
+    >>> stream = LiveStream(registry, url=feed.url).start_in_thread()  # doctest: +SKIP
+    >>> LiveView(stream)  # doctest: +SKIP
+    """
+
+    period_ms = param.Integer(default=None, allow_None=True, bounds=(20, None), constant=True,
+                              doc="Milliseconds between refreshes (None: the stream's UI rate).")
+    last_refresh = param.Date(default=None, constant=True,
+                              doc="When the shown values last changed (local time).")
+
+    def __init__(self, stream: LiveStream, *, period_ms: int | None = None, **params: Any) -> None:
+        if period_ms is None:
+            rate = float(stream.settings.ui_max_rate)
+            period_ms = max(20, round(1000.0 / rate))
+        super().__init__(period_ms=int(period_ms), **params)
+        self.stream = stream
+        self._callback: Any = None
+        self._closed = False
+        self._reference = pd.Series(dtype=float)
+        self._metrics: dict[str, Any] = {}
+        self._rate_mark: tuple[float, int] | None = None  # (monotonic s, frames) of last read
+        self._status = "stopped"
+        self._values_table = _table(
+            ["id", *VALUE_COLUMNS], _VALUE_TITLES, ["value", "pnl", "open", "flows"],
+            ["pnl_pct"], "pmkit-live-values",
+        )
+        self._prices_table = _table(
+            ["symbol", *PRICE_COLUMNS], _PRICE_TITLES, ["price", "reference", "change"],
+            ["change_pct"], "pmkit-live-prices",
+        )
+        self._status_pane = pn.pane.HTML("", sizing_mode="stretch_width",
+                                         css_classes=["pmkit-live-status"])
+        self._metrics_pane = pn.pane.HTML("", sizing_mode="stretch_width",
+                                          css_classes=["pmkit-live-metrics"])
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
+                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._layout = pn.Column(
+            self._status_pane,
+            self._error,
+            pn.pane.Markdown("### Portfolios, live", margin=(0, 10)),
+            self._values_table,
+            pn.pane.Markdown("### Prices", margin=(10, 10, 0, 10)),
+            self._prices_table,
+            pn.pane.Markdown("### Stream metrics", margin=(10, 10, 0, 10)),
+            self._metrics_pane,
+            sizing_mode="stretch_width",
+            css_classes=["pmkit-live"],
+        )
+        self._layout._pmkit_view = self  # type: ignore[attr-defined]  # keeps the view alive
+        self.refresh()
+        self.start()
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.on_session_destroyed(self._session_destroyed)
+
+    # -- reading ------------------------------------------------------------------------
+    @property
+    def values(self) -> pd.DataFrame:
+        """The per-portfolio table shown (a copy), indexed by portfolio id.
+
+        Columns: ``value``, ``pnl`` (currency units, since the reference
+        close, net of external flows), ``pnl_pct`` (fraction of ``open``),
+        ``open`` (value at the reference close), ``flows`` (external cash
+        flows since).
+        """
+        return self._values_table.value.set_index("id").copy()
+
+    @property
+    def prices(self) -> pd.DataFrame:
+        """The prices table shown (a copy), indexed by symbol.
+
+        Columns: ``price`` (last price applied), ``reference`` (the close the
+        valuation opened at), ``change`` (price units) and ``change_pct``
+        (fraction).
+        """
+        return self._prices_table.value.set_index("symbol").copy()
+
+    @property
+    def status(self) -> str:
+        """Connection status shown: one of `STATUSES`."""
+        return self._status
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The stream metrics shown: `METRIC_KEYS` plus ``messages_per_s`` (frames per second)."""
+        return dict(self._metrics)
+
+    @property
+    def url(self) -> str:
+        """The feed URL of the stream."""
+        return str(getattr(self.stream.adapter, "url", ""))
+
+    def refresh(self) -> bool:
+        """Read the stream's latest snapshot and update what changed (the timer calls this).
+
+        Returns
+        -------
+        bool
+            Whether anything shown changed.
+        """
+        stream = self.stream
+        valuation = stream.valuation
+        frame = valuation.frame()
+        prices = valuation.prices()
+        changed = False
+
+        ports = frame[frame["kind"] == "portfolio"]
+        values = pd.DataFrame({
+            "id": ports.index.astype(str),
+            "value": ports["value"].to_numpy(dtype=float),
+            "pnl": ports["pnl"].to_numpy(dtype=float),
+            "pnl_pct": _ratio(ports["pnl"].to_numpy(dtype=float),
+                              ports["open"].to_numpy(dtype=float)),
+            "open": ports["open"].to_numpy(dtype=float),
+            "flows": ports["flows"].to_numpy(dtype=float),
+        })
+        if not _same(self._values_table.value, values):
+            self._values_table.value = values
+            changed = True
+
+        reference = self._reference_closes(list(prices.index))
+        px = prices.to_numpy(dtype=float)
+        ref = reference.to_numpy(dtype=float)
+        table = pd.DataFrame({
+            "symbol": prices.index.astype(str),
+            "price": px,
+            "reference": ref,
+            "change": px - ref,
+            "change_pct": _ratio(px - ref, ref),
+        })
+        if not _same(self._prices_table.value, table):
+            self._prices_table.value = table
+            changed = True
+
+        status = _status_of(stream)
+        if status != self._status or not self._status_pane.object:
+            self._status = status
+            self._status_pane.object = self._status_html(status, len(values), len(table))
+            changed = True
+        err = stream.error
+        text = f"{type(err).__name__}: {err}" if err is not None else ""
+        if text != (self._error.object if self._error.visible else ""):
+            self._error.object = text
+            self._error.visible = bool(text)
+            changed = True
+
+        metrics = self._read_metrics()
+        if repr(metrics) != repr(self._metrics):  # repr: NaN latencies compare equal
+            self._metrics = metrics
+            self._metrics_pane.object = _metrics_html(metrics)
+            changed = True
+        if changed or self.last_refresh is None:
+            with param.edit_constant(self):
+                self.last_refresh = datetime.now().replace(microsecond=0)
+        return changed
+
+    def _reference_closes(self, symbols: list[str]) -> pd.Series:
+        """The closes the valuation opened at (its ``at``), per symbol; cached."""
+        if list(self._reference.index) != symbols:
+            valuation = self.stream.valuation
+            market = valuation.registry.market
+            have = [s for s in symbols if s in market.indexes["asset"]]
+            closes = (market["close"].sel(asset=have, time=slice(None, valuation.at))
+                      .ffill("time").isel(time=-1))
+            ref = pd.Series(np.asarray(closes.values, dtype=float).reshape(len(have)), index=have)
+            self._reference = ref.reindex(symbols)
+        return self._reference
+
+    def _read_metrics(self) -> dict[str, Any]:
+        raw = self.stream.metrics()
+        out: dict[str, Any] = {k: raw.get(k) for k in METRIC_KEYS if k in raw}
+        now, frames = time.monotonic(), int(raw.get("frames", 0))
+        rate = self._metrics.get("messages_per_s", float("nan"))
+        if not self.stream.running:
+            rate = 0.0  # a stopped stream receives nothing, whatever came since the last read
+        elif self._rate_mark is not None and now > self._rate_mark[0]:
+            rate = (frames - self._rate_mark[1]) / (now - self._rate_mark[0])
+        self._rate_mark = (now, frames)
+        out["messages_per_s"] = float(rate)
+        return out
+
+    def _status_html(self, status: str, n_ports: int, n_symbols: int) -> str:
+        color = _STATUS_COLORS.get(status, "#6b7280")
+        return (
+            f'<div style="display:flex;gap:1em;align-items:center">'
+            f'<span class="pmkit-live-state" data-status="{status}" '
+            f'style="font-weight:600;color:{color}">&#9679; {status}</span>'
+            f"<span>feed <code>{escape(self.url)}</code></span>"
+            f"<span>{n_ports} portfolios · {n_symbols} symbols · reference close "
+            f"{pd.Timestamp(self.stream.valuation.at):%Y-%m-%d}</span></div>"
+        )
+
+    def _safe_refresh(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.refresh()
+        except Exception as exc:  # keep the timer alive; show what failed
+            self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
+            self._error.visible = True
+
+    # -- timer and lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        """Start (or restart) the refresh timer; inside a served session it belongs to it."""
+        self.stop()
+        self._closed = False
+        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=self.period_ms)
+
+    def stop(self) -> None:
+        """Stop the refresh timer (no error if none). The stream keeps running."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def close(self) -> None:
+        """Stop this view's timer; the stream itself is left running (its owner stops it)."""
+        self._closed = True
+        self.stop()
+
+    def _session_destroyed(self, session_context: Any) -> None:
+        self.close()
+
+    def __panel__(self) -> pn.Column:
+        return self._layout
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den != 0, num / den, np.nan)
+    return out.astype(float)
+
+
+def _status_of(stream: Any) -> str:
+    if not stream.running:
+        return "stopped"
+    if getattr(stream.client, "connected", False):
+        return "connected"
+    return "reconnecting" if stream.metrics().get("connects", 0) else "connecting"
+
+
+def _metrics_html(metrics: dict[str, Any]) -> str:
+    labels = {
+        "ticks_received": "ticks received", "ticks_applied": "ticks applied", "frames": "messages",
+        "messages_per_s": "messages/s", "batches": "flushes", "gaps": "gaps",
+        "resyncs": "resyncs", "reconnects": "reconnects", "disconnects": "disconnects",
+        "ticks_dropped": "dropped", "queue_depth": "queue", "latency_p50_ms": "latency p50 (ms)",
+        "latency_p99_ms": "latency p99 (ms)",
+    }
+    cells = []
+    for key, label in labels.items():
+        if key not in metrics:
+            continue
+        v = metrics[key]
+        if isinstance(v, float):
+            text = "—" if math.isnan(v) else f"{v:,.1f}"
+        else:
+            text = f"{v:,}" if isinstance(v, int) else escape(str(v))
+        cells.append(
+            f'<div class="pmkit-metric" data-key="{key}" style="min-width:7em">'
+            f'<div style="color:#6b7280;font-size:0.8em">{label}</div>'
+            f'<div style="font-weight:600">{text}</div></div>'
+        )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:1em">{"".join(cells)}</div>'
