@@ -725,3 +725,28 @@ def test_restart_mid_stream_loses_nothing(tmp_path):
     assert int(nxt.id.split("-")[1]) == stats["received"] + 1
     assert coord2.get_processing_stats()["received"] == stats["received"] + 1
     reg2.store.close()
+
+
+def test_handlers_see_the_coordinator_state_their_event_announces(reg, coord):
+    # a view refreshing on an event must read the state after the change, not before
+    seen: list[tuple[str, set[str], int, int]] = []
+
+    def handler(event):
+        stats = coord.get_processing_stats()
+        live = {s.id for s in coord.live_signals()}
+        seen.append((event.topic, live, stats["received"], stats["by_state"].get("executed", 0)))
+
+    reg.bus.subscribe("signal.*", handler)
+    first = coord.process_signal(sig(confidence=0.9))
+    topic, live, received, _ = seen[-1]
+    assert first.id in live and received == 1
+    bad = sig(strategy="alpha", symbol="MSFT", side="long")
+    bad["stop"] = bad["entry"] + 1.0  # a long stop above entry: rejected
+    with pytest.raises(ValidationError):
+        coord.process_signal(bad)
+    assert seen[-1][0] == "signal.rejected" and seen[-1][2] == 2
+    [dispatched] = drain(coord)
+    assert seen[-1][0] == "signal.dispatched" and dispatched.id in seen[-1][1]
+    coord.mark_signal_executed(first.id, {"filled": 10})
+    topic, live, _, executed = seen[-1]
+    assert topic == "signal.executed" and first.id not in live and executed == 1

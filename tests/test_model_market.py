@@ -22,6 +22,7 @@ from pmkit.model import (
     latest_prices,
     listing_dates,
     market_dataset,
+    market_time_at,
     simple_returns,
     validate_market,
 )
@@ -440,3 +441,18 @@ def test_property_ffill_never_fills_more_than_the_limit(close, limit):
         for cell in row:
             run = run + 1 if cell else 0
             assert run <= limit
+
+
+def test_market_time_at_is_the_last_time_at_or_before():
+    days = pd.DatetimeIndex(["2020-03-02", "2020-03-03", "2020-03-06"])
+    ds = raw_dataset([[1.0, 2.0, 3.0]], ["A"], days)
+    assert market_time_at(ds) == days[-1]
+    assert market_time_at(ds, "2020-03-03") == days[1]
+    assert market_time_at(ds, "2020-03-05 23:00") == days[1]  # the gap keeps the last close
+    # 2020-03-06 01:00 in New York is 06:00 UTC, after the last time
+    assert market_time_at(ds, pd.Timestamp("2020-03-06 01:00", tz="America/New_York")) == days[2]
+    with pytest.raises(ValidationError, match="when") as info:
+        market_time_at(ds, "2020-03-01", field="when")
+    assert "2020-03-01" in str(info.value)
+    with pytest.raises(ValidationError, match="datetime-like"):
+        market_time_at(ds, object())

@@ -24,7 +24,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import ValidationError
 from pmkit.rebalance import ProposalBook, ProposalState
-from pmkit_widgets.coordinator_view import LiveRefresh, typed_frame
+from pmkit_widgets.base import LiveRefresh, typed_frame
 
 if TYPE_CHECKING:
     from pmkit.rebalance import RebalanceProposal

@@ -1,29 +1,38 @@
-"""What every pmkit view shares: following the event bus, polling, and showing service errors.
+"""What the pmkit views share: live refresh, slow calls with progress, and service errors.
 
-A view subclasses `ServiceView`, builds its layout, and implements `refresh`
-(re-read the services, update what changed). Buttons call service methods
-through `ServiceView.act`, which shows a refused call's typed error in the
-view and leaves everything as it was (the service guarantees the store is
-untouched; the view only reports).
+- `LiveRefresh` keeps a view up to date from the event bus (throttled), an
+  optional timer and its served session.
+- `run_service_call` runs a slow service call off the session's loop while
+  the view shows progress.
+- `ServiceView` is the base of the registry views: a button calls a service
+  method through `ServiceView.act`, which shows a refused call's typed error
+  and leaves everything as it was (the service guarantees the store is
+  untouched; the view only reports).
+- `typed_frame` gives tables stable column types from their first (even
+  empty) data.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pandas as pd
 import panel as pn
 import param
 
 from pmkit.errors import PmkitError
 
 if TYPE_CHECKING:
-    from pmkit.events import Event, Subscription
+    from pmkit.events import Event, EventBus, Subscription
     from pmkit.registry import Registry
 
-__all__ = ["ServiceView", "error_text"]
+__all__ = ["LiveRefresh", "ServiceView", "error_text", "run_service_call", "typed_frame",
+           "update_table"]
 
 T = TypeVar("T")
 
@@ -33,7 +42,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _weak_handler(view: ServiceView) -> Callable[[Event], None]:
+def _weak_handler(view: Any) -> Callable[[Event], None]:
     ref = weakref.ref(view)
 
     def handler(event: Event) -> None:
@@ -44,13 +53,254 @@ def _weak_handler(view: ServiceView) -> Callable[[Event], None]:
     return handler
 
 
-def _cancel(subs: Sequence[Subscription]) -> None:
+def _cancel(subs: Sequence[Subscription], timers: list[threading.Timer]) -> None:
     for sub in subs:
         sub.cancel()
+    for t in timers:
+        t.cancel()
 
 
-class ServiceView(pn.viewable.Viewer):
-    """Base of the pmkit views: bus subscription, optional polling, error and status messages.
+class LiveRefresh:
+    """Keeps a view up to date from an event bus, an optional timer and its session.
+
+    A mixin for `pn.viewable.Viewer` subclasses that define ``refresh()``,
+    ``_show_refresh_error(exc)``, the parameters ``poll_period`` (ms or None)
+    and ``throttle`` (ms), and call `_start_live` at the end of ``__init__``.
+
+    Events are handled leading-edge throttled: an event refreshes at once
+    unless the view refreshed less than ``throttle`` ms ago; then one
+    refresh is scheduled (on a timer thread) for the end of that interval, so
+    a burst of 10,000 signals costs a handful of refreshes, not 10,000.
+    Inside a served session the refresh itself is handed to the
+    session's document (``add_next_tick_callback``), as events and timers
+    arrive on any thread. The bus holds the view weakly, so a discarded view
+    stops listening.
+    """
+
+    _closed: bool = False
+
+    def _start_live(
+        self, bus: EventBus, topics: Sequence[str], layout: pn.viewable.Viewable
+    ) -> None:
+        self._callback: Any = None
+        self._closed = False
+        self._tlock = threading.Lock()
+        self._last_run = float("-inf")
+        self._timers: list[threading.Timer] = []
+        doc = pn.state.curdoc
+        self._doc = doc if doc is not None and doc.session_context is not None else None
+        # The layout keeps the view alive while it is displayed.
+        layout._pmkit_view = self  # type: ignore[attr-defined]
+        handler = _weak_handler(self)
+        self._subs = [bus.subscribe(t, handler) for t in topics]
+        self._finalizer = weakref.finalize(self, _cancel, list(self._subs), self._timers)
+        self._safe_refresh()
+        poll = getattr(self, "poll_period", None)
+        if poll:
+            self.start_polling(poll)
+        if self._doc is not None:
+            self._doc.on_session_destroyed(self._session_destroyed)
+
+    @property
+    def pending(self) -> bool:
+        """Whether an event-driven refresh is scheduled and has not run yet."""
+        with self._tlock:
+            return bool(self._timers)
+
+    def flush(self) -> None:
+        """Refresh now, in the calling thread, instead of any scheduled refresh."""
+        with self._tlock:
+            timers, self._timers[:] = list(self._timers), []
+        for t in timers:
+            t.cancel()
+        self._safe_refresh()
+
+    def _safe_refresh(self) -> None:
+        if self._closed:
+            return
+        with self._tlock:
+            self._last_run = time.monotonic()
+        try:
+            self.refresh()  # type: ignore[attr-defined]
+        except Exception as exc:  # keep the view (and its timer) alive; show what failed
+            self._show_refresh_error(exc)  # type: ignore[attr-defined]
+
+    def _on_event(self, event: Event) -> None:
+        if self._closed:
+            return
+        period = float(getattr(self, "throttle", 0) or 0) / 1000.0
+        with self._tlock:
+            wait = self._last_run + period - time.monotonic() if period > 0 else 0.0
+            now = wait <= 0
+            if not now and not self._timers:
+                timer = threading.Timer(max(wait, 0.0), self._trailing)
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
+        if now:
+            self._refresh_in_session()
+
+    def _refresh_in_session(self) -> None:
+        # Events and timers arrive on any thread: inside a served session the refresh
+        # goes to the session's document (the thread-safe Bokeh call); inline it runs here.
+        if self._doc is None:
+            self._safe_refresh()
+            return
+        try:
+            self._doc.add_next_tick_callback(self._safe_refresh)
+        except Exception:  # the session is going away: nothing left to refresh
+            self.close()
+
+    def _trailing(self) -> None:
+        with self._tlock:
+            if not self._timers:
+                return  # flushed or closed meanwhile
+            self._timers.clear()
+        self._refresh_in_session()
+
+    def start_polling(self, period: int | None = None) -> None:
+        """Re-read every ``period`` milliseconds (default: ``poll_period``, else 2000).
+
+        Inside a served session the timer belongs to that session and stops with it.
+        """
+        period = int(period or getattr(self, "poll_period", None) or 2000)
+        self.stop_polling()
+        self.poll_period = period
+        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=period)
+
+    def stop_polling(self) -> None:
+        """Stop the timer started by `start_polling` (no error if none)."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def close(self) -> None:
+        """Stop listening to the bus, polling and any scheduled refresh."""
+        self._closed = True
+        self.stop_polling()
+        with self._tlock:
+            self._finalizer()
+            self._timers.clear()
+
+    def _session_destroyed(self, session_context: Any) -> None:
+        self.close()
+
+
+
+def typed_frame(df: pd.DataFrame | None, columns: Sequence[str],
+                dtypes: dict[str, str]) -> pd.DataFrame:
+    """``df`` (or an empty frame) with ``columns`` in order and the given dtypes.
+
+    Parameters
+    ----------
+    df : DataFrame or None
+        Rows to show; None for an empty table (unlisted columns are text).
+    columns : sequence of str
+    dtypes : dict
+        column -> dtype of the non-text columns; any other column is text, even when
+        empty (an empty list makes a float column, which Tabulator would format as numbers).
+    """
+    if df is None:
+        df = pd.DataFrame(columns=list(columns), dtype=object)
+    frame = df.loc[:, list(columns)]
+    casts: dict[str, Any] = {c: t for c, t in dtypes.items() if c in frame.columns}
+    for c in frame.columns:
+        if c not in dtypes and frame[c].dtype.kind in "biufcmM":
+            casts[c] = object
+    return frame.astype(casts)
+
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _capture(call: Callable[[], T]) -> tuple[T | None, Exception | None]:
+    try:
+        return call(), None
+    except Exception as exc:
+        return None, exc
+
+
+def _settle(
+    outcome: tuple[Any, Exception | None],
+    on_done: Callable[[Any], None],
+    on_error: Callable[[Exception], None],
+    on_finish: Callable[[], None],
+) -> None:
+    result, exc = outcome
+    try:
+        if exc is not None:
+            on_error(exc)
+        else:
+            on_done(result)
+    finally:
+        on_finish()
+
+
+def update_table(table: pn.widgets.Tabulator, frame: pd.DataFrame) -> bool:
+    """Show ``frame`` in ``table`` unless it already shows the same; True when it changed.
+
+    Redrawing an unchanged table resets the reader's scroll position and
+    costs a round trip to the browser, so polls replace only what changed.
+    """
+    current = table.value
+    if (list(current.columns) == list(frame.columns) and len(current) == len(frame)
+            and current.reset_index(drop=True).equals(frame.reset_index(drop=True))):
+        return False
+    table.value = frame
+    return True
+
+
+def run_service_call(
+    call: Callable[[], T],
+    *,
+    on_start: Callable[[], None],
+    on_done: Callable[[T], None],
+    on_error: Callable[[Exception], None],
+    on_finish: Callable[[], None],
+) -> None:
+    """Run a (slow) service call so that the progress the callbacks show is seen.
+
+    Inside a served session or a notebook (an event loop runs) ``call`` runs
+    on a worker thread and the ``on_*`` callbacks on the session's loop, so
+    Panel sends the "busy" state before the call starts and the browser
+    stays responsive. Without an event loop everything runs inline, in order.
+
+    Parameters
+    ----------
+    call : callable
+        The service call; it must not touch Panel objects.
+    on_start, on_finish : callable
+        Show and hide the progress (``on_finish`` always runs).
+    on_done : callable
+        Receives the call's result.
+    on_error : callable
+        Receives what the call raised (the view shows it).
+    """
+    if not _loop_running():
+        on_start()
+        _settle(_capture(call), on_done, on_error, on_finish)
+        return
+
+    async def task() -> None:
+        on_start()
+        _settle(await asyncio.to_thread(_capture, call), on_done, on_error, on_finish)
+
+    pn.state.execute(task)
+
+
+
+class ServiceView(LiveRefresh, pn.viewable.Viewer):
+    """Base of the registry views: live refresh (`LiveRefresh`), error and success messages.
+
+    Subclasses set ``topics``, build their layout (including ``self._error``
+    and ``self._message``), implement ``refresh()`` and call ``_start(layout)``
+    last in ``__init__``.
 
     Parameters
     ----------
@@ -61,16 +311,12 @@ class ServiceView(pn.viewable.Viewer):
         changes made by other processes sharing the store.
     **params
         Other parameters.
-
-    Notes
-    -----
-    Bus events may arrive on any thread. Inside a served session the refresh
-    is handed to the session's own document (``add_next_tick_callback``, the
-    one thread-safe Bokeh call); in a notebook it runs at once.
     """
 
     poll_period = param.Integer(default=None, allow_None=True, bounds=(100, None),
                                 doc="Milliseconds between re-reads (None: no polling).")
+    throttle = param.Integer(default=0, bounds=(0, None),
+                             doc="Least milliseconds between event-driven refreshes.")
 
     #: Event topic patterns after which the view refreshes.
     topics: tuple[str, ...] = ()
@@ -79,19 +325,10 @@ class ServiceView(pn.viewable.Viewer):
         super().__init__(**params)
         self.registry = registry
         self._lock = threading.RLock()
-        self._callback: Any = None
-        self._closed = False
         self._error = pn.pane.Alert("", alert_type="danger", visible=False,
                                     sizing_mode="stretch_width", css_classes=["pmkit-error"])
         self._message = pn.pane.Alert("", alert_type="success", visible=False,
                                       sizing_mode="stretch_width", css_classes=["pmkit-ok"])
-        doc = pn.state.curdoc
-        self._doc = doc if doc is not None and doc.session_context is not None else None
-        handler = _weak_handler(self)
-        self._subs = [registry.bus.subscribe(t, handler) for t in self.topics]
-        self._finalizer = weakref.finalize(self, _cancel, list(self._subs))
-        if self._doc is not None:
-            self._doc.on_session_destroyed(self._session_destroyed)
 
     # -- messages -------------------------------------------------------------------
     @property
@@ -149,56 +386,13 @@ class ServiceView(pn.viewable.Viewer):
         """Re-read the services and update what changed; True when something did."""
         raise NotImplementedError
 
-    def _safe_refresh(self) -> None:
-        if self._closed:
-            return
-        try:
-            with self._lock:
-                self.refresh()
-        except Exception as exc:  # keep the view and its timer alive; say what failed
-            self.show_error(f"Could not refresh: {error_text(exc)}")
-
-    def _on_event(self, event: Event) -> None:
-        if self._doc is not None:
-            self._doc.add_next_tick_callback(self._safe_refresh)
-        else:
-            self._safe_refresh()
-
-    def start_polling(self, period: int | None = None) -> None:
-        """Re-read every ``period`` milliseconds (default: ``poll_period``, else 2000).
-
-        Inside a served session the timer belongs to that session and stops
-        with it.
-        """
-        period = int(period or self.poll_period or 2000)
-        self.stop_polling()
-        self.poll_period = period
-        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=period)
-
-    def stop_polling(self) -> None:
-        """Stop the timer started by `start_polling` (no error if none)."""
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-
-    def close(self) -> None:
-        """Stop listening to the bus and stop polling."""
-        self._closed = True
-        self.stop_polling()
-        self._finalizer()
-
-    def _session_destroyed(self, session_context: Any) -> None:
-        self.close()
+    def _show_refresh_error(self, exc: Exception) -> None:
+        self.show_error(f"Could not refresh: {error_text(exc)}")
 
     def _start(self, layout: pn.layout.Panel) -> None:
-        """Finish construction: keep the view alive with its layout, first read, polling."""
-        # The layout keeps the view alive while it is displayed; the bus only
-        # holds a weak reference, so a discarded view stops listening.
-        layout._pmkit_view = self  # type: ignore[attr-defined]
+        """Finish construction: follow the bus, first read, polling."""
         self._layout = layout
-        self._safe_refresh()
-        if self.poll_period:
-            self.start_polling(self.poll_period)
+        self._start_live(self.registry.bus, self.topics, layout)
 
     def __panel__(self) -> pn.layout.Panel:
         return self._layout

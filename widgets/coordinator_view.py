@@ -7,16 +7,12 @@ resolution, execution) was made by the coordinator. It refreshes when the
 registry's event bus publishes a ``signal.*`` or ``coordinator.*`` event and,
 optionally, on a timer.
 
-This module also holds `LiveRefresh`, the bus/poll/session plumbing shared by
-the operations views.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -27,18 +23,16 @@ import param
 from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import PmkitError
+from pmkit_widgets.base import LiveRefresh, typed_frame, update_table
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
-    from pmkit.events import Event, EventBus, Subscription
 
 __all__ = [
     "CLOSED_COLUMNS",
     "COORDINATOR_TOPICS",
     "SIGNAL_COLUMNS",
     "CoordinatorView",
-    "LiveRefresh",
-    "typed_frame",
 ]
 
 #: Event topics after which the coordinator view re-reads (the coordinator publishes
@@ -87,178 +81,7 @@ _TITLES = {
 }
 
 
-# -- live refresh plumbing (bus subscription, polling, throttling, session cleanup) ----------
-def _weak_handler(view: Any) -> Callable[[Event], None]:
-    ref = weakref.ref(view)
-
-    def handler(event: Event) -> None:
-        target = ref()
-        if target is not None:
-            target._on_event(event)
-
-    return handler
-
-
-def _cancel(subs: Sequence[Subscription], timers: list[threading.Timer]) -> None:
-    for sub in subs:
-        sub.cancel()
-    for t in timers:
-        t.cancel()
-
-
-class LiveRefresh:
-    """Keeps a view up to date from an event bus, an optional timer and its session.
-
-    A mixin for `pn.viewable.Viewer` subclasses that define ``refresh()``,
-    ``_show_refresh_error(exc)``, the parameters ``poll_period`` (ms or None)
-    and ``throttle`` (ms), and call `_start_live` at the end of ``__init__``.
-
-    Events are handled leading-edge throttled: an event refreshes at once
-    unless the view refreshed less than ``throttle`` ms ago; then one
-    refresh is scheduled (on a timer thread) for the end of that interval, so
-    a burst of 10,000 signals costs a handful of refreshes, not 10,000. A
-    view whose ``_defer_events`` is true always goes through the timer
-    thread. Inside a served session the refresh itself is handed to the
-    session's document (``add_next_tick_callback``), as events and timers
-    arrive on any thread. The bus holds the view weakly, so a discarded view
-    stops listening.
-    """
-
-    _closed: bool = False
-    #: Refresh after the publisher returns, never inside its call (see `CoordinatorView`).
-    _defer_events: bool = False
-
-    def _start_live(
-        self, bus: EventBus, topics: Sequence[str], layout: pn.viewable.Viewable
-    ) -> None:
-        self._callback: Any = None
-        self._closed = False
-        self._tlock = threading.Lock()
-        self._last_run = float("-inf")
-        self._timers: list[threading.Timer] = []
-        doc = pn.state.curdoc
-        self._doc = doc if doc is not None and doc.session_context is not None else None
-        # The layout keeps the view alive while it is displayed.
-        layout._pmkit_view = self  # type: ignore[attr-defined]
-        handler = _weak_handler(self)
-        self._subs = [bus.subscribe(t, handler) for t in topics]
-        self._finalizer = weakref.finalize(self, _cancel, list(self._subs), self._timers)
-        self._safe_refresh()
-        poll = getattr(self, "poll_period", None)
-        if poll:
-            self.start_polling(poll)
-        if self._doc is not None:
-            self._doc.on_session_destroyed(self._session_destroyed)
-
-    @property
-    def pending(self) -> bool:
-        """Whether an event-driven refresh is scheduled and has not run yet."""
-        with self._tlock:
-            return bool(self._timers)
-
-    def flush(self) -> None:
-        """Refresh now, in the calling thread, instead of any scheduled refresh."""
-        with self._tlock:
-            timers, self._timers[:] = list(self._timers), []
-        for t in timers:
-            t.cancel()
-        self._safe_refresh()
-
-    def _safe_refresh(self) -> None:
-        if self._closed:
-            return
-        with self._tlock:
-            self._last_run = time.monotonic()
-        try:
-            self.refresh()  # type: ignore[attr-defined]
-        except Exception as exc:  # keep the view (and its timer) alive; show what failed
-            self._show_refresh_error(exc)  # type: ignore[attr-defined]
-
-    def _on_event(self, event: Event) -> None:
-        if self._closed:
-            return
-        period = float(getattr(self, "throttle", 0) or 0) / 1000.0
-        with self._tlock:
-            wait = self._last_run + period - time.monotonic() if period > 0 else 0.0
-            now = wait <= 0 and not self._defer_events
-            if not now and not self._timers:
-                timer = threading.Timer(max(wait, 0.0), self._trailing)
-                timer.daemon = True
-                self._timers.append(timer)
-                timer.start()
-        if now:
-            self._refresh_in_session()
-
-    def _refresh_in_session(self) -> None:
-        # Events and timers arrive on any thread: inside a served session the refresh
-        # goes to the session's document (the thread-safe Bokeh call); inline it runs here.
-        if self._doc is None:
-            self._safe_refresh()
-            return
-        try:
-            self._doc.add_next_tick_callback(self._safe_refresh)
-        except Exception:  # the session is going away: nothing left to refresh
-            self.close()
-
-    def _trailing(self) -> None:
-        with self._tlock:
-            if not self._timers:
-                return  # flushed or closed meanwhile
-            self._timers.clear()
-        self._refresh_in_session()
-
-    def start_polling(self, period: int | None = None) -> None:
-        """Re-read every ``period`` milliseconds (default: ``poll_period``, else 2000).
-
-        Inside a served session the timer belongs to that session and stops with it.
-        """
-        period = int(period or getattr(self, "poll_period", None) or 2000)
-        self.stop_polling()
-        self.poll_period = period
-        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=period)
-
-    def stop_polling(self) -> None:
-        """Stop the timer started by `start_polling` (no error if none)."""
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-
-    def close(self) -> None:
-        """Stop listening to the bus, polling and any scheduled refresh."""
-        self._closed = True
-        self.stop_polling()
-        with self._tlock:
-            self._finalizer()
-            self._timers.clear()
-
-    def _session_destroyed(self, session_context: Any) -> None:
-        self.close()
-
-
 # -- formatting helpers (no decisions: they describe what the coordinator recorded) ----------
-def typed_frame(df: pd.DataFrame | None, columns: Sequence[str],
-                dtypes: dict[str, str]) -> pd.DataFrame:
-    """``df`` (or an empty frame) with ``columns`` in order and the given dtypes.
-
-    Parameters
-    ----------
-    df : DataFrame or None
-        Rows to show; None for an empty table (unlisted columns are text).
-    columns : sequence of str
-    dtypes : dict
-        column -> dtype of the non-text columns; any other column is text, even when
-        empty (an empty list makes a float column, which Tabulator would format as numbers).
-    """
-    if df is None:
-        df = pd.DataFrame(columns=list(columns), dtype=object)
-    frame = df.loc[:, list(columns)]
-    casts: dict[str, Any] = {c: t for c, t in dtypes.items() if c in frame.columns}
-    for c in frame.columns:
-        if c not in dtypes and frame[c].dtype.kind in "biufcmM":
-            casts[c] = object
-    return frame.astype(casts)
-
-
 def _describe_conflicts(conflicts: Sequence[dict[str, Any]]) -> str:
     parts = []
     for c in conflicts:
@@ -336,8 +159,6 @@ class CoordinatorView(LiveRefresh, pn.viewable.Viewer):
                         doc="Event topic patterns that trigger a refresh.")
     last_refresh = param.Date(default=None, constant=True,
                               doc="When the view last changed (local time).")
-
-    _defer_events = True
 
     def __init__(self, coordinator: StrategyCoordinator, *, poll_period: int | None = None,
                  **params: Any) -> None:
@@ -505,7 +326,7 @@ class CoordinatorView(LiveRefresh, pn.viewable.Viewer):
             signals = self._signals_frame(records)
             closed = self._closed_frame(records)
             stats = self.coordinator.get_processing_stats()
-            changed = _replace(self._table, signals) | _replace(self._closed_table, closed)
+            changed = update_table(self._table, signals) | update_table(self._closed_table, closed)
             if stats != self._stats:
                 self._stats = stats
                 for k, number in self._numbers.items():
@@ -531,15 +352,6 @@ class CoordinatorView(LiveRefresh, pn.viewable.Viewer):
 
     def __panel__(self) -> pn.Column:
         return self._layout
-
-
-def _replace(table: pn.widgets.Tabulator, df: pd.DataFrame) -> bool:
-    current = table.value
-    if (list(current.columns) == list(df.columns) and len(current) == len(df)
-            and current.reset_index(drop=True).equals(df)):
-        return False
-    table.value = df
-    return True
 
 
 def _highlight(row: pd.Series, column: str, css: str) -> list[str]:

@@ -21,7 +21,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.risk_view import run_service_call
+from pmkit_widgets.base import run_service_call
 
 if TYPE_CHECKING:
     from pmkit.optimize.frontier import EfficientFrontier

@@ -13,7 +13,7 @@ import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import ServiceView
+from pmkit_widgets.base import ServiceView, update_table
 from pmkit_widgets.registry_view import DEFAULT_TOPICS
 
 if TYPE_CHECKING:
@@ -132,11 +132,7 @@ class GroupsView(ServiceView):
         df = group_overview(self.registry).reset_index().loc[:, list(GROUP_COLUMNS)]
         tree = self.registry.group_tree()
         html = tree._repr_html_()
-        changed = False
-        current = self._table.value
-        if len(current) != len(df) or not current.reset_index(drop=True).equals(df):
-            self._table.value = df
-            changed = True
+        changed = update_table(self._table, df)
         if html != self._tree.object:
             self._tree.object = html
             allocation = allocation_frame(tree)

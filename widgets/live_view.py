@@ -24,6 +24,8 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit_widgets.base import update_table
+
 if TYPE_CHECKING:
     from pmkit.stream.live import LiveStream
 
@@ -85,11 +87,6 @@ def _table(columns: list[str], titles: dict[str, str], money: list[str], pct: li
         max_height=420,
         css_classes=[css],
     )
-
-
-def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    return (list(a.columns) == list(b.columns) and len(a) == len(b)
-            and a.reset_index(drop=True).equals(b.reset_index(drop=True)))
 
 
 class LiveView(pn.viewable.Viewer):
@@ -231,9 +228,7 @@ class LiveView(pn.viewable.Viewer):
             "open": ports["open"].to_numpy(dtype=float),
             "flows": ports["flows"].to_numpy(dtype=float),
         })
-        if not _same(self._values_table.value, values):
-            self._values_table.value = values
-            changed = True
+        changed |= update_table(self._values_table, values)
 
         reference = self._reference_closes(list(prices.index))
         px = prices.to_numpy(dtype=float)
@@ -245,9 +240,7 @@ class LiveView(pn.viewable.Viewer):
             "change": px - ref,
             "change_pct": _ratio(px - ref, ref),
         })
-        if not _same(self._prices_table.value, table):
-            self._prices_table.value = table
-            changed = True
+        changed |= update_table(self._prices_table, table)
 
         status = _status_of(stream)
         if status != self._status or not self._status_pane.object:

@@ -17,7 +17,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import ServiceView
+from pmkit_widgets.base import ServiceView, update_table
 
 if TYPE_CHECKING:
     from pmkit.registry import Registry
@@ -171,11 +171,8 @@ class RegistryView(ServiceView):
         with self._lock:
             keep = self.selected
             df = _overview_frame(self.registry)
-            current = self._table.value
-            changed = (list(current.columns) != list(df.columns) or len(current) != len(df)
-                       or not current.reset_index(drop=True).equals(df))
+            changed = update_table(self._table, df)
             if changed:
-                self._table.value = df
                 ids = list(df["id"])
                 self._table.selection = [ids.index(keep)] if keep in ids else []
             if changed or self.last_refresh is None:

@@ -9,10 +9,9 @@ shows; without an event loop (scripts, tests) it runs inline.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from html import escape
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,81 +19,20 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit_widgets.base import run_service_call
+
 if TYPE_CHECKING:
     import xarray as xr
 
     from pmkit.registry import Registry
 
-__all__ = ["CONFIDENCE_LEVELS", "TOP_CONTRIBUTIONS", "RiskView", "run_service_call"]
+__all__ = ["CONFIDENCE_LEVELS", "TOP_CONTRIBUTIONS", "RiskView"]
 
 #: Confidence levels offered for VaR and expected shortfall (fractions).
 CONFIDENCE_LEVELS = (0.9, 0.95, 0.975, 0.99)
 
 #: Assets drawn individually in the contributions chart; the rest form one "other" bar.
 TOP_CONTRIBUTIONS = 12
-
-T = TypeVar("T")
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def run_service_call(
-    call: Callable[[], T],
-    *,
-    on_start: Callable[[], None],
-    on_done: Callable[[T], None],
-    on_error: Callable[[Exception], None],
-    on_finish: Callable[[], None],
-) -> None:
-    """Run a (slow) service call so that the progress the callbacks show is seen.
-
-    Inside a served session or a notebook (an event loop runs) ``call`` runs
-    on a worker thread and the ``on_*`` callbacks on the session's loop, so
-    Panel sends the "busy" state before the call starts and the browser
-    stays responsive. Without an event loop everything runs inline, in order.
-
-    Parameters
-    ----------
-    call : callable
-        The service call; it must not touch Panel objects.
-    on_start, on_finish : callable
-        Show and hide the progress (``on_finish`` always runs).
-    on_done : callable
-        Receives the call's result.
-    on_error : callable
-        Receives what the call raised (the view shows it).
-    """
-    if not _loop_running():
-        on_start()
-        try:
-            result = call()
-        except Exception as exc:
-            on_error(exc)
-        else:
-            on_done(result)
-        finally:
-            on_finish()
-        return
-
-    async def task() -> None:
-        on_start()
-        try:
-            result = await asyncio.to_thread(call)
-        except Exception as exc:
-            on_error(exc)
-        else:
-            on_done(result)
-        finally:
-            on_finish()
-
-    pn.state.execute(task)
-
 
 def _served() -> bool:
     doc = pn.state.curdoc

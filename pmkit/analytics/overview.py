@@ -78,17 +78,13 @@ def _market(registry: Registry) -> xr.Dataset:
 
 
 def _as_of(market: xr.Dataset, at: Any) -> pd.Timestamp:
-    times = market.indexes["time"]
-    if at is None:
-        return pd.Timestamp(times[-1])
-    try:
-        t = pd.Timestamp(at)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("at", at, "must be a datetime-like") from exc
-    k = times.searchsorted(t, side="right") - 1
-    if k < 1:
-        raise ValidationError("at", at, f"needs a market day before it (first is {times[0]})")
-    return pd.Timestamp(times[k])
+    """The market day of ``at``; it needs a day before it (day P&L, returns)."""
+    from pmkit.model import market_time_at
+
+    as_of = market_time_at(market, at)
+    if market.indexes["time"].get_loc(as_of) < 1:
+        raise ValidationError("at", at, "needs a market day before it")
+    return as_of
 
 
 def _asset_returns(market: xr.Dataset, as_of: pd.Timestamp, lookback: int) -> xr.DataArray:

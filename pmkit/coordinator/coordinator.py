@@ -496,18 +496,25 @@ class StrategyCoordinator:
                     m.tx.put(SIGNAL_KIND, sid, final.status, data)
                     m.record(None, {"status": str(final.status), "portfolio": pid})
                     self._announce(m, final)
-            # committed: now the in-memory view follows
+                events = m.take_events()
+            # committed: now the in-memory view follows, and then handlers hear of it
             sh.seq = seq
             sh.account(data)
             for old, new in losers:
                 sh.move(old.status, new.status)
                 sh.drop_live(old.id)
+            if error is None and final.status is S.QUEUED:
+                sh.add_live(final)
+            self._publish(events)
             if error is not None:
                 raise error
             if final.status is S.QUEUED:
-                sh.add_live(final)
                 sh.wake()
             return final
+
+    def _publish(self, events: list[Any]) -> None:
+        for event in events:
+            self.registry.bus.publish(event)
 
     def _decide(
         self,
@@ -737,9 +744,11 @@ class StrategyCoordinator:
                 symbol=sig.symbol,
                 side=str(sig.side),
             )
+            events = m.take_events()
         sh.move(S.QUEUED, S.DISPATCHED)
         sh.drop_live(sig.id)
         sh.add_live(new)
+        self._publish(events)
         return new
 
     async def get_next_signal(self, timeout: float | None = None) -> Signal | None:
@@ -828,8 +837,10 @@ class StrategyCoordinator:
                     side=str(new.side),
                     result=result,
                 )
+                events = m.take_events()
             sh.move(state, S.EXECUTED)
             sh.drop_live(signal_id)
+            self._publish(events)
         return new
 
     # -- reads -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pmkit.model.market import (
     latest_prices,
     listing_dates,
     market_dataset,
+    market_time_at,
     simple_returns,
     validate_market,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "latest_prices",
     "listing_dates",
     "market_dataset",
+    "market_time_at",
     "portfolio_values",
     "position_values",
     "simple_returns",

@@ -32,6 +32,7 @@ __all__ = [
     "latest_prices",
     "listing_dates",
     "market_dataset",
+    "market_time_at",
     "simple_returns",
     "validate_market",
 ]
@@ -512,3 +513,35 @@ def simple_returns(ds: xr.Dataset) -> xr.DataArray:
     out = close / close.shift(time=1) - 1.0
     out.attrs = {"units": "fraction"}
     return out.rename("simple_return")
+
+
+def market_time_at(market: xr.Dataset, at: Any = None, *, field: str = "at") -> pd.Timestamp:
+    """The last time of ``market`` at or before ``at`` (default: its last time).
+
+    Parameters
+    ----------
+    market : xarray.Dataset
+        With a ``time`` index.
+    at : datetime-like, optional
+        Tz-aware values are converted to UTC and made naive.
+    field : str
+        Name used in errors.
+
+    Raises
+    ------
+    ValidationError
+        ``at`` is not a datetime-like, or comes before the first market time.
+    """
+    times = market.indexes["time"]
+    if at is None:
+        return pd.Timestamp(times[-1])
+    try:
+        t = pd.Timestamp(at)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field, at, "must be a datetime-like") from exc
+    if t.tzinfo is not None:
+        t = t.tz_convert("UTC").tz_localize(None)
+    k = times.searchsorted(t, side="right") - 1
+    if k < 0:
+        raise ValidationError(field, at, f"is before the first market time {times[0]}")
+    return pd.Timestamp(times[k])

@@ -389,19 +389,9 @@ def _check_arguments(
 
 
 def _as_of(market: xr.Dataset, at: Any) -> pd.Timestamp:
-    times = market.indexes["time"]
-    if at is None:
-        return pd.Timestamp(times[-1])
-    try:
-        t = pd.Timestamp(at)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("at", at, "must be a datetime-like") from exc
-    if t.tzinfo is not None:
-        t = t.tz_convert("UTC").tz_localize(None)
-    k = times.searchsorted(t, side="right") - 1
-    if k < 0:
-        raise ValidationError("at", at, f"is before the first market time {times[0]}")
-    return pd.Timestamp(times[k])
+    from pmkit.model import market_time_at
+
+    return market_time_at(market, at)
 
 
 def _check_portfolios(registry: Registry, pids: Sequence[str]) -> str:

@@ -1734,6 +1734,17 @@ class Mutation:
         """Queue an event for publication after the commit."""
         self.events.append(self.registry._event(topic, portfolio=portfolio, group=group, **payload))
 
+    def take_events(self) -> list[Event]:
+        """Take the queued events, to publish them after the commit yourself.
+
+        For services with in-memory state that follows the store: call this
+        last inside the ``with`` block, update the state after the commit, then
+        publish, so that handlers reading the service see the new state (a
+        rollback publishes nothing either way).
+        """
+        taken, self.events[:] = list(self.events), []
+        return taken
+
     def record(self, before: Any, after: Any) -> None:
         """Before/after images of the transaction's primary audit record."""
         self.tx.record(before, after)
