@@ -548,7 +548,9 @@ def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[st
     """Bar charts of risk and sector exposure before vs after, per portfolio."""
     if risk.empty and sectors.empty:
         return {}
-    import hvplot.pandas  # noqa: F401  (slow import: only when a proposal has risk to chart)
+    from pmkit._hvplot import ensure_hvplot
+
+    ensure_hvplot()
 
     out: dict[str, dict[str, Any]] = {}
     opts = {"height": 280, "width": 420, "legend": "top_right", "color": ["#9ca3af", "#1f4e79"]}

@@ -108,7 +108,8 @@ def _wins_by_winner(closed: Sequence[dict[str, Any]]) -> dict[str, list[dict[str
 def _closed_row(data: dict[str, Any]) -> dict[str, Any]:
     raw = data.get("input") if isinstance(data.get("input"), dict) else {}
     row = {k: data.get(k, raw.get(k)) for k in CLOSED_COLUMNS}
-    row["detail"] = data.get("detail") or ""
+    for text in ("superseded_by", "reason", "detail"):  # blank, not NaN, when there is none
+        row[text] = row[text] or ""
     return row
 
 

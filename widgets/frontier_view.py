@@ -436,7 +436,10 @@ class FrontierView(pn.viewable.Viewer):
     # -- chart -----------------------------------------------------------------------------
     def _build_chart(self, frontier: EfficientFrontier, point: int) -> Any:
         import holoviews as hv
-        import hvplot.pandas  # noqa: F401
+
+        from pmkit._hvplot import ensure_hvplot
+
+        ensure_hvplot()
 
         ds = frontier.dataset
         frame = pd.DataFrame({

@@ -28,7 +28,7 @@ GROUP_COLUMNS = ("id", "name", "status", "members", "value", "day_pnl", "day_ret
 
 _TITLES = {"id": "Group", "name": "Name", "status": "Status", "members": "Portfolios",
            "value": "Value", "day_pnl": "Day P&L", "day_return": "Day %",
-           "volatility": "Vol (ann.)", "var": "VaR 95% 1d"}
+           "volatility": "Vol 1y (ann.)", "var": "VaR 95% 1d (1y)"}
 
 
 def allocation_frame(tree: GroupNode) -> pd.DataFrame:
@@ -73,9 +73,10 @@ class GroupsView(ServiceView):
     Notes
     -----
     Values are in the base currency at the last market close; ``Day %``,
-    ``Vol (ann.)`` and ``VaR 95% 1d`` are fractions of the consolidated book,
-    shown as percentages (a group's risk is that of its combined positions,
-    not a sum of its members' risks).
+    ``Vol 1y (ann.)`` and ``VaR 95% 1d (1y)`` (over the last 252 daily
+    returns) are fractions of the consolidated book, shown as percentages (a
+    group's risk is that of its combined positions, not a sum of its members'
+    risks).
     """
 
     topics = DEFAULT_TOPICS
@@ -144,7 +145,9 @@ class GroupsView(ServiceView):
 
 def _allocation_chart(allocation: pd.DataFrame) -> Any:
     """Grouped bars of target and actual weight of each member of each group."""
-    import hvplot.pandas  # noqa: F401  (registers .hvplot)
+    from pmkit._hvplot import ensure_hvplot
+
+    ensure_hvplot()
 
     if allocation.empty:
         return None

@@ -34,7 +34,7 @@ DEFAULT_TOPICS = ("portfolio.*", "group.*", "ledger.*", "access.*")
 _TITLES = {
     "id": "ID", "name": "Name", "status": "Status", "segment": "Segment", "tags": "Tags",
     "currency": "Ccy", "cash": "Cash", "value": "Value", "day_pnl": "Day P&L",
-    "day_return": "Day %", "volatility": "Vol (ann.)", "var": "VaR 95% 1d",
+    "day_return": "Day %", "volatility": "Vol 1y (ann.)", "var": "VaR 95% 1d (1y)",
 }
 _MONEY = ("cash", "value", "day_pnl")
 _PERCENT = ("day_return", "volatility", "var")
@@ -67,9 +67,10 @@ class RegistryView(ServiceView):
     Notes
     -----
     Values are at the last market close; ``Day P&L`` is in the portfolio
-    currency net of external cash flows; ``Day %``, ``Vol (ann.)``
-    (annualized, ex ante over the last 252 days) and ``VaR 95% 1d``
-    (historical, loss positive) are fractions shown as percentages.
+    currency net of external cash flows; ``Day %``, ``Vol 1y (ann.)``
+    (annualized, ex ante: today's weights over the last 252 daily returns) and
+    ``VaR 95% 1d (1y)`` (historical over the same window, loss positive) are
+    fractions shown as percentages.
 
     Examples
     --------

@@ -329,7 +329,9 @@ class RiskView(pn.viewable.Viewer):
 
 
 def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any:
-    import hvplot.pandas  # noqa: F401
+    from pmkit._hvplot import ensure_hvplot
+
+    ensure_hvplot()
 
     c = contrib["contribution"]
     top = c.iloc[:TOP_CONTRIBUTIONS]
@@ -346,7 +348,9 @@ def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any
 
 
 def _stress_chart(stress: pd.DataFrame) -> Any:
-    import hvplot.pandas  # noqa: F401
+    from pmkit._hvplot import ensure_hvplot
+
+    ensure_hvplot()
 
     frame = stress.assign(return_pct=stress["return"] * 100)
     return frame.hvplot.bar(
@@ -357,7 +361,9 @@ def _stress_chart(stress: pd.DataFrame) -> Any:
 
 
 def _drawdown_chart(drawdown: pd.DataFrame) -> Any:
-    import hvplot.pandas  # noqa: F401
+    from pmkit._hvplot import ensure_hvplot
+
+    ensure_hvplot()
 
     frame = drawdown * 100
     frame.columns = pd.Index([str(c) for c in frame.columns], name="portfolio")

@@ -52,7 +52,9 @@ class EfficientFrontier:
             The frontier line, its points coloured by Sharpe ratio, and the
             highest-Sharpe point marked.
         """
-        import hvplot.pandas  # noqa: F401
+        from pmkit._hvplot import ensure_hvplot
+
+        ensure_hvplot()
 
         frame = self.dataset[["expected_return", "volatility", "sharpe"]].to_dataframe()
         line = frame.hvplot.line(
