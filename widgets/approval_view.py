@@ -24,7 +24,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import ValidationError
 from pmkit.rebalance import ProposalBook, ProposalState
-from pmkit_widgets.base import LiveRefresh, typed_frame
+from pmkit_widgets.base import RefreshingView, typed_frame
 
 if TYPE_CHECKING:
     from pmkit.rebalance import RebalanceProposal
@@ -94,7 +94,7 @@ def _table(columns: tuple[str, ...], css: str, **kw: Any) -> pn.widgets.Tabulato
     )
 
 
-class ApprovalView(LiveRefresh, pn.viewable.Viewer):
+class ApprovalView(RefreshingView):
     """Review, approve and reject rebalance proposals.
 
     Works inline in a notebook (after ``pn.extension("tabulator")``) and in
@@ -120,16 +120,10 @@ class ApprovalView(LiveRefresh, pn.viewable.Viewer):
     >>> view.approve(note="within budget")  # doctest: +SKIP
     """
 
-    poll_period = param.Integer(default=None, allow_None=True, bounds=(100, None),
-                                doc="Milliseconds between store re-reads (None: no polling).")
-    throttle = param.Integer(default=0, bounds=(0, None),
-                             doc="Least ms between event-driven refreshes (0: every event).")
     show_all = param.Boolean(default=False,
                              doc="List proposals in every state, not only pending ones.")
     topics = param.List(default=list(PROPOSAL_TOPICS), item_type=str, constant=True,
                         doc="Event topic patterns that trigger a refresh.")
-    last_refresh = param.Date(default=None, constant=True,
-                              doc="When the view last changed (local time).")
 
     def __init__(self, registry: Registry, *, poll_period: int | None = None,
                  **params: Any) -> None:

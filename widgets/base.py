@@ -31,8 +31,15 @@ if TYPE_CHECKING:
     from pmkit.events import Event, EventBus, Subscription
     from pmkit.registry import Registry
 
-__all__ = ["LiveRefresh", "ServiceView", "error_text", "run_service_call", "typed_frame",
-           "update_table"]
+__all__ = [
+    "LiveRefresh",
+    "RefreshingView",
+    "ServiceView",
+    "error_text",
+    "run_service_call",
+    "typed_frame",
+    "update_table",
+]
 
 T = TypeVar("T")
 
@@ -295,7 +302,18 @@ def run_service_call(
 
 
 
-class ServiceView(LiveRefresh, pn.viewable.Viewer):
+class RefreshingView(LiveRefresh, pn.viewable.Viewer):
+    """A Panel viewer kept up to date by `LiveRefresh`, with its parameters."""
+
+    poll_period = param.Integer(default=None, allow_None=True, bounds=(20, None),
+                                doc="Milliseconds between re-reads (None: no polling).")
+    throttle = param.Integer(default=0, bounds=(0, None),
+                             doc="Least ms between event-driven refreshes (0: every event).")
+    last_refresh = param.Date(default=None, constant=True,
+                              doc="When the view last changed (local time).")
+
+
+class ServiceView(RefreshingView):
     """Base of the registry views: live refresh (`LiveRefresh`), error and success messages.
 
     Subclasses set ``topics``, build their layout (including ``self._error``
@@ -312,11 +330,6 @@ class ServiceView(LiveRefresh, pn.viewable.Viewer):
     **params
         Other parameters.
     """
-
-    poll_period = param.Integer(default=None, allow_None=True, bounds=(100, None),
-                                doc="Milliseconds between re-reads (None: no polling).")
-    throttle = param.Integer(default=0, bounds=(0, None),
-                             doc="Least milliseconds between event-driven refreshes.")
 
     #: Event topic patterns after which the view refreshes.
     topics: tuple[str, ...] = ()

@@ -23,7 +23,7 @@ import param
 from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import PmkitError
-from pmkit_widgets.base import LiveRefresh, typed_frame, update_table
+from pmkit_widgets.base import RefreshingView, typed_frame, update_table
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -113,7 +113,7 @@ def _closed_row(data: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class CoordinatorView(LiveRefresh, pn.viewable.Viewer):
+class CoordinatorView(RefreshingView):
     """The coordinator's live signal queue, its conflicts and resolutions, and statistics.
 
     Live signals (queued and dispatched, those of portfolios the
@@ -150,16 +150,12 @@ class CoordinatorView(LiveRefresh, pn.viewable.Viewer):
     >>> CoordinatorView(coordinator)  # doctest: +SKIP
     """
 
-    poll_period = param.Integer(default=None, allow_None=True, bounds=(100, None),
-                                doc="Milliseconds between re-reads (None: no polling).")
     throttle = param.Integer(default=250, bounds=(0, None),
                              doc="Least ms between event-driven refreshes (0: every event).")
     closed_limit = param.Integer(default=50, bounds=(0, None),
                                  doc="How many recently closed signals to list.")
     topics = param.List(default=list(COORDINATOR_TOPICS), item_type=str, constant=True,
                         doc="Event topic patterns that trigger a refresh.")
-    last_refresh = param.Date(default=None, constant=True,
-                              doc="When the view last changed (local time).")
 
     def __init__(self, coordinator: StrategyCoordinator, *, poll_period: int | None = None,
                  **params: Any) -> None:

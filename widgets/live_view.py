@@ -24,7 +24,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import update_table
+from pmkit_widgets.base import RefreshingView, update_table
 
 if TYPE_CHECKING:
     from pmkit.stream.live import LiveStream
@@ -89,7 +89,7 @@ def _table(columns: list[str], titles: dict[str, str], money: list[str], pct: li
     )
 
 
-class LiveView(pn.viewable.Viewer):
+class LiveView(RefreshingView):
     """Streaming prices and per-portfolio value and P&L of a running `LiveStream`.
 
     Shows a per-portfolio table (value, P&L since the valuation's reference
@@ -117,19 +117,12 @@ class LiveView(pn.viewable.Viewer):
     >>> LiveView(stream)  # doctest: +SKIP
     """
 
-    period_ms = param.Integer(default=None, allow_None=True, bounds=(20, None), constant=True,
-                              doc="Milliseconds between refreshes (None: the stream's UI rate).")
-    last_refresh = param.Date(default=None, constant=True,
-                              doc="When the shown values last changed (local time).")
-
     def __init__(self, stream: LiveStream, *, period_ms: int | None = None, **params: Any) -> None:
         if period_ms is None:
             rate = float(stream.settings.ui_max_rate)
             period_ms = max(20, round(1000.0 / rate))
-        super().__init__(period_ms=int(period_ms), **params)
+        super().__init__(poll_period=int(period_ms), **params)
         self.stream = stream
-        self._callback: Any = None
-        self._closed = False
         self._reference = pd.Series(dtype=float)
         self._metrics: dict[str, Any] = {}
         self._rate_mark: tuple[float, int] | None = None  # (monotonic s, frames) of last read
@@ -160,12 +153,8 @@ class LiveView(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["pmkit-live"],
         )
-        self._layout._pmkit_view = self  # type: ignore[attr-defined]  # keeps the view alive
-        self.refresh()
-        self.start()
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            doc.on_session_destroyed(self._session_destroyed)
+        # no bus topics: the stream's own throttle sets the pace of the timer
+        self._start_live(stream.registry.bus, (), self._layout)
 
     # -- reading ------------------------------------------------------------------------
     @property
@@ -300,35 +289,28 @@ class LiveView(pn.viewable.Viewer):
             f"{pd.Timestamp(self.stream.valuation.at):%Y-%m-%d}</span></div>"
         )
 
-    def _safe_refresh(self) -> None:
-        if self._closed:
-            return
-        try:
-            self.refresh()
-        except Exception as exc:  # keep the timer alive; show what failed
-            self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
-            self._error.visible = True
+    def _show_refresh_error(self, exc: Exception) -> None:
+        self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
+        self._error.visible = True
 
     # -- timer and lifecycle --------------------------------------------------------------
+    @property
+    def period_ms(self) -> int:
+        """Milliseconds between refreshes (default: the stream's UI rate)."""
+        return int(self.poll_period)
+
     def start(self) -> None:
         """Start (or restart) the refresh timer; inside a served session it belongs to it."""
-        self.stop()
         self._closed = False
-        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=self.period_ms)
+        self.start_polling(self.poll_period)
 
     def stop(self) -> None:
         """Stop the refresh timer (no error if none). The stream keeps running."""
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
+        self.stop_polling()
 
     def close(self) -> None:
         """Stop this view's timer; the stream itself is left running (its owner stops it)."""
-        self._closed = True
-        self.stop()
-
-    def _session_destroyed(self, session_context: Any) -> None:
-        self.close()
+        super().close()
 
     def __panel__(self) -> pn.Column:
         return self._layout

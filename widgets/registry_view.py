@@ -80,8 +80,6 @@ class RegistryView(ServiceView):
     """
 
     topics = DEFAULT_TOPICS
-    last_refresh = param.Date(default=None, constant=True,
-                              doc="When the view last changed (local time).")
 
     def __init__(self, registry: Registry, **params: Any) -> None:
         super().__init__(registry, **params)
