@@ -268,27 +268,20 @@ def _stream(reg: Any, args: argparse.Namespace) -> Any:
     if stream is not None and stream.running:
         raise UsageError(f"a stream is already running: {stream!r}; run %pm stream stop first")
     _stop_stream()  # a stream that ended on its own (or its feed) is cleaned up first
-    from pmkit.stream.live import LiveStream
-
     feed = None
-    url = args.url
     try:
-        if url is None:
-            from pmkit.stream.server import FeedServer
+        if args.url is None:
+            from pmkit.stream.local import start_local_stream
 
-            feed = FeedServer(reg.market, port=args.feed_port).start_in_thread()
-            url = feed.url
-        stream = LiveStream(reg, url=url)
+            feed, stream = start_local_stream(reg, port=args.feed_port)
+        else:
+            from pmkit.stream.live import LiveStream
+
+            stream = LiveStream(reg, url=args.url).start_in_thread()
     except OSError as exc:  # e.g. the feed port is taken: a usage problem, not a bug
-        if feed is not None:
-            feed.stop_thread()
         raise UsageError(f"{type(exc).__name__}: {exc}") from exc
-    except BaseException:
-        if feed is not None:
-            feed.stop_thread()
-        raise
     _state["stream"], _state["feed"] = stream, feed
-    return stream.start_in_thread()
+    return stream
 
 
 def _stop_stream() -> None:

@@ -161,7 +161,7 @@ def test_a_trader_proposes_the_picked_point(reg):
     assert stored.target_weights[PID] == pytest.approx(targets, rel=1e-12)
     assert proposal.id in view.message
     assert "proposed" in view.message
-    assert view._ok.visible and proposal.id in view._ok.object
+    assert view._message.visible and proposal.id in view._message.object
 
     again = view.propose()  # the method returns what it stored
     assert again is not None and again.id != proposal.id
@@ -177,7 +177,7 @@ def test_a_viewer_is_refused_and_nothing_changes(reg):
     assert view.propose() is None
     assert view.error.startswith("PermissionDenied: ")
     assert "carol" in view.error
-    assert view._error.visible and not view._ok.visible
+    assert view._error.visible and not view._message.visible
     assert view.message == ""
     assert reg.store.dump() == before
 

@@ -303,13 +303,8 @@ def _start_feed(registry: Registry, address: str, port: int | None) -> tuple[Any
     """Start the local feed and the live stream over it (None, None when ``port`` is None)."""
     if port is None:
         return None, None
-    from pmkit.stream.live import LiveStream
-    from pmkit.stream.server import FeedServer
-    from pmkit.stream.valuation import LiveValuation
+    from pmkit.stream.local import start_local_stream
 
-    feed = FeedServer(registry.market, host=address, port=port).start_in_thread()
-    # P&L counts from the close the replay starts from, not from the last close
-    valuation = LiveValuation(registry, at=feed.start_date)
-    stream = LiveStream(registry, url=feed.url, valuation=valuation).start_in_thread()
+    feed, stream = start_local_stream(registry, host=address, port=port)
     print(f"pmkit feed at {feed.url}; live stream of {len(stream.symbols)} symbols", flush=True)
     return feed, stream

@@ -12,7 +12,6 @@ on a timer, so proposals made by other sessions or processes appear.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import ValidationError
 from pmkit.rebalance import ProposalBook, ProposalState
-from pmkit_widgets.base import RefreshingView, typed_frame
+from pmkit_widgets.base import ServiceView, error_text, typed_frame
 
 if TYPE_CHECKING:
     from pmkit.rebalance import RebalanceProposal
@@ -94,7 +93,7 @@ def _table(columns: tuple[str, ...], css: str, **kw: Any) -> pn.widgets.Tabulato
     )
 
 
-class ApprovalView(RefreshingView):
+class ApprovalView(ServiceView):
     """Review, approve and reject rebalance proposals.
 
     Works inline in a notebook (after ``pn.extension("tabulator")``) and in
@@ -127,9 +126,7 @@ class ApprovalView(RefreshingView):
 
     def __init__(self, registry: Registry, *, poll_period: int | None = None,
                  **params: Any) -> None:
-        super().__init__(poll_period=poll_period, **params)
-        self.registry = registry
-        self._lock = threading.RLock()
+        super().__init__(registry, poll_period=poll_period, **params)
         self._proposals: dict[str, RebalanceProposal] = {}
         self._current: RebalanceProposal | None = None
         self._shown_key: Any = None
@@ -159,10 +156,6 @@ class ApprovalView(RefreshingView):
                                              css_classes=["pmkit-reject"], disabled=True)
         self._approve_btn.on_click(lambda _e: self.approve(self._note.value))
         self._reject_btn.on_click(lambda _e: self.reject(self._note.value))
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
-        self._ok = pn.pane.Alert("", alert_type="success", visible=False,
-                                 sizing_mode="stretch_width", css_classes=["pmkit-ok"])
         self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
         money_cols = ("price", "notional", "commission", "spread", "impact", "estimated_cost")
         self._trades = _table(
@@ -188,7 +181,7 @@ class ApprovalView(RefreshingView):
             self._state,
             self._summary,
             pn.Row(self._note, self._approve_btn, self._reject_btn, sizing_mode="stretch_width"),
-            self._ok,
+            self._message,
             pn.pane.Markdown("#### Trades", margin=(10, 10, 0, 10)),
             self._trades,
             self._transfers,
@@ -204,7 +197,7 @@ class ApprovalView(RefreshingView):
             visible=False,
         )
         self._empty = pn.pane.Markdown("No proposal to review.", margin=(5, 10))
-        self._layout = pn.Column(
+        layout = pn.Column(
             self._status,
             pn.Row(self._select, self._show_all, sizing_mode="stretch_width"),
             self._error,
@@ -212,7 +205,7 @@ class ApprovalView(RefreshingView):
             self._detail,
             sizing_mode="stretch_width",
         )
-        self._start_live(registry.bus, self.topics, self._layout)
+        self._start(layout)
 
     # -- read accessors -----------------------------------------------------------------
     @property
@@ -234,16 +227,6 @@ class ApprovalView(RefreshingView):
     def state(self) -> str:
         """State of the proposal shown (``""`` when none)."""
         return "" if self._current is None else str(self._current.state)
-
-    @property
-    def error(self) -> str:
-        """The error shown (``"Type: message"``), or ``""``."""
-        return str(self._error.object) if self._error.visible else ""
-
-    @property
-    def message(self) -> str:
-        """The success message shown, or ``""``."""
-        return str(self._ok.object) if self._ok.visible else ""
 
     @property
     def trades(self) -> pd.DataFrame:
@@ -290,7 +273,7 @@ class ApprovalView(RefreshingView):
             The proposal, or None when the book refused (the error is shown).
         """
         with self._lock:
-            self._clear_messages()
+            self.clear_messages()
             if proposal_id not in self._proposals:
                 try:
                     self._proposals[proposal_id] = ProposalBook(self.registry).get(proposal_id)
@@ -321,7 +304,7 @@ class ApprovalView(RefreshingView):
 
     def _act(self, verb: str, text: str) -> RebalanceProposal | None:
         with self._lock:
-            self._clear_messages()
+            self.clear_messages()
             pid = self.selected
             try:
                 if pid is None:
@@ -332,25 +315,21 @@ class ApprovalView(RefreshingView):
                 return None
             self._sticky = pid
             self._note.value = ""
-            self._ok.object = f"Proposal `{pid}` is now **{after.state}**."
-            self._ok.visible = True
+            state = escape(str(after.state))
+            self.show_message(f"Proposal {pid} is now {state}.",
+                              f"Proposal <code>{escape(pid)}</code> is now <b>{state}</b>.")
             self.refresh()
             return after
 
     def _fail(self, exc: Exception) -> None:
-        self._error.object = f"{type(exc).__name__}: {exc}"
-        self._error.visible = True
+        self.show_error(error_text(exc))
         self._error_from_refresh = False
-
-    def _clear_messages(self) -> None:
-        self._error.visible = False
-        self._ok.visible = False
 
     def _on_select(self, event: Any) -> None:
         if self._updating or event.new is None:
             return
         with self._lock:
-            self._clear_messages()
+            self.clear_messages()
             self._sticky = event.new
             self._safe_refresh()
 
@@ -391,8 +370,8 @@ class ApprovalView(RefreshingView):
                 self._render(p, audit)
                 self._shown_key = key
                 changed = True
-            if self._error.visible and self._error_from_refresh:
-                self._error.visible = False
+            if self.error and self._error_from_refresh:
+                self.clear_messages()
                 changed = True
             if changed or self.last_refresh is None:
                 now = datetime.now().replace(microsecond=0)
@@ -406,8 +385,7 @@ class ApprovalView(RefreshingView):
             return changed
 
     def _show_refresh_error(self, exc: Exception) -> None:
-        self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
-        self._error.visible = True
+        super()._show_refresh_error(exc)
         self._error_from_refresh = True
 
     def _render(self, p: RebalanceProposal | None, audit: list[Any]) -> None:
@@ -533,10 +511,6 @@ class ApprovalView(RefreshingView):
         if not panes:
             panes = [pn.pane.Markdown("No risk snapshot in this proposal.", margin=(0, 10))]
         self._chart_box.objects = panes
-
-    def __panel__(self) -> pn.Column:
-        return self._layout
-
 
 def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Bar charts of risk and sector exposure before vs after, per portfolio."""

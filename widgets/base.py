@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from html import escape
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
@@ -33,10 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LiveRefresh",
+    "Messages",
     "RefreshingView",
     "ServiceView",
     "error_text",
     "run_service_call",
+    "served_document",
     "typed_frame",
     "update_table",
 ]
@@ -47,6 +50,12 @@ T = TypeVar("T")
 def error_text(exc: BaseException) -> str:
     """How a view reports a refused call: ``"PermissionDenied: user 'carol' may not ..."``."""
     return f"{type(exc).__name__}: {exc}"
+
+
+def served_document() -> Any | None:
+    """The Bokeh document of the served session running this code (None in a notebook)."""
+    doc = pn.state.curdoc
+    return doc if doc is not None and doc.session_context is not None else None
 
 
 def _weak_handler(view: Any) -> Callable[[Event], None]:
@@ -94,8 +103,7 @@ class LiveRefresh:
         self._tlock = threading.Lock()
         self._last_run = float("-inf")
         self._timers: list[threading.Timer] = []
-        doc = pn.state.curdoc
-        self._doc = doc if doc is not None and doc.session_context is not None else None
+        self._doc = served_document()
         # The layout keeps the view alive while it is displayed.
         layout._pmkit_view = self  # type: ignore[attr-defined]
         handler = _weak_handler(self)
@@ -270,13 +278,15 @@ def run_service_call(
     on_done: Callable[[T], None],
     on_error: Callable[[Exception], None],
     on_finish: Callable[[], None],
+    inline: bool = False,
 ) -> None:
     """Run a (slow) service call so that the progress the callbacks show is seen.
 
     Inside a served session or a notebook (an event loop runs) ``call`` runs
     on a worker thread and the ``on_*`` callbacks on the session's loop, so
     Panel sends the "busy" state before the call starts and the browser
-    stays responsive. Without an event loop everything runs inline, in order.
+    stays responsive. Without an event loop, or with ``inline=True``,
+    everything runs now, in order.
 
     Parameters
     ----------
@@ -288,8 +298,11 @@ def run_service_call(
         Receives the call's result.
     on_error : callable
         Receives what the call raised (the view shows it).
+    inline : bool, default False
+        Run in the calling thread even when an event loop runs (the views'
+        synchronous methods, whose callers want the result at once).
     """
-    if not _loop_running():
+    if inline or not _loop_running():
         on_start()
         _settle(_capture(call), on_done, on_error, on_finish)
         return
@@ -300,6 +313,56 @@ def run_service_call(
 
     pn.state.execute(task)
 
+
+
+class Messages:
+    """A view's red error and green success alerts, with their texts for tests and notebooks.
+
+    Call `_init_messages` in ``__init__`` and place ``self._error`` and
+    ``self._message`` in the layout. Panel renders panes in a shadow root,
+    so each text also carries a class of its own (``pmkit-error-text``,
+    ``pmkit-ok-text``) for browsers to read.
+    """
+
+    def _init_messages(self) -> None:
+        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
+                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._message = pn.pane.Alert("", alert_type="success", visible=False,
+                                      sizing_mode="stretch_width", css_classes=["pmkit-ok"])
+        self._error_text = ""
+        self._message_text = ""
+
+    @property
+    def error(self) -> str:
+        """The error shown (``"Type: message"``), or ``""``."""
+        return self._error_text
+
+    @property
+    def message(self) -> str:
+        """The success message shown, or ``""``."""
+        return self._message_text
+
+    def show_error(self, text: str) -> None:
+        """Show ``text`` as the view's error (and hide the success message)."""
+        self._message_text, self._message.visible = "", False
+        self._error_text = text
+        self._error.object = f'<span class="pmkit-error-text">{escape(text)}</span>'
+        self._error.visible = True
+
+    def show_message(self, text: str, html: str | None = None) -> None:
+        """Show ``text`` (or its richer ``html``) as the success message; hide the error."""
+        self._error_text, self._error.visible = "", False
+        self._message_text = text
+        self._message.object = f'<span class="pmkit-ok-text">{html or escape(text)}</span>'
+        self._message.visible = True
+
+    def clear_messages(self) -> None:
+        """Hide both messages."""
+        self._error_text, self._error.visible = "", False
+        self._message_text, self._message.visible = "", False
+
+    def _show_refresh_error(self, exc: Exception) -> None:
+        self.show_error(f"Could not refresh: {error_text(exc)}")
 
 
 class RefreshingView(LiveRefresh, pn.viewable.Viewer):
@@ -313,7 +376,7 @@ class RefreshingView(LiveRefresh, pn.viewable.Viewer):
                               doc="When the view last changed (local time).")
 
 
-class ServiceView(RefreshingView):
+class ServiceView(Messages, RefreshingView):
     """Base of the registry views: live refresh (`LiveRefresh`), error and success messages.
 
     Subclasses set ``topics``, build their layout (including ``self._error``
@@ -338,33 +401,7 @@ class ServiceView(RefreshingView):
         super().__init__(**params)
         self.registry = registry
         self._lock = threading.RLock()
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
-        self._message = pn.pane.Alert("", alert_type="success", visible=False,
-                                      sizing_mode="stretch_width", css_classes=["pmkit-ok"])
-
-    # -- messages -------------------------------------------------------------------
-    @property
-    def error(self) -> str:
-        """The error shown ("" when none)."""
-        return str(self._error.object) if self._error.visible else ""
-
-    @property
-    def message(self) -> str:
-        """The success message shown ("" when none)."""
-        return str(self._message.object) if self._message.visible else ""
-
-    def show_error(self, text: str) -> None:
-        """Show ``text`` as the view's error (and hide the success message)."""
-        self._message.visible = False
-        self._error.object = text
-        self._error.visible = True
-
-    def show_message(self, text: str) -> None:
-        """Show ``text`` as the view's success message (and hide the error)."""
-        self._error.visible = False
-        self._message.object = text
-        self._message.visible = True
+        self._init_messages()
 
     def act(
         self, call: Callable[[], T], success: Callable[[T], str] | str | None = None
@@ -388,7 +425,7 @@ class ServiceView(RefreshingView):
         except PmkitError as exc:
             self.show_error(error_text(exc))
             return None
-        self._error.visible = False
+        self.clear_messages()
         if success is not None:
             self.show_message(success(result) if callable(success) else success)
         self._safe_refresh()
@@ -398,9 +435,6 @@ class ServiceView(RefreshingView):
     def refresh(self) -> bool:
         """Re-read the services and update what changed; True when something did."""
         raise NotImplementedError
-
-    def _show_refresh_error(self, exc: Exception) -> None:
-        self.show_error(f"Could not refresh: {error_text(exc)}")
 
     def _start(self, layout: pn.layout.Panel) -> None:
         """Finish construction: follow the bus, first read, polling."""

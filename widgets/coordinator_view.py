@@ -23,7 +23,7 @@ import param
 from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import PmkitError
-from pmkit_widgets.base import RefreshingView, typed_frame, update_table
+from pmkit_widgets.base import Messages, RefreshingView, typed_frame, update_table
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -113,7 +113,7 @@ def _closed_row(data: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-class CoordinatorView(RefreshingView):
+class CoordinatorView(Messages, RefreshingView):
     """The coordinator's live signal queue, its conflicts and resolutions, and statistics.
 
     Live signals (queued and dispatched, those of portfolios the
@@ -199,8 +199,7 @@ class CoordinatorView(RefreshingView):
             max_height=260, css_classes=["pmkit-signal-stats"],
         )
         self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._init_messages()
         self._layout = pn.Column(
             self._status,
             self._error,
@@ -230,11 +229,6 @@ class CoordinatorView(RefreshingView):
     def stats(self) -> dict[str, Any]:
         """The processing statistics shown (`StrategyCoordinator.get_processing_stats`)."""
         return dict(self._stats)
-
-    @property
-    def error(self) -> str:
-        """The error shown, or ``""``."""
-        return str(self._error.object) if self._error.visible else ""
 
     def _signals_frame(self, closed: Sequence[dict[str, Any]]) -> pd.DataFrame:
         coord = self.coordinator
@@ -330,8 +324,8 @@ class CoordinatorView(RefreshingView):
                     number.value = int(stats.get(k, 0))
                 self._details.value = _stats_details(stats)
                 changed = True
-            if self._error.visible:
-                self._error.visible = False
+            if self.error:  # a refresh that failed before works again
+                self.clear_messages()
                 changed = True
             if changed or self.last_refresh is None:
                 now = datetime.now().replace(microsecond=0)
@@ -342,10 +336,6 @@ class CoordinatorView(RefreshingView):
                 self._status.object = (f"**{n}** live signal{'s' if n != 1 else ''} visible to "
                                        f"`{user}` · updated {now:%H:%M:%S}")
             return changed
-
-    def _show_refresh_error(self, exc: Exception) -> None:
-        self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
-        self._error.visible = True
 
     def __panel__(self) -> pn.Column:
         return self._layout

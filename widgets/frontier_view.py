@@ -21,7 +21,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import run_service_call
+from pmkit_widgets.base import Messages, error_text, run_service_call, served_document
 
 if TYPE_CHECKING:
     from pmkit.optimize.frontier import EfficientFrontier
@@ -31,17 +31,12 @@ if TYPE_CHECKING:
 __all__ = ["FrontierView"]
 
 
-def _served() -> bool:
-    doc = pn.state.curdoc
-    return doc is not None and doc.session_context is not None
-
-
 def _point_label(k: int, ret: float, vol: float, sharpe: float, best: bool) -> str:
     star = " (max Sharpe)" if best else ""
     return f"{k}: return {ret:.1%} · volatility {vol:.1%} · Sharpe {sharpe:.2f}{star}"
 
 
-class FrontierView(pn.viewable.Viewer):
+class FrontierView(Messages, pn.viewable.Viewer):
     """A portfolio's efficient frontier; pick a point and propose rebalancing to it.
 
     The frontier is `pmkit.rebalance.frontier.portfolio_frontier` (long-only,
@@ -86,8 +81,6 @@ class FrontierView(pn.viewable.Viewer):
         self._current: pd.Series = pd.Series(dtype=float)
         self._targets: dict[str, float] = {}
         self._proposal: RebalanceProposal | None = None
-        self._error_text = ""
-        self._message_text = ""
         self._pick_stream: Any = None
         self._result_text = ""
         self._selection: Any = None
@@ -127,15 +120,12 @@ class FrontierView(pn.viewable.Viewer):
             text_align=dict.fromkeys(("target", "current", "change"), "right"),
             css_classes=["pmkit-frontier-weights"],
         )
-        self._ok = pn.pane.Alert("", alert_type="success", visible=False,
-                                 sizing_mode="stretch_width", css_classes=["pmkit-ok"])
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._init_messages()
         self._layout = pn.Column(
             pn.Row(self._portfolio, self._points, self._compute_button, self._spinner),
             self._progress,
             self._error,
-            self._ok,
+            self._message,
             pn.Row(
                 self._chart,
                 pn.Column(pn.Row(self._picker, self._propose_button), self._stats,
@@ -153,7 +143,7 @@ class FrontierView(pn.viewable.Viewer):
         self.param.watch(lambda event: setattr(self._points, "value", int(event.new)), "points")
         self._portfolio.param.watch(self._portfolio_changed, "value")
         if self.auto_compute and self._portfolio.value is not None:
-            if _served():
+            if served_document() is not None:
                 pn.state.onload(self.compute_async)
             else:
                 self.compute()
@@ -197,16 +187,6 @@ class FrontierView(pn.viewable.Viewer):
     def proposal(self) -> RebalanceProposal | None:
         """The last proposal stored from this view."""
         return self._proposal
-
-    @property
-    def error(self) -> str:
-        """The error shown (``"Type: message"``), or ``""``."""
-        return self._error_text
-
-    @property
-    def message(self) -> str:
-        """The success message shown (names the stored proposal's id and state), or ``""``."""
-        return self._message_text
 
     # -- computing ---------------------------------------------------------------------------
     def _frontier_call(self) -> Callable[[], tuple[EfficientFrontier, pd.Series]]:
@@ -254,7 +234,7 @@ class FrontierView(pn.viewable.Viewer):
         from pmkit.rebalance.frontier import frontier_targets
 
         if self._frontier is None:
-            self._show_error_text("ValidationError: no frontier computed yet")
+            self.show_error("ValidationError: no frontier computed yet")
             return
         try:
             frontier_targets(self._frontier, point)  # the service validates the index
@@ -293,7 +273,7 @@ class FrontierView(pn.viewable.Viewer):
 
         frontier, point, pid = self._frontier, self.point, self.portfolio
         if frontier is None or point is None:
-            self._show_error_text("ValidationError: compute the frontier and pick a point first")
+            self.show_error("ValidationError: compute the frontier and pick a point first")
             return None
         registry = self.registry
         return lambda: propose_frontier_point(registry, pid, frontier, point)
@@ -303,23 +283,9 @@ class FrontierView(pn.viewable.Viewer):
         if self.busy:
             return
 
-        def start() -> None:
-            self._set_busy(True, label)
-
-        def finish() -> None:
-            self._set_busy(False, "")
-
-        if inline:
-            start()
-            try:
-                done(call())
-            except Exception as exc:
-                self._show_error(exc)
-            finally:
-                finish()
-            return
-        run_service_call(call, on_start=start, on_done=done, on_error=self._show_error,
-                         on_finish=finish)
+        run_service_call(call, on_start=lambda: self._set_busy(True, label), on_done=done,
+                         on_error=self._show_error, on_finish=lambda: self._set_busy(False, ""),
+                         inline=inline)
 
     def _set_busy(self, busy: bool, label: str) -> None:
         with param.edit_constant(self):
@@ -333,23 +299,10 @@ class FrontierView(pn.viewable.Viewer):
 
     # -- showing ------------------------------------------------------------------------------
     def _show_error(self, exc: Exception) -> None:
-        self._show_error_text(f"{type(exc).__name__}: {exc}")
-
-    def _show_error_text(self, text: str) -> None:
-        self._error_text = text
-        self._error.object = f'<span class="pmkit-error-text">{escape(text)}</span>'
-        self._error.visible = True
-        self._message_text = ""
-        self._ok.visible = False
-
-    def _clear_messages(self) -> None:
-        self._error_text = ""
-        self._error.visible = False
-        self._message_text = ""
-        self._ok.visible = False
+        self.show_error(error_text(exc))
 
     def _show_frontier(self, frontier: EfficientFrontier, current: pd.Series) -> None:
-        self._clear_messages()
+        self.clear_messages()
         self._frontier = frontier
         self._current = current
         ds = frontier.dataset
@@ -375,7 +328,7 @@ class FrontierView(pn.viewable.Viewer):
 
     def _picked(self, event: Any) -> None:
         if event.new is not None:
-            self._clear_messages()
+            self.clear_messages()
             self._show_point(int(event.new))
 
     def _show_point(self, point: int) -> None:
@@ -416,20 +369,14 @@ class FrontierView(pn.viewable.Viewer):
         n = len(proposal.trades)
         text = (f"Proposal {proposal.id} stored: state {state} · {proposal.scope} · "
                 f"{proposal.reason} · {n} trade{'s' if n != 1 else ''}")
-        self._error_text = ""
-        self._error.visible = False
-        self._message_text = text
-        # Panel renders panes in a shadow root: the host's innerText is empty, so the
-        # text carries its own classes for browser tests to read
-        self._ok.object = (f'<span class="pmkit-ok-text">Proposal <code class="pmkit-proposal-id">'
-                           f"{escape(proposal.id)}</code> stored: state "
-                           f'<b class="pmkit-proposal-state">{escape(str(state))}</b> · '
-                           f"{escape(proposal.scope)} · {escape(proposal.reason)} · "
-                           f"{n} trade{'s' if n != 1 else ''}</span>")
-        self._ok.visible = True
+        self.show_message(text, html=(
+            f'Proposal <code class="pmkit-proposal-id">{escape(proposal.id)}</code> stored: '
+            f'state <b class="pmkit-proposal-state">{escape(str(state))}</b> · '
+            f"{escape(proposal.scope)} · {escape(proposal.reason)} · "
+            f"{n} trade{'s' if n != 1 else ''}"))
 
     def _portfolio_changed(self, event: Any) -> None:
-        self._clear_messages()
+        self.clear_messages()
         if self.auto_compute and event.new is not None:
             self.compute_async()
 

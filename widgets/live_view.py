@@ -24,7 +24,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import RefreshingView, update_table
+from pmkit_widgets.base import Messages, RefreshingView, error_text, update_table
 
 if TYPE_CHECKING:
     from pmkit.stream.live import LiveStream
@@ -89,7 +89,7 @@ def _table(columns: list[str], titles: dict[str, str], money: list[str], pct: li
     )
 
 
-class LiveView(RefreshingView):
+class LiveView(Messages, RefreshingView):
     """Streaming prices and per-portfolio value and P&L of a running `LiveStream`.
 
     Shows a per-portfolio table (value, P&L since the valuation's reference
@@ -139,8 +139,7 @@ class LiveView(RefreshingView):
                                          css_classes=["pmkit-live-status"])
         self._metrics_pane = pn.pane.HTML("", sizing_mode="stretch_width",
                                           css_classes=["pmkit-live-metrics"])
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._init_messages()
         self._layout = pn.Column(
             self._status_pane,
             self._error,
@@ -237,10 +236,12 @@ class LiveView(RefreshingView):
             self._status_pane.object = self._status_html(status, len(values), len(table))
             changed = True
         err = stream.error
-        text = f"{type(err).__name__}: {err}" if err is not None else ""
-        if text != (self._error.object if self._error.visible else ""):
-            self._error.object = text
-            self._error.visible = bool(text)
+        text = error_text(err) if err is not None else ""
+        if text != self.error:
+            if text:
+                self.show_error(text)
+            else:
+                self.clear_messages()
             changed = True
 
         metrics = self._read_metrics()
@@ -288,10 +289,6 @@ class LiveView(RefreshingView):
             f"<span>{n_ports} portfolios · {n_symbols} symbols · reference close "
             f"{pd.Timestamp(self.stream.valuation.at):%Y-%m-%d}</span></div>"
         )
-
-    def _show_refresh_error(self, exc: Exception) -> None:
-        self._error.object = f"Could not refresh: {type(exc).__name__}: {exc}"
-        self._error.visible = True
 
     # -- timer and lifecycle --------------------------------------------------------------
     @property

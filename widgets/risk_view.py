@@ -19,7 +19,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import run_service_call
+from pmkit_widgets.base import Messages, error_text, run_service_call, served_document
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -33,11 +33,6 @@ CONFIDENCE_LEVELS = (0.9, 0.95, 0.975, 0.99)
 
 #: Assets drawn individually in the contributions chart; the rest form one "other" bar.
 TOP_CONTRIBUTIONS = 12
-
-def _served() -> bool:
-    doc = pn.state.curdoc
-    return doc is not None and doc.session_context is not None
-
 
 def _pct(digits: int = 2) -> NumberFormatter:
     # values are fractions; numbro's percent format multiplies by 100
@@ -55,7 +50,7 @@ def _table(columns: Sequence[str], titles: dict[str, str], formatters: dict[str,
     )
 
 
-class RiskView(pn.viewable.Viewer):
+class RiskView(Messages, pn.viewable.Viewer):
     """Risk contributions, stress results and drawdowns from `risk_overview`.
 
     Shows, for the computed portfolios: a table of 1-day VaR and expected
@@ -93,7 +88,6 @@ class RiskView(pn.viewable.Viewer):
         self.registry = registry
         self.portfolios = None if portfolios is None else [str(p) for p in portfolios]
         self._dataset: xr.Dataset | None = None
-        self._error_text = ""
 
         levels = sorted({*CONFIDENCE_LEVELS, float(confidence)})
         self._select = pn.widgets.Select(label="Portfolio", options=[], width=220,
@@ -107,8 +101,7 @@ class RiskView(pn.viewable.Viewer):
                                                      align="center",
                                                      css_classes=["pmkit-progress"])
         self._info = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False,
-                                    sizing_mode="stretch_width", css_classes=["pmkit-error"])
+        self._init_messages()
         self._summary = _table(
             ["portfolio", "es", "var", "volatility"],
             {"portfolio": "Portfolio", "es": "ES (1d)", "var": "VaR (1d)",
@@ -149,7 +142,7 @@ class RiskView(pn.viewable.Viewer):
         self._confidence.param.watch(self._confidence_picked, "value")
         self.param.watch(self._confidence_set, "confidence")
         if self.auto_compute:
-            if _served():
+            if served_document() is not None:
                 pn.state.onload(self.compute_async)
             else:
                 self.compute()
@@ -203,11 +196,6 @@ class RiskView(pn.viewable.Viewer):
             return pd.DataFrame()
         return self._dataset["drawdown"].transpose("time", "portfolio").to_pandas()
 
-    @property
-    def error(self) -> str:
-        """The error shown (``"Type: message"``), or ``""``."""
-        return self._error_text
-
     # -- actions --------------------------------------------------------------------------
     def _call(self) -> Callable[[], xr.Dataset]:
         from pmkit.analytics.overview import risk_overview
@@ -242,17 +230,9 @@ class RiskView(pn.viewable.Viewer):
             self._show(ds)
             sink(ds)
 
-        if inline:
-            self._set_busy(True)
-            try:
-                done(call())
-            except Exception as exc:
-                self._show_error(exc)
-            finally:
-                self._set_busy(False)
-            return
         run_service_call(call, on_start=lambda: self._set_busy(True), on_done=done,
-                         on_error=self._show_error, on_finish=lambda: self._set_busy(False))
+                         on_error=self._show_error, on_finish=lambda: self._set_busy(False),
+                         inline=inline)
 
     def _confidence_picked(self, event: Any) -> None:
         self.confidence = float(event.new)
@@ -275,9 +255,7 @@ class RiskView(pn.viewable.Viewer):
             self._info.object = "Computing risk…"
 
     def _show_error(self, exc: Exception) -> None:
-        self._error_text = f"{type(exc).__name__}: {exc}"
-        self._error.object = self._error_text
-        self._error.visible = True
+        self.show_error(error_text(exc))
         if self._dataset is not None:
             self._info.object = self._info_text(self._dataset)
         else:
@@ -286,8 +264,7 @@ class RiskView(pn.viewable.Viewer):
     # -- drawing --------------------------------------------------------------------------
     def _show(self, ds: xr.Dataset) -> None:
         self._dataset = ds
-        self._error_text = ""
-        self._error.visible = False
+        self.clear_messages()
         ids = [str(p) for p in ds["portfolio"].values]
         summary = pd.DataFrame({
             "portfolio": ids,

@@ -14,6 +14,7 @@ name                  module
 ``FeedAdapter``       `pmkit.stream.protocol` (and ``pmkit_adapter``)
 ``FeedServer``        `pmkit.stream.server` (and ``Faults``)
 ``LiveValuation``     `pmkit.stream.valuation`
+``start_local_stream`` `pmkit.stream.local` — a local feed and a stream over it
 ===================== ===============================================
 """
 
@@ -38,6 +39,7 @@ _EXPORTS = {
     "FeedServer": "pmkit.stream.server",
     "Faults": "pmkit.stream.server",
     "LiveValuation": "pmkit.stream.valuation",
+    "start_local_stream": "pmkit.stream.local",
 }
 
 __all__ = sorted(_EXPORTS)
