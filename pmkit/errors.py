@@ -21,7 +21,9 @@ __all__ = [
     "InfeasibleError",
     "InsufficientCashError",
     "InsufficientDataError",
+    "IntegrityError",
     "InvalidIdError",
+    "LimitExceededError",
     "LifecycleError",
     "MakerCheckerError",
     "MissingDependencyError",
@@ -29,13 +31,20 @@ __all__ = [
     "NoSolutionError",
     "NonMonotonicTimeError",
     "NonPositivePriceError",
+    "NotAStoreError",
     "NotFoundError",
     "OpenPositionsError",
     "PermissionDenied",
     "PmkitError",
+    "PriceBandError",
+    "ReadOnlyStoreError",
     "SchemaVersionError",
+    "ShortSaleError",
     "SolverError",
     "StoreError",
+    "StoreLockedError",
+    "StoreNotFoundError",
+    "ThrottledError",
     "TransitionError",
     "UnknownAssetError",
     "ValidationError",
@@ -270,12 +279,100 @@ class InsufficientCashError(ValidationError):
     """A trade or fill would take cash below zero (or below the configured margin)."""
 
 
+class LimitExceededError(ValidationError):
+    """A value, or what it would do (a product, a balance), exceeds a documented bound."""
+
+
+class ShortSaleError(ValidationError):
+    """A sale of more than is held, in a portfolio whose configuration does not allow shorts."""
+
+
+class PriceBandError(ValidationError):
+    """A trade price too far from the last known close (pass ``force=True`` with a reason)."""
+
+
 class StoreError(PmkitError):
-    """The store refused or failed an operation."""
+    """The store refused or failed an operation.
+
+    Parameters
+    ----------
+    message : str
+        What happened.
+    path : str, optional
+        The store's location (file path or URL), when the error concerns one.
+    reason : str, optional
+        Why, in plain words (repeated in the message).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, reason: str = "") -> None:
+        self.path = path
+        self.reason = reason or message
+        super().__init__(message)
 
 
-class SchemaVersionError(StoreError):
+class _StoreFileError(StoreError):
+    """Base of the errors that name a store path and a reason."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"store {path!r}: {reason}", path=path, reason=reason)
+
+
+class SchemaVersionError(_StoreFileError):
     """The store's schema is newer than this pmkit understands."""
+
+
+class NotAStoreError(_StoreFileError):
+    """The path is not a pmkit store: a foreign or damaged file, a directory, or a bad parent.
+
+    The file was left byte-for-byte as it was.
+    """
+
+
+class StoreNotFoundError(_StoreFileError):
+    """No store exists at the path and creating one was not asked for."""
+
+
+class ReadOnlyStoreError(_StoreFileError):
+    """A write was attempted on a store opened read-only (or on a file that cannot be written)."""
+
+
+class StoreLockedError(_StoreFileError):
+    """Another writer held the store's lock for longer than the busy timeout."""
+
+
+class IntegrityError(_StoreFileError):
+    """Stored data contradicts itself, e.g. a positions cache that differs from the ledger replay.
+
+    Parameters
+    ----------
+    path : str
+        The store.
+    reason : str
+        What differs; names the portfolio.
+    portfolio : str, optional
+        The portfolio whose data is inconsistent.
+    """
+
+    def __init__(self, path: str, reason: str, *, portfolio: str | None = None) -> None:
+        super().__init__(path, reason)
+        self.portfolio = portfolio
+
+
+class ThrottledError(PmkitError):
+    """Too many attempts (e.g. failed logins); retry after ``retry_after`` seconds.
+
+    Parameters
+    ----------
+    key : str
+        What is throttled, e.g. ``"login 'alice'"`` or ``"address 10.0.0.1"``.
+    retry_after : float
+        Seconds until another attempt is accepted.
+    """
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        self.key = key
+        self.retry_after = float(retry_after)
+        super().__init__(f"too many attempts for {key}; retry in {self.retry_after:.0f} s")
 
 
 class MissingDependencyError(PmkitError, ImportError):

@@ -278,8 +278,9 @@ class SQLiteStore(_SQLReader, Store):
                 current = self._version()
                 if current > SCHEMA_VERSION:
                     raise SchemaVersionError(
-                        f"store {self.path!r} has schema version {current}; this pmkit"
-                        f" understands up to {SCHEMA_VERSION}: upgrade pmkit"
+                        self.path,
+                        f"schema version {current}; this pmkit understands up to"
+                        f" {SCHEMA_VERSION}: upgrade pmkit",
                     )
                 for version in range(current + 1, target + 1):
                     MIGRATIONS[version - 1](self._conn)
