@@ -186,7 +186,8 @@ def test_newer_schema_is_refused_and_left_untouched(path):
     with pytest.raises(SchemaVersionError, match=str(SCHEMA_VERSION + 1)):
         SQLiteStore(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION + 1)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert row[0] == str(SCHEMA_VERSION + 1)
 
 
 # -- two processes writing at once ---------------------------------------------------------

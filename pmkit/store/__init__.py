@@ -26,7 +26,13 @@ __all__ = [
 ]
 
 
-def open_store(url: str | Path = ":memory:", *, busy_timeout: float = 30.0) -> Store:
+def open_store(
+    url: str | Path = ":memory:",
+    *,
+    busy_timeout: float = 30.0,
+    create: bool = True,
+    read_only: bool = False,
+) -> Store:
     """Open (creating and migrating if needed) the store at ``url``.
 
     Parameters
@@ -36,6 +42,10 @@ def open_store(url: str | Path = ":memory:", *, busy_timeout: float = 30.0) -> S
         a plain file path, or ``":memory:"``.
     busy_timeout : float
         Seconds a writer waits for another writer's lock.
+    create : bool
+        Whether a missing file (and its missing directories) may be created.
+    read_only : bool
+        Never write; transactions raise `ReadOnlyStoreError`.
 
     Returns
     -------
@@ -45,7 +55,9 @@ def open_store(url: str | Path = ":memory:", *, busy_timeout: float = 30.0) -> S
     Raises
     ------
     StoreError
-        For a URL scheme no backend handles.
+        For a URL scheme no backend handles; its subclasses for a path that is
+        not a pmkit store, is missing (with ``create=False``), is newer, or is
+        locked (see `SQLiteStore`). The file is never changed by a refusal.
     """
     text = str(url)
     if "://" in text:
@@ -56,6 +68,4 @@ def open_store(url: str | Path = ":memory:", *, busy_timeout: float = 30.0) -> S
         text = rest[1:] if rest.startswith("/") else rest
     if not text:
         raise StoreError(f"store url {str(url)!r} names no database")
-    if text != ":memory:":
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(text, busy_timeout=busy_timeout)
+    return SQLiteStore(text, busy_timeout=busy_timeout, create=create, read_only=read_only)

@@ -90,6 +90,24 @@ CREATE TABLE cash (
 );
 """
 
+# v3 closes the REPLACE loophole of the append-only tables: `INSERT OR REPLACE`
+# deletes the old row without firing the delete trigger (unless
+# recursive_triggers is on), so an insert that names an existing key is
+# refused outright. It also counts each portfolio's ledger entries in the
+# cache, so that opening a store can check the cache against the ledger with
+# one indexed aggregate instead of a replay.
+_V3 = """
+CREATE TRIGGER ledger_append_only_replace BEFORE INSERT ON ledger
+    WHEN NEW.seq IS NOT NULL AND EXISTS (SELECT 1 FROM ledger WHERE seq = NEW.seq)
+    BEGIN SELECT RAISE(ABORT, 'ledger is append-only'); END;
+CREATE TRIGGER audit_append_only_replace BEFORE INSERT ON audit
+    WHEN NEW.seq IS NOT NULL AND EXISTS (SELECT 1 FROM audit WHERE seq = NEW.seq)
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+ALTER TABLE cash ADD COLUMN entries INTEGER NOT NULL DEFAULT 0;
+UPDATE cash SET entries = (SELECT COUNT(*) FROM ledger WHERE ledger.portfolio = cash.portfolio);
+INSERT OR REPLACE INTO meta VALUES ('format', 'pmkit');
+"""
+
 LEDGER_COLUMNS = (
     "seq, portfolio, kind, ts, asset, quantity, price, fee, amount, currency, actor, memo"
 )
@@ -128,10 +146,17 @@ def write_positions(conn: sqlite3.Connection, portfolio: str) -> None:
         "INSERT INTO positions (portfolio, asset, quantity) VALUES (?, ?, ?)",
         [(portfolio, a, q) for a, q in pos.quantities.items()],
     )
-    conn.execute(
-        "INSERT INTO cash (portfolio, amount, last_seq) VALUES (?, ?, ?)",
-        (portfolio, pos.cash, pos.last_seq),
-    )
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(cash)")}
+    if "entries" in columns:
+        conn.execute(
+            "INSERT INTO cash (portfolio, amount, last_seq, entries) VALUES (?, ?, ?, ?)",
+            (portfolio, pos.cash, pos.last_seq, len(rows)),
+        )
+    else:  # the v2 migration, before v3 adds the count
+        conn.execute(
+            "INSERT INTO cash (portfolio, amount, last_seq) VALUES (?, ?, ?)",
+            (portfolio, pos.cash, pos.last_seq),
+        )
 
 
 def _v2(conn: sqlite3.Connection) -> None:
@@ -139,6 +164,11 @@ def _v2(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
     for (portfolio,) in conn.execute("SELECT DISTINCT portfolio FROM ledger").fetchall():
         write_positions(conn, portfolio)
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    for stmt in _split(_V3):
+        conn.execute(stmt)
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -167,5 +197,5 @@ def _split(script: str) -> list[str]:
     return out
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)

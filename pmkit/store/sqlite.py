@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pmkit.errors import SchemaVersionError, StoreError
+from pmkit.errors import (
+    IntegrityError,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+)
 from pmkit.ledger import LedgerEntry, Positions, cash_effect
 from pmkit.store.base import (
     AuditRecord,
@@ -29,6 +35,7 @@ from pmkit.store.base import (
     StoreInfo,
     Transaction,
 )
+from pmkit.store.inspect import inspect_store_file, is_read_only_file, read_uri
 from pmkit.store.migrations import (
     LEDGER_COLUMNS,
     MIGRATIONS,
@@ -216,8 +223,9 @@ class _SQLTransaction(_SQLReader, Transaction):
                     (e.portfolio, e.asset, float(e.quantity), float(e.quantity)),
                 )
             self._conn.execute(
-                "INSERT INTO cash (portfolio, amount, last_seq) VALUES (?, 0.0 + ?, ?)"
-                " ON CONFLICT (portfolio) DO UPDATE SET amount = amount + ?, last_seq = ?",
+                "INSERT INTO cash (portfolio, amount, last_seq, entries) VALUES (?, 0.0 + ?, ?, 1)"
+                " ON CONFLICT (portfolio) DO UPDATE SET amount = amount + ?, last_seq = ?,"
+                " entries = entries + 1",
                 (e.portfolio, cash_effect(e), seq, cash_effect(e), seq),
             )
         return seqs
@@ -233,33 +241,119 @@ class SQLiteStore(_SQLReader, Store):
         (no WAL, single process; useful in tests and demos).
     busy_timeout : float
         Seconds a writer waits for another process's write lock before
-        raising `StoreError`.
+        raising `StoreLockedError`.
+    create : bool
+        Whether a missing (or empty) file may be created and initialised.
+        With False, a missing file raises `StoreNotFoundError`.
+    read_only : bool
+        Open without ever writing; every transaction raises
+        `ReadOnlyStoreError`. A file whose mode bits allow nobody to write
+        (``chmod a-w``) opens read-only whatever this says.
+
+    Raises
+    ------
+    NotAStoreError
+        A directory, a path under a regular file, or a file that is not a
+        pmkit store (foreign, truncated, damaged). The file is unchanged.
+    SchemaVersionError
+        A store written by a newer pmkit. The file is unchanged.
+    StoreNotFoundError
+        Nothing at ``path`` and ``create`` is false.
+    StoreLockedError
+        A migration is due and another writer kept the lock past ``busy_timeout``.
+    IntegrityError
+        The positions cache disagrees with the ledger (names the portfolio).
 
     Notes
     -----
-    One connection per store object, guarded by a re-entrant lock, so a store
-    may be shared by threads (e.g. Panel callbacks). Separate processes open
-    their own `SQLiteStore` on the same file.
+    Opening reads the header, ``sqlite_master`` and the schema version before
+    anything is written (see `pmkit.store.inspect`), and takes the write lock
+    only when there is something to migrate. One connection per store object,
+    guarded by a re-entrant lock, so a store may be shared by threads (e.g.
+    Panel callbacks). Separate processes open their own `SQLiteStore` on the
+    same file.
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        busy_timeout: float = 30.0,
+        create: bool = True,
+        read_only: bool = False,
+    ) -> None:
         self.path = str(path)
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._in_tx = False
+        self._conn = None  # type: ignore[assignment]
+        memory = self.path == ":memory:"
+        verdict = (
+            None
+            if memory
+            else inspect_store_file(self.path, create=create, supported_version=SCHEMA_VERSION)
+        )
+        self.read_only = bool(read_only) or (not memory and is_read_only_file(self.path))
+        if self.read_only and (verdict is None or verdict.new):
+            raise ReadOnlyStoreError(self.path, "a read-only store must exist already")
+        if verdict is not None and verdict.new:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
-            )
+            self._conn = self._connect()
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # Belt and braces beside the v3 triggers: REPLACE then fires delete triggers.
+            self._conn.execute("PRAGMA recursive_triggers = ON")
+            if not self.read_only:
+                if not memory and not (verdict is not None and verdict.wal):
+                    mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if mode.lower() != "wal":
+                        raise StoreError(
+                            f"could not enable WAL on {self.path!r} (journal_mode={mode})",
+                            path=self.path,
+                        )
+                self._conn.execute("PRAGMA synchronous = FULL")
+            if verdict is None or verdict.schema_version < SCHEMA_VERSION:
+                if self.read_only:
+                    raise ReadOnlyStoreError(
+                        self.path,
+                        f"schema version {verdict.schema_version if verdict else 0} needs a"
+                        f" migration to {SCHEMA_VERSION}; open it writable once",
+                    )
+                self._migrate()
+            self.verify_cache()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store at {self.path!r}: {exc}") from exc
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if self.path != ":memory:":
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StoreError(f"could not enable WAL on {self.path!r} (journal_mode={mode})")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._migrate()
+            self.close()
+            raise self._mapped(exc, "open") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        kwargs: dict[str, Any] = dict(
+            isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
+        if not self.read_only:
+            return sqlite3.connect(self.path, **kwargs)
+        try:
+            conn = sqlite3.connect(read_uri(self.path), uri=True, **kwargs)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            # A WAL store on read-only media: no -shm can be made, so read it as immutable.
+            return sqlite3.connect(read_uri(self.path, immutable=True), uri=True, **kwargs)
+
+    def _mapped(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        """The typed error for an SQLite failure while ``doing`` something."""
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return StoreLockedError(
+                self.path,
+                f"another writer held the lock for more than {self.busy_timeout:g} s"
+                f" ({doing}: {exc})",
+            )
+        if "readonly" in text or "read-only" in text:
+            return ReadOnlyStoreError(self.path, f"cannot write ({doing}: {exc})")
+        return StoreError(f"store {self.path!r}: {doing} failed: {exc}", path=self.path)
 
     # -- schema ---------------------------------------------------------------
     def _version(self) -> int:
@@ -292,6 +386,37 @@ class SQLiteStore(_SQLReader, Store):
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def verify_cache(self) -> None:
+        """Check the positions cache against the ledger, cheaply.
+
+        Compares each portfolio's cached entry count and last sequence number
+        with an indexed aggregate over the ledger: an entry appended without
+        its cache update (or a cache row without its entries) shows up here.
+        `replay` compares values in full.
+
+        Raises
+        ------
+        IntegrityError
+            Naming the first portfolio whose cache disagrees.
+        """
+        ledger = {
+            p: (n, last)
+            for p, n, last in self._rows(
+                "SELECT portfolio, COUNT(*), MAX(seq) FROM ledger GROUP BY portfolio"
+            )
+        }
+        rows = self._rows("SELECT portfolio, entries, last_seq FROM cash")
+        cache = {p: (n, last) for p, n, last in rows}
+        for pid in sorted(set(ledger) | set(cache)):
+            have, want = cache.get(pid, (0, 0)), ledger.get(pid, (0, 0))
+            if have != want:
+                raise IntegrityError(
+                    self.path,
+                    f"portfolio {pid!r}: the positions cache covers {have[0]} ledger entries up"
+                    f" to seq {have[1]}, the ledger has {want[0]} up to seq {want[1]}",
+                    portfolio=pid,
+                )
+
     @property
     def schema_version(self) -> int:
         """Schema version of the open database."""
@@ -313,6 +438,8 @@ class SQLiteStore(_SQLReader, Store):
         with self._lock:
             if self._conn is None:
                 raise StoreError("store is closed")
+            if self.read_only:
+                raise ReadOnlyStoreError(self.path, f"opened read-only; cannot {action}")
             if self._in_tx:
                 raise StoreError(f"nested transaction for {action!r}: compose inside one")
             self._in_tx = True
@@ -320,7 +447,7 @@ class SQLiteStore(_SQLReader, Store):
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
-                    raise StoreError(f"could not lock store {self.path!r}: {exc}") from exc
+                    raise self._mapped(exc, action) from exc
                 now = _now()
                 tx = _SQLTransaction(self._conn, now)
                 try:
@@ -334,8 +461,11 @@ class SQLiteStore(_SQLReader, Store):
                         ],
                     )
                     self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
+                except BaseException as exc:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.OperationalError):
+                        raise self._mapped(exc, action) from exc
                     raise
             finally:
                 self._in_tx = False
