@@ -30,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         default=DEFAULT_STORE,
-        help="store URL (seeded with the demo when empty) [%(default)s]",
+        help="store URL (seeded with the demo when new) [%(default)s]",
+    )
+    serve.add_argument(
+        "--create",
+        action="store_true",
+        help="create the store if it does not exist (implied for the default store)",
     )
     serve.add_argument("--port", type=int, default=5006, help="[%(default)s]")
     serve.add_argument("--address", default="127.0.0.1", help="[%(default)s]")
@@ -200,6 +205,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     cookie_secret = args.cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or None
     try:
         validate_user(args.user, "--user")
+        from pmkit.store import open_store
+
+        # A mistyped --store must not silently become a new, demo-seeded store.
+        store = open_store(args.store, create=args.create or args.store == DEFAULT_STORE)
         if args.users is not None:
             from pmkit.auth import UsersFile
 
@@ -217,7 +226,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:  # the UI extra is optional
         return refuse(f"needs the UI extra: pip install 'pmkit[ui]' ({exc})")
     serve(
-        store=args.store,
+        store=store,
         port=args.port,
         address=args.address,
         show=args.show,

@@ -129,7 +129,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert all(pw not in (root / "users.json").read_text() for _, pw in LOGINS.values())
     port = _free_port()
     out, err = root / "server.out", root / "server.err"
-    cmd = [sys.executable, "-m", "pmkit.cli", "serve", "--store", store_url,
+    cmd = [sys.executable, "-m", "pmkit.cli", "serve", "--store", store_url, "--create",
            "--port", str(port), "--address", "127.0.0.1", "--feed-port", "0",
            "--users", str(root / "users.json"), "--cookie-secret", "s" * 32]
     with out.open("wb") as fout, err.open("wb") as ferr:

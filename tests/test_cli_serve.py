@@ -12,8 +12,9 @@ import pmkit_widgets.app
 
 
 @pytest.fixture
-def calls(monkeypatch) -> list[dict]:
-    """Record what `pmkit serve` would serve instead of serving it."""
+def calls(monkeypatch, tmp_path) -> list[dict]:
+    """Record what `pmkit serve` would serve instead of serving it (stores under tmp_path)."""
+    monkeypatch.chdir(tmp_path)
     recorded: list[dict] = []
     monkeypatch.setattr(pmkit_widgets.app, "serve", lambda **kw: recorded.append(kw))
     monkeypatch.delenv(cli.COOKIE_SECRET_ENV, raising=False)
@@ -36,10 +37,13 @@ def test_public_address_without_users_is_refused(calls, capsys, address) -> None
 
 
 def test_loopback_serves_single_user(calls) -> None:
-    assert cli.main(["serve", "--store", "sqlite:///x.sqlite", "--port", "0", "--no-feed"]) == 0
+    argv = ["serve", "--store", "sqlite:///x.sqlite", "--create", "--port", "0", "--no-feed"]
+    assert cli.main(argv) == 0
+    store = calls[-1]["store"]
+    assert store.info().location == "x.sqlite"
     assert calls == [
         {
-            "store": "sqlite:///x.sqlite",
+            "store": store,
             "port": 0,
             "address": "127.0.0.1",
             "show": False,
@@ -55,6 +59,20 @@ def test_loopback_serves_single_user(calls) -> None:
     argv = ["serve", "--allow-origin", "pm.example.com", "--allow-origin", "10.0.0.5:443"]
     assert cli.main(argv) == 0
     assert calls[-1]["allow_origin"] == ["pm.example.com", "10.0.0.5:443"]
+
+
+def test_mistyped_store_is_not_created(calls, capsys, tmp_path) -> None:
+    assert cli.main(["serve", "--store", "sqlite:///opps.sqlite", "--no-feed"]) == 2
+    assert calls == [] and not (tmp_path / "opps.sqlite").exists()
+    err = capsys.readouterr().err
+    assert "opps.sqlite" in err and "--create" in err
+    (tmp_path / "foreign.db").write_bytes(b"not a database at all")
+    assert cli.main(["serve", "--store", "foreign.db", "--create", "--no-feed"]) == 2
+    assert (tmp_path / "foreign.db").read_bytes() == b"not a database at all"
+    assert "not an SQLite database" in capsys.readouterr().err
+    # The default demo store is created without asking.
+    assert cli.main(["serve", "--no-feed"]) == 0
+    assert (tmp_path / "pmkit-demo.sqlite").exists()
 
 
 def test_public_address_with_users(calls, users_file, monkeypatch) -> None:

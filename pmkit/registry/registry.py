@@ -170,10 +170,19 @@ class Registry:
     # -- construction ---------------------------------------------------------
     @classmethod
     def open(
-        cls, url: str = ":memory:", *, user: str = "system", market: xr.Dataset | None = None
+        cls,
+        url: str = ":memory:",
+        *,
+        user: str = "system",
+        market: xr.Dataset | None = None,
+        create: bool = True,
+        read_only: bool = False,
     ) -> Registry:
-        """Open the store at ``url`` and bind a registry session to ``user``."""
-        return cls(open_store(url), user=user, market=market)
+        """Open the store at ``url`` and bind a registry session to ``user``.
+
+        ``create`` and ``read_only`` are passed to `pmkit.store.open_store`.
+        """
+        return cls(open_store(url, create=create, read_only=read_only), user=user, market=market)
 
     @classmethod
     def from_config(

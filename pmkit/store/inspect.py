@@ -73,14 +73,16 @@ def is_read_only_file(path: str) -> bool:
 
 def _check_parents(path: Path) -> Path | None:
     """The nearest missing ancestor directory, or None; refuses a file where a directory must be."""
+    missing = None
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise NotAStoreError(
                     str(path), f"{str(parent)!r} is a regular file, not a directory"
                 )
-            return None if parent == path.parent else parent
-    return None
+            return missing
+        missing = parent
+    return missing
 
 
 def _header(path: str) -> bytes:
