@@ -43,6 +43,7 @@ from pmkit.registry.config import (
     from_single_portfolio_config,
     validate_multi_portfolio_config,
 )
+from pmkit.registry.guard import GuardedTransaction
 from pmkit.registry.ids import namespace_of, slugify, validate_id, validate_user
 from pmkit.registry.records import GroupInfo, GroupNode, PortfolioInfo, Segment
 from pmkit.store import Store, open_store
@@ -265,12 +266,24 @@ class Registry:
         Yields
         ------
         Mutation
-            ``.tx`` (the open `Transaction`), ``.publish(topic, portfolio=,
-            group=, **payload)`` to queue an event, and ``.require(action,
-            target)`` to check a role inside the transaction.
+            ``.tx`` (the open transaction, guarded: see
+            `pmkit.registry.guard.GuardedTransaction`), ``.publish(topic,
+            portfolio=, group=, **payload)`` to queue an event, and
+            ``.require(action, target)`` to check a role inside the transaction.
+
+        Notes
+        -----
+        A mutation cannot change role grants, users (or their admin flag),
+        portfolios, groups or registry settings, nor append raw ledger
+        entries: those have dedicated, audited actions (`grant`, `revoke`,
+        `deactivate_user`, `set_admin`, ..., `Mutation.append_trade`). Every
+        record the service writes is covered by an audit record with before
+        and after images: its own, or one added at commit.
         """
         with self._tx(action, target) as (tx, events):
-            yield Mutation(self, tx, events)
+            m = Mutation(self, tx, events)
+            yield m
+            m.tx.audit_uncovered(target)
 
     def require(self, action: str, target: str) -> None:
         """Raise `PermissionDenied` unless this session's user may ``action`` on ``target``.
@@ -362,6 +375,84 @@ class Registry:
     def users(self) -> list[str]:
         """Ids of all users."""
         return [r.id for r in self.store.list("user")]
+
+    def user_info(self, user_id: str) -> dict[str, Any]:
+        """A user's status (``"active"`` or ``"inactive"``) and flags.
+
+        Returns
+        -------
+        dict
+            ``status``, ``admin``, ``can_create`` and ``display_name``.
+        """
+        validate_user(user_id, "user_id")
+        rec = self.store.get("user", user_id)
+        if rec is None:
+            raise NotFoundError("user", user_id)
+        return {"status": rec.status, **rec.data}
+
+    def _set_user(
+        self, user_id: str, action: str, *, status: str | None = None, admin: bool | None = None
+    ) -> bool:
+        """Change a user's status or admin flag (administrators only); False when unchanged."""
+        validate_user(user_id, "user_id")
+        self._require_admin(self.store, action, user_id)
+        current = self.store.get("user", user_id)
+        if (
+            current is not None
+            and user_id != "system"
+            and (status is None or status == current.status)
+            and (admin is None or bool(current.data.get("admin")) == admin)
+        ):
+            return False  # no transaction, so no empty audit record
+        with self._tx(action, user_id) as (tx, events):
+            self._require_admin(tx, action, user_id)
+            rec = tx.get("user", user_id)
+            if rec is None:
+                raise NotFoundError("user", user_id)
+            if user_id == "system":
+                raise LifecycleError(user_id, rec.status, action, "the built-in administrator")
+            new_status = rec.status if status is None else status
+            data = dict(rec.data) if admin is None else {**rec.data, "admin": bool(admin)}
+            tx.put("user", user_id, new_status, data)
+            tx.record({"status": rec.status, **rec.data}, {"status": new_status, **data})
+            events.append(
+                self._event(action, user=user_id, status=new_status, admin=bool(data.get("admin")))
+            )
+        return True
+
+    def deactivate_user(self, user_id: str) -> bool:
+        """Deactivate a user (administrators only): every later call as that user is refused.
+
+        Their grants stay (reactivation restores them); sessions bound to the
+        user fail their next read or write with `PermissionDenied`. The
+        built-in ``system`` administrator cannot be deactivated, so the
+        registry always keeps one.
+
+        Returns
+        -------
+        bool
+            False when the user was inactive already (nothing is written).
+        """
+        return self._set_user(user_id, "user.deactivate", status="inactive")
+
+    def activate_user(self, user_id: str) -> bool:
+        """Reactivate a deactivated user (administrators only); False when already active."""
+        return self._set_user(user_id, "user.activate", status="active")
+
+    def set_admin(self, user_id: str, admin: bool) -> bool:
+        """Grant (``admin=True``) or revoke administrator rights (administrators only).
+
+        The built-in ``system`` administrator keeps its rights. Audited with
+        before/after images like every mutation.
+
+        Returns
+        -------
+        bool
+            False when the flag already had that value (nothing is written).
+        """
+        if not isinstance(admin, bool):
+            raise ValidationError("admin", admin, "must be True or False")
+        return self._set_user(user_id, "user.set_admin", admin=admin)
 
     def grant(self, user: str, target: str, role: Role | str) -> None:
         """Give ``user`` a role on a portfolio or group (needs OWNER on it).
@@ -1721,7 +1812,8 @@ class Mutation:
 
     def __init__(self, registry: Registry, tx: Transaction, events: list[Event]) -> None:
         self.registry = registry
-        self.tx = tx
+        self._raw = tx  # for the registry's own checked writes (append_trade, append_cash)
+        self.tx = GuardedTransaction(tx, registry.user)
         self.events = events
 
     @property
@@ -1731,11 +1823,11 @@ class Mutation:
 
     def require(self, action: str, target: str) -> None:
         """Raise `PermissionDenied` unless the user may ``action`` on ``target`` (in this tx)."""
-        self.registry._require(self.tx, action, target)
+        self.registry._require(self._raw, action, target)
 
     def is_admin(self) -> bool:
         """Whether the acting user is an administrator."""
-        return self.registry._is_admin(self.tx)
+        return self.registry._is_admin(self._raw)
 
     def publish(
         self, topic: str, *, portfolio: str | None = None, group: str | None = None, **payload: Any
@@ -1780,15 +1872,15 @@ class Mutation:
         ledger sequence number.
         """
         seq, rec = self.registry._append_trade(
-            self.tx, self.events, portfolio, asset, quantity, price, fee, ts, memo
+            self._raw, self.events, portfolio, asset, quantity, price, fee, ts, memo
         )
-        self.tx.note("ledger.trade", portfolio, None, rec)
+        self._raw.note("ledger.trade", portfolio, None, rec)
         return seq
 
     def append_cash(
         self, portfolio: str, amount: float, *, ts: datetime | None = None, memo: str = ""
     ) -> int:
         """Append an external cash flow in this transaction (as `record_cash`)."""
-        seq, rec = self.registry._append_cash(self.tx, self.events, portfolio, amount, ts, memo)
-        self.tx.note("ledger.cash", portfolio, None, rec)
+        seq, rec = self.registry._append_cash(self._raw, self.events, portfolio, amount, ts, memo)
+        self._raw.note("ledger.cash", portfolio, None, rec)
         return seq
