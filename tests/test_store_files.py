@@ -352,6 +352,23 @@ def test_cache_mismatch_on_open_names_the_portfolio(tmp_path):
     assert info.value.portfolio == "desk/a" and "'desk/a'" in str(info.value)
 
 
+def test_ledger_rows_of_a_portfolio_without_cache_are_found(tmp_path):
+    path = tmp_path / "s.sqlite"
+    _store_with_data(path)
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO ledger (portfolio, kind, ts, asset, quantity, price, fee, amount, currency,"
+        " actor, memo) VALUES ('desk/b', 'cash', '2024-01-03T16:00:00', NULL, 0, 0, 0, 1e9,"
+        " 'USD', 'mallory', 'no cache row')"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(IntegrityError) as info:
+        SQLiteStore(path)
+    assert info.value.portfolio == "desk/b"
+    assert "0 ledger entries" in str(info.value) and "has 1" in str(info.value)
+
+
 def test_cache_row_without_ledger_is_a_mismatch(tmp_path):
     path = tmp_path / "s.sqlite"
     _store_with_data(path)

@@ -126,7 +126,6 @@ def _schema(conn: sqlite3.Connection, path: str) -> tuple[set[str], int]:
         if "meta" in names:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
-        conn.execute("PRAGMA quick_check(1)").fetchone()
     except (sqlite3.DatabaseError, ValueError) as exc:
         raise NotAStoreError(path, f"unreadable as SQLite: {exc}") from exc
     return names, version
