@@ -50,7 +50,9 @@ from __future__ import annotations
 import bisect
 import multiprocessing as mp
 import queue
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -258,6 +260,42 @@ def positions_read(ctx: Context) -> Row:
     )
 
 
+# -- store 2b: opening a store (look before writing, cache check) ----------------------------
+def store_open(ctx: Context) -> Row:
+    """Checked open of a store with a long ledger against a full-scan verification."""
+    n = sizes(ctx).ledger_entries * 20
+    path = ctx.tmp / "open.sqlite"
+    st = SQLiteStore(path)
+    pids = [f"bench/p{i:03d}" for i in range(100)]
+    entries = [
+        LedgerEntry(pids[k % len(pids)], "cash", TRADE_TS, amount=1.0, actor="system")
+        for k in range(n)
+    ]
+    with st.transaction("system", "bench.bulk", "bench") as tx:
+        tx.append(entries)
+    st.close()
+
+    def full_scan() -> None:
+        # What a count-based check costs: every ledger row visited on each open.
+        with closing(sqlite3.connect(path)) as conn:
+            counts = dict(conn.execute("SELECT portfolio, COUNT(*) FROM ledger GROUP BY portfolio"))
+            cached = dict(conn.execute("SELECT portfolio, entries FROM cash"))
+            if counts != cached:
+                fail(f"{path}: cache counts differ from the ledger")
+
+    def checked_open() -> None:
+        SQLiteStore(path).close()
+
+    return compared(
+        "store open",
+        f"{n:,} entries, {len(pids)} portfolios",
+        median_time(checked_open, ctx.repeats),
+        median_time(full_scan, ctx.repeats),
+        "pmkit = header + schema read-only, then O(portfolios) cache probes;"
+        " baseline = bare connect + full-scan count check",
+    )
+
+
 # -- store 3: holdings over time --------------------------------------------------------------
 def random_ledger(
     ports: list[str], assets: list[str], times: pd.DatetimeIndex, n: int, rng: np.random.Generator
@@ -426,6 +464,7 @@ def store_group(ctx: Context) -> list[Row]:
         single,
         append_concurrent(ctx, single.pmkit),
         positions_read(ctx),
+        store_open(ctx),
         holdings_over_time(ctx),
         valuation(ctx),
         registry_summary(ctx),
