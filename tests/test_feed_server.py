@@ -408,35 +408,29 @@ def test_heartbeats_when_idle(feed):
     assert srv.stats["heartbeats"] >= 4
 
 
-def test_two_connections_share_one_price_path(feed, market):
+def test_every_connection_gets_the_whole_path_from_its_start(feed, market):
     steps = 50
     srv = feed(symbols=["AAPL"], rate=None, steps_per_day=steps)
-    path, _, _ = expected_replay(market, "AAPL", steps)
-
-    def positions(prices):
-        # where each price sits in the path, scanning forward: raises if the prices are not
-        # a subsequence of the path (real closes repeat, so a price alone is not an index)
-        out, i = [], -1
-        for p in prices:
-            i += 1 + int(np.flatnonzero(path[i + 1 :] == p)[0])
-            out.append(i)
-        return out
+    path, sizes, _ = expected_replay(market, "AAPL", steps)
 
     async def one():
         async with client(srv.url) as ws:
             await ws.send(subscribe_message(["AAPL"]))
-            await next_of(ws, ("snapshot",))
-            return [p for _, _, p, _ in await ticks(ws, 200)]
+            _, snap = await next_of(ws, ("snapshot",))
+            return float(snap.prices[0]), await ticks(ws, 200)
 
     async def both():
         return await asyncio.gather(one(), one())
 
-    a, b = run(both())
-    ia, ib = positions(a), positions(b)  # each a subsequence of the one path, in order
-    assert not set(ia) & set(ib)  # each point emitted once, to one connection
-    assert len(set(ia) | set(ib)) == 400
-    # the shared latest price is a point at or after everything either connection saw
-    assert srv.prices()["AAPL"] in path[max(ia + ib) :]
+    (snap_a, a), (snap_b, b) = run(both())
+    # each connection has its own cursor: both get the documented path, all of it, in order
+    assert snap_a == snap_b == closes(market, "AAPL")[0]
+    for got in (a, b):
+        assert [seq for seq, *_ in got] == list(range(1, 201))
+        assert [p for _, _, p, _ in got] == path[:200].tolist()
+        assert [z for *_, z in got] == sizes[:200].tolist()
+    # the latest point emitted to anyone is on the path, at or after what both saw
+    assert srv.prices()["AAPL"] in path[199:]
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -522,23 +516,21 @@ def test_stop_closes_clients_and_the_port_can_be_bound_again(feed, market):
     assert run(go()) == "snapshot"
 
 
-def test_a_restarted_server_continues_its_paths(feed):
+def test_a_restarted_server_serves_new_connections_the_same_path(feed):
     srv = feed(symbols=["AAPL"], rate=None)
 
     async def snap_then_ticks(n):
         async with client(srv.url) as ws:
             await ws.send(subscribe_message(["AAPL"]))
             _, snap = await next_of(ws, ("snapshot",))
-            return snap, await ticks(ws, n)
+            return float(snap.prices[0]), await ticks(ws, n)
 
-    run(snap_then_ticks(30))
+    first = run(snap_then_ticks(30))
     port = srv.port
     srv.stop_thread()
-    before = srv.prices()["AAPL"]
     srv.start_in_thread()
     assert srv.port == port
-    snap, _ = run(snap_then_ticks(1))
-    assert float(snap.prices[0]) == before
+    assert run(snap_then_ticks(30)) == first  # same seed, fresh cursor: the same ticks
 
 
 def test_a_slow_reader_blocks_its_producer_instead_of_queueing(feed):
