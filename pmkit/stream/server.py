@@ -66,7 +66,9 @@ Hostile or broken clients are bounded, never queued for:
 * a peer that vanishes (reset, killed, or half-open and caught by the
   keepalive ping after ``ping_interval + ping_timeout`` seconds) ends its
   connection quietly: counted in ``peers_lost``, logged once at INFO and
-  then at DEBUG, never a traceback.
+  then at DEBUG, never a traceback. The websockets library's own
+  per-connection lines go to the ``pmkit.stream.server.websockets`` logger,
+  set to WARNING (lower its level to see them).
 
 Faults
 ------
@@ -117,6 +119,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: The websockets library's server log: a line per connection opened or closed at INFO,
+#: a flood under load, so it says only warnings unless a user lowers its level.
+ws_log = logging.getLogger(f"{__name__}.websockets")
+if ws_log.level == logging.NOTSET:
+    ws_log.setLevel(logging.WARNING)
 
 #: First replay date when ``start`` is not given.
 DEFAULT_START = "2022-01-03"
@@ -560,6 +567,7 @@ class FeedServer:
             max_size=2**20,  # requests are small; a megabyte holds any subscription
             max_queue=16,
             open_timeout=5.0,  # a peer that never completes its handshake holds a slot no longer
+            logger=ws_log,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("pmkit feed listening on %s (%s)", self.url, self.mode)
