@@ -590,6 +590,50 @@ async def until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def test_greedy_and_stalled_subscribers_take_nothing_from_a_normal_reader(feed):
+    rate, n = 2_000, 2_000
+    symbols = ["AAPL", "MSFT", "JPM"]
+    kw = {"symbols": ["AAPL", "MSFT", "JPM", "XOM"], "rate": rate, "batch": 10, "seed": 4}
+    alone, crowded = feed(**kw), feed(**kw)
+
+    async def read(url):
+        async with peer(url) as ws:
+            await subscribed(ws, symbols)
+            t0 = time.perf_counter()
+            got = await ticks(ws, n)
+            return got, time.perf_counter() - t0
+
+    async def greedy(url, stop):
+        async with peer(url, "127.0.0.2") as ws:
+            await subscribed(ws, kw["symbols"])
+            while not stop.is_set():
+                await ws.recv()
+
+    async def crowd():
+        stop = asyncio.Event()
+        hogs = [asyncio.create_task(greedy(crowded.url, stop)) for _ in range(4)]
+        stalled = []
+        for _ in range(4):  # subscribed to the same symbols, never reading
+            ws = await peer(crowded.url, "127.0.0.3", rcvbuf=4096).__aenter__()
+            stall(ws)
+            await ws.send(subscribe_message(kw["symbols"]))
+            stalled.append(ws)
+        await until(lambda: crowded.stats["clients_connected"] == 8)
+        got = await read(crowded.url)
+        stop.set()
+        await asyncio.gather(*hogs)
+        for ws in stalled:
+            kill(ws)
+        return got
+
+    want, _ = run(read(alone.url))
+    got, seconds = run(crowd(), timeout=20)
+    assert got == want  # every tick, in order, the same as alone (same seed)
+    assert [seq for seq, *_ in got] == list(range(1, n + 1))
+    assert 0.8 * n / rate <= seconds <= 2.0 * n / rate  # at the configured rate
+    assert crowded.stats["ticks_sent"] > 4 * n  # the greedy ones were served too
+
+
 def test_connections_over_the_per_address_limit_are_refused_with_1013(feed):
     srv = feed(symbols=["AAPL"], rate=100, max_connections_per_address=3, max_connections=10)
 
