@@ -731,6 +731,47 @@ def test_peers_that_vanish_mid_send_leave_no_flood_on_stderr(feed, market, caplo
     assert "Traceback" not in capfd.readouterr().err
 
 
+def test_half_open_and_garbage_peers_are_dropped_quietly(feed, market, caplog, capfd):
+    import socket
+
+    caplog.set_level(logging.DEBUG)
+    steps = 50
+    srv = feed(symbols=["AAPL"], rate=2_000, batch=10, steps_per_day=steps, open_timeout=0.3)
+    path, _, _ = expected_replay(market, "AAPL", steps)
+    host, port = "127.0.0.1", srv.port
+
+    def raw(payload: bytes) -> socket.socket:
+        sock = socket.create_connection((host, port), timeout=5)
+        sock.sendall(payload)
+        return sock
+
+    async def go():
+        async with peer(srv.url) as reader:
+            await subscribed(reader)
+            silent = [raw(b"") for _ in range(5)]  # connect and say nothing
+            partial = [raw(b"GET / HTTP/1.1\r\nHost: x\r\n") for _ in range(5)]  # never ends
+            garbage = [raw(b"\x16\x03\x01 not http at all\r\n\r\n") for _ in range(5)]
+            got = await ticks(reader, 1_000)
+            # every one of them was closed by the server (read returns EOF, or a reset)
+            for sock in silent + partial + garbage:
+                try:
+                    while sock.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+                sock.close()
+            return got
+
+    got = run(go(), timeout=15)
+    assert [p for _, _, p, _ in got] == path[:1_000].tolist()
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO
+            and r.name.split(".")[0] in ("pmkit", "asyncio", "websockets")
+            and r.name != "websockets.client"]
+    assert len(loud) <= 1, [r.getMessage() for r in loud]  # "listening on" only
+    assert "Traceback" not in capfd.readouterr().err
+    assert srv.stats["connections"] == 1  # none of them ever became a connection
+
+
 @pytest.mark.parametrize("host,local", [
     ("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.8.9.10", True),
     ("0.0.0.0", False), ("::", False), ("", False), ("192.0.2.7", False), ("example.org", False),

@@ -362,6 +362,9 @@ class FeedServer:
     ping_interval : float, default 20.0
         Seconds between keepalive pings; a peer that answers none within
         ``ping_interval`` more seconds (a half-open connection) is dropped.
+    open_timeout : float, default 5.0
+        Seconds a peer has to complete its opening handshake before the TCP
+        connection is dropped (a peer that connects and says nothing).
 
     Attributes
     ----------
@@ -400,6 +403,7 @@ class FeedServer:
         write_limit: int = 65536,
         send_timeout: float = 5.0,
         ping_interval: float = 20.0,
+        open_timeout: float = 5.0,
     ) -> None:
         if mode not in ("replay", "gbm"):
             raise ValidationError("mode", mode, "must be 'replay' or 'gbm'")
@@ -427,7 +431,7 @@ class FeedServer:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValidationError(name, v, "must be an integer >= 1")
         for name, v in (("send_timeout", send_timeout), ("ping_interval", ping_interval),
-                        ("close_timeout", close_timeout)):
+                        ("close_timeout", close_timeout), ("open_timeout", open_timeout)):
             if isinstance(v, bool) or not isinstance(v, int | float) or not (
                 math.isfinite(v) and v > 0
             ):
@@ -452,14 +456,14 @@ class FeedServer:
         self.write_limit = write_limit
         self.send_timeout = float(send_timeout)
         self.ping_interval = float(ping_interval)
+        self.open_timeout = float(open_timeout)
         # A fresh path per symbol: each connection builds its own from these.
         self._paths: dict[str, Callable[[], _ReplayPath | _GbmPath]] = {}
         self.sigmas: dict[str, float] = {}
         self.start_date: np.datetime64 | None = None
         self._build_paths(market, symbols, start)
         self.symbols: list[str] = list(self._paths)
-        self._start_price: dict[str, float] = {s: f().last for s, f in self._paths.items()}
-        self._last: dict[str, float] = dict(self._start_price)
+        self._last: dict[str, float] = {s: f().last for s, f in self._paths.items()}
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "ticks_sent", "frames_sent", "connections", "clients_connected", "heartbeats",
@@ -566,7 +570,7 @@ class FeedServer:
             ping_timeout=self.ping_interval,
             max_size=2**20,  # requests are small; a megabyte holds any subscription
             max_queue=16,
-            open_timeout=5.0,  # a peer that never completes its handshake holds a slot no longer
+            open_timeout=self.open_timeout,
             logger=ws_log,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
