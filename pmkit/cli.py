@@ -89,6 +89,26 @@ def _parser() -> argparse.ArgumentParser:
     feed.add_argument(
         "--sigma", type=float, default=0.2, help="GBM annual volatility [%(default)s]"
     )
+    feed.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (the feed has no authentication)",
+    )
+    feed.add_argument(
+        "--max-connections", type=int, default=64, help="open connections in all [%(default)s]"
+    )
+    feed.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=16,
+        help="open connections per client address [%(default)s]",
+    )
+    feed.add_argument(
+        "--send-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a full send queue is tolerated before the client is dropped [%(default)s]",
+    )
     _users_parser(sub)
     return p
 
@@ -253,6 +273,9 @@ def _feed_server(args: argparse.Namespace) -> FeedServer:
         start=args.start,
         steps_per_day=args.steps_per_day,
         sigma=args.sigma,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        send_timeout=args.send_timeout,
     )
 
 
@@ -260,7 +283,17 @@ def _run_feed(args: argparse.Namespace) -> int:
     import asyncio
 
     from pmkit.errors import ValidationError
+    from pmkit.stream.server import is_loopback
 
+    if not is_loopback(args.host) and not args.allow_remote:
+        print(
+            f"pmkit feed: refusing --host {args.host!r}: it is not a loopback address, and the"
+            " feed has no authentication or encryption, so anyone who can reach the port"
+            " could read it and use up its connections; pass --allow-remote to serve other"
+            " machines anyway (behind a firewall or proxy you trust)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         server = _feed_server(args)
     except ValidationError as exc:

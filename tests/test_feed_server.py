@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("websockets")
 
+from feed_peers import kill, peer, stall
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -19,7 +23,7 @@ from pmkit.datasets import load_market
 from pmkit.errors import UnknownAssetError, ValidationError
 from pmkit.stream.paths import brownian_bridge, gbm_path, symbol_rng
 from pmkit.stream.protocol import ProtocolError, decode, dumps, subscribe_message
-from pmkit.stream.server import Faults, FeedServer
+from pmkit.stream.server import CLOSE_LIMIT, CLOSE_SLOW_CONSUMER, Faults, FeedServer, is_loopback
 
 START = "2022-01-03"
 
@@ -408,35 +412,29 @@ def test_heartbeats_when_idle(feed):
     assert srv.stats["heartbeats"] >= 4
 
 
-def test_two_connections_share_one_price_path(feed, market):
+def test_every_connection_gets_the_whole_path_from_its_start(feed, market):
     steps = 50
     srv = feed(symbols=["AAPL"], rate=None, steps_per_day=steps)
-    path, _, _ = expected_replay(market, "AAPL", steps)
-
-    def positions(prices):
-        # where each price sits in the path, scanning forward: raises if the prices are not
-        # a subsequence of the path (real closes repeat, so a price alone is not an index)
-        out, i = [], -1
-        for p in prices:
-            i += 1 + int(np.flatnonzero(path[i + 1 :] == p)[0])
-            out.append(i)
-        return out
+    path, sizes, _ = expected_replay(market, "AAPL", steps)
 
     async def one():
         async with client(srv.url) as ws:
             await ws.send(subscribe_message(["AAPL"]))
-            await next_of(ws, ("snapshot",))
-            return [p for _, _, p, _ in await ticks(ws, 200)]
+            _, snap = await next_of(ws, ("snapshot",))
+            return float(snap.prices[0]), await ticks(ws, 200)
 
     async def both():
         return await asyncio.gather(one(), one())
 
-    a, b = run(both())
-    ia, ib = positions(a), positions(b)  # each a subsequence of the one path, in order
-    assert not set(ia) & set(ib)  # each point emitted once, to one connection
-    assert len(set(ia) | set(ib)) == 400
-    # the shared latest price is a point at or after everything either connection saw
-    assert srv.prices()["AAPL"] in path[max(ia + ib) :]
+    (snap_a, a), (snap_b, b) = run(both())
+    # each connection has its own cursor: both get the documented path, all of it, in order
+    assert snap_a == snap_b == closes(market, "AAPL")[0]
+    for got in (a, b):
+        assert [seq for seq, *_ in got] == list(range(1, 201))
+        assert [p for _, _, p, _ in got] == path[:200].tolist()
+        assert [z for *_, z in got] == sizes[:200].tolist()
+    # the latest point emitted to anyone is on the path, at or after what both saw
+    assert srv.prices()["AAPL"] in path[199:]
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -522,23 +520,21 @@ def test_stop_closes_clients_and_the_port_can_be_bound_again(feed, market):
     assert run(go()) == "snapshot"
 
 
-def test_a_restarted_server_continues_its_paths(feed):
+def test_a_restarted_server_serves_new_connections_the_same_path(feed):
     srv = feed(symbols=["AAPL"], rate=None)
 
     async def snap_then_ticks(n):
         async with client(srv.url) as ws:
             await ws.send(subscribe_message(["AAPL"]))
             _, snap = await next_of(ws, ("snapshot",))
-            return snap, await ticks(ws, n)
+            return float(snap.prices[0]), await ticks(ws, n)
 
-    run(snap_then_ticks(30))
+    first = run(snap_then_ticks(30))
     port = srv.port
     srv.stop_thread()
-    before = srv.prices()["AAPL"]
     srv.start_in_thread()
     assert srv.port == port
-    snap, _ = run(snap_then_ticks(1))
-    assert float(snap.prices[0]) == before
+    assert run(snap_then_ticks(30)) == first  # same seed, fresh cursor: the same ticks
 
 
 def test_a_slow_reader_blocks_its_producer_instead_of_queueing(feed):
@@ -573,6 +569,225 @@ def test_async_context_manager(market):
     assert not srv.running and srv.stats["connections"] == 1
 
 
+# -- limits and hostile peers ----------------------------------------------------------------
+async def closed_with(ws) -> tuple[int, str]:
+    """The close code and reason the server sent (reading until the connection ends)."""
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            await ws.recv()
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def subscribed(ws, symbols=("AAPL",)):
+    await ws.send(subscribe_message(list(symbols)))
+    return (await next_of(ws, ("snapshot",)))[1]
+
+
+async def until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_greedy_and_stalled_subscribers_take_nothing_from_a_normal_reader(feed):
+    rate, n = 2_000, 2_000
+    symbols = ["AAPL", "MSFT", "JPM"]
+    kw = {"symbols": ["AAPL", "MSFT", "JPM", "XOM"], "rate": rate, "batch": 10, "seed": 4}
+    alone, crowded = feed(**kw), feed(**kw)
+
+    async def read(url):
+        async with peer(url) as ws:
+            await subscribed(ws, symbols)
+            t0 = time.perf_counter()
+            got = await ticks(ws, n)
+            return got, time.perf_counter() - t0
+
+    async def greedy(url, stop):
+        async with peer(url, "127.0.0.2") as ws:
+            await subscribed(ws, kw["symbols"])
+            while not stop.is_set():
+                await ws.recv()
+
+    async def crowd():
+        stop = asyncio.Event()
+        hogs = [asyncio.create_task(greedy(crowded.url, stop)) for _ in range(4)]
+        stalled = []
+        for _ in range(4):  # subscribed to the same symbols, never reading
+            ws = await peer(crowded.url, "127.0.0.3", rcvbuf=4096).__aenter__()
+            stall(ws)
+            await ws.send(subscribe_message(kw["symbols"]))
+            stalled.append(ws)
+        await until(lambda: crowded.stats["clients_connected"] == 8)
+        got = await read(crowded.url)
+        stop.set()
+        await asyncio.gather(*hogs)
+        for ws in stalled:
+            kill(ws)
+        return got
+
+    want, _ = run(read(alone.url))
+    got, seconds = run(crowd(), timeout=20)
+    assert got == want  # every tick, in order, the same as alone (same seed)
+    assert [seq for seq, *_ in got] == list(range(1, n + 1))
+    assert 0.8 * n / rate <= seconds <= 2.0 * n / rate  # at the configured rate
+    assert crowded.stats["ticks_sent"] > 4 * n  # the greedy ones were served too
+
+
+def test_connections_over_the_per_address_limit_are_refused_with_1013(feed):
+    srv = feed(symbols=["AAPL"], rate=100, max_connections_per_address=3, max_connections=10)
+
+    async def go():
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(3):
+                await subscribed(await stack.enter_async_context(peer(srv.url)))
+            over = [await closed_with(await stack.enter_async_context(peer(srv.url)))
+                    for _ in range(2)]
+            # another address has its own allowance
+            await subscribed(await stack.enter_async_context(peer(srv.url, "127.0.0.2")))
+            return over
+
+    over = run(go())
+    assert over == [(CLOSE_LIMIT, "too many connections from 127.0.0.1 (limit 3)")] * 2
+    assert (srv.stats["refused_per_address"], srv.stats["refused_total"]) == (2, 0)
+    assert srv.stats["connections"] == 4
+
+
+def test_connections_over_the_total_limit_are_refused_until_one_leaves(feed):
+    srv = feed(symbols=["AAPL"], rate=100, max_connections=4, max_connections_per_address=3)
+
+    async def go():
+        async with contextlib.AsyncExitStack() as stack:
+            first = await stack.enter_async_context(peer(srv.url))
+            await subscribed(first)
+            for host in ("127.0.0.1", "127.0.0.1", "127.0.0.2"):
+                await subscribed(await stack.enter_async_context(peer(srv.url, host)))
+            over = await closed_with(await stack.enter_async_context(peer(srv.url, "127.0.0.3")))
+            await first.close()
+            await until(lambda: srv.stats["clients_connected"] == 3)
+            await subscribed(await stack.enter_async_context(peer(srv.url, "127.0.0.3")))
+            return over
+
+    assert run(go()) == (CLOSE_LIMIT, "too many connections (limit 4)")
+    assert (srv.stats["refused_total"], srv.stats["refused_per_address"]) == (1, 0)
+
+
+def test_a_stalled_consumer_is_dropped_and_the_others_keep_their_stream(feed, market):
+    steps = 50
+    srv = feed(symbols=["AAPL", "MSFT"], rate=20_000, batch=50, steps_per_day=steps,
+               send_timeout=0.3, write_limit=4096)
+    path, _, _ = expected_replay(market, "AAPL", steps)
+
+    async def go():
+        async with peer(srv.url, "127.0.0.2", rcvbuf=4096) as slow, peer(srv.url) as reader:
+            stall(slow)
+            await slow.send(subscribe_message(["AAPL", "MSFT"]))
+            await subscribed(reader)
+            got = await ticks(reader, 400)  # reads while the stalled one is dropped
+            await until(lambda: srv.stats["slow_consumers"] == 1)
+            got += await ticks(reader, 400)
+            slow.transport.resume_reading()
+            closed = await closed_with(slow)
+            await until(lambda: srv.stats["clients_connected"] == 1)  # the reader alone
+            return got, closed
+
+    got, (code, reason) = run(go(), timeout=15)
+    assert [seq for seq, *_ in got] == list(range(1, 801))
+    assert [p for _, _, p, _ in got] == path[:800].tolist()
+    assert code == CLOSE_SLOW_CONSUMER and reason.startswith("slow consumer")
+    assert srv.stats["slow_consumers"] == 1 and srv.stats["peers_lost"] == 0
+
+
+def test_peers_that_vanish_mid_send_leave_no_flood_on_stderr(feed, market, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    steps = 50
+    srv = feed(symbols=["AAPL", "MSFT"], rate=None, batch=20, steps_per_day=steps)
+    path, _, _ = expected_replay(market, "AAPL", steps)
+    n = 12
+
+    async def go():
+        async with peer(srv.url) as reader:
+            await subscribed(reader)
+            for k in range(n):  # each killed while the server is writing to it
+                ws = await peer(srv.url, f"127.0.0.{2 + k % 3}")
+                await subscribed(ws, ("AAPL", "MSFT"))
+                await ticks(ws, 30)
+                if k % 2:
+                    stall(ws)
+                kill(ws)
+            await until(lambda: srv.stats["peers_lost"] == n)
+            return await ticks(reader, 300)
+
+    got = run(go(), timeout=20)
+    assert [p for _, _, p, _ in got] == path[:300].tolist()  # served throughout
+    # the server's side (the peers here are the test's own websockets clients)
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO
+            and r.name.split(".")[0] in ("pmkit", "asyncio", "websockets")
+            and r.name != "websockets.client"]
+    # "listening on" and one "went away" line for the twelve
+    assert len(loud) <= 2, [r.getMessage() for r in loud]
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
+    assert all(r.levelno < logging.WARNING for r in loud)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_half_open_and_garbage_peers_are_dropped_quietly(feed, market, caplog, capfd):
+    import socket
+
+    caplog.set_level(logging.DEBUG)
+    steps = 50
+    srv = feed(symbols=["AAPL"], rate=2_000, batch=10, steps_per_day=steps, open_timeout=0.3)
+    path, _, _ = expected_replay(market, "AAPL", steps)
+    host, port = "127.0.0.1", srv.port
+
+    def raw(payload: bytes) -> socket.socket:
+        sock = socket.create_connection((host, port), timeout=5)
+        sock.sendall(payload)
+        return sock
+
+    async def go():
+        async with peer(srv.url) as reader:
+            await subscribed(reader)
+            silent = [raw(b"") for _ in range(5)]  # connect and say nothing
+            partial = [raw(b"GET / HTTP/1.1\r\nHost: x\r\n") for _ in range(5)]  # never ends
+            garbage = [raw(b"\x16\x03\x01 not http at all\r\n\r\n") for _ in range(5)]
+            got = await ticks(reader, 1_000)
+            # every one of them was closed by the server (read returns EOF, or a reset)
+            for sock in silent + partial + garbage:
+                try:
+                    while sock.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+                sock.close()
+            return got
+
+    got = run(go(), timeout=15)
+    assert [p for _, _, p, _ in got] == path[:1_000].tolist()
+    loud = [r for r in caplog.records if r.levelno >= logging.INFO
+            and r.name.split(".")[0] in ("pmkit", "asyncio", "websockets")
+            and r.name != "websockets.client"]
+    assert len(loud) <= 1, [r.getMessage() for r in loud]  # "listening on" only
+    assert "Traceback" not in capfd.readouterr().err
+    assert srv.stats["connections"] == 1  # none of them ever became a connection
+
+
+@pytest.mark.parametrize("host,local", [
+    ("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.8.9.10", True),
+    ("0.0.0.0", False), ("::", False), ("", False), ("192.0.2.7", False), ("example.org", False),
+])
+def test_is_loopback(host, local):
+    assert is_loopback(host) is local
+
+
+def test_bad_limit_arguments_are_refused(market):
+    for kw in ({"max_connections": 0}, {"max_connections_per_address": 1.5},
+               {"write_limit": True}, {"send_timeout": 0}, {"ping_interval": math.inf}):
+        with pytest.raises(ValidationError) as info:
+            FeedServer(market, **kw)
+        assert info.value.field == next(iter(kw))
+
+
 # -- CLI --------------------------------------------------------------------------------------
 def test_cli_feed_arguments(monkeypatch, market):
     from pmkit import cli
@@ -596,3 +811,42 @@ def test_cli_feed_arguments(monkeypatch, market):
     assert (defaults.port, defaults.mode, defaults.rate, defaults.batch) == (8765, "replay",
                                                                             1000.0, 1)
     assert cli._parser().parse_args(["serve"]).command == "serve"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "feed.example.org"])
+def test_cli_feed_refuses_a_non_loopback_host_without_allow_remote(monkeypatch, capsys, host):
+    from pmkit import cli
+
+    started = []
+    monkeypatch.setattr(cli, "_feed_server", lambda args: started.append(args))
+    assert cli.main(["feed", "--host", host]) == 2
+    err = capsys.readouterr().err
+    assert f"refusing --host {host!r}" in err and "not a loopback address" in err
+    assert "--allow-remote" in err and not started
+
+
+def test_cli_feed_allow_remote_and_limit_flags(monkeypatch, market):
+    from pmkit import cli
+
+    monkeypatch.setattr("pmkit.datasets.load_market", lambda: market)
+    seen = []
+    real = cli._feed_server
+
+    class Stop(Exception):
+        pass
+
+    def build_then_stop(args):  # past the host check: build the server, never serve
+        seen.append(real(args))
+        raise Stop
+
+    monkeypatch.setattr(cli, "_feed_server", build_then_stop)
+    with pytest.raises(Stop):
+        cli.main(["feed", "--host", "0.0.0.0", "--allow-remote", "--max-connections", "5",
+                  "--max-connections-per-address", "2", "--send-timeout", "1.5"])
+    srv = seen[0]
+    assert (srv.host, srv.max_connections, srv.max_connections_per_address,
+            srv.send_timeout) == ("0.0.0.0", 5, 2, 1.5)
+    assert not srv.running
+    defaults = cli._parser().parse_args(["feed"])
+    assert (defaults.allow_remote, defaults.max_connections,
+            defaults.max_connections_per_address, defaults.send_timeout) == (False, 64, 16, 5.0)

@@ -9,6 +9,7 @@ name                  module
 ``LiveStream``        `pmkit.stream.live` — client → buffer → valuation
 ``StreamClient``      `pmkit.stream.client` (and ``StreamError``)
 ``ConflatingBuffer``  `pmkit.stream.buffer` (and ``Flush``)
+``PriceBand``         `pmkit.stream.band` — absurd prices rejected before the buffer
 ``StreamMetrics``     `pmkit.stream.metrics`
 ``StreamSettings``    `pmkit.stream.settings`
 ``FeedAdapter``       `pmkit.stream.protocol` (and ``pmkit_adapter``)
@@ -30,6 +31,7 @@ _EXPORTS = {
     "backoff_delay": "pmkit.stream.client",
     "ConflatingBuffer": "pmkit.stream.buffer",
     "Flush": "pmkit.stream.buffer",
+    "PriceBand": "pmkit.stream.band",
     "StreamMetrics": "pmkit.stream.metrics",
     "StreamSettings": "pmkit.stream.settings",
     "FeedAdapter": "pmkit.stream.protocol",

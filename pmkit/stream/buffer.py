@@ -12,6 +12,9 @@ tick); a batch frame is absorbed with a handful of vectorized numpy calls.
 Slots are stable across flushes, and symbols given to the constructor take
 slots ``0..n-1`` in that order, so a consumer can pre-arrange slots to match
 its own column order (`pmkit.stream.live.LiveStream` uses the valuation's).
+
+With a `pmkit.stream.band.PriceBand`, a price far from its symbol's last good price is
+rejected before it is stored (counted by the band, not stored, not flushed).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from operator import itemgetter
 import numpy as np
 
 from pmkit.errors import ValidationError
+from pmkit.stream.band import PriceBand
 from pmkit.stream.protocol import TickBlock
 
 __all__ = ["ConflatingBuffer", "Flush"]
@@ -73,6 +77,8 @@ class ConflatingBuffer:
     symbols : sequence of str, optional
         Symbols given slots ``0..n-1`` up front, in this order (at most
         ``max_symbols`` of them).
+    band : PriceBand, optional
+        Rejects out-of-band prices (ticks and snapshots) before they are stored.
 
     Attributes
     ----------
@@ -88,7 +94,9 @@ class ConflatingBuffer:
         Ticks absorbed since the last flush (the queue depth).
     """
 
-    def __init__(self, max_symbols: int, symbols: Sequence[str] = ()) -> None:
+    def __init__(
+        self, max_symbols: int, symbols: Sequence[str] = (), band: PriceBand | None = None
+    ) -> None:
         if isinstance(max_symbols, bool) or not isinstance(max_symbols, int) or max_symbols < 1:
             raise ValidationError("max_symbols", max_symbols, "must be an integer >= 1")
         symbols = list(dict.fromkeys(symbols))
@@ -97,6 +105,7 @@ class ConflatingBuffer:
                 "symbols", len(symbols), f"more symbols than max_symbols={max_symbols}"
             )
         self.max_symbols = max_symbols
+        self.band = band
         cap = min(max_symbols, max(_INITIAL_CAPACITY, len(symbols)))
         self._prices = np.zeros(cap, dtype=np.float64)
         self._dirty = np.zeros(cap, dtype=bool)
@@ -205,6 +214,8 @@ class ConflatingBuffer:
             if slot < 0:
                 self.ticks_dropped += 1
                 return 0
+            if self.band is not None and not self.band.accept_one(slot, float(prices[0])):
+                return 0
             self._mark(now, float(ts[0]))
             if self._dirty[slot]:
                 if count:
@@ -234,6 +245,14 @@ class ConflatingBuffer:
             self.ticks_dropped += n - stored
         if stored == 0:
             return 0
+        if self.band is not None:
+            if stored < n:
+                kept[kept] = self.band.accept(slots[kept], prices[kept])
+            else:
+                kept = self.band.accept(slots, prices)
+            stored = int(kept.sum())
+            if stored == 0:
+                return 0
         if stored < n:
             slots, prices = slots[kept], prices[kept]
             ts_first = float(np.asarray(ts, dtype=np.float64)[kept][0])

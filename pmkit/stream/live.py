@@ -5,12 +5,18 @@
 * a `pmkit.stream.client.StreamClient` subscribed to the universe the active
   portfolios hold (``LiveValuation.symbols``) writes every tick into a
   `pmkit.stream.buffer.ConflatingBuffer` (the latest price per symbol wins);
+* ticks and snapshot prices outside ``price_band`` of their symbol's last good
+  price (`pmkit.stream.band.PriceBand`, seeded with the valuation's opening
+  prices) are rejected before the buffer and counted (``ticks_rejected``);
 * a flush task hands the buffer to ``LiveValuation.update`` when
   ``flush_size`` ticks arrived or ``flush_interval`` seconds passed since
   the first unflushed one, whichever comes first. The update runs in one
   worker thread, so the event loop keeps reading the socket meanwhile: an
   overloaded consumer sees fewer, fresher prices, and memory stays bounded by
   the number of symbols, not by the tick rate;
+* every ``resync_every`` flushes the live values are recomputed from scratch
+  (``LiveValuation.resync``; the valuation also recomputes at once after an
+  unsound update), so they equal ``H @ p + cash`` at every flush;
 * a risk task calls ``LiveValuation.check_limits`` every ``risk_interval``
   seconds (in the same worker, so it never overlaps an update);
 * UI callbacks registered with `LiveStream.on_update` are throttled to
@@ -41,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from pmkit.stream.band import PriceBand
 from pmkit.stream.buffer import ConflatingBuffer, Flush
 from pmkit.stream.client import StreamClient
 from pmkit.stream.metrics import StreamMetrics
@@ -118,10 +125,16 @@ class LiveStream:
         self.adapter = adapter if adapter is not None else pmkit_adapter(url or DEFAULT_URL)
         self._metrics = StreamMetrics()
         tracked = list(valuation.symbols)
+        s = self.settings
+        self.band = PriceBand(float(s.price_band), int(s.price_band_confirm))
+        prices = getattr(valuation, "prices", None)
+        if callable(prices):  # the opening prices are the first good ones
+            self.band.seed(np.arange(len(tracked)), np.asarray(prices(), dtype=np.float64))
         # Slots 0..n-1 are the valuation's columns; a wider subscription gets further slots.
         self.buffer = ConflatingBuffer(
-            max(self.settings.buffer_symbols, len(tracked)), tracked
+            max(s.buffer_symbols, len(tracked)), tracked, band=self.band
         )
+        self._since_resync = 0
         self._columns = np.arange(len(tracked), dtype=np.int64)
         self._applied = np.full(len(tracked), np.nan)  # last price handed to the valuation
         self.client = StreamClient(
@@ -368,6 +381,8 @@ class LiveStream:
         buf, m = self.buffer, self._metrics
         m.ticks_conflated = buf.ticks_conflated
         m.ticks_dropped = buf.ticks_dropped
+        m.ticks_rejected = self.band.rejected
+        m.band_reanchors = self.band.reanchored
         m.set_queue(buf.pending_ticks, len(buf))
 
     async def _flush_loop(self) -> None:
@@ -413,9 +428,7 @@ class LiveStream:
         if len(cols) == 0:
             return
         loop = asyncio.get_running_loop()
-        update = await loop.run_in_executor(
-            self._worker, self.valuation.update, cols, prices, f.first_ts
-        )
+        update = await loop.run_in_executor(self._worker, self._update, cols, prices, f.first_ts)
         self._metrics.record_latency((time.time() - f.first_ts) * 1e3)
         self._metrics.batches += 1
         if len(self._applied) < len(self.valuation.symbols):  # the valuation gained assets
@@ -427,6 +440,20 @@ class LiveStream:
         if self._callbacks:
             self._ui_pending = True
             self._ui_wake.set()  # type: ignore[union-attr]
+
+    def _update(self, cols: np.ndarray, prices: np.ndarray, ts: float) -> Any:
+        """One flush in the worker: the update, then a full recomputation when one is due."""
+        v = self.valuation
+        update = v.update(cols, prices, ts)
+        self._since_resync += 1
+        resync = getattr(v, "resync", None)
+        if callable(resync) and self._since_resync >= self.settings.resync_every:
+            resync()
+            self._since_resync = 0
+        m = self._metrics
+        for name in ("recomputations", "unsound_updates", "prices_refused"):
+            setattr(m, name, getattr(v, name, 0))
+        return update
 
     async def _ui_loop(self) -> None:
         """Fire UI callbacks at most ``ui_max_rate`` times a second (trailing edge kept)."""

@@ -52,6 +52,11 @@ COUNTERS = (
     "errors",  # error frames from the feed
     "ui_updates",  # throttled UI callbacks fired
     "risk_checks",
+    "ticks_rejected",  # prices outside streaming.price_band of the last good one, not applied
+    "band_reanchors",  # confirmed new levels (streaming.price_band_confirm rejections in a row)
+    "recomputations",  # full recomputations of the live values (periodic or forced)
+    "unsound_updates",  # incremental updates that were not finite or cancelled: recomputed
+    "prices_refused",  # flush prices refused because the values they give overflow
 )
 
 

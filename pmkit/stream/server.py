@@ -35,19 +35,40 @@ independent of which symbols are served and of subscription order. Tick
 sizes (units) are ``100 * k`` with ``k`` uniform on 1..10, from the same
 generator (after each chunk of prices).
 
-Sharing and pacing
-------------------
-The price process is shared: a symbol's path advances one step each time a
-tick for it is produced, whichever connection it is for, so every connection
-sees points of the same path (two subscribers of one symbol each receive
-every other point when they run at the same rate) and `FeedServer.prices`
-is the latest point emitted. Each connection has its own producer: every
-``batch / rate`` seconds (as fast as the socket takes when ``rate`` is None)
-it takes the next ``batch`` ticks cycling round-robin over the connection's
-subscribed symbols in subscription order, numbers them from its own
-sequence counter (from 1; a batch of n ticks uses ``seq .. seq + n - 1``) and
-awaits the send. Backpressure is the socket's: a slow reader slows its own
-producer (websockets' write buffer is bounded); nothing queues up.
+Fairness and pacing
+-------------------
+Every connection has its own cursor on each symbol's path: a connection that
+subscribes to a symbol gets the whole path from its start (replay: the first
+tick after the start close; GBM: the first step), drawn from the symbol's own
+seeded generator, whatever other connections read or fail to read. A client
+therefore sees the same ticks alone or among any number of other subscribers
+(same seed), and a greedy or stalled subscriber cannot take ticks from
+anyone else. `FeedServer.prices` is the latest point emitted to any
+connection. Each connection has its own producer: every ``batch / rate``
+seconds (as fast as the socket takes when ``rate`` is None) it takes the next
+``batch`` ticks cycling round-robin over the connection's subscribed symbols
+in subscription order, numbers them from its own sequence counter (from 1; a
+batch of n ticks uses ``seq .. seq + n - 1``) and awaits the send.
+
+Limits
+------
+Hostile or broken clients are bounded, never queued for:
+
+* at most ``max_connections`` open connections in total and
+  ``max_connections_per_address`` per client IP address; a connection over
+  either limit is closed right after the handshake with code 1013 ("try
+  again later") and a reason naming the limit (counted in ``refused_total``
+  and ``refused_per_address``);
+* the send queue of a connection is bounded by ``write_limit`` bytes (the
+  high-water mark of its write buffer): a reader that falls behind stalls
+  only its own producer, and one whose queue stays full for ``send_timeout``
+  seconds is dropped (close code 1008, counted in ``slow_consumers``);
+* a peer that vanishes (reset, killed, or half-open and caught by the
+  keepalive ping after ``ping_interval + ping_timeout`` seconds) ends its
+  connection quietly: counted in ``peers_lost``, logged once at INFO and
+  then at DEBUG, never a traceback. The websockets library's own
+  per-connection lines go to the ``pmkit.stream.server.websockets`` logger,
+  set to WARNING (lower its level to see them).
 
 Faults
 ------
@@ -65,11 +86,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,9 +109,21 @@ from pmkit.stream.protocol import (
     tick_message,
 )
 
-__all__ = ["DEFAULT_START", "Faults", "FeedServer"]
+__all__ = [
+    "CLOSE_LIMIT",
+    "CLOSE_SLOW_CONSUMER",
+    "DEFAULT_START",
+    "Faults",
+    "FeedServer",
+    "is_loopback",
+]
 
 log = logging.getLogger(__name__)
+#: The websockets library's server log: a line per connection opened or closed at INFO,
+#: a flood under load, so it says only warnings unless a user lowers its level.
+ws_log = logging.getLogger(f"{__name__}.websockets")
+if ws_log.level == logging.NOTSET:
+    ws_log.setLevel(logging.WARNING)
 
 #: First replay date when ``start`` is not given.
 DEFAULT_START = "2022-01-03"
@@ -103,6 +137,29 @@ _FALLBACK_DAILY_VOL = 0.02
 _GBM_CHUNK = 1024
 #: Sent in place of a frame by ``Faults.malformed_every``: not JSON.
 MALFORMED_FRAME = '{"type": "tick", "seq": '
+#: Close code of a connection over a connection limit (RFC 6455 "try again later").
+CLOSE_LIMIT = 1013
+#: Close code of a consumer dropped for a full send queue (RFC 6455 "policy violation").
+CLOSE_SLOW_CONSUMER = 1008
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost`` or a loopback address).
+
+    ``0.0.0.0``, ``::`` and the empty string listen on every interface: not loopback.
+    """
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Dropped(Exception):
+    """The connection was dropped by the server (slow consumer); unwind quietly."""
 
 
 @dataclass(frozen=True)
@@ -226,11 +283,14 @@ class _Conn:
     """State of one client connection."""
 
     __slots__ = (
+        "address",
         "cursor",
+        "dropped",
         "frames",
         "held",
         "last_sent",
         "lock",
+        "paths",
         "seq",
         "subs",
         "subset",
@@ -238,8 +298,11 @@ class _Conn:
         "ws",
     )
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, address: str) -> None:
         self.ws = ws
+        self.address = address
+        self.paths: dict[str, _ReplayPath | _GbmPath] = {}  # this connection's own cursors
+        self.dropped = False  # closed by the server as a slow consumer
         self.subs: list[str] = []
         self.subset: set[str] = set()
         self.cursor = 0
@@ -284,6 +347,24 @@ class FeedServer:
     close_timeout : float, default 0.25
         Seconds a closing connection waits for the client's close frame
         before the TCP connection is dropped (keeps `stop` prompt).
+    max_connections : int, default 64
+        Most open connections in total; more are closed with code 1013.
+    max_connections_per_address : int, default 16
+        Most open connections from one client IP address (all local clients
+        share 127.0.0.1); more are closed with code 1013.
+    write_limit : int, default 65536
+        Bound of a connection's send queue, in bytes: the high-water mark of
+        its write buffer, and the size asked for its kernel send buffer (Linux
+        doubles it), so about ``3 * write_limit`` bytes wait at most.
+    send_timeout : float, default 5.0
+        Seconds a send may wait on a full send queue before the consumer is
+        dropped (code 1008).
+    ping_interval : float, default 20.0
+        Seconds between keepalive pings; a peer that answers none within
+        ``ping_interval`` more seconds (a half-open connection) is dropped.
+    open_timeout : float, default 5.0
+        Seconds a peer has to complete its opening handshake before the TCP
+        connection is dropped (a peer that connects and says nothing).
 
     Attributes
     ----------
@@ -294,7 +375,10 @@ class FeedServer:
     stats : dict
         ``ticks_sent``, ``frames_sent``, ``connections`` (accepted in total),
         ``clients_connected`` (now), ``heartbeats``, ``snapshots``, ``errors``,
-        ``malformed``, ``duplicates``, ``reordered``, ``gaps``, ``ticks_dropped``.
+        ``malformed``, ``duplicates``, ``reordered``, ``gaps``, ``ticks_dropped``;
+        ``refused_total`` and ``refused_per_address`` (connections over a
+        limit), ``slow_consumers`` (dropped for a full send queue),
+        ``peers_lost`` (connections that ended without a close handshake).
     """
 
     def __init__(
@@ -314,6 +398,12 @@ class FeedServer:
         sigma: float = 0.2,
         faults: Faults | None = None,
         close_timeout: float = 0.25,
+        max_connections: int = 64,
+        max_connections_per_address: int = 16,
+        write_limit: int = 65536,
+        send_timeout: float = 5.0,
+        ping_interval: float = 20.0,
+        open_timeout: float = 5.0,
     ) -> None:
         if mode not in ("replay", "gbm"):
             raise ValidationError("mode", mode, "must be 'replay' or 'gbm'")
@@ -335,6 +425,17 @@ class FeedServer:
             raise ValidationError("port", port, "must be an integer in 0..65535")
         if faults is not None and not isinstance(faults, Faults):
             raise ValidationError("faults", faults, "must be a Faults")
+        for name, v in (("max_connections", max_connections),
+                        ("max_connections_per_address", max_connections_per_address),
+                        ("write_limit", write_limit)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(name, v, "must be an integer >= 1")
+        for name, v in (("send_timeout", send_timeout), ("ping_interval", ping_interval),
+                        ("close_timeout", close_timeout), ("open_timeout", open_timeout)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (
+                math.isfinite(v) and v > 0
+            ):
+                raise ValidationError(name, v, "must be a finite number of seconds > 0")
         if market is None:
             from pmkit.datasets import load_market
 
@@ -350,22 +451,32 @@ class FeedServer:
         self.sigma = float(sigma)
         self.faults = faults or Faults()
         self.close_timeout = float(close_timeout)
-        self._paths: dict[str, _ReplayPath | _GbmPath] = {}
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        self.write_limit = write_limit
+        self.send_timeout = float(send_timeout)
+        self.ping_interval = float(ping_interval)
+        self.open_timeout = float(open_timeout)
+        # A fresh path per symbol: each connection builds its own from these.
+        self._paths: dict[str, Callable[[], _ReplayPath | _GbmPath]] = {}
         self.sigmas: dict[str, float] = {}
         self.start_date: np.datetime64 | None = None
         self._build_paths(market, symbols, start)
         self.symbols: list[str] = list(self._paths)
-        self._last: dict[str, float] = {s: p.last for s, p in self._paths.items()}
+        self._last: dict[str, float] = {s: f().last for s, f in self._paths.items()}
         self.stats: dict[str, int] = dict.fromkeys(
             (
                 "ticks_sent", "frames_sent", "connections", "clients_connected", "heartbeats",
                 "snapshots", "errors", "malformed", "duplicates", "reordered", "gaps",
-                "ticks_dropped",
+                "ticks_dropped", "refused_total", "refused_per_address", "slow_consumers",
+                "peers_lost",
             ),
             0,
         )
         self._server: Any = None
         self._conns: set[_Conn] = set()
+        self._per_address: dict[str, int] = {}
+        self._logged: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -398,8 +509,8 @@ class FeedServer:
                 closes = future[np.isfinite(future)]
                 sigma = replay_sigma(series, t0)
                 self.sigmas[s] = sigma
-                self._paths[s] = _ReplayPath(
-                    closes, sigma, self.steps_per_day, symbol_rng(self.seed, s)
+                self._paths[s] = functools.partial(
+                    _new_replay_path, closes, sigma, self.steps_per_day, self.seed, s
                 )
             if not self._paths:
                 raise ValidationError("symbols", wanted, f"none is priced on {self.start_date}")
@@ -420,7 +531,9 @@ class FeedServer:
                     if hist.size:
                         s0 = float(hist[-1])
                 self.sigmas[s] = self.sigma
-                self._paths[s] = _GbmPath(s0, self.sigma, dt, symbol_rng(self.seed, s))
+                self._paths[s] = functools.partial(
+                    _new_gbm_path, s0, self.sigma, dt, self.seed, s
+                )
             if not self._paths:
                 raise ValidationError("symbols", symbols, "must name at least one symbol")
 
@@ -431,7 +544,7 @@ class FeedServer:
         return f"ws://{self.host}:{self.port}"
 
     def prices(self) -> dict[str, float]:
-        """Latest price emitted per symbol (the start price before any tick), shared."""
+        """Latest price emitted per symbol to any connection (the start price before any)."""
         return dict(self._last)
 
     @property
@@ -452,6 +565,13 @@ class FeedServer:
             reuse_address=True,
             compression=None,  # deflate would cost more CPU than the loopback saves
             close_timeout=self.close_timeout,
+            write_limit=self.write_limit,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
+            max_size=2**20,  # requests are small; a megabyte holds any subscription
+            max_queue=16,
+            open_timeout=self.open_timeout,
+            logger=ws_log,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("pmkit feed listening on %s (%s)", self.url, self.mode)
@@ -488,8 +608,8 @@ class FeedServer:
     def start_in_thread(self, timeout: float = 10.0) -> FeedServer:
         """Run the server in its own event loop in a daemon thread; return once listening.
 
-        After `stop_thread` the same object can be started again: same port
-        and the price paths go on where they stopped.
+        After `stop_thread` the same object can be started again on the same
+        port (new connections start their paths afresh).
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("the feed server is already running in a thread")
@@ -542,26 +662,89 @@ class FeedServer:
     async def _handler(self, ws: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        conn = _Conn(ws)
+        address = _peer_host(ws)
+        if not await self._admit(ws, address):
+            return
+        _bound_kernel_buffer(ws, self.write_limit)
+        conn = _Conn(ws, address)
         self._conns.add(conn)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         self.stats["connections"] += 1
         self.stats["clients_connected"] += 1
         producer = asyncio.create_task(self._run_producer(conn))
         try:
             async for raw in ws:
                 await self._on_request(conn, raw)
-        except ConnectionClosed:
+        except (ConnectionClosed, _Dropped):
             pass
         finally:
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, _Dropped):
                 await producer
             self._conns.discard(conn)
+            left = self._per_address[address] - 1
+            if left:
+                self._per_address[address] = left
+            else:
+                del self._per_address[address]
             self.stats["clients_connected"] -= 1
+            vanished = getattr(ws.protocol, "close_rcvd", True) is None
+            if vanished and not conn.dropped and self._server is not None:
+                # no close frame from the peer: it was reset, killed or timed out
+                self.stats["peers_lost"] += 1
+                self._log_once("lost", "pmkit feed: peer %s went away without closing", address)
+
+    async def _admit(self, ws: Any, address: str) -> bool:
+        """Whether a new connection is within the limits; one over them is closed (1013)."""
+        if len(self._conns) >= self.max_connections:
+            key, reason = "refused_total", f"too many connections (limit {self.max_connections})"
+        elif self._per_address.get(address, 0) >= self.max_connections_per_address:
+            key = "refused_per_address"
+            reason = f"too many connections from {address} " \
+                f"(limit {self.max_connections_per_address})"
+        else:
+            return True
+        self.stats[key] += 1
+        self._log_once(key, "pmkit feed: refused a connection: %s", reason)
+        await self._close(ws, CLOSE_LIMIT, reason[:120])  # a close reason holds 123 bytes
+        return False
+
+    async def _close(self, ws: Any, code: int, reason: str) -> None:
+        """Close with ``code``, or drop the TCP connection when the peer does not read."""
+        try:
+            async with asyncio.timeout(self.close_timeout + 0.25):
+                await ws.close(code, reason)
+        except Exception:  # a full send queue cannot take the close frame: abort
+            transport = getattr(ws, "transport", None)
+            if transport is not None:
+                transport.abort()
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        """INFO the first time per kind of event, DEBUG after (the counts are in `stats`)."""
+        if key in self._logged:
+            log.debug(message, *args)
+        else:
+            self._logged.add(key)
+            log.info(message + " (further ones at DEBUG; see FeedServer.stats)", *args)
 
     async def _send(self, conn: _Conn, frame: str) -> None:
-        await conn.ws.send(frame)
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await conn.ws.send(frame)
+        except TimeoutError:
+            await self._drop_slow(conn)
+            raise _Dropped from None
         conn.last_sent = time.monotonic()
+
+    async def _drop_slow(self, conn: _Conn) -> None:
+        conn.dropped = True
+        self.stats["slow_consumers"] += 1
+        self._log_once(
+            "slow", "pmkit feed: dropped %s: send queue full for %.1f s",
+            conn.address, self.send_timeout,
+        )
+        reason = f"slow consumer: send queue full for {self.send_timeout:g} s"
+        await self._close(conn.ws, CLOSE_SLOW_CONSUMER, reason)
 
     async def _error(self, conn: _Conn, code: str, message: str, symbols: Sequence[str] = ()):
         self.stats["errors"] += 1
@@ -571,7 +754,7 @@ class FeedServer:
     async def _snapshot(self, conn: _Conn) -> None:
         self.stats["snapshots"] += 1
         async with conn.lock:
-            prices = [self._last[s] for s in conn.subs]
+            prices = [conn.paths[s].last for s in conn.subs]
             await self._send(conn, snapshot_message(conn.seq, conn.subs, prices, time.time()))
 
     async def _on_request(self, conn: _Conn, raw: str | bytes) -> None:
@@ -609,21 +792,24 @@ class FeedServer:
             if s not in conn.subset:
                 conn.subset.add(s)
                 conn.subs.append(s)
+                if s not in conn.paths:  # a resubscription goes on where it stopped
+                    conn.paths[s] = self._paths[s]()
         await self._snapshot(conn)
         conn.wake.set()
 
     def _take(self, conn: _Conn) -> tuple[list[str], list[float], list[float]]:
-        """Advance the shared paths by up to ``batch`` ticks, round-robin over ``conn.subs``."""
+        """Advance the connection's paths by up to ``batch`` ticks, round-robin over its subs."""
         syms: list[str] = []
         prices: list[float] = []
         sizes: list[float] = []
         subs = conn.subs
+        paths = conn.paths
         n = len(subs)
         misses = 0
         while len(syms) < self.batch and n and misses < n:
             s = subs[conn.cursor % n]
             conn.cursor += 1
-            point = self._paths[s].next()
+            point = paths[s].next()
             if point is None:  # replay over for this symbol
                 misses += 1
                 continue
@@ -673,9 +859,11 @@ class FeedServer:
             await self._produce(conn)
         except (ConnectionClosed, asyncio.CancelledError):
             raise
+        except _Dropped:
+            return
         except Exception:  # a bug must not leave a silent, open connection behind
             log.exception("pmkit feed: producer failed")
-            await conn.ws.close(1011, "producer failed")
+            await self._close(conn.ws, 1011, "producer failed")
 
     async def _produce(self, conn: _Conn) -> None:
         """The connection's producer: data frames at ``rate``, heartbeats when idle."""
@@ -721,6 +909,34 @@ class FeedServer:
                 # (re)subscribed: start now if idle, but never earlier than the rate allows
                 now = time.monotonic()
                 next_due = now if next_due == math.inf else max(next_due, now)
+
+
+def _new_replay_path(
+    closes: np.ndarray, sigma: float, steps: int, seed: int, symbol: str
+) -> _ReplayPath:
+    return _ReplayPath(closes, sigma, steps, symbol_rng(seed, symbol))
+
+
+def _new_gbm_path(s0: float, sigma: float, dt: float, seed: int, symbol: str) -> _GbmPath:
+    return _GbmPath(s0, sigma, dt, symbol_rng(seed, symbol))
+
+
+def _bound_kernel_buffer(ws: Any, size: int) -> None:
+    """Cap the socket's kernel send buffer too, so the send queue bound is not megabytes more."""
+    import socket
+
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+def _peer_host(ws: Any) -> str:
+    """The client's IP address (the per-address limit's key)."""
+    addr = getattr(ws, "remote_address", None)
+    if isinstance(addr, tuple) and addr:
+        return str(addr[0])
+    return str(addr)
 
 
 def _to_date(value: Any) -> np.datetime64:

@@ -20,6 +20,18 @@ key                         default   meaning
 ``reconnect_jitter``        0.2       fraction of the delay randomized
 ``max_reconnects``          20        attempts before the stream gives up (None: never)
 ``connect_timeout``         5.0       seconds for one connection attempt
+``price_band``              0.5       a price is applied only within this fraction of
+                                      its symbol's last good price: from
+                                      ``last / (1 + band)`` to ``last * (1 + band)``
+                                      (0.5: two thirds to one and a half times); others
+                                      are rejected and counted (``ticks_rejected``)
+``price_band_confirm``      5         consecutive rejected prices of a symbol, each
+                                      within the band of the one before, that make the
+                                      last one the new level (a real jump, a restarted
+                                      feed); one absurd price never does
+``resync_every``            100       flushes between full recomputations of the live
+                                      values (``H @ p + cash``); a non-finite or
+                                      cancelling update recomputes at once
 =========================== ========= ==================================================
 
 Under a steady feed the interval decides (10,000 ticks/s flushes every 50 ms, about 500
@@ -57,6 +69,9 @@ class StreamSettings:
     reconnect_jitter: float = 0.2
     max_reconnects: int | None = 20
     connect_timeout: float = 5.0
+    price_band: float = 0.5
+    price_band_confirm: int = 5
+    resync_every: int = 100
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -70,16 +85,20 @@ class StreamSettings:
                 raise ConfigError(key, v, "must be finite and >= 0")
             if f.type in ("int", "int | None") and v != int(v):
                 raise ConfigError(key, v, "must be a whole number")
-        for name in ("buffer_symbols", "flush_size"):
+        for name in ("buffer_symbols", "flush_size", "resync_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"streaming.{name}", getattr(self, name), "must be >= 1")
         for name in ("flush_interval", "ui_max_rate", "risk_interval", "heartbeat_timeout",
-                     "reconnect_initial", "connect_timeout"):
+                     "reconnect_initial", "connect_timeout", "price_band"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"streaming.{name}", getattr(self, name), "must be > 0")
         if self.reconnect_max < self.reconnect_initial:
             raise ConfigError(
                 "streaming.reconnect_max", self.reconnect_max, "must be >= reconnect_initial"
+            )
+        if self.price_band_confirm < 2:
+            raise ConfigError(
+                "streaming.price_band_confirm", self.price_band_confirm, "must be >= 2"
             )
         if self.reconnect_jitter > 1:
             raise ConfigError("streaming.reconnect_jitter", self.reconnect_jitter, "must be <= 1")

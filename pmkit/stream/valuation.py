@@ -33,6 +33,19 @@ fill at the mark is value-neutral except for its fee, and slippage shows as
 P&L immediately; a cash flow moves ``V`` and ``flows`` by the same amount and
 leaves the P&L alone.
 
+Soundness
+---------
+The incremental sums must equal a full recomputation ``H @ p + c``. After each
+kernel call `update` checks the result: a non-finite value, P&L or change, or a
+cancellation that lost more than 20 of the 53 significant bits (``|V_old| + |delta|
+> 2**20 * |V_new|``, e.g. a price that went up a million-fold and came back), makes
+it recompute every value from scratch at once. When the full recomputation itself is
+not finite (prices so large that ``H @ p`` overflows), the prices of this flush
+that overflow are refused (counted in `prices_refused`; the previous price stays),
+so the live values stay finite and equal to ``H @ p + c`` of the prices applied.
+`resync` recomputes on demand (`pmkit.stream.live.LiveStream` calls it every
+``streaming.resync_every`` flushes).
+
 Fills stream through the same path: `LiveValuation.attach` subscribes to the
 registry's ``"ledger.trade"`` and ``"ledger.cash"`` events (a `PaperBroker`
 fill, `Registry.record_trade`...). On each it replays the portfolio's ledger
@@ -70,6 +83,8 @@ __all__ = ["GROUP_TOPIC", "TOPIC", "LiveValuation", "ValuationUpdate"]
 TOPIC = "stream.valuation"
 #: Topic of a group's valuation event.
 GROUP_TOPIC = "stream.group_valuation"
+#: An update whose inputs exceed its result by this factor (20 bits) is recomputed.
+_CANCELLATION = 2.0**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +120,15 @@ class ValuationUpdate:
     groups: dict[str, float] = field(default_factory=dict)
     prices: int = 0
     elapsed: float = 0.0
+
+
+def _sound(v: np.ndarray, pnl: np.ndarray, delta: np.ndarray) -> bool:
+    """Whether an incremental update can stand: finite, and no catastrophic cancellation."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not (np.isfinite(v).all() and np.isfinite(pnl).all() and np.isfinite(delta).all()):
+            return False
+        # V_old = V - delta; |V_old| + |delta| >> |V| means the sum lost its low bits
+        return bool((np.abs(v - delta) + np.abs(delta) <= _CANCELLATION * np.abs(v)).all())
 
 
 def _epoch(ts: Any) -> float | None:
@@ -225,6 +249,12 @@ class LiveValuation:
         self._change = np.zeros(len(pids))
         self._peak_live = v_open.copy()
         self._peak_hist: np.ndarray | None = None
+        #: Full recomputations so far (`resync` and unsound updates).
+        self.recomputations = 0
+        #: Updates whose incremental result was unsound (non-finite or cancelling).
+        self.unsound_updates = 0
+        #: Flush prices refused because the values they give overflow.
+        self.prices_refused = 0
         self._set_state(h, v_open.copy(), np.zeros(len(pids)), p_open, m)
 
     @staticmethod
@@ -356,11 +386,18 @@ class LiveValuation:
             return ValuationUpdate(ts_f, (), elapsed=time.perf_counter() - t0)
         with self._lock:
             pi, pp = pad_changes(cols, px, len(self.symbols))
+            p_before, v_before = self._p, self._v
             v, pnl, p, g, delta, touched = apply_price_changes(
                 self._h, self._v, self._pnl, self._p, self._m, pi, pp.astype(self._dtype)
             )
             self._v, self._pnl, self._p = v, pnl, p
             v_np, pnl_np, delta_np = np.asarray(v), np.asarray(pnl), np.asarray(delta)
+            if not _sound(v_np, pnl_np, delta_np):
+                self.unsound_updates += 1
+                self._recompute(p_before, cols, px)
+                v_np, pnl_np = np.asarray(self._v), np.asarray(self._pnl)
+                delta_np = v_np - np.asarray(v_before)
+                g = self._m_np @ v_np
             self._change = delta_np
             self._peak_live = np.maximum(self._peak_live, v_np)
             rows = np.flatnonzero(np.asarray(touched))
@@ -655,21 +692,54 @@ class LiveValuation:
         """Recompute the values from scratch (``H @ p + c``), replacing the running sums.
 
         The incremental sums drift from a full recomputation only by float
-        round-off; a long-running stream may call this now and then.
+        round-off; `update` recomputes at once when an update is unsound, and a
+        long-running stream calls this every ``streaming.resync_every`` flushes.
 
         Returns
         -------
         float
             Largest absolute correction applied (currency units).
         """
-        from pmkit.core.valuation import portfolio_values
-
         with self._lock:
-            fresh = np.asarray(portfolio_values(self._h, self._p, self._cash))
-            drift = float(np.max(np.abs(fresh - np.asarray(self._v)), initial=0.0))
-            pnl = fresh - self._v_open - self._flows
-            self._set_state(np.array(self._h), fresh, pnl, np.array(self._p), self._m_np)
-        return drift
+            before = np.asarray(self._v)
+            fresh = self._full(np.asarray(self._p, dtype=np.float64))
+            drift = float(np.max(np.abs(fresh - before), initial=0.0))
+            self._store(fresh, np.asarray(self._p))
+        return drift if math.isfinite(drift) else math.inf
+
+    def _full(self, p: np.ndarray) -> np.ndarray:
+        """``H @ p + c`` in float64 (call under the lock)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(self._h, dtype=np.float64) @ p + self._cash
+
+    def _store(self, v: np.ndarray, p: np.ndarray) -> None:
+        """Replace values (P&L follows: ``V - V_open - flows``) and prices (under the lock)."""
+        self.recomputations += 1
+        pnl = v - self._v_open - self._flows
+        self._set_state(np.asarray(self._h), v, pnl, p, self._m_np)
+        self._peak_live = np.maximum(self._peak_live, v)
+
+    def _recompute(self, p_before: Any, cols: np.ndarray, px: np.ndarray) -> None:
+        """Full recomputation after an unsound update; refuse prices that overflow."""
+        p = np.array(p_before, dtype=np.float64)
+        old = p[cols].copy()
+        p[cols] = px
+        v = self._full(p)
+        if np.isfinite(v).all():
+            self._store(v, p)
+            return
+        h = np.asarray(self._h, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = ~np.isfinite(h[:, cols] * px).all(axis=0)
+        p[cols[bad]] = old[bad]
+        v = self._full(p)
+        refused = int(bad.sum())
+        if not np.isfinite(v).all():  # only their sum overflows: refuse the whole flush
+            p[cols] = old
+            v = self._full(p)
+            refused = len(cols)
+        self.prices_refused += refused
+        self._store(v, p)
 
     def __repr__(self) -> str:
         return (
