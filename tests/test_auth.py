@@ -147,7 +147,9 @@ def test_file_mode_is_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(users.path).st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["u.json"]  # no temporary left behind
+    # no temporary left behind; the lock file (never replaced) is private too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.json", "u.json.lock"]
+    assert stat.S_IMODE(os.stat(tmp_path / "u.json.lock").st_mode) == 0o600
 
 
 def test_set_password_and_remove(users_path: Path) -> None:
@@ -228,6 +230,7 @@ def test_password_errors_do_not_echo_the_password(tmp_path: Path) -> None:
 def test_load_refuses_malformed_files(tmp_path, text, error, field) -> None:
     path = tmp_path / "u.json"
     path.write_text(text)
+    path.chmod(0o600)
     with pytest.raises(error) as info:
         UsersFile.load(path)
     assert info.value.field == field
@@ -296,9 +299,9 @@ def test_cli_users_add_list_passwd_remove(tmp_path, monkeypatch, capsys) -> None
     assert _cli(monkeypatch, ["users", "list", f]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["login", "user", "display", "name"]
-    assert lines[1].split() == ["alice", "alice"]
-    assert lines[2].split() == ["boss", "bob", "Bob", "B"]
+    assert lines[0].split() == ["login", "user", "state", "display", "name"]
+    assert lines[1].split() == ["alice", "alice", "active"]
+    assert lines[2].split() == ["boss", "bob", "active", "Bob", "B"]
     assert "scrypt" not in out and PASSWORD not in out
 
     assert _cli(monkeypatch, ["users", "passwd", f, "alice", "--password-stdin"], OTHER) == 0
@@ -344,6 +347,81 @@ def test_cli_users_prompts_twice_and_refuses_a_mismatch(users_path, monkeypatch,
     answers = iter([PASSWORD, PASSWORD])
     assert cli.main(["users", "add", str(users_path), "carol"]) == 0
     assert UsersFile.load(users_path).verify("carol", PASSWORD) == "carol"
+
+
+def test_cli_users_deactivate_and_activate(users_path, capsys) -> None:
+    assert cli.main(["users", "deactivate", str(users_path), "boss"]) == 0
+    users = UsersFile.load(users_path)
+    assert not users.is_active("boss") and users.is_active("alice")
+    assert users.info("boss").active is False
+    assert users.verify("boss", OTHER) is None  # right password, deactivated login
+    assert users.verify("alice", PASSWORD) == "alice"
+    capsys.readouterr()
+    assert cli.main(["users", "list", str(users_path)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["boss"][:3] == ["boss", "bob", "inactive"]
+    assert rows["alice"][:3] == ["alice", "alice", "active"]
+
+    assert cli.main(["users", "activate", str(users_path), "boss"]) == 0
+    assert UsersFile.load(users_path).verify("boss", OTHER) == "bob"
+    assert cli.main(["users", "deactivate", str(users_path), "nobody"]) == 2
+    assert "login 'nobody' does not exist" in capsys.readouterr().err
+
+
+def test_load_refuses_a_file_others_can_read(users_path, capsys) -> None:
+    for mode in (0o644, 0o640, 0o604, 0o620):
+        users_path.chmod(mode)
+        with pytest.raises(ConfigError) as info:
+            UsersFile.load(users_path)
+        assert info.value.field == "users_file"
+        assert str(users_path) in str(info.value) and f"mode {mode:04o}" in str(info.value)
+        assert "chmod 600" in str(info.value)
+    # `pmkit users` warns, and its next change restores 0600
+    users_path.chmod(0o644)
+    assert cli.main(["users", "list", str(users_path)]) == 0
+    assert "mode 0644" in capsys.readouterr().err
+    assert cli.main(["users", "deactivate", str(users_path), "boss"]) == 0
+    assert stat.S_IMODE(os.stat(users_path).st_mode) == 0o600
+    assert UsersFile.load(users_path).logins() == ["alice", "boss"]
+
+
+_ADDER = """
+import sys
+from pmkit.auth import UsersFile
+path, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(first, first + count):
+    # each edit starts from a copy loaded before the others wrote
+    UsersFile.load(path, missing_ok=True).add(f"user{i:03d}", "correct horse battery")
+"""
+
+
+def test_concurrent_writers_lose_no_login(tmp_path: Path) -> None:
+    """Several processes adding logins at once: every login survives (the lock + re-read)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "users.json"
+    procs, per = 4, 5
+    started = [
+        subprocess.Popen([sys.executable, "-c", _ADDER, str(path), str(k * per), str(per)])
+        for k in range(procs)
+    ]
+    for proc in started:
+        assert proc.wait(timeout=120) == 0
+    expected = sorted(f"user{i:03d}" for i in range(procs * per))
+    assert UsersFile.load(path).logins() == expected
+
+
+def test_a_stale_copy_does_not_overwrite_newer_changes(users_path: Path) -> None:
+    stale = UsersFile.load(users_path)
+    UsersFile.load(users_path).add("carol", PASSWORD)  # another process, meanwhile
+    stale.deactivate("alice")
+    fresh = UsersFile.load(users_path)
+    assert fresh.logins() == ["alice", "boss", "carol"]
+    assert not fresh.is_active("alice")
+    assert stale.logins() == ["alice", "boss", "carol"]  # the stale copy caught up
+    with pytest.raises(AlreadyExistsError):
+        UsersFile.load(users_path).add("carol", OTHER)
 
 
 def test_cli_users_list_missing_file(tmp_path, capsys) -> None:
