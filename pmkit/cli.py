@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="another name browsers reach the app by, e.g. a proxy's (repeatable)",
     )
+    serve.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="served through a TLS-terminating reverse proxy: login cookies are Secure and "
+        "the login throttle takes the client address from X-Forwarded-For",
+    )
     feed = sub.add_parser("feed", help="serve real-price market data over a local WebSocket")
     feed.add_argument("--host", default="127.0.0.1", help="[%(default)s]")
     feed.add_argument("--port", type=int, default=8765, help="[%(default)s]")
@@ -261,6 +267,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         cookie_secret=cookie_secret,
         user=args.user,
         allow_origin=args.allow_origin,
+        behind_proxy=args.behind_proxy,
     )
     return 0
 

@@ -6,12 +6,9 @@ import asyncio
 import base64
 import functools
 import hashlib
-import http.client
 import io
 import os
 import stat
-import threading
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -493,125 +490,78 @@ def test_serve_auth_kwargs(users_path) -> None:
 
 # -- a real Panel server: login, cookie, app, logout ----------------------------------------
 @pytest.fixture
-def served(users_path, demo):
+def served(users_path, demo, serve_panel):
     """A Panel server on a free loopback port with pmkit logins; yields (port, seen logins)."""
     pn = pytest.importorskip("panel")
-    from panel.config import config
-    from panel.io.server import get_server
-    from panel.io.state import state
-    from tornado.ioloop import IOLoop
-
     from pmkit_widgets.auth import serve_auth_kwargs, session_login
 
     users = UsersFile.load(users_path)
     users.add("ghost", PASSWORD, user="nobody")
     seen: list[tuple[str | None, str]] = []
-
-    def app():
-        login = session_login()
-        user = users.user_of(login)  # what app.py does per session
-        seen.append((login, demo.as_user(user).user))
-        return pn.pane.Markdown(f"hello {login}")
-
     kwargs = serve_auth_kwargs(
         users_path, "k" * 32, is_allowed=functools.partial(is_active_user, demo)
     )
-    old_secret = config.cookie_secret
-    ready, box = threading.Event(), {}
+    provider = kwargs["auth_provider"]
 
-    def run() -> None:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        loop = IOLoop.current()
-        server = get_server(
-            {"/": app}, port=0, address="127.0.0.1", start=False, loop=loop, **kwargs
-        )
-        box["server"], box["loop"] = server, loop
-        server.start()
-        loop.add_callback(ready.set)
-        loop.start()
+    def app():
+        login = session_login(provider)
+        seen.append((login, demo.as_user(provider.user_of(login)).user))  # what app.py does
+        return pn.pane.Markdown(f"hello {login}")
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(30), "the Panel server did not start"
-    server, loop = box["server"], box["loop"]
-    try:
-        yield server.port, seen
-    finally:
-
-        def stop() -> None:
-            server.stop()
-            loop.stop()
-
-        loop.add_callback(stop)
-        thread.join(30)
-        for key, entry in list(state._servers.items()):
-            if entry[0] is server:
-                del state._servers[key]
-        config.cookie_secret = old_secret
-
-
-def _request(port, method, path, form=None, cookie=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {}
-    body = None
-    if form is not None:
-        body = urllib.parse.urlencode(form)
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    if cookie:
-        headers["Cookie"] = cookie
-    conn.request(method, path, body=body, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    cookies = resp.msg.get_all("Set-Cookie") or []
-    return resp.status, resp.getheader("Location"), cookies, data.decode("utf-8", "replace")
-
-
-def _user_cookie(set_cookies):
-    found = [c for c in set_cookies if c.startswith("user=") and not c.startswith('user="";')]
-    return found[0] if found else None
+    return serve_panel(app, **kwargs), seen
 
 
 def test_login_page_cookie_and_logout_over_http(served, users_path) -> None:
+    from web_client import Client
+
     port, seen = served
-    status, location, _, _ = _request(port, "GET", "/")
-    assert status == 302 and "login" in location
+    client = Client(port)
+    resp = client.request("GET", "/")
+    assert resp.status == 302 and "login" in resp.location
 
-    status, _, _, page = _request(port, "GET", "/login")
-    assert status == 200
-    for snippet in ('class="login-form"', 'name="username"', 'name="password"', 'type="submit"'):
-        assert snippet in page
+    resp = client.request("GET", "/login")
+    assert resp.status == 200
+    for snippet in ('class="login-form"', 'name="username"', 'name="password"', 'type="submit"',
+                    'name="csrf_token"'):
+        assert snippet in resp.body
 
-    for form in (
-        {"username": "alice", "password": OTHER},  # wrong password
-        {"username": "nobody", "password": PASSWORD},  # unknown login
-        {"username": "ghost", "password": PASSWORD},  # right password, unknown pmkit user
+    for username, password in (
+        ("alice", OTHER),  # wrong password
+        ("nobody", PASSWORD),  # unknown login
+        ("ghost", PASSWORD),  # right password, unknown pmkit user
     ):
-        status, location, cookies, _ = _request(port, "POST", "/login", form)
-        assert status == 302 and "error=" in location, form
-        assert _user_cookie(cookies) is None, form
+        resp = client.login(username, password)
+        assert resp.status == 302 and "error=" in resp.location, username
+        assert resp.cookie("user") is None and resp.cookie("pmkit_session") is None
 
-    status, location, cookies, _ = _request(
-        port, "POST", "/login", {"username": "alice", "password": PASSWORD}
-    )
-    assert status == 302 and location == "/"
-    cookie = _user_cookie(cookies)
-    assert cookie is not None and "HttpOnly" in cookie
-    assert PASSWORD not in cookie
-    value = cookie.split(";")[0]
+    resp = client.login("alice", PASSWORD)
+    assert resp.status == 302 and resp.location == "/"
+    for name in ("user", "pmkit_session"):
+        cookie = resp.cookie(name)
+        assert cookie is not None and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert "Secure" not in cookie  # plain HTTP, no proxy
+        assert PASSWORD not in cookie
+    copied = dict(client.jar)
 
-    status, _, _, page = _request(port, "GET", "/", cookie=value)
-    assert status == 200
+    assert client.request("GET", "/").status == 200
     assert seen == [("alice", "alice")]  # session_login() -> user_of -> as_user
 
     # a forged signature is not a login
-    forged = value[:-3] + ("000" if not value.endswith("000") else "111")
-    assert _request(port, "GET", "/", cookie=forged)[0] == 302
+    value = copied["pmkit_session"]
+    tail = "000" if not value.endswith("000") else "111"
+    forged = {**copied, "pmkit_session": value[:-3] + tail}
+    assert client.request("GET", "/", cookies=forged).status == 302
 
-    status, _, cleared, _ = _request(port, "GET", "/logout", cookie=value)
-    assert status == 200
-    assert any(c.startswith('user="";') for c in cleared)
+    resp = client.request("GET", "/logout")
+    assert resp.status == 200
+    assert any(c.startswith('user="";') for c in resp.set_cookies)
+    # the copied cookies no longer open the app: the session ended on the server
+    assert client.request("GET", "/", cookies=copied).status == 302
+    assert seen == [("alice", "alice")]
 
-    # removing the login locks out even a still-valid cookie
+    # removing the login locks out even a fresh, still-valid session
+    assert client.login("alice", PASSWORD).status == 302
+    copied = dict(client.jar)
+    assert client.request("GET", "/", cookies=copied).status == 200
     UsersFile.load(users_path).remove("alice")
-    assert _request(port, "GET", "/", cookie=value)[0] == 302
+    assert client.request("GET", "/", cookies=copied).status == 302

@@ -18,6 +18,7 @@ import contextlib
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,7 @@ def serve(
     cookie_secret: str | None = None,
     user: str = "system",
     allow_origin: Sequence[str] = (),
+    behind_proxy: bool = False,
     **kwargs: Any,
 ) -> None:
     """Serve the operations app until interrupted (SIGINT or SIGTERM).
@@ -215,13 +217,17 @@ def serve(
         More ``host[:port]`` names browsers may reach the app by (a proxy's
         public name). The listening address, ``localhost`` and, on a wildcard
         address, this machine's names and addresses are always allowed.
+    behind_proxy : bool, default False
+        Served through a TLS-terminating reverse proxy: login cookies are
+        ``Secure`` and the login throttle counts the client address from
+        ``X-Forwarded-For`` (ignored otherwise). See `pmkit_widgets.auth`.
     **kwargs
         Passed on to `panel.serve`.
     """
     from pmkit.auth import UsersFile, is_active_user
     from pmkit.coordinator import StrategyCoordinator
     from pmkit.demo import open_demo
-    from pmkit_widgets.auth import serve_auth_kwargs, session_login
+    from pmkit_widgets.auth import audit_lockout, serve_auth_kwargs, session_login
 
     kwargs.setdefault("verbose", False)
     registry = open_demo(store)
@@ -233,7 +239,9 @@ def serve(
     if users_file is not None:
         users = UsersFile.load(users_file)
         kwargs.update(serve_auth_kwargs(users_file, cookie_secret,
-                                        is_allowed=lambda u: is_active_user(registry, u)))
+                                        is_allowed=lambda u: is_active_user(registry, u),
+                                        behind_proxy=behind_proxy,
+                                        on_lockout=partial(audit_lockout, registry)))
         provider = kwargs["auth_provider"]
     coordinator = StrategyCoordinator(registry)
     if port == 0:  # pick now: the websocket origins must name the real port
@@ -245,7 +253,7 @@ def serve(
     def page() -> Any:
         acting = user
         if provider is not None:
-            login = session_login()
+            login = session_login(provider)
             mapped = provider.user_of(login) if login else None
             if mapped is None:
                 return pn.pane.Alert("Not signed in. <a href='./login'>Log in</a>",
