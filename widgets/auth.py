@@ -129,9 +129,12 @@ def safe_next_url(value: object, root: str = "/") -> str:
     """
     if not isinstance(value, str) or not 0 < len(value) <= _MAX_NEXT_CHARS:
         return root
+    if not all("!" <= ch <= "~" for ch in value):  # what goes out in the Location header
+        return root
     layer = value
     for _ in range(5):
-        if not all("!" <= ch <= "~" for ch in layer) or "\\" in layer:
+        # Decoded layers may hold any text; only these would change where it leads.
+        if any(ch <= " " or ch == "\x7f" or ch.isspace() for ch in layer) or "\\" in layer:
             return root
         if not layer.startswith("/") or layer.startswith("//"):
             return root
@@ -251,9 +254,14 @@ class PmkitAuthProvider(BasicAuthProvider):
         self._source = _UsersSource(users, on_change=self._users_changed)
         self._is_allowed = is_allowed
         self.behind_proxy = behind_proxy
-        self.login_throttle = login_throttle or LoginThrottle(free_failures=5)
-        self.address_throttle = address_throttle or LoginThrottle(free_failures=20)
-        self.hash_pool = hash_pool or BoundedPool()
+        # `is None`, not `or`: an empty throttle is falsy (it has a length).
+        self.login_throttle = (
+            LoginThrottle(free_failures=5) if login_throttle is None else login_throttle
+        )
+        self.address_throttle = (
+            LoginThrottle(free_failures=20) if address_throttle is None else address_throttle
+        )
+        self.hash_pool = BoundedPool() if hash_pool is None else hash_pool
         self.on_lockout = on_lockout
         lifetime = session_lifetime or float(config.oauth_expiry) * 86400.0
         self.sessions = SessionStore(lifetime)
