@@ -443,3 +443,32 @@ def test_deactivating_the_pmkit_user_ends_its_sessions(serve, demo) -> None:
             tx.put("user", "bob", "active", rec.data)
     assert Client(port).request("GET", "/", cookies=copied).status == 302  # not revived
     assert Client(port).login("boss", OTHER).location == "/"
+
+
+# -- escaping of user text ------------------------------------------------------------------------
+XSS_PAYLOADS = [
+    "<script>window.__xss=1</script>",
+    '<img src=x onerror="window.__xss=1">',
+    '"><svg onload=alert(1)>',
+    "[click](javascript:alert(1))",
+    "![x](x)`code`*em*",
+    "' onmouseover='alert(1)",
+]
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+def test_escaped_text_renders_literally_in_html_and_markdown(payload) -> None:
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    from pmkit_widgets.base import escape_text
+
+    safe = escape_text(payload)
+    assert not set("<>\"'`[]*") & set(safe)
+    # what a Markdown pane (or Alert) makes of it: one paragraph of plain text
+    rendered = MarkdownIt("commonmark", {"html": True}).render(f"Name: {safe}")
+    assert re.fullmatch(r"<p>[^<>]*</p>\n", rendered), rendered
+    assert html.unescape(rendered[3:-5]) == f"Name: {payload}"
+    assert html.unescape(safe) == payload  # and in an HTML pane, the text itself

@@ -19,11 +19,12 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 from functools import partial
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
+
+from pmkit_widgets.base import escape_text
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -100,8 +101,10 @@ def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
         try:
             view = factory()
         except Exception as exc:  # a broken tab must not take the page down
-            view = pn.pane.Alert(f"Could not open {title}: {type(exc).__name__}: {exc}",
-                                 alert_type="danger", css_classes=["pmkit-error"])
+            # The message may quote what a user typed: escaped like every user text.
+            text = f"Could not open {title}: {type(exc).__name__}: {exc}"
+            view = pn.pane.Alert(escape_text(text), alert_type="danger",
+                                 css_classes=["pmkit-error"])
         holders[index].objects = [view]
 
     tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(factories, holders,
@@ -124,8 +127,8 @@ def _who(registry: Registry, logins: bool) -> str:
         grants = registry.store.grants(user_id=user)
         roles = ", ".join(f"{g.role} on {g.scope_id}" for g in grants) or "no roles"
     logout = " · <a href='./logout' class='pmkit-logout'>Log out</a>" if logins else ""
-    return (f"<span class='pmkit-user'>Signed in as <b>{escape(name)}</b> "
-            f"(<code>{escape(user)}</code>: {escape(roles)})</span>{logout}")
+    return (f"<span class='pmkit-user'>Signed in as <b>{escape_text(name)}</b> "
+            f"(<code>{escape_text(user)}</code>: {escape_text(roles)})</span>{logout}")
 
 
 def build_app(
