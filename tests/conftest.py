@@ -151,7 +151,7 @@ def login(browser: Any, server: dict[str, str]) -> Iterator[Callable[..., Any]]:
         form.locator("input[name='password']").fill(password or LOGINS[name][1])
         form.locator("button[type='submit']").click()
         sync_api.expect(pg.locator(".pmkit-user")).to_contain_text(
-            f"({user or LOGINS[name][0]}:", timeout=PAGE_TIMEOUT_MS)
+            f"({user or LOGINS.get(name, (name,))[0]}:", timeout=PAGE_TIMEOUT_MS)
         return pg
 
     try:
