@@ -205,3 +205,28 @@ def test_repeated_wrong_passwords_are_answered_429(browser, server) -> None:
         assert "user" not in cookies and "pmkit_session" not in cookies
     finally:
         context.close()
+
+
+def test_logout_closes_open_pages_and_a_copied_cookie_opens_nothing(login, browser,
+                                                                     server) -> None:
+    page = login("carol")
+    sync_api.expect(page.locator(".pmkit-tabs").first).to_be_visible()
+    copied = [c for c in page.context.cookies() if c["name"] in ("user", "pmkit_session")]
+    assert {c["name"] for c in copied} == {"user", "pmkit_session"}
+    assert all(c["httpOnly"] and c["sameSite"] == "Lax" for c in copied)
+
+    other = page.context.new_page()  # signing out in another tab of the same browser
+    other.goto(server["url"] + "logout", wait_until="domcontentloaded")
+    sync_api.expect(page.locator(".pmkit-signed-out")).to_be_visible(timeout=REFRESH_TIMEOUT_MS)
+    sync_api.expect(page.locator(".pmkit-tabs").first).to_be_hidden()
+
+    thief = browser.new_context()  # someone who copied the cookies before the logout
+    try:
+        thief.add_cookies(copied)
+        stolen = thief.new_page()
+        stolen.goto(server["url"], wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+        assert "/login" in stolen.url
+        sync_api.expect(stolen.locator("form.login-form")).to_be_visible()
+        assert stolen.locator(".pmkit-user").count() == 0
+    finally:
+        thief.close()

@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from pmkit.store import Store
     from pmkit.stream.live import LiveStream
 
-__all__ = ["APP_TITLE", "POLL_PERIOD_MS", "TABS", "build_app", "serve"]
+__all__ = [
+    "APP_TITLE",
+    "POLL_PERIOD_MS",
+    "SESSION_CHECK_MS",
+    "TABS",
+    "build_app",
+    "end_when_signed_out",
+    "serve",
+]
 
 #: Title of the app's page and browser tab.
 APP_TITLE = "pmkit operations"
@@ -173,6 +181,40 @@ def build_app(
     )
 
 
+#: How often an open page checks that its login session still lives, in milliseconds.
+SESSION_CHECK_MS = 3000
+
+
+def end_when_signed_out(
+    app: Any, signed_in: Callable[[], bool], period_ms: int = SESSION_CHECK_MS
+) -> Any:
+    """Empty an open page once its login session ends (logout, deactivation, removal).
+
+    New requests and websockets are refused as soon as the session ends on
+    the server; this also closes the page already open in a browser: every
+    ``period_ms`` it asks ``signed_in()`` and, once that is False, removes
+    the views (stopping their updates) and says so in the header.
+
+    Returns
+    -------
+    PeriodicCallback
+        The running check (stopped after it ends the page).
+    """
+
+    def check() -> None:
+        if signed_in():
+            return
+        callback.stop()
+        for item in list(app.main):
+            item.visible = False
+        app.main[:] = []
+        app.header[0].object = ("<span class='pmkit-user pmkit-signed-out'>Signed out. "
+                                "<a href='./login'>Log in</a></span>")
+
+    callback = pn.state.add_periodic_callback(check, period=period_ms)
+    return callback
+
+
 def serve(
     store: Store | str,
     port: int = 5006,
@@ -256,14 +298,18 @@ def serve(
     def page() -> Any:
         acting = user
         if provider is not None:
-            login = session_login(provider)
+            cookies = dict(pn.state.cookies or {})  # the session's, for the later checks
+            login = session_login(provider, cookies)
             mapped = provider.user_of(login) if login else None
             if mapped is None:
                 return pn.pane.Alert("Not signed in. <a href='./login'>Log in</a>",
                                      alert_type="warning")
             acting = mapped
-        return build_app(registry.as_user(acting), coordinator=coordinator, stream=stream,
-                         logins=users is not None)
+        app = build_app(registry.as_user(acting), coordinator=coordinator, stream=stream,
+                        logins=users is not None)
+        if provider is not None:
+            end_when_signed_out(app, lambda: session_login(provider, cookies) is not None)
+        return app
 
     server = pn.serve(
         {"/": page},
