@@ -469,6 +469,11 @@ def test_provider_sees_file_changes_and_fails_closed(users_path, demo) -> None:
     UsersFile.load(users_path).set_password("alice", OTHER)  # e.g. `pmkit users passwd`
     assert provider.check("alice", PASSWORD)[0] is None
     assert provider.check("alice", OTHER) == ("alice", "")
+    users_path.chmod(0o644)  # readable by others: refused at runtime too (fails closed)
+    assert provider.check("alice", OTHER)[0] is None
+    assert provider.user_of("alice") is None
+    users_path.chmod(0o600)
+    assert provider.check("alice", OTHER) == ("alice", "")
     users_path.write_text("{ broken")
     assert provider.check("alice", OTHER)[0] is None
     assert provider.user_of("alice") is None
