@@ -205,6 +205,14 @@ def test_repeated_wrong_passwords_are_answered_429(browser, server) -> None:
         assert "user" not in cookies and "pmkit_session" not in cookies
     finally:
         context.close()
+    # `pmkit serve` audits each lockout in its store
+    store = open_store(server["store"])
+    try:
+        audit = store.audit(target="login 'mallet'")
+    finally:
+        store.close()
+    assert [r.action for r in audit] == ["auth.lockout"] * (len(statuses) - 6)  # one per 302 past 5
+    assert audit[0].after["address"] == "127.0.0.1" and audit[0].after["seconds"] == 2.0
 
 
 def test_logout_closes_open_pages_and_a_copied_cookie_opens_nothing(login, browser,

@@ -258,6 +258,11 @@ def test_login_form_needs_its_csrf_token(serve) -> None:
     ok = victim.request("POST", "/login", {**form, "csrf_token": victim_token})
     assert ok.status == 302 and ok.location == "/" and ok.cookie("pmkit_session")
     assert len(provider.sessions) == 1
+    first = dict(victim.jar)
+    again = victim.request("POST", "/login", {**form, "csrf_token": victim_token})
+    assert again.cookie("pmkit_session") != ok.cookie("pmkit_session")  # a new id each login
+    assert len(provider.sessions) == 1  # and the browser's previous session ended
+    assert Client(port).request("GET", "/", cookies=first).status == 302
     # refused forms did not count as failed logins
     assert provider.login_throttle.retry_after("login 'alice'") == 0
 

@@ -595,8 +595,15 @@ class PmkitLoginHandler(_CookieMixin, BasicLoginHandler):
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     def set_current_user(self, user: str) -> None:
-        """Start a server-side session for login ``user`` and set its cookies."""
+        """Start a server-side session for login ``user`` and set its cookies.
+
+        A session this browser still had ends: a new login always gets a new
+        id (no session fixation, no pile of forgotten sessions).
+        """
         self._clear("is_guest", "id_token", "next_url")
+        old = self.get_secure_cookie(SESSION_COOKIE, max_age_days=config.oauth_expiry)
+        if old:
+            self.provider.sessions.end(old.decode("ascii", "replace"))
         if not user:
             self._clear(_USER_COOKIE, SESSION_COOKIE)
             return
