@@ -174,9 +174,10 @@ def test_a_cross_site_login_form_is_refused(browser, server) -> None:
             f'<form id="f" method="post" action="{server["url"]}login">'
             '<input name="username" value="carol">'
             f'<input name="password" value="{LOGINS["carol"][1]}"></form>')
-        with page.expect_response(lambda r: r.request.method == "POST") as info:
+        with page.expect_navigation(wait_until="domcontentloaded") as info:
             page.evaluate("document.getElementById('f').submit()")
-        assert info.value.status == 403
+        assert info.value.status == 403 and info.value.request.method == "POST"
+        sync_api.expect(page.locator("#error-message")).to_contain_text("expired")
         assert not [c for c in context.cookies() if c["name"] in ("user", "pmkit_session")]
         page.goto(server["url"], wait_until="domcontentloaded")
         assert "/login" in page.url
