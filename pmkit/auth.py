@@ -9,7 +9,14 @@ The file is JSON, written atomically with mode 0600::
     {"version": 1,
      "logins": {"alice": {"user": "alice",
                           "password": "scrypt$16384$8$1$<salt b64>$<hash b64>",
-                          "display_name": "Alice"}}}
+                          "display_name": "Alice",
+                          "active": true}}}
+
+It holds password hashes, so `UsersFile.load` refuses a file that group or
+others may read (``chmod 600`` it, or let ``pmkit users`` rewrite it). Every
+change takes an exclusive lock on ``<file>.lock`` and re-reads the file
+before writing, so concurrent ``pmkit users`` commands never lose each
+other's changes.
 
 Standard library only: ``pmkit users ...`` must work without the UI extra.
 """
@@ -19,13 +26,15 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +52,7 @@ __all__ = [
     "LoginInfo",
     "UsersFile",
     "check_users",
+    "file_mode",
     "hash_password",
     "is_active_user",
     "verify_password",
@@ -186,39 +196,84 @@ class LoginInfo:
         The pmkit user the login acts as (roles come from the registry).
     display_name : str
         Name shown in front ends ("" when not set).
+    active : bool
+        False once deactivated (``pmkit users deactivate``): it cannot log in.
     """
 
     login: str
     user: str
     display_name: str
+    active: bool = True
+
+
+def file_mode(path: str | os.PathLike[str]) -> int:
+    """Permission bits of ``path`` (e.g. ``0o600``), following symlinks."""
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _private_or_raise(path: Path) -> None:
+    # Hashes are offline-crackable: group/others must not read them.
+    mode = file_mode(path)
+    if mode & 0o077:
+        raise ConfigError(
+            "users_file",
+            f"{path} (mode {mode:04o})",
+            f"is readable or writable by group or others; run 'chmod 600 {path}' "
+            "(any 'pmkit users' change also rewrites it with mode 0600)",
+        )
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<path>.lock`` (a file of its own, never replaced).
+
+    The users file itself is replaced by rename on every write, so a lock on
+    it would be on an inode that is about to vanish; the lock file stays put.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, _FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class UsersFile:
     """A JSON file of logins, each mapped to a pmkit user, with hashed passwords.
 
-    Open one with `UsersFile.load`. Every mutating method validates first
-    and then rewrites the whole file atomically (mode 0600), so a call that
-    raises leaves the file byte-for-byte unchanged.
+    Open one with `UsersFile.load`. Every mutating method validates first,
+    then, holding an exclusive lock on ``<path>.lock``, re-reads the file,
+    applies the change to what is on disk now and rewrites it atomically
+    (mode 0600). Concurrent writers (several ``pmkit users`` commands) thus
+    never lose each other's changes, and a call that raises leaves the file
+    byte-for-byte unchanged.
 
     Parameters
     ----------
     path : str or os.PathLike
         Where the file lives (it need not exist until `save`).
     logins : mapping, optional
-        ``{login: {"user": ..., "password": <hash>, "display_name": ...}}``,
+        ``{login: {"user": ..., "password": <hash>, "display_name": ..., "active": bool}}``,
         already validated (use `load` to read a file).
     """
 
     def __init__(self, path: str | os.PathLike[str], logins: Mapping[str, Any] | None = None):
         self.path = Path(path)
-        self._logins: dict[str, dict[str, str]] = {k: dict(v) for k, v in (logins or {}).items()}
+        self._logins: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (logins or {}).items()}
 
     def __repr__(self) -> str:
         return f"UsersFile({str(self.path)!r}, {len(self._logins)} logins)"
 
     # -- reading ------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, missing_ok: bool = False) -> UsersFile:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        missing_ok: bool = False,
+        require_private: bool = True,
+    ) -> UsersFile:
         """Read and validate a users file.
 
         Parameters
@@ -228,31 +283,51 @@ class UsersFile:
         missing_ok : bool, default False
             Return an empty `UsersFile` (written on the first change) when
             ``path`` does not exist, instead of raising.
+        require_private : bool, default True
+            Refuse a file whose mode lets group or others read or write it.
+            ``pmkit users`` passes False: its next write restores mode 0600.
 
         Raises
         ------
         NotFoundError
             ``path`` does not exist (and not ``missing_ok``).
         ConfigError
-            The file is not a version-1 users file; names the field and value.
+            The file is not a version-1 users file (names the field and
+            value), or it is readable by others (names the path and mode).
         InvalidIdError
             A login or user id is malformed.
         """
         p = Path(path)
+        logins = cls._read(p, missing_ok=missing_ok, require_private=require_private)
+        return cls(p, logins)
+
+    @classmethod
+    def _read(
+        cls, p: Path, *, missing_ok: bool, require_private: bool
+    ) -> dict[str, dict[str, Any]]:
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             if missing_ok:
-                return cls(p)
+                return {}
             raise NotFoundError("users file", str(p)) from None
+        if require_private:
+            _private_or_raise(p)
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("users_file", str(p), f"is not valid JSON ({exc})") from None
-        return cls(p, cls._validate_doc(doc, str(p)))
+        return cls._validate_doc(doc, str(p))
+
+    def is_private(self) -> bool:
+        """Whether the file on disk is missing or readable by its owner only."""
+        try:
+            return not file_mode(self.path) & 0o077
+        except FileNotFoundError:
+            return True
 
     @staticmethod
-    def _validate_doc(doc: object, where: str) -> dict[str, dict[str, str]]:
+    def _validate_doc(doc: object, where: str) -> dict[str, dict[str, Any]]:
         if not isinstance(doc, dict):
             raise ConfigError("users_file", where, "must hold a JSON object")
         if doc.get("version") != USERS_FILE_VERSION:
@@ -262,7 +337,7 @@ class UsersFile:
         raw = doc.get("logins")
         if not isinstance(raw, dict):
             raise ConfigError("logins", type(raw).__name__, "must be an object of logins")
-        logins: dict[str, dict[str, str]] = {}
+        logins: dict[str, dict[str, Any]] = {}
         for login, entry in raw.items():
             validate_user(login, "login")
             if not isinstance(entry, dict):
@@ -278,15 +353,19 @@ class UsersFile:
             display = entry.get("display_name", "")
             if not isinstance(display, str):
                 raise ConfigError(f"logins.{login}.display_name", display, "must be a string")
+            active = entry.get("active", True)
+            if not isinstance(active, bool):
+                raise ConfigError(f"logins.{login}.active", active, "must be true or false")
             logins[login] = {
                 "user": entry["user"],
                 "password": entry["password"],
                 "display_name": display,
+                "active": active,
             }
         return logins
 
     def logins(self) -> list[str]:
-        """All logins, sorted."""
+        """All logins (active or not), sorted."""
         return sorted(self._logins)
 
     def __contains__(self, login: object) -> bool:
@@ -295,7 +374,7 @@ class UsersFile:
     def __len__(self) -> int:
         return len(self._logins)
 
-    def _entry(self, login: str) -> dict[str, str]:
+    def _entry(self, login: str) -> dict[str, Any]:
         try:
             return self._logins[login]
         except (KeyError, TypeError):
@@ -311,8 +390,24 @@ class UsersFile:
         """
         return self._entry(login)["user"]
 
+    def is_active(self, login: str) -> bool:
+        """Whether ``login`` exists and is not deactivated."""
+        entry = self._logins.get(login) if isinstance(login, str) else None
+        return entry is not None and entry.get("active", True)
+
+    def fingerprint(self, login: str) -> str | None:
+        """What a session of ``login`` depends on: its user, hash and state (None if absent).
+
+        A served session whose login's fingerprint changes (password changed,
+        user remapped, deactivated, removed) is ended.
+        """
+        entry = self._logins.get(login) if isinstance(login, str) else None
+        if entry is None:
+            return None
+        return f"{entry['user']}|{entry['password']}|{entry.get('active', True)}"
+
     def info(self, login: str) -> LoginInfo:
-        """Login, pmkit user and display name of ``login`` (no hash).
+        """Login, pmkit user, display name and state of ``login`` (no hash).
 
         Raises
         ------
@@ -320,19 +415,21 @@ class UsersFile:
             No such login.
         """
         e = self._entry(login)
-        return LoginInfo(login, e["user"], e["display_name"])
+        return LoginInfo(login, e["user"], e["display_name"], e.get("active", True))
 
     def verify(self, login: str, password: str) -> str | None:
-        """The pmkit user of ``login`` if ``password`` is right, else None.
+        """The pmkit user of ``login`` if ``password`` is right and the login is active.
 
         Unknown logins cost as much time as wrong passwords (a dummy hash is
-        checked), so timing does not reveal which logins exist.
+        checked), so timing does not reveal which logins exist; a deactivated
+        login is checked like any other and then refused.
         """
         entry = self._logins.get(login) if isinstance(login, str) else None
         if entry is None:
             verify_password(password if isinstance(password, str) else "", _dummy_hash())
             return None
-        return entry["user"] if verify_password(password, entry["password"]) else None
+        ok = verify_password(password, entry["password"])
+        return entry["user"] if ok and entry.get("active", True) else None
 
     # -- changing ---------------------------------------------------------------------
     def add(
@@ -358,7 +455,7 @@ class UsersFile:
         ValidationError
             The password is too short or too long (the error does not echo it).
         AlreadyExistsError
-            ``login`` is taken.
+            ``login`` is taken (in the file as it is on disk now).
         """
         validate_user(login, "login")
         user = login if user is None else user
@@ -367,8 +464,20 @@ class UsersFile:
         _check_password(password)
         if login in self._logins:
             raise AlreadyExistsError("login", login)
-        entry = {"user": user, "password": hash_password(password), "display_name": display_name}
-        self._commit({**self._logins, login: entry})
+        # Hash before taking the lock: scrypt is the slow part.
+        entry = {
+            "user": user,
+            "password": hash_password(password),
+            "display_name": display_name,
+            "active": True,
+        }
+
+        def change(logins: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            if login in logins:
+                raise AlreadyExistsError("login", login)
+            return {**logins, login: entry}
+
+        self._change(change)
         return self.info(login)
 
     def remove(self, login: str) -> None:
@@ -379,8 +488,13 @@ class UsersFile:
         NotFoundError
             No such login.
         """
-        self._entry(login)
-        self._commit({k: v for k, v in self._logins.items() if k != login})
+
+        def change(logins: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            if login not in logins:
+                raise NotFoundError("login", login)
+            return {k: v for k, v in logins.items() if k != login}
+
+        self._change(change)
 
     def set_password(self, login: str, password: str) -> None:
         """Replace the password of ``login`` and save the file.
@@ -392,20 +506,59 @@ class UsersFile:
         ValidationError
             The password is too short or too long.
         """
-        entry = self._entry(login)
+        self._entry(login)
         _check_password(password)
-        self._commit({**self._logins, login: {**entry, "password": hash_password(password)}})
+        encoded = hash_password(password)
+        self._update(login, password=encoded)
 
-    def _commit(self, logins: dict[str, dict[str, str]]) -> None:
-        # Write first, adopt after: if writing fails, memory and disk still agree.
-        self._write(logins)
-        self._logins = logins
+    def deactivate(self, login: str) -> None:
+        """Deactivate ``login`` and save the file: it can no longer log in.
+
+        A running ``pmkit serve`` ends the login's sessions when it sees the
+        change. Deactivating an inactive login changes nothing.
+
+        Raises
+        ------
+        NotFoundError
+            No such login.
+        """
+        self._update(login, active=False)
+
+    def activate(self, login: str) -> None:
+        """Let a deactivated ``login`` log in again and save the file.
+
+        Raises
+        ------
+        NotFoundError
+            No such login.
+        """
+        self._update(login, active=True)
+
+    def _update(self, login: str, **fields: Any) -> None:
+        def change(logins: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            if login not in logins:
+                raise NotFoundError("login", login)
+            return {**logins, login: {**logins[login], **fields}}
+
+        self._change(change)
+
+    def _change(
+        self, change: Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]
+    ) -> None:
+        # Read-modify-write under the lock, against the file as it is now:
+        # another process may have changed it since this object was loaded.
+        with _exclusive_lock(self.path):
+            current = self._read(self.path, missing_ok=True, require_private=False)
+            logins = change(current)
+            self._write(logins)
+            self._logins = logins  # adopt after writing: memory and disk agree
 
     def save(self) -> None:
         """Write the file atomically (temporary file + rename), mode 0600."""
-        self._write(self._logins)
+        with _exclusive_lock(self.path):
+            self._write(self._logins)
 
-    def _write(self, logins: Mapping[str, Mapping[str, str]]) -> None:
+    def _write(self, logins: Mapping[str, Mapping[str, Any]]) -> None:
         doc = {"version": USERS_FILE_VERSION, "logins": {k: logins[k] for k in sorted(logins)}}
         data = (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         folder = self.path.parent

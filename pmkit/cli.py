@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pmkit.auth import UsersFile
     from pmkit.stream.server import FeedServer
 
 __all__ = ["COOKIE_SECRET_ENV", "DEFAULT_STORE", "is_loopback", "main"]
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="another name browsers reach the app by, e.g. a proxy's (repeatable)",
     )
+    serve.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        help="served through a TLS-terminating reverse proxy: login cookies are Secure and "
+        "the login throttle takes the client address from X-Forwarded-For",
+    )
     feed = sub.add_parser("feed", help="serve real-price market data over a local WebSocket")
     feed.add_argument("--host", default="127.0.0.1", help="[%(default)s]")
     feed.add_argument("--port", type=int, default=8765, help="[%(default)s]")
@@ -127,8 +134,17 @@ def _users_parser(sub: argparse._SubParsersAction) -> None:
     remove = cmds.add_parser("remove", help="remove a login")
     remove.add_argument("file", metavar="FILE")
     remove.add_argument("login", metavar="LOGIN")
-    lst = cmds.add_parser("list", help="list logins and their pmkit users (never the hashes)")
+    lst = cmds.add_parser(
+        "list", help="list logins, their pmkit users and state (never the hashes)"
+    )
     lst.add_argument("file", metavar="FILE")
+    for name, text in (
+        ("deactivate", "stop a login from logging in (a running app ends its sessions)"),
+        ("activate", "let a deactivated login log in again"),
+    ):
+        toggle = cmds.add_parser(name, help=text)
+        toggle.add_argument("file", metavar="FILE")
+        toggle.add_argument("login", metavar="LOGIN")
     passwd = cmds.add_parser("passwd", help="change the password of a login")
     passwd.add_argument("file", metavar="FILE")
     passwd.add_argument("login", metavar="LOGIN")
@@ -150,14 +166,32 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
+def _load_users(path: str, *, missing_ok: bool = False) -> UsersFile:
+    """The users file for ``pmkit users``, warning when others may read it.
+
+    Unlike ``pmkit serve`` (which refuses such a file), ``pmkit users``
+    accepts it: every change rewrites the file with mode 0600.
+    """
+    from pmkit.auth import UsersFile, file_mode
+
+    users = UsersFile.load(path, missing_ok=missing_ok, require_private=False)
+    if not users.is_private():
+        print(
+            f"pmkit users: warning: {users.path} is readable by group or others "
+            f"(mode {file_mode(users.path):04o}); 'pmkit serve' refuses it until it is "
+            "0600 (any change made here rewrites it so)",
+            file=sys.stderr,
+        )
+    return users
+
+
 def _run_users(args: argparse.Namespace) -> int:
-    from pmkit.auth import UsersFile
     from pmkit.errors import AlreadyExistsError, PmkitError
     from pmkit.registry.ids import validate_user
 
     try:
         if args.users_command == "add":
-            users = UsersFile.load(args.file, missing_ok=True)
+            users = _load_users(args.file, missing_ok=True)
             validate_user(args.login, "login")  # refuse before asking for a password
             if args.login in users:
                 raise AlreadyExistsError("login", args.login)
@@ -169,22 +203,29 @@ def _run_users(args: argparse.Namespace) -> int:
             )
             print(f"added login {info.login!r} as pmkit user {info.user!r} to {users.path}")
         elif args.users_command == "remove":
-            users = UsersFile.load(args.file)
+            users = _load_users(args.file)
             users.remove(args.login)
             print(f"removed login {args.login!r} from {users.path}")
         elif args.users_command == "passwd":
-            users = UsersFile.load(args.file)
+            users = _load_users(args.file)
             users.user_of(args.login)  # refuse an unknown login before asking for a password
             users.set_password(args.login, _read_password(args.password_stdin))
             print(f"changed the password of login {args.login!r} in {users.path}")
+        elif args.users_command in ("activate", "deactivate"):
+            users = _load_users(args.file)
+            getattr(users, args.users_command)(args.login)
+            print(f"{args.users_command}d login {args.login!r} in {users.path}")
         else:  # list
-            users = UsersFile.load(args.file)
+            users = _load_users(args.file)
             rows = [users.info(login) for login in users.logins()]
             width = max([len("login"), *(len(r.login) for r in rows)])
             uwidth = max([len("user"), *(len(r.user) for r in rows)])
-            print(f"{'login':<{width}}  {'user':<{uwidth}}  display name")
+            swidth = len("inactive")
+            print(f"{'login':<{width}}  {'user':<{uwidth}}  {'state':<{swidth}}  display name")
             for r in rows:
-                print(f"{r.login:<{width}}  {r.user:<{uwidth}}  {r.display_name}")
+                state = "active" if r.active else "inactive"
+                cells = f"{r.login:<{width}}  {r.user:<{uwidth}}  {state:<{swidth}}"
+                print(f"{cells}  {r.display_name}")
     except (PmkitError, OSError) as exc:
         print(f"pmkit users {args.users_command}: {exc}", file=sys.stderr)
         return 2
@@ -255,6 +296,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         cookie_secret=cookie_secret,
         user=args.user,
         allow_origin=args.allow_origin,
+        behind_proxy=args.behind_proxy,
     )
     return 0
 

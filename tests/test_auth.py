@@ -6,12 +6,9 @@ import asyncio
 import base64
 import functools
 import hashlib
-import http.client
 import io
 import os
 import stat
-import threading
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -147,7 +144,9 @@ def test_file_mode_is_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(users.path).st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir()] == ["u.json"]  # no temporary left behind
+    # no temporary left behind; the lock file (never replaced) is private too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.json", "u.json.lock"]
+    assert stat.S_IMODE(os.stat(tmp_path / "u.json.lock").st_mode) == 0o600
 
 
 def test_set_password_and_remove(users_path: Path) -> None:
@@ -228,6 +227,7 @@ def test_password_errors_do_not_echo_the_password(tmp_path: Path) -> None:
 def test_load_refuses_malformed_files(tmp_path, text, error, field) -> None:
     path = tmp_path / "u.json"
     path.write_text(text)
+    path.chmod(0o600)
     with pytest.raises(error) as info:
         UsersFile.load(path)
     assert info.value.field == field
@@ -296,9 +296,9 @@ def test_cli_users_add_list_passwd_remove(tmp_path, monkeypatch, capsys) -> None
     assert _cli(monkeypatch, ["users", "list", f]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["login", "user", "display", "name"]
-    assert lines[1].split() == ["alice", "alice"]
-    assert lines[2].split() == ["boss", "bob", "Bob", "B"]
+    assert lines[0].split() == ["login", "user", "state", "display", "name"]
+    assert lines[1].split() == ["alice", "alice", "active"]
+    assert lines[2].split() == ["boss", "bob", "active", "Bob", "B"]
     assert "scrypt" not in out and PASSWORD not in out
 
     assert _cli(monkeypatch, ["users", "passwd", f, "alice", "--password-stdin"], OTHER) == 0
@@ -344,6 +344,81 @@ def test_cli_users_prompts_twice_and_refuses_a_mismatch(users_path, monkeypatch,
     answers = iter([PASSWORD, PASSWORD])
     assert cli.main(["users", "add", str(users_path), "carol"]) == 0
     assert UsersFile.load(users_path).verify("carol", PASSWORD) == "carol"
+
+
+def test_cli_users_deactivate_and_activate(users_path, capsys) -> None:
+    assert cli.main(["users", "deactivate", str(users_path), "boss"]) == 0
+    users = UsersFile.load(users_path)
+    assert not users.is_active("boss") and users.is_active("alice")
+    assert users.info("boss").active is False
+    assert users.verify("boss", OTHER) is None  # right password, deactivated login
+    assert users.verify("alice", PASSWORD) == "alice"
+    capsys.readouterr()
+    assert cli.main(["users", "list", str(users_path)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["boss"][:3] == ["boss", "bob", "inactive"]
+    assert rows["alice"][:3] == ["alice", "alice", "active"]
+
+    assert cli.main(["users", "activate", str(users_path), "boss"]) == 0
+    assert UsersFile.load(users_path).verify("boss", OTHER) == "bob"
+    assert cli.main(["users", "deactivate", str(users_path), "nobody"]) == 2
+    assert "login 'nobody' does not exist" in capsys.readouterr().err
+
+
+def test_load_refuses_a_file_others_can_read(users_path, capsys) -> None:
+    for mode in (0o644, 0o640, 0o604, 0o620):
+        users_path.chmod(mode)
+        with pytest.raises(ConfigError) as info:
+            UsersFile.load(users_path)
+        assert info.value.field == "users_file"
+        assert str(users_path) in str(info.value) and f"mode {mode:04o}" in str(info.value)
+        assert "chmod 600" in str(info.value)
+    # `pmkit users` warns, and its next change restores 0600
+    users_path.chmod(0o644)
+    assert cli.main(["users", "list", str(users_path)]) == 0
+    assert "mode 0644" in capsys.readouterr().err
+    assert cli.main(["users", "deactivate", str(users_path), "boss"]) == 0
+    assert stat.S_IMODE(os.stat(users_path).st_mode) == 0o600
+    assert UsersFile.load(users_path).logins() == ["alice", "boss"]
+
+
+_ADDER = """
+import sys
+from pmkit.auth import UsersFile
+path, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(first, first + count):
+    # each edit starts from a copy loaded before the others wrote
+    UsersFile.load(path, missing_ok=True).add(f"user{i:03d}", "correct horse battery")
+"""
+
+
+def test_concurrent_writers_lose_no_login(tmp_path: Path) -> None:
+    """Several processes adding logins at once: every login survives (the lock + re-read)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "users.json"
+    procs, per = 4, 5
+    started = [
+        subprocess.Popen([sys.executable, "-c", _ADDER, str(path), str(k * per), str(per)])
+        for k in range(procs)
+    ]
+    for proc in started:
+        assert proc.wait(timeout=120) == 0
+    expected = sorted(f"user{i:03d}" for i in range(procs * per))
+    assert UsersFile.load(path).logins() == expected
+
+
+def test_a_stale_copy_does_not_overwrite_newer_changes(users_path: Path) -> None:
+    stale = UsersFile.load(users_path)
+    UsersFile.load(users_path).add("carol", PASSWORD)  # another process, meanwhile
+    stale.deactivate("alice")
+    fresh = UsersFile.load(users_path)
+    assert fresh.logins() == ["alice", "boss", "carol"]
+    assert not fresh.is_active("alice")
+    assert stale.logins() == ["alice", "boss", "carol"]  # the stale copy caught up
+    with pytest.raises(AlreadyExistsError):
+        UsersFile.load(users_path).add("carol", OTHER)
 
 
 def test_cli_users_list_missing_file(tmp_path, capsys) -> None:
@@ -394,6 +469,11 @@ def test_provider_sees_file_changes_and_fails_closed(users_path, demo) -> None:
     UsersFile.load(users_path).set_password("alice", OTHER)  # e.g. `pmkit users passwd`
     assert provider.check("alice", PASSWORD)[0] is None
     assert provider.check("alice", OTHER) == ("alice", "")
+    users_path.chmod(0o644)  # readable by others: refused at runtime too (fails closed)
+    assert provider.check("alice", OTHER)[0] is None
+    assert provider.user_of("alice") is None
+    users_path.chmod(0o600)
+    assert provider.check("alice", OTHER) == ("alice", "")
     users_path.write_text("{ broken")
     assert provider.check("alice", OTHER)[0] is None
     assert provider.user_of("alice") is None
@@ -415,125 +495,78 @@ def test_serve_auth_kwargs(users_path) -> None:
 
 # -- a real Panel server: login, cookie, app, logout ----------------------------------------
 @pytest.fixture
-def served(users_path, demo):
+def served(users_path, demo, serve_panel):
     """A Panel server on a free loopback port with pmkit logins; yields (port, seen logins)."""
     pn = pytest.importorskip("panel")
-    from panel.config import config
-    from panel.io.server import get_server
-    from panel.io.state import state
-    from tornado.ioloop import IOLoop
-
     from pmkit_widgets.auth import serve_auth_kwargs, session_login
 
     users = UsersFile.load(users_path)
     users.add("ghost", PASSWORD, user="nobody")
     seen: list[tuple[str | None, str]] = []
-
-    def app():
-        login = session_login()
-        user = users.user_of(login)  # what app.py does per session
-        seen.append((login, demo.as_user(user).user))
-        return pn.pane.Markdown(f"hello {login}")
-
     kwargs = serve_auth_kwargs(
         users_path, "k" * 32, is_allowed=functools.partial(is_active_user, demo)
     )
-    old_secret = config.cookie_secret
-    ready, box = threading.Event(), {}
+    provider = kwargs["auth_provider"]
 
-    def run() -> None:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        loop = IOLoop.current()
-        server = get_server(
-            {"/": app}, port=0, address="127.0.0.1", start=False, loop=loop, **kwargs
-        )
-        box["server"], box["loop"] = server, loop
-        server.start()
-        loop.add_callback(ready.set)
-        loop.start()
+    def app():
+        login = session_login(provider)
+        seen.append((login, demo.as_user(provider.user_of(login)).user))  # what app.py does
+        return pn.pane.Markdown(f"hello {login}")
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(30), "the Panel server did not start"
-    server, loop = box["server"], box["loop"]
-    try:
-        yield server.port, seen
-    finally:
-
-        def stop() -> None:
-            server.stop()
-            loop.stop()
-
-        loop.add_callback(stop)
-        thread.join(30)
-        for key, entry in list(state._servers.items()):
-            if entry[0] is server:
-                del state._servers[key]
-        config.cookie_secret = old_secret
-
-
-def _request(port, method, path, form=None, cookie=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {}
-    body = None
-    if form is not None:
-        body = urllib.parse.urlencode(form)
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    if cookie:
-        headers["Cookie"] = cookie
-    conn.request(method, path, body=body, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    cookies = resp.msg.get_all("Set-Cookie") or []
-    return resp.status, resp.getheader("Location"), cookies, data.decode("utf-8", "replace")
-
-
-def _user_cookie(set_cookies):
-    found = [c for c in set_cookies if c.startswith("user=") and not c.startswith('user="";')]
-    return found[0] if found else None
+    return serve_panel(app, **kwargs), seen
 
 
 def test_login_page_cookie_and_logout_over_http(served, users_path) -> None:
+    from web_client import Client
+
     port, seen = served
-    status, location, _, _ = _request(port, "GET", "/")
-    assert status == 302 and "login" in location
+    client = Client(port)
+    resp = client.request("GET", "/")
+    assert resp.status == 302 and "login" in resp.location
 
-    status, _, _, page = _request(port, "GET", "/login")
-    assert status == 200
-    for snippet in ('class="login-form"', 'name="username"', 'name="password"', 'type="submit"'):
-        assert snippet in page
+    resp = client.request("GET", "/login")
+    assert resp.status == 200
+    for snippet in ('class="login-form"', 'name="username"', 'name="password"', 'type="submit"',
+                    'name="csrf_token"'):
+        assert snippet in resp.body
 
-    for form in (
-        {"username": "alice", "password": OTHER},  # wrong password
-        {"username": "nobody", "password": PASSWORD},  # unknown login
-        {"username": "ghost", "password": PASSWORD},  # right password, unknown pmkit user
+    for username, password in (
+        ("alice", OTHER),  # wrong password
+        ("nobody", PASSWORD),  # unknown login
+        ("ghost", PASSWORD),  # right password, unknown pmkit user
     ):
-        status, location, cookies, _ = _request(port, "POST", "/login", form)
-        assert status == 302 and "error=" in location, form
-        assert _user_cookie(cookies) is None, form
+        resp = client.login(username, password)
+        assert resp.status == 302 and "error=" in resp.location, username
+        assert resp.cookie("user") is None and resp.cookie("pmkit_session") is None
 
-    status, location, cookies, _ = _request(
-        port, "POST", "/login", {"username": "alice", "password": PASSWORD}
-    )
-    assert status == 302 and location == "/"
-    cookie = _user_cookie(cookies)
-    assert cookie is not None and "HttpOnly" in cookie
-    assert PASSWORD not in cookie
-    value = cookie.split(";")[0]
+    resp = client.login("alice", PASSWORD)
+    assert resp.status == 302 and resp.location == "/"
+    for name in ("user", "pmkit_session"):
+        cookie = resp.cookie(name)
+        assert cookie is not None and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert "Secure" not in cookie  # plain HTTP, no proxy
+        assert PASSWORD not in cookie
+    copied = dict(client.jar)
 
-    status, _, _, page = _request(port, "GET", "/", cookie=value)
-    assert status == 200
+    assert client.request("GET", "/").status == 200
     assert seen == [("alice", "alice")]  # session_login() -> user_of -> as_user
 
     # a forged signature is not a login
-    forged = value[:-3] + ("000" if not value.endswith("000") else "111")
-    assert _request(port, "GET", "/", cookie=forged)[0] == 302
+    value = copied["pmkit_session"]
+    tail = "000" if not value.endswith("000") else "111"
+    forged = {**copied, "pmkit_session": value[:-3] + tail}
+    assert client.request("GET", "/", cookies=forged).status == 302
 
-    status, _, cleared, _ = _request(port, "GET", "/logout", cookie=value)
-    assert status == 200
-    assert any(c.startswith('user="";') for c in cleared)
+    resp = client.request("GET", "/logout")
+    assert resp.status == 200
+    assert any(c.startswith('user="";') for c in resp.set_cookies)
+    # the copied cookies no longer open the app: the session ended on the server
+    assert client.request("GET", "/", cookies=copied).status == 302
+    assert seen == [("alice", "alice")]
 
-    # removing the login locks out even a still-valid cookie
+    # removing the login locks out even a fresh, still-valid session
+    assert client.login("alice", PASSWORD).status == 302
+    copied = dict(client.jar)
+    assert client.request("GET", "/", cookies=copied).status == 200
     UsersFile.load(users_path).remove("alice")
-    assert _request(port, "GET", "/", cookie=value)[0] == 302
+    assert client.request("GET", "/", cookies=copied).status == 302

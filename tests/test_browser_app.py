@@ -9,15 +9,8 @@ screenshot under its pytest temporary directory.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +18,8 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from pmkit.auth import UsersFile  # noqa: E402
+from browser_support import LOGINS, PAGE_TIMEOUT_MS, REFRESH_TIMEOUT_MS  # noqa: E402
+
 from pmkit.datasets import load_market  # noqa: E402
 from pmkit.demo import DEMO_CONFIG  # noqa: E402
 from pmkit.rebalance import ProposalBook, ProposalState, propose_rebalance  # noqa: E402
@@ -34,148 +28,7 @@ from pmkit.store import open_store  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SERVER_START_TIMEOUT = 90.0  # seconds
-PAGE_TIMEOUT_MS = 60_000  # first render: Bokeh + Tabulator bundles, demo valuation
-REFRESH_TIMEOUT_MS = 20_000  # the app polls the store every 2 s
-
-
-def _run(cmd: list[str], timeout: float) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                    f"{proc.stderr[-3000:]}")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing (never `playwright install`)."""
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    if os.geteuid() != 0:
-        pytest.fail(f"{CHROMIUM} is missing and this user cannot install it; run as root: "
-                    "apt-get update && apt-get install -y chromium")
-    if shutil.which("apt-get") is None:
-        pytest.fail(f"{CHROMIUM} is missing and apt-get is not available to install it")
-    _run(["apt-get", "update"], timeout=600)
-    _run(["apt-get", "install", "-y", "chromium"], timeout=900)
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"apt-get installed chromium but {CHROMIUM} does not exist")
-    return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"pmkit serve exited with {proc.returncode}:\n"
-                        f"{log.read_text(errors='replace')[-5000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-        time.sleep(0.5)
-    pytest.fail(f"pmkit serve did not answer at {url} within {timeout:.0f} s ({last!r}):\n"
-                f"{log.read_text(errors='replace')[-5000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
-
-
-#: Logins of the served app: login -> (pmkit user, password). Demo roles: alice trades
-#: client_a, bob manages the firm, carol views it.
-LOGINS = {
-    "alice": ("alice", "alice-trades-2026"),
-    "bob": ("bob", "bob-approves-2026"),
-    "carol": ("carol", "carol-watches-2026"),
-}
 GROWTH = "client_a/growth"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """`pmkit serve --users` in a subprocess on a fresh demo sqlite store, with the local feed."""
-    root = tmp_path_factory.mktemp("served")
-    store_url = f"sqlite:///{root}/app.sqlite"
-    users = UsersFile(root / "users.json")
-    for login, (user, password) in LOGINS.items():
-        users.add(login, password, user=user)
-    assert all(pw not in (root / "users.json").read_text() for _, pw in LOGINS.values())
-    port = _free_port()
-    out, err = root / "server.out", root / "server.err"
-    cmd = [sys.executable, "-m", "pmkit.cli", "serve", "--store", store_url, "--create",
-           "--port", str(port), "--address", "127.0.0.1", "--feed-port", "0",
-           "--users", str(root / "users.json"), "--cookie-secret", "s" * 32]
-    with out.open("wb") as fout, err.open("wb") as ferr:
-        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, cwd=root)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_http(url + "login", proc, err, SERVER_START_TIMEOUT)
-        yield {"url": url, "store": store_url, "stdout": str(out)}
-    finally:
-        _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium: str):
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def login(browser, server):
-    """``login(name) -> page``: a fresh browser context signed in as ``name``."""
-    contexts = []
-
-    def open_as(name: str):
-        context = browser.new_context(viewport={"width": 1500, "height": 1100})
-        contexts.append(context)
-        pg = context.new_page()
-        pg.set_default_timeout(PAGE_TIMEOUT_MS)
-        pg.goto(server["url"], wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
-        form = pg.locator("form.login-form")
-        form.locator("input[name='username']").fill(name)
-        form.locator("input[name='password']").fill(LOGINS[name][1])
-        form.locator("button[type='submit']").click()
-        sync_api.expect(pg.locator(".pmkit-user")).to_contain_text(
-            f"({LOGINS[name][0]}:", timeout=PAGE_TIMEOUT_MS)
-        return pg
-
-    try:
-        yield open_as
-    finally:
-        for context in contexts:
-            context.close()
 
 
 def _registry(server) -> Registry:

@@ -52,6 +52,7 @@ def test_loopback_serves_single_user(calls) -> None:
             "cookie_secret": None,
             "user": "system",
             "allow_origin": [],
+            "behind_proxy": False,
         }
     ]
     assert cli.main(["serve", "--address", "localhost", "--user", "carol"]) == 0
@@ -84,6 +85,21 @@ def test_public_address_with_users(calls, users_file, monkeypatch) -> None:
     assert calls[-1]["cookie_secret"] == "e" * 32
     assert cli.main([*argv, "--cookie-secret", "c" * 32]) == 0
     assert calls[-1]["cookie_secret"] == "c" * 32
+    assert calls[-1]["behind_proxy"] is False
+    assert cli.main([*argv, "--behind-proxy"]) == 0
+    assert calls[-1]["behind_proxy"] is True
+
+
+def test_a_users_file_others_can_read_is_refused(calls, capsys, users_file) -> None:
+    import os
+
+    os.chmod(users_file, 0o640)
+    assert cli.main(["serve", "--users", users_file]) == 2
+    assert calls == []
+    err = capsys.readouterr().err
+    assert users_file in err and "mode 0640" in err and "chmod 600" in err
+    os.chmod(users_file, 0o600)
+    assert cli.main(["serve", "--users", users_file]) == 0
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,13 @@ import contextlib
 import signal
 import socket
 from collections.abc import Callable, Sequence
-from html import escape
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
+
+from pmkit_widgets.base import escape_text
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -30,7 +32,15 @@ if TYPE_CHECKING:
     from pmkit.store import Store
     from pmkit.stream.live import LiveStream
 
-__all__ = ["APP_TITLE", "POLL_PERIOD_MS", "TABS", "build_app", "serve"]
+__all__ = [
+    "APP_TITLE",
+    "POLL_PERIOD_MS",
+    "SESSION_CHECK_MS",
+    "TABS",
+    "build_app",
+    "end_when_signed_out",
+    "serve",
+]
 
 #: Title of the app's page and browser tab.
 APP_TITLE = "pmkit operations"
@@ -99,8 +109,10 @@ def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
         try:
             view = factory()
         except Exception as exc:  # a broken tab must not take the page down
-            view = pn.pane.Alert(f"Could not open {title}: {type(exc).__name__}: {exc}",
-                                 alert_type="danger", css_classes=["pmkit-error"])
+            # The message may quote what a user typed: escaped like every user text.
+            text = f"Could not open {title}: {type(exc).__name__}: {exc}"
+            view = pn.pane.Alert(escape_text(text), alert_type="danger",
+                                 css_classes=["pmkit-error"])
         holders[index].objects = [view]
 
     tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(factories, holders,
@@ -123,8 +135,8 @@ def _who(registry: Registry, logins: bool) -> str:
         grants = registry.store.grants(user_id=user)
         roles = ", ".join(f"{g.role} on {g.scope_id}" for g in grants) or "no roles"
     logout = " · <a href='./logout' class='pmkit-logout'>Log out</a>" if logins else ""
-    return (f"<span class='pmkit-user'>Signed in as <b>{escape(name)}</b> "
-            f"(<code>{escape(user)}</code>: {escape(roles)})</span>{logout}")
+    return (f"<span class='pmkit-user'>Signed in as <b>{escape_text(name)}</b> "
+            f"(<code>{escape_text(user)}</code>: {escape_text(roles)})</span>{logout}")
 
 
 def build_app(
@@ -169,6 +181,40 @@ def build_app(
     )
 
 
+#: How often an open page checks that its login session still lives, in milliseconds.
+SESSION_CHECK_MS = 3000
+
+
+def end_when_signed_out(
+    app: Any, signed_in: Callable[[], bool], period_ms: int = SESSION_CHECK_MS
+) -> Any:
+    """Empty an open page once its login session ends (logout, deactivation, removal).
+
+    New requests and websockets are refused as soon as the session ends on
+    the server; this also closes the page already open in a browser: every
+    ``period_ms`` it asks ``signed_in()`` and, once that is False, removes
+    the views (stopping their updates) and says so in the header.
+
+    Returns
+    -------
+    PeriodicCallback
+        The running check (stopped after it ends the page).
+    """
+
+    def check() -> None:
+        if signed_in():
+            return
+        callback.stop()
+        for item in list(app.main):
+            item.visible = False
+        app.main[:] = []
+        app.header[0].object = ("<span class='pmkit-user pmkit-signed-out'>Signed out. "
+                                "<a href='./login'>Log in</a></span>")
+
+    callback = pn.state.add_periodic_callback(check, period=period_ms)
+    return callback
+
+
 def serve(
     store: Store | str,
     port: int = 5006,
@@ -180,6 +226,7 @@ def serve(
     cookie_secret: str | None = None,
     user: str = "system",
     allow_origin: Sequence[str] = (),
+    behind_proxy: bool = False,
     **kwargs: Any,
 ) -> None:
     """Serve the operations app until interrupted (SIGINT or SIGTERM).
@@ -215,13 +262,17 @@ def serve(
         More ``host[:port]`` names browsers may reach the app by (a proxy's
         public name). The listening address, ``localhost`` and, on a wildcard
         address, this machine's names and addresses are always allowed.
+    behind_proxy : bool, default False
+        Served through a TLS-terminating reverse proxy: login cookies are
+        ``Secure`` and the login throttle counts the client address from
+        ``X-Forwarded-For`` (ignored otherwise). See `pmkit_widgets.auth`.
     **kwargs
         Passed on to `panel.serve`.
     """
     from pmkit.auth import UsersFile, is_active_user
     from pmkit.coordinator import StrategyCoordinator
     from pmkit.demo import open_demo
-    from pmkit_widgets.auth import serve_auth_kwargs, session_login
+    from pmkit_widgets.auth import audit_lockout, serve_auth_kwargs, session_login
 
     kwargs.setdefault("verbose", False)
     registry = open_demo(store)
@@ -233,7 +284,9 @@ def serve(
     if users_file is not None:
         users = UsersFile.load(users_file)
         kwargs.update(serve_auth_kwargs(users_file, cookie_secret,
-                                        is_allowed=lambda u: is_active_user(registry, u)))
+                                        is_allowed=lambda u: is_active_user(registry, u),
+                                        behind_proxy=behind_proxy,
+                                        on_lockout=partial(audit_lockout, registry)))
         provider = kwargs["auth_provider"]
     coordinator = StrategyCoordinator(registry)
     if port == 0:  # pick now: the websocket origins must name the real port
@@ -245,14 +298,18 @@ def serve(
     def page() -> Any:
         acting = user
         if provider is not None:
-            login = session_login()
+            cookies = dict(pn.state.cookies or {})  # the session's, for the later checks
+            login = session_login(provider, cookies)
             mapped = provider.user_of(login) if login else None
             if mapped is None:
                 return pn.pane.Alert("Not signed in. <a href='./login'>Log in</a>",
                                      alert_type="warning")
             acting = mapped
-        return build_app(registry.as_user(acting), coordinator=coordinator, stream=stream,
-                         logins=users is not None)
+        app = build_app(registry.as_user(acting), coordinator=coordinator, stream=stream,
+                        logins=users is not None)
+        if provider is not None:
+            end_when_signed_out(app, lambda: session_login(provider, cookies) is not None)
+        return app
 
     server = pn.serve(
         {"/": page},

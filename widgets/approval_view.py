@@ -13,7 +13,6 @@ on a timer, so proposals made by other sessions or processes appear.
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,7 +22,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import ValidationError
 from pmkit.rebalance import ProposalBook, ProposalState
-from pmkit_widgets.base import ServiceView, error_text, typed_frame
+from pmkit_widgets.base import ServiceView, error_text, escape_text, typed_frame
 
 if TYPE_CHECKING:
     from pmkit.rebalance import RebalanceProposal
@@ -315,9 +314,9 @@ class ApprovalView(ServiceView):
                 return None
             self._sticky = pid
             self._note.value = ""
-            state = escape(str(after.state))
+            state = escape_text(str(after.state))
             self.show_message(f"Proposal {pid} is now {state}.",
-                              f"Proposal <code>{escape(pid)}</code> is now <b>{state}</b>.")
+                              f"Proposal <code>{escape_text(pid)}</code> is now <b>{state}</b>.")
             self.refresh()
             return after
 
@@ -380,7 +379,8 @@ class ApprovalView(ServiceView):
                 pending = sum(q.state == ProposalState.PROPOSED for q in found.values())
                 self._status.object = (
                     f"**{pending}** pending proposal{'s' if pending != 1 else ''} of {len(found)}"
-                    f" visible to `{escape(self.registry.user)}` · updated {now:%H:%M:%S}"
+                    f" visible to <code>{escape_text(self.registry.user)}</code>"
+                    f" · updated {now:%H:%M:%S}"
                 )
             return changed
 
@@ -402,8 +402,8 @@ class ApprovalView(ServiceView):
                 table.value = typed_frame(None, cols, _DTYPES[cols])
             self._set_charts(None)
             return
-        self._state.object = (f"State of <code>{escape(p.id)}</code>: "
-                              f"<b class='pmkit-state-value'>{escape(str(p.state))}</b>")
+        self._state.object = (f"State of <code>{escape_text(p.id)}</code>: "
+                              f"<b class='pmkit-state-value'>{escape_text(str(p.state))}</b>")
         trades = p.trades_frame()
         self._trades.value = typed_frame(None if trades.empty else trades, TRADE_COLUMNS,
                                          _TRADE_DTYPES)
@@ -468,14 +468,14 @@ class ApprovalView(ServiceView):
         frac = p.estimated_cost / nav if nav == nav and nav else float("nan")
         frac_text = "—" if frac != frac else f"{frac:.4%} of NAV"
         rows = [
-            ("Scope", f"{escape(p.scope_kind)} <code>{escape(p.scope)}</code>"),
-            ("Portfolios", escape(", ".join(p.portfolios))),
-            ("Proposed by", f"{escape(p.created_by)} at {escape(p.created_at)}"),
-            ("Expires", escape(p.expires_at or "never")),
-            ("Prices as of", escape(p.as_of)),
-            ("Method · reason", f"{escape(p.method)} · {escape(p.reason)}"),
+            ("Scope", f"{escape_text(p.scope_kind)} <code>{escape_text(p.scope)}</code>"),
+            ("Portfolios", escape_text(", ".join(p.portfolios))),
+            ("Proposed by", f"{escape_text(p.created_by)} at {escape_text(p.created_at)}"),
+            ("Expires", escape_text(p.expires_at or "never")),
+            ("Prices as of", escape_text(p.as_of)),
+            ("Method · reason", f"{escape_text(p.method)} · {escape_text(p.reason)}"),
             ("Trades", str(len(p.trades))),
-            ("Estimated cost", f"<b>{p.estimated_cost:,.2f} {escape(ccy)}</b> ({frac_text})"),
+            ("Estimated cost", f"<b>{p.estimated_cost:,.2f} {escape_text(ccy)}</b> ({frac_text})"),
         ]
         th = "<th style='text-align:left;padding-right:1em'>"
         body = "".join(f"<tr>{th}{k}</th><td>{v}</td></tr>" for k, v in rows)
@@ -505,7 +505,7 @@ class ApprovalView(ServiceView):
             self._chart_box.loading = False
         panes: list[Any] = []
         for pid, charts in self._charts.items():
-            panes.append(pn.pane.Markdown(f"**{escape(pid)}**", margin=(5, 10, 0, 10)))
+            panes.append(pn.pane.Markdown(f"**{escape_text(pid)}**", margin=(5, 10, 0, 10)))
             panes.append(pn.Row(*(pn.pane.HoloViews(c, backend="bokeh") for c in charts.values()),
                                 sizing_mode="stretch_width"))
         if not panes:

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from html import escape
+from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
@@ -38,11 +38,29 @@ __all__ = [
     "RefreshingView",
     "ServiceView",
     "error_text",
+    "escape_text",
     "run_service_call",
     "served_document",
     "typed_frame",
     "update_table",
 ]
+
+#: Characters that Markdown panes (and so `pn.pane.Alert`) would read as markup.
+_MARKDOWN_MARKUP = {c: f"&#{ord(c)};" for c in "`*[]\\~|"}
+
+
+def escape_text(value: object) -> str:
+    """``value`` as text for an HTML, Markdown or Alert pane: shown literally, never markup.
+
+    The one helper every view uses for text a user can write (names, tags,
+    notes, reasons, memos, signal texts, error messages quoting them): HTML
+    special characters become entities, and so do the Markdown characters
+    that make links, images, code or emphasis. Entities render as the
+    characters themselves in both kinds of pane.
+    """
+    text = _html_escape(str(value), quote=True)
+    return "".join(_MARKDOWN_MARKUP.get(ch, ch) for ch in text)
+
 
 T = TypeVar("T")
 
@@ -346,14 +364,14 @@ class Messages:
         """Show ``text`` as the view's error (and hide the success message)."""
         self._message_text, self._message.visible = "", False
         self._error_text = text
-        self._error.object = f'<span class="pmkit-error-text">{escape(text)}</span>'
+        self._error.object = f'<span class="pmkit-error-text">{escape_text(text)}</span>'
         self._error.visible = True
 
     def show_message(self, text: str, html: str | None = None) -> None:
         """Show ``text`` (or its richer ``html``) as the success message; hide the error."""
         self._error_text, self._error.visible = "", False
         self._message_text = text
-        self._message.object = f'<span class="pmkit-ok-text">{html or escape(text)}</span>'
+        self._message.object = f'<span class="pmkit-ok-text">{html or escape_text(text)}</span>'
         self._message.visible = True
 
     def clear_messages(self) -> None:

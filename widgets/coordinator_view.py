@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,7 +22,13 @@ import param
 from bokeh.models.widgets.tables import NumberFormatter
 
 from pmkit.errors import PmkitError
-from pmkit_widgets.base import Messages, RefreshingView, typed_frame, update_table
+from pmkit_widgets.base import (
+    Messages,
+    RefreshingView,
+    escape_text,
+    typed_frame,
+    update_table,
+)
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -332,9 +337,9 @@ class CoordinatorView(Messages, RefreshingView):
                 with param.edit_constant(self):
                     self.last_refresh = now
                 n = len(signals)
-                user = escape(self.coordinator.registry.user)
+                user = escape_text(self.coordinator.registry.user)
                 self._status.object = (f"**{n}** live signal{'s' if n != 1 else ''} visible to "
-                                       f"`{user}` · updated {now:%H:%M:%S}")
+                                       f"<code>{user}</code> · updated {now:%H:%M:%S}")
             return changed
 
     def __panel__(self) -> pn.Column:

@@ -12,7 +12,6 @@ runs (served app, notebook); inline otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,13 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import Messages, error_text, run_service_call, served_document
+from pmkit_widgets.base import (
+    Messages,
+    error_text,
+    escape_text,
+    run_service_call,
+    served_document,
+)
 
 if TYPE_CHECKING:
     from pmkit.optimize.frontier import EfficientFrontier
@@ -321,9 +326,10 @@ class FrontierView(Messages, pn.viewable.Viewer):
         cap = attrs.get("max_position_weight", float("nan"))
         cap_text = "no cap" if cap != cap else f"cap {float(cap):.0%} per asset"
         self._result_text = (
-            f"`{escape(str(attrs.get('portfolio', self.portfolio)))}` · {ds.sizes['point']} "
+            f"<code>{escape_text(str(attrs.get('portfolio', self.portfolio)))}</code> · "
+            f"{ds.sizes['point']} "
             f"points · {ds.sizes['asset']} assets · {attrs.get('lookback', self.lookback)} "
-            f"daily returns to {escape(str(attrs.get('as_of', '')))} · long-only, {cap_text}"
+            f"daily returns to {escape_text(str(attrs.get('as_of', '')))} · long-only, {cap_text}"
         )
 
     def _picked(self, event: Any) -> None:
@@ -370,9 +376,9 @@ class FrontierView(Messages, pn.viewable.Viewer):
         text = (f"Proposal {proposal.id} stored: state {state} · {proposal.scope} · "
                 f"{proposal.reason} · {n} trade{'s' if n != 1 else ''}")
         self.show_message(text, html=(
-            f'Proposal <code class="pmkit-proposal-id">{escape(proposal.id)}</code> stored: '
-            f'state <b class="pmkit-proposal-state">{escape(str(state))}</b> · '
-            f"{escape(proposal.scope)} · {escape(proposal.reason)} · "
+            f'Proposal <code class="pmkit-proposal-id">{escape_text(proposal.id)}</code> stored: '
+            f'state <b class="pmkit-proposal-state">{escape_text(str(state))}</b> · '
+            f"{escape_text(proposal.scope)} · {escape_text(proposal.reason)} · "
             f"{n} trade{'s' if n != 1 else ''}"))
 
     def _portfolio_changed(self, event: Any) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +23,13 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import Messages, RefreshingView, error_text, update_table
+from pmkit_widgets.base import (
+    Messages,
+    RefreshingView,
+    error_text,
+    escape_text,
+    update_table,
+)
 
 if TYPE_CHECKING:
     from pmkit.stream.live import LiveStream
@@ -285,7 +290,7 @@ class LiveView(Messages, RefreshingView):
             f'<div style="display:flex;gap:1em;align-items:center">'
             f'<span class="pmkit-live-state" data-status="{status}" '
             f'style="font-weight:600;color:{color}">&#9679; {status}</span>'
-            f"<span>feed <code>{escape(self.url)}</code></span>"
+            f"<span>feed <code>{escape_text(self.url)}</code></span>"
             f"<span>{n_ports} portfolios · {n_symbols} symbols · reference close "
             f"{pd.Timestamp(self.stream.valuation.at):%Y-%m-%d}</span></div>"
         )
@@ -343,7 +348,7 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
         if isinstance(v, float):
             text = "—" if math.isnan(v) else f"{v:,.1f}"
         else:
-            text = f"{v:,}" if isinstance(v, int) else escape(str(v))
+            text = f"{v:,}" if isinstance(v, int) else escape_text(str(v))
         cells.append(
             f'<div class="pmkit-metric" data-key="{key}" style="min-width:7em">'
             f'<div style="color:#6b7280;font-size:0.8em">{label}</div>'

@@ -9,7 +9,6 @@ and changes nothing (the registry guarantees it; the view only reports).
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -17,7 +16,7 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import ServiceView, update_table
+from pmkit_widgets.base import ServiceView, escape_text, update_table
 
 if TYPE_CHECKING:
     from pmkit.registry import Registry
@@ -189,12 +188,12 @@ class RegistryView(ServiceView):
             asof = f" · values at the {last:%Y-%m-%d} close"
         n = len(df)
         return (f"**{n}** portfolio{'s' if n != 1 else ''} visible to "
-                f"`{escape(self.registry.user)}`{asof} · updated {now:%H:%M:%S}")
+                f"<code>{escape_text(self.registry.user)}</code>{asof} · updated {now:%H:%M:%S}")
 
     def _on_select(self, *_: Any) -> None:
         pid = self.selected
         self._selected.object = ("Select a portfolio in the table." if pid is None
-                                 else f"Selected: **{escape(pid)}**")
+                                 else f"Selected: **{escape_text(pid)}**")
 
     # -- actions (each is one service call as this session's user) ------------------
     def _target(self) -> str | None:

@@ -10,7 +10,6 @@ shows; without an event loop (scripts, tests) it runs inline.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +18,13 @@ import panel as pn
 import param
 from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import Messages, error_text, run_service_call, served_document
+from pmkit_widgets.base import (
+    Messages,
+    error_text,
+    escape_text,
+    run_service_call,
+    served_document,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -296,10 +301,10 @@ class RiskView(Messages, pn.viewable.Viewer):
 
     def _info_text(self, ds: xr.Dataset) -> str:
         a = ds.attrs
-        return (f"As of **{escape(str(a.get('as_of', '')))}** · 1-day VaR and ES at "
+        return (f"As of **{escape_text(str(a.get('as_of', '')))}** · 1-day VaR and ES at "
                 f"{float(a.get('confidence', self.confidence)):.1%} from "
                 f"{a.get('lookback', self.lookback)} daily returns · "
-                f"seen by `{escape(self.registry.user)}`")
+                f"seen by <code>{escape_text(self.registry.user)}</code>")
 
     def __panel__(self) -> pn.Column:
         return self._layout

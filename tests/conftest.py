@@ -1,0 +1,161 @@
+"""Fixtures shared by test files: an in-process Panel server with pmkit logins."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def serve_panel() -> Iterator[Callable[..., int]]:
+    """``serve_panel(app, **get_server_kwargs) -> port``: a Panel server on a loopback port.
+
+    Runs on its own thread and event loop; every server started is stopped
+    (and Panel's global cookie secret restored) at teardown.
+    """
+    pytest.importorskip("panel")
+    from panel.config import config
+    from panel.io.server import get_server
+    from panel.io.state import state
+    from tornado.ioloop import IOLoop
+
+    started: list[tuple[Any, Any, threading.Thread]] = []
+    old_secret = config.cookie_secret
+
+    def serve(app: Callable[[], Any], **kwargs: Any) -> int:
+        ready, box = threading.Event(), {}
+
+        def run() -> None:
+            asyncio.set_event_loop(asyncio.new_event_loop())
+            loop = IOLoop.current()
+            server = get_server(
+                {"/": app}, port=0, address="127.0.0.1", start=False, loop=loop, **kwargs
+            )
+            box["server"], box["loop"] = server, loop
+            server.start()
+            loop.add_callback(ready.set)
+            loop.start()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        assert ready.wait(30), "the Panel server did not start"
+        started.append((box["server"], box["loop"], thread))
+        return int(box["server"].port)
+
+    try:
+        yield serve
+    finally:
+        for server, loop, thread in started:
+
+            def stop(server: Any = server, loop: Any = loop) -> None:
+                server.stop()
+                loop.stop()
+
+            loop.add_callback(stop)
+            thread.join(30)
+            for key, entry in list(state._servers.items()):
+                if entry[0] is server:
+                    del state._servers[key]
+        config.cookie_secret = old_secret
+
+
+# -- the browser tests: one chromium and one served app per test session ------------------------
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed with apt-get when missing (never `playwright install`)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from browser_support import CHROMIUM, run
+
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if os.geteuid() != 0:
+        pytest.fail(f"{CHROMIUM} is missing and this user cannot install it; run as root: "
+                    "apt-get update && apt-get install -y chromium")
+    if shutil.which("apt-get") is None:
+        pytest.fail(f"{CHROMIUM} is missing and apt-get is not available to install it")
+    run(["apt-get", "update"], timeout=600)
+    run(["apt-get", "install", "-y", "chromium"], timeout=900)
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"apt-get installed chromium but {CHROMIUM} does not exist")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`pmkit serve --users` in a subprocess on a fresh demo sqlite store, with the local feed."""
+    import subprocess
+    import sys
+
+    from browser_support import LOGINS, SERVER_START_TIMEOUT, free_port, stop, wait_http
+
+    from pmkit.auth import UsersFile
+
+    root = tmp_path_factory.mktemp("served")
+    store_url = f"sqlite:///{root}/app.sqlite"
+    users = UsersFile(root / "users.json")
+    for login, (user, password) in LOGINS.items():
+        users.add(login, password, user=user)
+    assert all(pw not in (root / "users.json").read_text() for _, pw in LOGINS.values())
+    port = free_port()
+    out, err = root / "server.out", root / "server.err"
+    cmd = [sys.executable, "-m", "pmkit.cli", "serve", "--store", store_url, "--create",
+           "--port", str(port), "--address", "127.0.0.1", "--feed-port", "0",
+           "--users", str(root / "users.json"), "--cookie-secret", "s" * 32]
+    with out.open("wb") as fout, err.open("wb") as ferr:
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, cwd=root)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_http(url + "login", proc, err, SERVER_START_TIMEOUT)
+        yield {"url": url, "store": store_url, "stdout": str(out), "stderr": str(err),
+               "users": str(root / "users.json")}
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser_support import CHROMIUM_ARGS
+
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def login(browser: Any, server: dict[str, str]) -> Iterator[Callable[..., Any]]:
+    """``login(name, password=None) -> page``: a fresh browser context signed in as ``name``."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser_support import LOGINS, PAGE_TIMEOUT_MS
+
+    contexts = []
+
+    def open_as(name: str, password: str | None = None, user: str | None = None) -> Any:
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        contexts.append(context)
+        pg = context.new_page()
+        pg.set_default_timeout(PAGE_TIMEOUT_MS)
+        pg.goto(server["url"], wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+        form = pg.locator("form.login-form")
+        form.locator("input[name='username']").fill(name)
+        form.locator("input[name='password']").fill(password or LOGINS[name][1])
+        form.locator("button[type='submit']").click()
+        sync_api.expect(pg.locator(".pmkit-user")).to_contain_text(
+            f"({user or LOGINS.get(name, (name,))[0]}:", timeout=PAGE_TIMEOUT_MS)
+        return pg
+
+    try:
+        yield open_as
+    finally:
+        for context in contexts:
+            context.close()
