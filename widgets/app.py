@@ -248,7 +248,7 @@ def serve(
     show : bool
         Open a browser tab.
     feed_port : int or None, default 8765
-        Port of the local feed on ``address`` (0 picks a free one); None runs
+        Port of the local feed on 127.0.0.1 (0 picks a free one); None runs
         no feed and no stream.
     users_file : path, optional
         Logins (`pmkit.auth.UsersFile`): turns on the login page; each login
@@ -293,7 +293,7 @@ def serve(
         with socket.socket() as sock:
             sock.bind((address, 0))
             port = sock.getsockname()[1]
-    feed, stream = _start_feed(registry, address, feed_port)
+    feed, stream = _start_feed(registry, feed_port)
 
     def page() -> Any:
         acting = user
@@ -356,12 +356,17 @@ def _origins(address: str, port: int, extra: Sequence[str]) -> list[str]:
     return out + [o if ":" in o else f"{o}:{port}" for o in extra]
 
 
-def _start_feed(registry: Registry, address: str, port: int | None) -> tuple[Any, Any]:
-    """Start the local feed and the live stream over it (None, None when ``port`` is None)."""
+def _start_feed(registry: Registry, port: int | None) -> tuple[Any, Any]:
+    """Start the local feed and the live stream over it (None, None when ``port`` is None).
+
+    The feed listens on loopback whatever address the app is served on: its
+    only client is the app's own stream, and the feed has no logins (``pmkit
+    feed`` refuses a public host without ``--allow-remote`` for the same reason).
+    """
     if port is None:
         return None, None
     from pmkit.stream.local import start_local_stream
 
-    feed, stream = start_local_stream(registry, host=address, port=port)
+    feed, stream = start_local_stream(registry, host="127.0.0.1", port=port)
     print(f"pmkit feed at {feed.url}; live stream of {len(stream.symbols)} symbols", flush=True)
     return feed, stream
