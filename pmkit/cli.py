@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pmkit.auth import UsersFile
+    from pmkit.registry import Registry
     from pmkit.stream.server import FeedServer
 
 __all__ = ["COOKIE_SECRET_ENV", "DEFAULT_STORE", "is_loopback", "main"]
@@ -145,12 +146,37 @@ def _users_parser(sub: argparse._SubParsersAction) -> None:
         toggle = cmds.add_parser(name, help=text)
         toggle.add_argument("file", metavar="FILE")
         toggle.add_argument("login", metavar="LOGIN")
+        _store_arguments(toggle, f"also {name} the login's pmkit user in this store")
+    admin = cmds.add_parser("admin", help="grant or revoke a pmkit user's administrator rights")
+    admin.add_argument("user", metavar="USER", help="pmkit user id")
+    which = admin.add_mutually_exclusive_group(required=True)
+    which.add_argument("--grant", action="store_true", help="make USER an administrator")
+    which.add_argument("--revoke", action="store_true", help="take administrator rights away")
+    _store_arguments(admin, "the store holding the pmkit users", required=True)
     passwd = cmds.add_parser("passwd", help="change the password of a login")
     passwd.add_argument("file", metavar="FILE")
     passwd.add_argument("login", metavar="LOGIN")
     passwd.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin (one line)"
     )
+
+
+def _store_arguments(parser: argparse.ArgumentParser, text: str, required: bool = False) -> None:
+    parser.add_argument("--store", required=required, metavar="URL", help=f"{text}")
+    parser.add_argument(
+        "--as",
+        dest="acting_user",
+        default="system",
+        metavar="ADMIN",
+        help="administrator the change is audited as [%(default)s]",
+    )
+
+
+def _admin_registry(args: argparse.Namespace) -> Registry:
+    """A registry on ``--store`` (never created here), acting as ``--as``."""
+    from pmkit.registry import Registry
+
+    return Registry.open(args.store, user=args.acting_user, create=False)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -213,8 +239,25 @@ def _run_users(args: argparse.Namespace) -> int:
             print(f"changed the password of login {args.login!r} in {users.path}")
         elif args.users_command in ("activate", "deactivate"):
             users = _load_users(args.file)
+            user = users.user_of(args.login)
+            # The store first: a refusal there (not an admin, the built-in
+            # system user) leaves the login as it was.
+            if args.store is not None:
+                reg = _admin_registry(args)
+                changed = getattr(reg, f"{args.users_command}_user")(user)
+                reg.store.close()
+                state = f"{args.users_command}d" if changed else "was already " + (
+                    "active" if args.users_command == "activate" else "inactive"
+                )
+                print(f"pmkit user {user!r} {state} in {args.store}")
             getattr(users, args.users_command)(args.login)
             print(f"{args.users_command}d login {args.login!r} in {users.path}")
+        elif args.users_command == "admin":
+            reg = _admin_registry(args)
+            changed = reg.set_admin(args.user, bool(args.grant))
+            reg.store.close()
+            verb = ("granted" if args.grant else "revoked") if changed else "unchanged"
+            print(f"administrator rights of pmkit user {args.user!r}: {verb} in {args.store}")
         else:  # list
             users = _load_users(args.file)
             rows = [users.info(login) for login in users.logins()]

@@ -365,6 +365,47 @@ def test_cli_users_deactivate_and_activate(users_path, capsys) -> None:
     assert "login 'nobody' does not exist" in capsys.readouterr().err
 
 
+def test_cli_users_deactivate_with_store_and_admin_rights(users_path, tmp_path, capsys) -> None:
+    from pmkit.registry import Registry
+    from pmkit.store import open_store
+
+    store = tmp_path / "ops.sqlite"
+    reg = Registry(open_store(store))
+    reg.add_user("alice")
+    reg.add_user("bob")
+    reg.store.close()
+    url = f"sqlite:///{store}"
+    # boss acts as pmkit user bob: both the login and the user are deactivated, audited
+    assert cli.main(["users", "deactivate", str(users_path), "boss", "--store", url]) == 0
+    reg = Registry(open_store(store))
+    assert reg.user_info("bob")["status"] == "inactive"
+    assert not UsersFile.load(users_path).is_active("boss")
+    (rec,) = [a for a in reg.store.audit(target="bob") if a.action == "user.deactivate"]
+    assert rec.actor == "system" and rec.after["status"] == "inactive"
+    assert cli.main(["users", "activate", str(users_path), "boss", "--store", url]) == 0
+    assert Registry(open_store(store)).user_info("bob")["status"] == "active"
+
+    # admin rights: granted, used as --as, revoked; a non-admin is refused, nothing changes
+    assert cli.main(["users", "admin", "alice", "--grant", "--store", url]) == 0
+    assert cli.main(["users", "admin", "bob", "--grant", "--store", url, "--as", "alice"]) == 0
+    assert cli.main(["users", "admin", "alice", "--revoke", "--store", url, "--as", "bob"]) == 0
+    capsys.readouterr()
+    before = open_store(store).dump()
+    assert cli.main(["users", "admin", "bob", "--revoke", "--store", url, "--as", "alice"]) == 2
+    assert "may not user.set_admin" in capsys.readouterr().err
+    assert open_store(store).dump() == before
+    reg = Registry(open_store(store))
+    assert (reg.user_info("alice")["admin"], reg.user_info("bob")["admin"]) == (False, True)
+    # a mistyped store is never created by a users command
+    missing = tmp_path / "typo.sqlite"
+    assert cli.main(["users", "admin", "bob", "--revoke", "--store", str(missing)]) == 2
+    assert not missing.exists() and "--create" in capsys.readouterr().err
+    # the store refuses first, so the login is left as it was
+    assert cli.main(["users", "deactivate", str(users_path), "boss", "--store", url,
+                     "--as", "alice"]) == 2
+    assert UsersFile.load(users_path).is_active("boss")
+
+
 def test_load_refuses_a_file_others_can_read(users_path, capsys) -> None:
     for mode in (0o644, 0o640, 0o604, 0o620):
         users_path.chmod(mode)
