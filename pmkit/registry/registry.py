@@ -424,6 +424,8 @@ class Registry:
         """
         from pmkit.stream.settings import StreamSettings
 
+        if not isinstance(values, Mapping):
+            raise ConfigError("streaming", values, "must be a mapping of streaming options")
         with self._tx("registry.streaming", "registry") as (tx, events):
             self._require_admin(tx, "registry.streaming", "registry")
             current = self.settings()
@@ -1023,6 +1025,8 @@ class Registry:
         config : mapping, optional
             Configuration members inherit.
         """
+        if isinstance(members, str | bytes | Mapping) or not isinstance(members, Iterable):
+            raise ValidationError("members", members, "must be a list of ids")
         with self._tx("group.create", group_id) as (tx, events):
             self._create_group(
                 tx, events, group_id, list(members), name, description, allocation, config
