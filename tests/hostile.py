@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 
 from pmkit.errors import PmkitError, ValidationError
@@ -29,9 +29,9 @@ from pmkit.registry import Registry
 from pmkit.store import open_store
 from pmkit.validation import MAX_BALANCE, MAX_QUANTITY
 
-#: Examples per fuzz test: the loaded profile's (25 under the "ci" profile), at most 40.
+#: Examples per fuzz test: at most 25 (fewer when the loaded profile says so).
 FUZZ = settings(
-    max_examples=min(40, settings.default.max_examples),
+    max_examples=min(25, settings.default.max_examples),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -140,6 +140,17 @@ configs = st.one_of(
 )
 
 
+def spoiled(base: dict[str, Any], values: Any = None, max_spoiled: int = 2) -> Any:
+    """``base`` (valid arguments) with up to ``max_spoiled`` of them replaced by hostile values.
+
+    One or two bad fields at a time, so that both acceptance and each refusal are reached.
+    """
+    bad = st.dictionaries(
+        st.sampled_from(sorted(base)), anything if values is None else values, max_size=max_spoiled
+    )
+    return bad.map(lambda b: {**base, **b})
+
+
 def create_store(path: Path) -> Any:
     """A new file store at ``path`` (asking for creation where the API needs it)."""
     try:
@@ -177,7 +188,9 @@ class Books:
         before = self.store.dump()
         try:
             call()
+            event("accepted")
         except PmkitError as exc:
+            event(f"refused: {type(exc).__name__}")
             assert self.store.dump() == before, f"refused call changed the store: {exc}"
             if isinstance(exc, ValidationError):
                 assert isinstance(exc.field, str) and exc.field, exc

@@ -17,6 +17,7 @@ from hostile import (
     build_template,
     configs,
     numbers,
+    spoiled,
     texts,
     wrong,
 )
@@ -83,36 +84,28 @@ def test_record_cash(template, amount, memo, ts):
     )
 
 
+PORTFOLIO = {
+    "spec": "new",
+    "initial_capital": 5000.0,
+    "name": "New",
+    "description": "a new one",
+    "currency": "USD",
+    "tags": ["x", "y"],
+    "segment": {"client": "c"},
+    "config": {"allow_short": True, "limits": [1, 2.5]},
+    "status": "inactive",
+}
+
+
 @FUZZ
 @given(
-    pid=ids,
-    capital=st.one_of(numbers, st.none()),
-    name=st.one_of(st.none(), maybe_text),
-    description=maybe_text,
-    currency=st.one_of(st.sampled_from(["USD", "EUR", "usd"]), maybe_text),
-    tags=st.one_of(st.lists(maybe_text, max_size=3), maybe_text, st.just(["t"] * 100)),
-    segment=st.one_of(st.none(), st.dictionaries(texts, maybe_text, max_size=2), wrong),
-    config=st.one_of(st.none(), configs),
-    status=st.one_of(st.sampled_from(["active", "inactive", "archived"]), anything),
-)
-def test_create_portfolio(
-    template, pid, capital, name, description, currency, tags, segment, config, status
-):
-    run(
-        template,
-        lambda r: r.create_portfolio(
-            pid,
-            capital,
-            name=name,
-            description=description,
-            currency=currency,
-            tags=tags,
-            segment=segment,
-            config=config,
-            status=status,
-            at=T,
-        ),
+    kwargs=st.one_of(
+        spoiled(PORTFOLIO),
+        spoiled(PORTFOLIO, st.one_of(configs, st.lists(maybe_text, max_size=3), ids)),
     )
+)
+def test_create_portfolio(template, kwargs):
+    run(template, lambda r: r.create_portfolio(**kwargs, at=T))
 
 
 @FUZZ
@@ -127,27 +120,33 @@ def test_update_portfolio(template, fields):
     run(template, lambda r: r.update_portfolio("p", **fields))
 
 
+GROUP = {
+    "group_id": "h",
+    "members": ["p", "q"],
+    "name": "H",
+    "description": "d",
+    "allocation": {"p": 0.5, "q": 0.5},
+    "config": {"price_band": 0.5},
+}
+
+
 @FUZZ
 @given(
-    gid=ids,
-    members=st.one_of(st.lists(st.sampled_from(["p", "q", "g", "nope"]), max_size=3), wrong),
-    name=st.one_of(st.none(), maybe_text),
-    description=maybe_text,
-    allocation=st.one_of(
-        st.none(),
-        st.dictionaries(st.sampled_from(["p", "q"]), numbers, max_size=2),
-        st.just({"p": 0.5, "q": 0.5}),
-        wrong,
-    ),
-    config=st.one_of(st.none(), configs),
-)
-def test_create_group(template, gid, members, name, description, allocation, config):
-    run(
-        template,
-        lambda r: r.create_group(
-            gid, members, name=name, description=description, allocation=allocation, config=config
+    kwargs=st.one_of(
+        spoiled(GROUP),
+        spoiled(
+            GROUP,
+            st.one_of(
+                ids,
+                configs,
+                st.lists(st.sampled_from(["p", "q", "g", "h", "nope"]), max_size=3),
+                st.dictionaries(st.sampled_from(["p", "q"]), numbers, max_size=2),
+            ),
         ),
     )
+)
+def test_create_group(template, kwargs):
+    run(template, lambda r: r.create_group(**kwargs))
 
 
 @FUZZ
@@ -183,21 +182,17 @@ def test_set_config(template, target, values, replace):
     )
 
 
+USER = {"user_id": "bob", "admin": False, "can_create": True, "display_name": "Bob"}
+GRANT = {"user": "alice", "target": "q", "role": "viewer"}
+
+
 @FUZZ
 @given(
-    user=st.one_of(st.sampled_from(["bob", "alice", "Bob"]), maybe_text),
-    admin=st.one_of(st.booleans(), anything),
-    can_create=st.one_of(st.booleans(), anything),
-    display_name=maybe_text,
-    target=ids,
-    role=st.one_of(st.sampled_from(["viewer", "trader", "owner", "god"]), anything),
+    user=spoiled(USER, st.one_of(anything, st.booleans())),
+    grant=spoiled(GRANT, st.one_of(anything, ids, st.sampled_from(["owner", "god", "bob"]))),
 )
-def test_users_and_grants(template, user, admin, can_create, display_name, target, role):
-    run(
-        template,
-        lambda r: r.add_user(user, admin=admin, can_create=can_create, display_name=display_name),
-        lambda r: r.grant(user, target, role),
-    )
+def test_users_and_grants(template, user, grant):
+    run(template, lambda r: r.add_user(**user), lambda r: r.grant(**grant))
 
 
 @FUZZ
@@ -215,25 +210,17 @@ def test_set_streaming(template, values):
     run(template, lambda r: r.set_streaming(values))
 
 
+SPEC = {"name": "Cfg", "initial_capital": 1000.0, "config": {"x": 1}, "tags": ["a"]}
+GROUP_SPEC = {"portfolios": ["cfg"], "allocation": {"cfg": 1.0}, "name": "Grp"}
+
+
 @FUZZ
 @given(
-    pid=ids,
-    spec=st.one_of(
-        st.fixed_dictionaries(
-            {"name": maybe_text, "initial_capital": numbers},
-            optional={"config": configs, "tags": anything, "currency": anything},
-        ),
-        wrong,
-    ),
-    group=st.one_of(
-        st.fixed_dictionaries(
-            {"portfolios": st.one_of(st.lists(ids, max_size=2), anything)},
-            optional={"allocation": anything, "name": maybe_text, "config": configs},
-        ),
-        wrong,
-    ),
-    defaults=st.one_of(configs, st.none()),
-    default=st.one_of(st.none(), ids, wrong),
+    pid=st.one_of(st.just("cfg"), ids),
+    spec=st.one_of(spoiled(SPEC), wrong),
+    group=st.one_of(spoiled(GROUP_SPEC, st.one_of(anything, st.lists(ids, max_size=2))), wrong),
+    defaults=st.one_of(st.none(), configs),
+    default=st.one_of(st.none(), st.just("cfg"), ids, wrong),
 )
 def test_apply_config(template, pid, spec, group, defaults, default):
     config = {"portfolios": {pid: spec}, "groups": {"grp": group}, "default_portfolio": default}
