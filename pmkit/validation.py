@@ -189,10 +189,10 @@ def check_limit(value: float, field: str, limit: float, what: str = "") -> float
     return value
 
 
-def check_bool(value: Any, field: str) -> bool:
-    """``value`` if it is ``True`` or ``False`` (numpy bools too), else `ValidationError`."""
+def check_bool(value: Any, field: str, error: type[ValidationError] = ValidationError) -> bool:
+    """``value`` if it is ``True`` or ``False`` (numpy bools too), else ``error``."""
     if not isinstance(value, bool | np.bool_):
-        raise ValidationError(field, value, "must be True or False")
+        raise error(field, value, "must be True or False")
     return bool(value)
 
 

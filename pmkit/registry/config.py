@@ -95,7 +95,7 @@ LEDGER_GUARD_KEYS = ("allow_short", "margin_limit", "price_band")
 def _check_known(key: str, value: Any, field: str) -> None:
     name = f"{field}.{key}"
     if key == "allow_short":
-        check_bool(value, name)
+        check_bool(value, name, ConfigError)
     elif key == "margin_limit":
         check_number(value, name, limit=MAX_AMOUNT, minimum=0.0, error=ConfigError)
     elif key == "price_band":
