@@ -9,7 +9,6 @@ the store is exactly as it was.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from datetime import datetime
@@ -223,7 +222,3 @@ class Books:
     def close(self) -> None:
         self.store.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def is_ci() -> bool:
-    return bool(os.environ.get("CI"))

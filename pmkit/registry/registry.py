@@ -1459,18 +1459,28 @@ class Registry:
         """The asset's last finite close at or before ``ts`` (None: no market data for it)."""
         import numpy as np
 
-        if self.market is None or "close" not in self.market:
+        market = self.market
+        if market is None or "close" not in market:
             return None
-        times = self.market.indexes["time"]
+        # The close matrix as numpy, once per market object: xarray's .sel per trade
+        # would double record_trade's cost.
+        cached = getattr(self, "_close_cache", None)
+        if cached is None or cached[0] is not market:
+            assets = {str(a): i for i, a in enumerate(market.indexes["asset"])}
+            closes = np.asarray(market["close"].transpose("asset", "time").values, dtype=float)
+            times = np.asarray(market.indexes["time"].values, dtype="datetime64[ns]")
+            cached = self._close_cache = (market, times, assets, closes)
+        _, times, assets, closes = cached
+        row = assets.get(asset)
         try:
-            end = int(times.searchsorted(ts, side="right"))
-        except (TypeError, ValueError):
+            end = int(np.searchsorted(times, np.datetime64(ts, "ns"), side="right"))
+        except (TypeError, ValueError, OverflowError):
             return None
-        if end == 0 or asset not in self.market.indexes["asset"]:
+        if row is None or end == 0:
             return None
-        closes = np.asarray(self.market["close"].sel(asset=asset).values[:end], dtype=float)
-        ok = np.flatnonzero(np.isfinite(closes) & (closes > 0))
-        return float(closes[ok[-1]]) if ok.size else None
+        window = closes[row, :end]
+        ok = np.flatnonzero(np.isfinite(window) & (window > 0))
+        return float(window[ok[-1]]) if ok.size else None
 
     def record_cash(
         self,
