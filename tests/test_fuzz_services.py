@@ -16,6 +16,7 @@ from hostile import (
     Books,
     anything,
     build_template,
+    json_like,
     numbers,
     spoiled,
     texts,
@@ -205,4 +206,20 @@ def test_strategy_manager(template, name, allocation, mapping, reason, drifted, 
         lambda r: manager(r).set_allocation(mapping, reason=reason, drifted=drifted),
         lambda r: manager(r).update_strategy_status("alpha", active),
         lambda r: manager(r).update_strategy_returns("alpha", returns),
+    )
+
+
+@FUZZ
+@given(
+    result=st.one_of(st.none(), json_like, wrong),
+    rule=st.one_of(st.sampled_from(["fifo", "highest_priority", "nope"]), anything),
+    reason=maybe_text,
+)
+def test_signal_execution_and_settings(template, result, rule, reason):
+    run(
+        template,
+        lambda r: StrategyCoordinator(r).process_signal(SIGNAL),  # sig-000000001
+        lambda r: StrategyCoordinator(r).mark_signal_executed("sig-000000001", result),
+        lambda r: StrategyCoordinator(r).set_resolution_strategy(rule, "p"),
+        lambda r: ProposalBook(r).cancel("rb-x", reason),
     )
