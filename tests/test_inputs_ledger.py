@@ -257,3 +257,20 @@ def test_the_guards_hold_on_the_service_path_too(reg):
 def test_config_numbers_and_guard_keys_are_checked(reg, values, field):
     err = refused(reg, ValidationError, field, lambda: reg.set_config("p", values))
     assert isinstance(err, ConfigError | LimitExceededError)
+
+
+def test_check_number_contract():
+    from pmkit.validation import check_number
+
+    assert type(check_number(np.float32(0.1), "x")) is float
+    assert check_number(np.float32(0.1), "x") == float(np.float32(0.1))  # exact, not rounded
+    assert math.copysign(1.0, check_number(-0.0, "x")) == -1.0  # stored as given
+    assert check_number(np.int64(2**53), "x", limit=1e16) == 2.0**53
+    with pytest.raises(LimitExceededError):
+        check_number(1e16, "x")  # default limit MAX_AMOUNT
+    with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
+        check_number(1.5, "x", minimum=0.0, maximum=1.0, error=ConfigError)
+    for bad in (np.bool_(False), Decimal("0"), "0", None, 10**400, complex(1, 0)):
+        with pytest.raises(ValidationError) as e:
+            check_number(bad, "x")
+        assert e.value.field == "x"

@@ -714,7 +714,8 @@ class Registry:
         name = fields.get("name")
         name = pid if name is None or name == "" else name
         check_text(name, "name", max_length=MAX_NAME_LENGTH, multiline=False, allow_empty=False)
-        currency = fields.get("currency") or "USD"
+        currency = fields.get("currency")
+        currency = "USD" if currency is None else currency
         if not (
             isinstance(currency, str)
             and len(currency) == 3
@@ -732,7 +733,8 @@ class Registry:
             raise ValidationError("tags", f"<{len(tags)} tags>", f"at most {MAX_TAGS} tags")
         for t in tags:
             check_text(t, "tags", max_length=MAX_TAG_LENGTH, multiline=False, allow_empty=False)
-        status = fields.get("status") or "active"
+        status = fields.get("status")
+        status = "active" if status is None else status
         if not isinstance(status, str) or status not in ("active", "inactive"):
             raise ValidationError("status", status, "a new portfolio is 'active' or 'inactive'")
         for key in ("risk_profile", "benchmark"):
@@ -932,6 +934,7 @@ class Registry:
             Replace the whole configuration instead of merging.
         """
         values = _json_checked(values, "values")
+        replace = check_bool(replace, "replace")
         with self._tx("config.set", target) as (tx, events):
             kind = self._existing_kind(tx, target)
             self._require(tx, f"{kind}.config", target)
