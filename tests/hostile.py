@@ -176,7 +176,7 @@ class Books:
     """A fresh copy of a template store for one example, with the contract's checks."""
 
     def __init__(self, template: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="fuzz-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="example-", dir=template.parent))
         self.path = self.dir / "books.db"
         shutil.copy(template, self.path)
         self.store = open_store(str(self.path))

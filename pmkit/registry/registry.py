@@ -1493,7 +1493,14 @@ class Registry:
         ts: datetime | None = None,
         memo: str = "",
     ) -> int:
-        """Append an external cash flow (deposit > 0, withdrawal < 0) in the portfolio currency."""
+        """Append an external cash flow (deposit > 0, withdrawal < 0) in the portfolio currency.
+
+        ``amount`` is bounded by `pmkit.validation.MAX_AMOUNT` and the cash it
+        leaves by `MAX_BALANCE`; a withdrawal may take cash below zero only down
+        to the portfolio's ``margin_limit`` config (default 0), else
+        `InsufficientCashError`. ``memo`` is free text of at most
+        `pmkit.validation.MAX_MEMO_LENGTH` characters.
+        """
         pid = self._pid(portfolio)
         with self._tx("ledger.cash", pid) as (tx, events):
             seq, rec = self._append_cash(tx, events, pid, amount, ts, memo)
