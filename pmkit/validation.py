@@ -101,6 +101,7 @@ MAX_JSON_BYTES = 65_536
 #: Nesting depth of such a mapping.
 MAX_JSON_DEPTH = 16
 
+_MAX_KEY_LENGTH = 256
 _CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_FREE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -263,8 +264,8 @@ def json_value(
     Accepted: None, bools, numbers (`check_number` with `MAX_AMOUNT`; numpy
     scalars become Python numbers, ints stay ints), text (`check_text`, free
     text up to `MAX_TEXT_LENGTH`), lists and tuples (as lists) and mappings
-    with string keys, nested at most ``max_depth`` deep and at most
-    ``max_bytes`` serialized.
+    with string keys (single-line, at most 256 characters), nested at most
+    ``max_depth`` deep and at most ``max_bytes`` serialized.
 
     Raises
     ------
@@ -294,7 +295,7 @@ def json_value(
             for k, x in v.items():
                 if not isinstance(k, str):
                     raise error(path, k, "mapping keys must be strings")
-                key = check_text(k, f"{path} key", max_length=MAX_TAG_LENGTH * 4, multiline=False)
+                key = check_text(k, f"{path} key", max_length=_MAX_KEY_LENGTH, multiline=False)
                 out[key] = walk(x, f"{path}.{key}", depth + 1)
             return out
         raise error(
