@@ -9,19 +9,32 @@ Pure Python on purpose: the store (no xarray) and the model (xarray) both use it
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from pmkit.errors import ValidationError
+from pmkit.validation import (
+    MAX_AMOUNT,
+    MAX_BALANCE,
+    MAX_MEMO_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_TAG_LENGTH,
+    check_limit,
+    check_number,
+    check_text,
+)
 
 __all__ = [
     "OPEN_QUANTITY_TOLERANCE",
     "LedgerEntry",
     "Positions",
     "cash_effect",
+    "check_balances",
     "replay",
 ]
 
@@ -79,38 +92,57 @@ class LedgerEntry:
     seq: int | None = None
 
     def validated(self) -> LedgerEntry:
-        """Return self after checking every field; raise `ValidationError` otherwise."""
+        """A checked copy with every number a Python float; raise `ValidationError` otherwise.
+
+        Numbers may be ints, floats or numpy scalars and are bounded by
+        `pmkit.validation` (`MAX_QUANTITY`, `MAX_PRICE`, `MAX_AMOUNT`); so
+        is a trade's notional ``|quantity * price| + fee`` (field
+        ``notional``). Text (asset, memo, actor) is checked by
+        `pmkit.validation.check_text`.
+
+        Raises
+        ------
+        ValidationError
+            Naming the field; `LimitExceededError` for a magnitude beyond its limit.
+        """
         if self.kind not in ("trade", "cash"):
             raise ValidationError("kind", self.kind, "must be 'trade' or 'cash'")
         if not isinstance(self.ts, datetime):
             raise ValidationError("ts", self.ts, "must be a datetime")
         if self.ts.tzinfo is not None:
             raise ValidationError("ts", self.ts, "must be tz-naive UTC")
-        for name in ("quantity", "price", "fee", "amount"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-                raise ValidationError(name, v, "must be a finite number")
-        if self.fee < 0:
-            raise ValidationError("fee", self.fee, "must be >= 0")
-        if not isinstance(self.currency, str) or len(self.currency) != 3:
+        # A plain datetime (not a pandas Timestamp with nanoseconds), so the stored ISO
+        # text reads back as the same value.
+        ts = self.ts
+        ts = datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
+        quantity = check_number(self.quantity, "quantity", limit=MAX_QUANTITY)
+        price = check_number(self.price, "price", limit=MAX_PRICE)
+        fee = check_number(self.fee, "fee", minimum=0.0)
+        amount = check_number(self.amount, "amount")
+        if not isinstance(self.currency, str) or not re.fullmatch("[A-Z]{3}", self.currency):
             raise ValidationError("currency", self.currency, "must be a 3-letter ISO code")
+        check_text(self.memo, "memo", max_length=MAX_MEMO_LENGTH)
+        check_text(self.actor, "actor", max_length=MAX_TAG_LENGTH, multiline=False)
         if self.kind == "trade":
             if not isinstance(self.asset, str) or not self.asset:
                 raise ValidationError("asset", self.asset, "a trade needs an asset label")
-            if self.quantity == 0:
+            check_text(self.asset, "asset", max_length=MAX_NAME_LENGTH, multiline=False)
+            if quantity == 0:
                 raise ValidationError("quantity", self.quantity, "a trade must be non-zero")
-            if self.price <= 0:
+            if price <= 0:
                 raise ValidationError("price", self.price, "must be > 0")
-            if self.amount != 0:
+            if amount != 0:
                 raise ValidationError("amount", self.amount, "trades carry no cash-flow amount")
+            notional = abs(quantity * price) + fee
+            check_limit(notional, "notional", MAX_AMOUNT, "|quantity * price| + fee")
         else:
             if self.asset is not None:
                 raise ValidationError("asset", self.asset, "a cash flow has no asset")
-            if self.amount == 0:
+            if amount == 0:
                 raise ValidationError("amount", self.amount, "a cash flow must be non-zero")
-            if self.quantity != 0 or self.price != 0:
+            if quantity != 0 or price != 0:
                 raise ValidationError("quantity", self.quantity, "cash flows trade no units")
-        return self
+        return replace(self, ts=ts, quantity=quantity, price=price, fee=fee, amount=amount)
 
     def to_record(self) -> dict[str, Any]:
         """Plain dict with ``ts`` as ISO text, for storage."""
@@ -135,6 +167,40 @@ def cash_effect(entry: LedgerEntry) -> float:
     if entry.kind == "trade":
         return -(entry.quantity * entry.price) - entry.fee
     return entry.amount
+
+
+def check_balances(positions: Positions, entry: LedgerEntry) -> tuple[float, float | None]:
+    """Cash and position that ``entry`` would leave; refuse them when out of bounds.
+
+    The ledger is append-only, so a balance that became non-finite or absurd
+    could never be corrected: refuse the entry instead.
+
+    Parameters
+    ----------
+    positions : Positions
+        The portfolio's current state (its cached replay).
+    entry : LedgerEntry
+        A validated entry about to be appended.
+
+    Returns
+    -------
+    cash : float
+        Cash after the entry (same arithmetic as `Positions.apply`).
+    quantity : float or None
+        Units of ``entry.asset`` held after a trade; None for a cash flow.
+
+    Raises
+    ------
+    LimitExceededError
+        Field ``cash`` when ``|cash|`` would exceed `MAX_BALANCE`, field
+        ``position`` when ``|quantity|`` would exceed `MAX_QUANTITY`.
+    """
+    cash = check_limit(positions.cash + cash_effect(entry), "cash", MAX_BALANCE, "cash balance")
+    if entry.kind != "trade":
+        return cash, None
+    assert entry.asset is not None
+    held = positions.quantities.get(entry.asset, 0.0) + entry.quantity
+    return cash, check_limit(held, "position", MAX_QUANTITY, f"position in {entry.asset}")
 
 
 @dataclass(slots=True)

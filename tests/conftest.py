@@ -1,13 +1,23 @@
-"""Fixtures shared by test files: an in-process Panel server with pmkit logins."""
+"""Shared pytest configuration and fixtures: hypothesis profiles, an in-process Panel server
+with pmkit logins, one chromium and one served app per session."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# "ci" bounds every hypothesis test that does not set its own max_examples, so the suite's
+# run time stays predictable on shared CI runners; selected when the CI variable is set.
+# Locally hypothesis's defaults apply.
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture

@@ -590,7 +590,7 @@ def test_execute_once_only(reg, coord):
         coord.mark_signal_executed("sig-999999999")
     with pytest.raises(ValidationError) as e:
         coord.mark_signal_executed(s.id, {"bad": float("nan")})
-    assert e.value.field == "execution_result"
+    assert e.value.field == "execution_result.bad"
     assert reg.store.dump() == before
     assert drain(coord) == []  # executed from the queue: never handed out
 

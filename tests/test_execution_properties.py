@@ -34,7 +34,9 @@ def run(cash, holdings, orders, start, sessions, *, margin=0.0, participation=No
     reg = Registry.open(":memory:", market=MARKET)
     t0 = TIMES[start - 1]
     cost = sum(q * close(a, t0) for a, q in holdings.items())
-    reg.create_portfolio(PID, cash + cost, at=t0.to_pydatetime())
+    # the books allow what the broker's margin does (an amount; the broker's bound is tighter)
+    config = {"margin_limit": 1e12} if margin else None
+    reg.create_portfolio(PID, cash + cost, at=t0.to_pydatetime(), config=config)
     for a, q in holdings.items():
         reg.record_trade(a, float(q), close(a, t0), portfolio=PID, ts=t0.to_pydatetime())
     paper = PaperBroker(reg, margin=margin, participation=participation)

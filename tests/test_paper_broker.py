@@ -241,14 +241,19 @@ def test_sales_never_exceed_the_position_unless_shorting_is_allowed(reg, alice):
     assert paper.step(sessions(reg)[1]) == []
     short = PaperBroker(alice, allow_short=True, name="short")
     submitted(reg, [line(m, INCOME, "JNJ", -1000.0)], short, pid="rb-2", scope=INCOME)
-    short.step(AT)
-    assert reg.store.positions(INCOME).quantities["JNJ"] == 682 - 1000
+    short.step(AT)  # the portfolio's config does not allow shorts: sold down to zero only
+    assert reg.store.positions(INCOME).quantities["JNJ"] == 0
+    reg.set_config(INCOME, {"allow_short": True})
+    submitted(reg, [line(m, INCOME, "JNJ", -1000.0)], short, pid="rb-3", scope=INCOME)
+    short.step(AT)  # rb-2's remaining 318 and rb-3's 1000 now both fill
+    assert reg.store.positions(INCOME).quantities["JNJ"] == 682 - 2000
 
 
 def test_margin_lets_cash_go_negative_down_to_its_limit(reg, alice):
     m = reg.market
     pos = reg.store.positions(INCOME)
     nav = pos.cash + sum(q * close(m, a) for a, q in pos.quantities.items())
+    reg.set_config(INCOME, {"margin_limit": 1e9})  # the books' bound; the broker's is tighter
     paper = PaperBroker(alice, margin=0.5)
     # buying a third of NAV more than the cash: allowed with 50% margin
     q = math.floor((pos.cash + nav / 3) / close(m, "PG"))

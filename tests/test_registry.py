@@ -621,7 +621,7 @@ BAD_CALLS = [
     ("create_portfolio status", lambda r: r.create_portfolio("n", status="archived"),
      ValidationError, "status"),
     ("create_portfolio config", lambda r: r.create_portfolio("n", config={"f": {1, 2}}),
-     ConfigError, "config"),
+     ConfigError, "config.f"),
     ("update_portfolio field", lambda r: r.update_portfolio("growth_strategy", currency="EUR"),
      ValidationError, "fields"),
     ("update_portfolio name", lambda r: r.update_portfolio("growth_strategy", name=" "),

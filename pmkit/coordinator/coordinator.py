@@ -64,7 +64,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import json
 import threading
 import time
 from collections import Counter
@@ -105,6 +104,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.strategies.types import StrategyInfo, strategy_id
+from pmkit.validation import check_number, json_value, safe_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,10 +144,7 @@ def _result(value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, Mapping):
         raise ValidationError("execution_result", value, "must be a mapping (or None)")
-    try:
-        return json.loads(json.dumps(dict(value), allow_nan=False, default=str))
-    except (TypeError, ValueError) as exc:
-        raise ValidationError("execution_result", value, f"not JSON-serialisable: {exc}") from exc
+    return json_value(value, "execution_result")
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -256,10 +253,7 @@ class StrategyCoordinator:
     ) -> None:
         if registry.market is None:
             raise ConfigError("registry.market", None, "the coordinator needs market data")
-        if isinstance(risk_fraction, bool) or not isinstance(risk_fraction, int | float):
-            raise ValidationError("risk_fraction", risk_fraction, "must be a number in (0, 1]")
-        if not 0.0 < float(risk_fraction) <= 1.0:
-            raise ValidationError("risk_fraction", risk_fraction, "must be in (0, 1]")
+        risk_fraction = check_number(risk_fraction, "risk_fraction", positive=True, maximum=1.0)
         if position_policy not in _POSITION_POLICIES:
             raise ValidationError("position_policy", position_policy, "must be 'flag' or 'reject'")
         if not isinstance(group_conflicts, bool | str):
@@ -455,7 +449,7 @@ class StrategyCoordinator:
                 info = reg._portfolio(m.tx, pid)
                 if m.tx.get(SIGNAL_KIND, sid) is not None:
                     raise StoreError(f"signal id {sid} is taken: another coordinator writes here")
-                m.note("signal.received", sid, None, {"portfolio": pid, "input": jsonable(raw)})
+                shown = jsonable(raw)
                 try:
                     if info.status != "active":
                         raise ValidationError("portfolio", pid, f"is {info.status}, not active")
@@ -464,6 +458,8 @@ class StrategyCoordinator:
                     check_strategy(sig, strat)
                 except ValidationError as exc:
                     error = exc
+                    # The input is kept once, on the rejection record (what the views show).
+                    m.note("signal.received", sid, None, {"portfolio": pid, "input_on": sid})
                     data = {
                         "id": sid,
                         "seq": seq,
@@ -471,8 +467,8 @@ class StrategyCoordinator:
                         "status": str(S.REJECTED),
                         "accepted": False,
                         "reason": exc.field,
-                        "detail": str(exc),
-                        "input": jsonable(raw),
+                        "detail": safe_text(str(exc)),
+                        "input": shown,
                         "conflicts": [],
                         "latency_ms": (time.perf_counter() - t0) * 1e3,
                     }
@@ -488,6 +484,7 @@ class StrategyCoordinator:
                     )
                 else:
                     assert strat is not None
+                    m.note("signal.received", sid, None, {"portfolio": pid, "input": shown})
                     final, losers = self._decide(
                         m, sig.replace(id=sid, seq=seq), strat, nav, limit, rule
                     )

@@ -54,6 +54,17 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from pmkit.errors import UnknownAssetError, ValidationError
+from pmkit.validation import (
+    MAX_AMOUNT,
+    MAX_JSON_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_PRICE,
+    MAX_TAG_LENGTH,
+    check_number,
+    check_text,
+    json_value,
+    safe_text,
+)
 
 __all__ = [
     "LIVE_STATES",
@@ -147,6 +158,9 @@ SIGNAL_FIELDS = (
 
 #: Confidence of a signal that gives none.
 DEFAULT_CONFIDENCE = 0.5
+
+#: Largest serialized size of a signal's metadata (its keys beyond `SIGNAL_FIELDS`).
+MAX_SIGNAL_METADATA_BYTES = 16_384
 
 
 def _utcnow() -> datetime:
@@ -282,34 +296,47 @@ class Signal:
 
 
 # -- validation ----------------------------------------------------------------------------
-def jsonable(value: Any) -> Any:
-    """``value`` if it survives JSON unchanged (finite numbers, str, None, lists, dicts), else repr.
+#: Items kept per list or mapping when input is recorded with `jsonable`.
+MAX_RECORDED_ITEMS = 100
 
-    Rejected input is stored as given where possible, so the rejection record
-    shows what was sent.
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """A bounded, JSON-ready picture of ``value``: as given where possible, else its repr.
+
+    Input is recorded as sent (so a rejection record shows what was sent),
+    but bounded so hostile input cannot bloat the store: text is cut to
+    `pmkit.validation.MAX_MEMO_LENGTH` characters with lone surrogates
+    escaped and NUL dropped (`pmkit.validation.safe_text`), containers keep
+    their first `MAX_RECORDED_ITEMS` items, nesting stops at
+    `pmkit.validation.MAX_JSON_DEPTH`, non-finite or huge numbers and other
+    objects become their (cut) repr.
     """
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, int | float) and not isinstance(value, StrEnum):
+        if isinstance(value, int) and abs(value) <= MAX_AMOUNT:
+            return int(value)
+        if isinstance(value, float) and math.isfinite(value):
+            return float(value)
+        return safe_text(repr(value))
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, StrEnum):
-        return str(value)
+        return safe_text(str(value))
+    if _depth >= MAX_JSON_DEPTH:
+        return "<nested too deep>"
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, _depth + 1) for v in value[:MAX_RECORDED_ITEMS]]
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    return repr(value)
+        items = list(value.items())[:MAX_RECORDED_ITEMS]
+        return {safe_text(str(k), MAX_TAG_LENGTH): jsonable(v, _depth + 1) for k, v in items}
+    return safe_text(repr(value))
 
 
 def _price(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationError(name, value, "must be a number (price per unit)")
-    x = float(value)
-    if not math.isfinite(x) or x <= 0:
-        raise ValidationError(name, value, "must be a finite price > 0")
-    return x
+    return check_number(value, name, limit=MAX_PRICE, positive=True)
 
 
 def _time(value: Any) -> datetime:
@@ -320,13 +347,16 @@ def _time(value: Any) -> datetime:
             value = datetime.fromisoformat(value)
         except ValueError as exc:
             raise ValidationError("time", value, "must be an ISO-8601 datetime") from exc
-    if hasattr(value, "to_pydatetime"):  # pandas.Timestamp
-        value = value.to_pydatetime()
     if not isinstance(value, datetime):
         raise ValidationError("time", value, "must be a datetime or ISO-8601 string")
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except (OverflowError, ValueError) as exc:
+            raise ValidationError("time", value, "out of the datetime range in UTC") from exc
+    # a plain datetime (a pandas Timestamp's nanoseconds dropped): it reads back identical
+    v = value
+    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
 
 
 def validate_signal(
@@ -371,6 +401,7 @@ def validate_signal(
     symbol = raw.get("symbol")
     if not isinstance(symbol, str) or not symbol:
         raise ValidationError("symbol", symbol, "must be a non-empty asset id")
+    check_text(symbol, "symbol", max_length=MAX_NAME_LENGTH, multiline=False)
     if symbol not in universe:
         raise UnknownAssetError("symbol", symbol, "not an asset of the market universe")
     side_raw = raw.get("side")
@@ -390,18 +421,16 @@ def validate_signal(
     if side is Side.SHORT and not target < entry:
         raise ValidationError("target", target, f"a short's target must be below entry {entry:g}")
     conf_raw = raw.get("confidence", DEFAULT_CONFIDENCE)
-    if isinstance(conf_raw, bool) or not isinstance(conf_raw, int | float):
-        raise ValidationError("confidence", conf_raw, "must be a number in [0, 1]")
-    confidence = float(conf_raw)
-    if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
-        raise ValidationError("confidence", conf_raw, "must be in [0, 1]")
+    confidence = check_number(conf_raw, "confidence", minimum=0.0, maximum=1.0)
     name = raw.get("strategy", strategy)
     if not isinstance(name, str) or not name:
         raise ValidationError("strategy", name, "must name a registered strategy")
+    check_text(name, "strategy", max_length=MAX_NAME_LENGTH, multiline=False)
     if strategy is not None and name != strategy:
         raise ValidationError("strategy", name, f"differs from the strategy argument {strategy!r}")
     when = _time(raw.get("time"))
-    extra = {k: jsonable(v) for k, v in raw.items() if k not in SIGNAL_FIELDS}
+    extra = {k: v for k, v in raw.items() if k not in SIGNAL_FIELDS}
+    extra = json_value(extra, "metadata", max_bytes=MAX_SIGNAL_METADATA_BYTES)
     return Signal(
         symbol=symbol,
         side=side,

@@ -25,7 +25,6 @@ Designed for adapters to come:
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,15 @@ from typing import TYPE_CHECKING, Any
 
 from pmkit.errors import NotFoundError, ValidationError
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
+from pmkit.validation import (
+    MAX_AMOUNT,
+    MAX_NAME_LENGTH,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    check_number,
+    check_text,
+    json_value,
+)
 
 if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
@@ -77,14 +85,24 @@ class OrderStatus(StrEnum):
 OPEN_ORDER_STATUSES: tuple[str, ...] = (str(OrderStatus.OPEN), str(OrderStatus.PARTIALLY_FILLED))
 
 
-def _finite(name: str, value: Any, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationError(name, value, "must be a finite number")
-    if positive and value <= 0:
-        raise ValidationError(name, value, "must be > 0")
-    if nonneg and value < 0:
-        raise ValidationError(name, value, "must be >= 0")
-    return float(value)
+def _finite(
+    name: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    nonneg: bool = False,
+    limit: float = MAX_AMOUNT,
+) -> float:
+    """A finite, bounded Python float (`pmkit.validation.check_number`)."""
+    return check_number(
+        value, name, limit=limit, positive=positive, minimum=0.0 if nonneg else None
+    )
+
+
+def _plain_ts(name: str, ts: Any) -> datetime:
+    if not isinstance(ts, datetime) or ts.tzinfo is not None:
+        raise ValidationError(name, ts, "must be a tz-naive UTC datetime")
+    return datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
 
 
 @dataclass(frozen=True)
@@ -165,18 +183,38 @@ class Order:
         return self.fill_value / self.filled if self.filled else None
 
     def validated(self) -> Order:
-        """Return self after checking every field; raise `ValidationError` otherwise."""
+        """A checked copy with Python floats; raise `ValidationError` naming the field otherwise.
+
+        Limits: `pmkit.validation.MAX_QUANTITY` units, `MAX_PRICE` per unit,
+        ids and labels single-line text of at most `MAX_NAME_LENGTH` characters.
+        """
         for name in ("id", "portfolio", "asset", "broker"):
-            v = getattr(self, name)
-            if not isinstance(v, str) or not v:
-                raise ValidationError(name, v, "must be a non-empty string")
-        if _finite("quantity", self.quantity) == 0:
+            check_text(
+                getattr(self, name),
+                name,
+                max_length=MAX_NAME_LENGTH,
+                multiline=False,
+                allow_empty=False,
+            )
+        quantity = _finite("quantity", self.quantity, limit=MAX_QUANTITY)
+        if quantity == 0:
             raise ValidationError("quantity", self.quantity, "an order must be non-zero")
-        _finite("reference_price", self.reference_price, positive=True)
-        if self.limit_price is not None:
-            _finite("limit_price", self.limit_price, positive=True)
-        OrderStatus(self.status)
-        return self
+        ref = _finite("reference_price", self.reference_price, positive=True, limit=MAX_PRICE)
+        limit_price = self.limit_price
+        if limit_price is not None:
+            limit_price = _finite("limit_price", limit_price, positive=True, limit=MAX_PRICE)
+        try:
+            status = OrderStatus(self.status)
+        except ValueError as exc:
+            raise ValidationError("status", self.status, "not an order status") from exc
+        return replace(
+            self,
+            quantity=quantity,
+            reference_price=ref,
+            limit_price=limit_price,
+            status=status,
+            info=json_value(self.info, "info"),
+        )
 
     def with_changes(self, **changes: Any) -> Order:
         """A copy with ``changes`` applied (orders are immutable values)."""
@@ -403,7 +441,7 @@ class FillRecorder:
             raise _AlreadyBooked
         if order.status not in (*OPEN_ORDER_STATUSES, OrderStatus.CANCELLED):
             raise TransitionError(order.id, str(order.status), "fill", ())
-        self._check(order, fill)
+        fill = self._check(order, fill)
         m.append_trade(
             order.portfolio,
             order.asset,
@@ -447,14 +485,26 @@ class FillRecorder:
         return after
 
     @staticmethod
-    def _check(order: Order, fill: Fill) -> None:
-        q = _finite("quantity", fill.quantity)
-        _finite("price", fill.price, positive=True)
-        _finite("fee", fill.fee, nonneg=True)
-        if not isinstance(fill.ts, datetime) or fill.ts.tzinfo is not None:
-            raise ValidationError("ts", fill.ts, "must be a tz-naive UTC datetime")
-        if not isinstance(fill.id, str) or not fill.id:
-            raise ValidationError("id", fill.id, "a fill needs an execution id")
+    def _check(order: Order, fill: Fill) -> Fill:
+        """``fill`` checked, with Python floats and a plain datetime (JSON-ready)."""
+        q = _finite("quantity", fill.quantity, limit=MAX_QUANTITY)
+        ref = fill.reference_price
+        if ref is not None:
+            ref = _finite("reference_price", ref, limit=MAX_PRICE)
+        clean = replace(
+            fill,
+            quantity=q,
+            price=_finite("price", fill.price, positive=True, limit=MAX_PRICE),
+            fee=_finite("fee", fill.fee, nonneg=True),
+            ts=_plain_ts("ts", fill.ts),
+            reference_price=None
+            if ref is None
+            else _finite("reference_price", ref, limit=MAX_PRICE),
+            commission=_finite("commission", fill.commission),
+            spread=_finite("spread", fill.spread),
+            impact=_finite("impact", fill.impact),
+        )
+        check_text(fill.id, "id", max_length=MAX_NAME_LENGTH, multiline=False, allow_empty=False)
         if q == 0 or (q > 0) != (order.quantity > 0):
             raise ValidationError("quantity", q, f"must be non-zero, a {order.side} like the order")
         slack = OPEN_QUANTITY_TOLERANCE * max(1.0, abs(order.quantity))
@@ -462,6 +512,7 @@ class FillRecorder:
             raise ValidationError(
                 "quantity", q, f"order {order.id!r} has only {order.remaining:g} units left"
             )
+        return clean
 
 
 class ExecutionService:

@@ -50,6 +50,7 @@ from pmkit.execution.broker import (
     OrderStatus,
 )
 from pmkit.execution.costs import CostBreakdown, CostModel
+from pmkit.validation import check_number
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -79,9 +80,12 @@ class PaperBroker(Broker):
         Largest fill per session as a fraction of the asset's ADV (> 0).
         None: no limit.
     margin : float, default 0
-        Cash may go down to ``-margin * NAV`` (a fraction >= 0).
+        Cash may go down to ``-margin * NAV`` (a fraction >= 0), and never
+        below the portfolio's ``margin_limit`` config (an amount, default 0),
+        which the registry enforces on every booked trade.
     allow_short : bool, default False
-        Whether sales may exceed the position held.
+        Whether sales may exceed the position held; the portfolio's config
+        must also say ``allow_short: true``.
     name : str, default "paper"
         Stored on the orders it works; two paper brokers with different
         names over one store work separate orders.
@@ -105,14 +109,9 @@ class PaperBroker(Broker):
         market = registry.market if market is None else market
         if market is None:
             raise ConfigError("market", None, "the paper broker needs market data; pass market=")
-        if participation is not None and not (
-            isinstance(participation, int | float)
-            and math.isfinite(participation)
-            and participation > 0
-        ):
-            raise ValidationError("participation", participation, "must be a fraction > 0")
-        if not (isinstance(margin, int | float) and math.isfinite(margin) and margin >= 0):
-            raise ValidationError("margin", margin, "must be a fraction >= 0")
+        if participation is not None:
+            participation = check_number(participation, "participation", positive=True)
+        margin = check_number(margin, "margin", minimum=0.0)
         if not isinstance(name, str) or not name:
             raise ValidationError("name", name, "must be a non-empty string")
         self.registry = registry
@@ -166,7 +165,9 @@ class PaperBroker(Broker):
         fresh: list[Order] = []
         out: list[Order] = []
         for o in orders:
-            o.validated()
+            if not isinstance(o, Order):
+                raise ValidationError("orders", type(o).__name__, "must be pmkit.execution.Order")
+            o = o.validated()
             if o.broker != self.name:
                 raise ValidationError("broker", o.broker, f"this broker is {self.name!r}")
             if o.asset not in self.market.indexes["asset"]:
@@ -296,7 +297,11 @@ class PaperBroker(Broker):
             cap = math.floor(self.participation * self.cost_model.adv_of(order.asset) / close / lot)
             want = min(want, cap * lot)
         pos = self.registry.store.positions(order.portfolio)
-        if order.quantity < 0 and not self.allow_short:
+        # Fill only what the registry's ledger guards will book (see Registry.record_trade).
+        cfg = self.registry.resolve_config(order.portfolio)
+        allow_short = self.allow_short and cfg.get("allow_short") is True
+        margin_limit = float(cfg.get("margin_limit", 0.0))
+        if order.quantity < 0 and not allow_short:
             want = min(want, max(pos.quantities.get(order.asset, 0.0), 0.0))
         if want <= 0:
             return None
@@ -307,7 +312,7 @@ class PaperBroker(Broker):
             nav = pos.cash + sum(
                 qty * float(last_close.get(a, 0.0)) for a, qty in pos.quantities.items() if qty
             )
-            floor = -self.margin * max(nav, 0.0)
+            floor = max(-self.margin * max(nav, 0.0), -margin_limit)
 
             def affordable(units: float) -> bool:
                 p, b = self._costs(order.asset, units, close, t)

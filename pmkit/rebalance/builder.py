@@ -58,6 +58,7 @@ from pmkit.errors import (
 from pmkit.rebalance.risk import risk_snapshots
 from pmkit.rebalance.trades import TradePlan, allocation_transfers, plan_trades
 from pmkit.rebalance.types import CashTransfer, ProposalState, RebalanceProposal, TradeLine
+from pmkit.validation import check_number
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -339,12 +340,7 @@ def _scope_kind(registry: Registry, scope: Any) -> str:
 
 
 def _number(name: str, value: Any, low: float = 0.0) -> float:
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)):
-        raise ValidationError(name, value, "must be a finite number")
-    if value < low:
-        raise ValidationError(name, value, f"must be >= {low:g}")
-    return float(value)
+    return check_number(value, name, minimum=low)
 
 
 def _check_arguments(

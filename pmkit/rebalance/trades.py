@@ -54,6 +54,7 @@ import numpy as np
 
 from pmkit.errors import AllocationError, ValidationError
 from pmkit.rebalance.types import CashTransfer
+from pmkit.validation import check_number
 
 __all__ = [
     "LOT_TOLERANCE",
@@ -193,12 +194,7 @@ def _array(name: str, value: Any, n: int | None = None) -> np.ndarray:
 
 
 def _number(name: str, value: Any, *, low: float | None = 0.0) -> float:
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)):
-        raise ValidationError(name, value, "must be a finite number")
-    if low is not None and value < low:
-        raise ValidationError(name, value, f"must be >= {low:g}")
-    return float(value)
+    return check_number(value, name, minimum=low)
 
 
 def _check_inputs(

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pmkit.errors import ValidationError
+from pmkit.validation import check_number
 
 __all__ = [
     "TRIGGERS",
@@ -64,14 +65,7 @@ class TriggerResult:
 
 
 def _fraction(name: str, value: Any, *, upper: float | None = None) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(name, value, "must be a number") from exc
-    if not math.isfinite(x) or x < 0 or (upper is not None and x > upper):
-        bound = f" and <= {upper}" if upper is not None else ""
-        raise ValidationError(name, value, f"must be finite, >= 0{bound}")
-    return x
+    return check_number(value, name, minimum=0.0, maximum=upper)
 
 
 def scheduled_trigger(
@@ -163,8 +157,8 @@ def performance_trigger(
         raise ValidationError("window", window, "must be an integer >= 2")
     if max_drawdown is not None:
         max_drawdown = _fraction("max_drawdown", max_drawdown, upper=1.0)
-    if min_sharpe is not None and not math.isfinite(float(min_sharpe)):
-        raise ValidationError("min_sharpe", min_sharpe, "must be finite")
+    if min_sharpe is not None:
+        min_sharpe = check_number(min_sharpe, "min_sharpe")
     details: dict[str, Any] = {"window": window, "min_sharpe": min_sharpe,
                                "max_drawdown": max_drawdown, "strategies": {}}
     degraded: list[str] = []

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import math
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -50,6 +49,18 @@ from pmkit.errors import (
 from pmkit.execution.broker import OPEN_ORDER_STATUSES, Broker, Fill, Order, OrderStatus
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.rebalance.types import TRANSITIONS, ProposalState, RebalanceProposal
+from pmkit.registry.ids import validate_id
+from pmkit.validation import (
+    MAX_AMOUNT,
+    MAX_MEMO_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_TEXT_LENGTH,
+    check_limit,
+    check_number,
+    check_text,
+)
 
 if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
@@ -117,6 +128,7 @@ def _advance(
     operation's transaction (a fill).
     """
     _check_legal(p, new, str(new))
+    check_text(note, "note", max_length=MAX_TEXT_LENGTH)
     entry = {"state": str(new), "actor": m.user, "ts": now.isoformat(), "note": note}
     after = p.with_changes(state=new, history=[*p.history, entry], **changes)
     m.tx.put("proposal", p.id, str(new), _stored(after))
@@ -243,10 +255,14 @@ class ProposalBook:
         if not isinstance(proposal, RebalanceProposal):
             raise ValidationError("proposal", proposal, "must be a RebalanceProposal")
         now = self.clock()
-        with self.registry.mutation("proposal.create", proposal.id or "?") as m:
+        check_text(
+            proposal.id, "id", max_length=MAX_NAME_LENGTH, multiline=False, allow_empty=False
+        )
+        validate_id(proposal.scope, "scope")
+        check_text(proposal.reason, "reason", max_length=MAX_MEMO_LENGTH)
+        check_text(note, "note", max_length=MAX_TEXT_LENGTH)
+        with self.registry.mutation("proposal.create", proposal.id) as m:
             p = proposal
-            if not isinstance(p.id, str) or not p.id:
-                raise ValidationError("id", p.id, "must be a non-empty string")
             m.require("proposal.create", p.scope)
             if p.created_by != m.user:
                 raise ValidationError(
@@ -299,10 +315,10 @@ class ProposalBook:
             if t.key in keys:
                 raise ValidationError("trades", t.key, "one line per portfolio and asset")
             keys.add(t.key)
+            limits = {"quantity": MAX_QUANTITY, "price": MAX_PRICE}
             for name in ("quantity", "price", "commission", "spread", "impact"):
-                v = getattr(t, name)
-                if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                    raise ValidationError(f"trades.{name}", v, f"{t.key}: must be finite")
+                check_number(getattr(t, name), f"trades.{name}", limit=limits.get(name, MAX_AMOUNT))
+            check_limit(abs(t.quantity * t.price), "trades.notional", MAX_AMOUNT, t.key)
             if t.quantity == 0:
                 raise ValidationError("trades.quantity", t.quantity, f"{t.key}: must be non-zero")
             if t.price <= 0:
@@ -316,13 +332,7 @@ class ProposalBook:
                 )
             if tr.source == tr.destination:
                 raise ValidationError("transfers.destination", tr.destination, "same as source")
-            a = tr.amount
-            if (
-                isinstance(a, bool)
-                or not isinstance(a, int | float)
-                or not (math.isfinite(a) and a > 0)
-            ):
-                raise ValidationError("transfers.amount", a, "must be finite and > 0")
+            check_number(tr.amount, "transfers.amount", positive=True)
 
     # -- transitions ------------------------------------------------------------------
     def _begin(
@@ -520,3 +530,4 @@ class ProposalBook:
     def _need_text(name: str, value: Any) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ValidationError(name, value, "must say why (a non-empty string)")
+        check_text(value, name, max_length=MAX_MEMO_LENGTH)

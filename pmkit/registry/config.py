@@ -24,11 +24,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pmkit.errors import ConfigError
+from pmkit.validation import MAX_AMOUNT, check_bool, check_number, json_value
 
 __all__ = [
+    "DEFAULT_PRICE_BAND",
     "DEFAULT_SETTINGS",
+    "LEDGER_GUARD_KEYS",
     "PORTFOLIO_KEYS",
     "from_single_portfolio_config",
+    "validate_config_values",
     "validate_multi_portfolio_config",
 ]
 
@@ -72,6 +76,55 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     },
     "defaults": {},
 }
+
+
+#: Fraction a trade price may be away from the last known close without ``force=True``.
+DEFAULT_PRICE_BAND = 0.25
+
+#: Configuration keys that guard ``record_trade`` (and every fill and transfer booked
+#: through the registry), with what they accept:
+#:
+#: - ``allow_short`` (bool, default False): sales may exceed the position held;
+#: - ``margin_limit`` (amount >= 0 in the portfolio currency, default 0): how far
+#:   below zero a trade or withdrawal may take cash;
+#: - ``price_band`` (fraction > 0, default `DEFAULT_PRICE_BAND`): largest
+#:   ``|price / last close - 1|`` accepted without ``force=True`` and a reason.
+LEDGER_GUARD_KEYS = ("allow_short", "margin_limit", "price_band")
+
+
+def _check_known(key: str, value: Any, field: str) -> None:
+    name = f"{field}.{key}"
+    if key == "allow_short":
+        check_bool(value, name, ConfigError)
+    elif key == "margin_limit":
+        check_number(value, name, limit=MAX_AMOUNT, minimum=0.0, error=ConfigError)
+    elif key == "price_band":
+        check_number(value, name, limit=MAX_AMOUNT, positive=True, error=ConfigError)
+    elif key == "max_position_weight":
+        check_number(value, name, minimum=0.0, maximum=1.0, error=ConfigError)
+
+
+def validate_config_values(values: Any, field: str = "config") -> dict[str, Any]:
+    """A checked, JSON-ready copy of a configuration mapping.
+
+    Every value must be JSON-like within `pmkit.validation.json_value`'s
+    limits (finite numbers up to `pmkit.validation.MAX_AMOUNT`, bounded text,
+    size and depth); the keys pmkit reads (`LEDGER_GUARD_KEYS`,
+    ``max_position_weight``) must have their documented type. None values
+    (which remove a key in `Registry.set_config`) are passed through.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key path and value (`LimitExceededError` for a magnitude).
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(field, values, "must be a mapping")
+    clean = json_value(values, field, error=ConfigError)
+    for k, v in clean.items():
+        if v is not None:
+            _check_known(k, v, field)
+    return clean
 
 
 def _mapping(value: Any, field: str) -> Mapping[str, Any]:
@@ -120,6 +173,12 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
         _known(_mapping(spec, f"portfolios.{pid}"), PORTFOLIO_KEYS, f"portfolios.{pid}")
     for gid, spec in _mapping(cfg.get("groups", {}), "groups").items():
         _known(_mapping(spec, f"groups.{gid}"), GROUP_KEYS, f"groups.{gid}")
+        for key in ("portfolios", "groups"):
+            members = spec.get(key, [])
+            if not isinstance(members, list | tuple) or not all(
+                isinstance(m, str) for m in members
+            ):
+                raise ConfigError(f"groups.{gid}.{key}", members, "must be a list of ids")
     settings = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_SETTINGS.items()}
     if "isolation" in cfg:
         iso = _flags(cfg["isolation"], ISOLATION_KEYS, "isolation")
@@ -139,13 +198,13 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
             **_flags(cfg["cross_portfolio"], CROSS_KEYS, "cross_portfolio"),
         }
     if "defaults" in cfg:
-        settings["defaults"] = dict(_mapping(cfg["defaults"], "defaults"))
+        settings["defaults"] = validate_config_values(cfg["defaults"], "defaults")
     if "streaming" in cfg:
         from pmkit.stream.settings import StreamSettings
 
         settings["streaming"] = StreamSettings.from_mapping(cfg["streaming"]).to_dict()
     default = cfg.get("default_portfolio")
-    if default is not None and default not in portfolios:
+    if default is not None and (not isinstance(default, str) or default not in portfolios):
         raise ConfigError("default_portfolio", default, "is not one of the configured portfolios")
     settings["default_portfolio"] = default
     return settings

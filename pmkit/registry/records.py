@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from pmkit.errors import ValidationError
+from pmkit.validation import MAX_NAME_LENGTH, check_text
 
 __all__ = ["GroupInfo", "GroupNode", "PortfolioInfo", "Segment"]
 
@@ -36,10 +37,10 @@ class Segment:
             )
         unknown = set(value) - {"strategy", "asset_class", "client"}
         if unknown:
-            raise ValidationError("segment", sorted(unknown), "unknown segment keys")
+            raise ValidationError("segment", sorted(map(str, unknown)), "unknown segment keys")
         for k, v in value.items():
-            if v is not None and not isinstance(v, str):
-                raise ValidationError(f"segment.{k}", v, "must be a string")
+            if v is not None:
+                check_text(v, f"segment.{k}", max_length=MAX_NAME_LENGTH, multiline=False)
         return cls(**dict(value))
 
     def as_dict(self) -> dict[str, str | None]:

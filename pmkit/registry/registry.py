@@ -28,19 +28,24 @@ from pmkit.errors import (
     ConfigError,
     CurrencyMismatchError,
     CycleError,
+    InsufficientCashError,
     LifecycleError,
     NotFoundError,
     OpenPositionsError,
     PermissionDenied,
+    PriceBandError,
+    ShortSaleError,
     UnknownAssetError,
     ValidationError,
 )
 from pmkit.events import Event, EventBus
-from pmkit.ledger import LedgerEntry, Positions
+from pmkit.ledger import OPEN_QUANTITY_TOLERANCE, LedgerEntry, Positions, check_balances
 from pmkit.registry.access import ACTION_ROLES, Role, parse_role
 from pmkit.registry.config import (
+    DEFAULT_PRICE_BAND,
     DEFAULT_SETTINGS,
     from_single_portfolio_config,
+    validate_config_values,
     validate_multi_portfolio_config,
 )
 from pmkit.registry.guard import GuardedTransaction
@@ -48,6 +53,16 @@ from pmkit.registry.ids import namespace_of, slugify, validate_id, validate_user
 from pmkit.registry.records import GroupInfo, GroupNode, PortfolioInfo, Segment
 from pmkit.store import Store, open_store
 from pmkit.store.base import Reader, Transaction
+from pmkit.validation import (
+    MAX_MEMO_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    MAX_TEXT_LENGTH,
+    check_bool,
+    check_number,
+    check_text,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,12 +80,9 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _json_checked(value: Any, field: str) -> Any:
-    """Round-trip through JSON so what is stored is exactly what was validated."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(field, value, f"must be JSON-serialisable: {exc}") from exc
+def _json_checked(value: Any, field: str) -> dict[str, Any]:
+    """A checked configuration mapping, exactly as it will be stored."""
+    return validate_config_values({} if value is None else value, field)
 
 
 def _portfolio_from(record: Any) -> PortfolioInfo:
@@ -359,6 +371,9 @@ class Registry:
             Name shown in front ends.
         """
         validate_user(user_id, "user_id")
+        admin = check_bool(admin, "admin")
+        can_create = check_bool(can_create, "can_create")
+        check_text(display_name, "display_name", max_length=MAX_NAME_LENGTH, multiline=False)
         with self._tx("user.add", user_id) as (tx, _):
             self._require_admin(tx, "user.add", user_id)
             if tx.get("user", user_id) is not None:
@@ -509,6 +524,8 @@ class Registry:
         """
         from pmkit.stream.settings import StreamSettings
 
+        if not isinstance(values, Mapping):
+            raise ConfigError("streaming", values, "must be a mapping of streaming options")
         with self._tx("registry.streaming", "registry") as (tx, events):
             self._require_admin(tx, "registry.streaming", "registry")
             current = self.settings()
@@ -794,10 +811,11 @@ class Registry:
             return self._create_portfolio(tx, events, pid, fields, at)
 
     def _validated_portfolio(self, pid: str, fields: Mapping[str, Any]) -> PortfolioInfo:
-        name = fields.get("name") or pid
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError("name", name, "must be a non-empty string")
-        currency = fields.get("currency") or "USD"
+        name = fields.get("name")
+        name = pid if name is None or name == "" else name
+        check_text(name, "name", max_length=MAX_NAME_LENGTH, multiline=False, allow_empty=False)
+        currency = fields.get("currency")
+        currency = "USD" if currency is None else currency
         if not (
             isinstance(currency, str)
             and len(currency) == 3
@@ -805,24 +823,26 @@ class Registry:
             and currency.isupper()
         ):
             raise ValidationError("currency", currency, "must be a 3-letter upper-case ISO code")
-        capital = fields.get("initial_capital", 0.0)
-        if (
-            not isinstance(capital, int | float)
-            or isinstance(capital, bool)
-            or not math.isfinite(capital)
-            or capital < 0
-        ):
-            raise ValidationError("initial_capital", capital, "must be a finite number >= 0")
-        tags = fields.get("tags") or ()
-        if isinstance(tags, str) or not all(isinstance(t, str) and t for t in tags):
+        capital = check_number(fields.get("initial_capital", 0.0), "initial_capital", minimum=0.0)
+        tags = fields.get("tags")
+        tags = () if tags is None else tags
+        if isinstance(tags, str | bytes | Mapping) or not isinstance(tags, Iterable):
             raise ValidationError("tags", tags, "must be a list of non-empty strings")
-        status = fields.get("status") or "active"
-        if status not in ("active", "inactive"):
+        tags = list(tags)
+        if len(tags) > MAX_TAGS:
+            raise ValidationError("tags", f"<{len(tags)} tags>", f"at most {MAX_TAGS} tags")
+        for t in tags:
+            check_text(t, "tags", max_length=MAX_TAG_LENGTH, multiline=False, allow_empty=False)
+        status = fields.get("status")
+        status = "active" if status is None else status
+        if not isinstance(status, str) or status not in ("active", "inactive"):
             raise ValidationError("status", status, "a new portfolio is 'active' or 'inactive'")
-        for key in ("risk_profile", "benchmark", "description"):
+        for key in ("risk_profile", "benchmark"):
             v = fields.get(key)
-            if v is not None and not isinstance(v, str):
-                raise ValidationError(key, v, "must be a string")
+            if v is not None:
+                check_text(v, key, max_length=MAX_TAG_LENGTH, multiline=False)
+        if fields.get("description") is not None:
+            check_text(fields["description"], "description", max_length=MAX_TEXT_LENGTH)
         return PortfolioInfo(
             id=pid,
             name=name,
@@ -833,7 +853,7 @@ class Registry:
             benchmark=fields.get("benchmark"),
             tags=tuple(dict.fromkeys(tags)),
             segment=Segment.parse(fields.get("segment")),
-            config=_json_checked(dict(fields.get("config") or {}), "config"),
+            config=_json_checked(fields.get("config"), "config"),
             status=status,
         )
 
@@ -1013,7 +1033,8 @@ class Registry:
         replace : bool
             Replace the whole configuration instead of merging.
         """
-        values = _json_checked(dict(values), "values")
+        values = _json_checked(values, "values")
+        replace = check_bool(replace, "replace")
         with self._tx("config.set", target) as (tx, events):
             kind = self._existing_kind(tx, target)
             self._require(tx, f"{kind}.config", target)
@@ -1044,8 +1065,12 @@ class Registry:
             Naming the key and the conflicting groups' values.
         """
         pid = self._pid(portfolio_id)
-        info = self.portfolio(pid)
-        reader = self.store
+        self.portfolio(pid)
+        return self._resolve_config(self.store, pid)
+
+    def _resolve_config(self, reader: Reader, pid: str) -> ResolvedConfig:
+        """`resolve_config` read through ``reader`` (e.g. an open transaction), no role check."""
+        info = self._portfolio(reader, pid)
         values = dict(self._settings(reader).get("defaults", {}))
         sources = dict.fromkeys(values, "defaults")
         conflicts: dict[str, dict[str, Any]] = {}
@@ -1103,6 +1128,8 @@ class Registry:
         config : mapping, optional
             Configuration members inherit.
         """
+        if isinstance(members, str | bytes | Mapping) or not isinstance(members, Iterable):
+            raise ValidationError("members", members, "must be a list of ids")
         with self._tx("group.create", group_id) as (tx, events):
             self._create_group(
                 tx, events, group_id, list(members), name, description, allocation, config
@@ -1133,8 +1160,11 @@ class Registry:
         validate_id(gid, "group_id")
         self._require_creator(tx, "group.create", gid)
         self._check_free(tx, gid)
-        if name is not None and (not isinstance(name, str) or not name.strip()):
-            raise ValidationError("name", name, "must be a non-empty string")
+        if name is not None:
+            check_text(name, "name", max_length=MAX_NAME_LENGTH, multiline=False, allow_empty=False)
+        check_text(description, "description", max_length=MAX_TEXT_LENGTH)
+        for m in members:
+            validate_id(m, "members")
         if len(set(members)) != len(members):
             dup = next(m for m in members if members.count(m) > 1)
             raise ValidationError("members", dup, "listed twice")
@@ -1145,13 +1175,14 @@ class Registry:
         data = {
             "name": name or gid,
             "description": description,
-            "config": _json_checked(dict(config or {}), "config"),
+            "config": _json_checked(config, "config"),
         }
         tx.put("group", gid, "active", data)
         tx.set_members(gid, list(zip(members, weights, strict=True)))
         if not self._is_admin(tx):
             tx.set_grant(self.user, gid, str(Role.OWNER))
-        after = {"id": gid, **data, "members": members, "allocation": dict(allocation or {})}
+        alloc = {m: w for m, w in zip(members, weights, strict=True) if w is not None}
+        after = {"id": gid, **data, "members": members, "allocation": alloc}
         if tx.before is None and tx.after is None:
             tx.record(None, after)
         else:
@@ -1163,7 +1194,7 @@ class Registry:
     ) -> list[float | None]:
         if allocation is None:
             return [None] * len(members)
-        if not isinstance(allocation, Mapping):
+        if not isinstance(allocation, Mapping) or not all(isinstance(k, str) for k in allocation):
             raise AllocationError("allocation", allocation, "must map member id -> weight")
         extra = sorted(set(allocation) - set(members))
         if extra:
@@ -1171,23 +1202,18 @@ class Registry:
         missing = sorted(set(members) - set(allocation))
         if missing:
             raise AllocationError("allocation", missing, f"members of {gid!r} without a weight")
-        for m, w in allocation.items():
-            if (
-                not isinstance(w, int | float)
-                or isinstance(w, bool)
-                or not math.isfinite(w)
-                or w < 0
-                or w > 1
-            ):
-                raise AllocationError(f"allocation[{m}]", w, "must be a number in [0, 1]")
-        total = math.fsum(allocation.values())
+        weights = {
+            m: check_number(w, f"allocation[{m}]", minimum=0.0, maximum=1.0, error=AllocationError)
+            for m, w in allocation.items()
+        }
+        total = math.fsum(weights.values())
         if abs(total - 1.0) > ALLOCATION_TOLERANCE:
             raise AllocationError(
                 "allocation",
-                dict(allocation),
+                weights,
                 f"weights sum to {total!r}, not 1 (tolerance {ALLOCATION_TOLERANCE:g})",
             )
-        return [float(allocation[m]) for m in members]
+        return [weights[m] for m in members]
 
     def _members_change(
         self,
@@ -1211,9 +1237,10 @@ class Registry:
                 )
             weights = self._validated_allocation(group_id, members, allocation)
             tx.set_members(group_id, list(zip(members, weights, strict=True)))
+            alloc = dict(zip(members, weights, strict=True)) if allocation else None
             tx.record(
                 {"members": list(g.members), "allocation": g.allocation},
-                {"members": members, "allocation": dict(allocation) if allocation else None},
+                {"members": members, "allocation": alloc},
             )
             topic = "group.member_added" if action == "group.add" else "group.member_removed"
             events.append(self._event(topic, group=group_id, member=member))
@@ -1281,14 +1308,15 @@ class Registry:
             as a ``group.allocation.reason`` record of the same transaction
             and carried on the event.
         """
-        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
-            raise ValidationError("reason", reason, "must be a non-empty string")
+        if reason is not None:
+            check_text(reason, "reason", max_length=MAX_MEMO_LENGTH, allow_empty=False)
         with self._tx("group.allocation", group_id) as (tx, events):
             g = self._group(tx, group_id)
             self._require(tx, "group.allocation", group_id)
             weights = self._validated_allocation(group_id, list(g.members), allocation)
             tx.set_members(group_id, list(zip(g.members, weights, strict=True)))
-            tx.record(g.allocation, dict(allocation) if allocation else None)
+            new = None if allocation is None else dict(zip(g.members, weights, strict=True))
+            tx.record(g.allocation, new)
             extra = {}
             if reason is not None:
                 tx.note("group.allocation.reason", group_id, None, {"reason": reason})
@@ -1374,15 +1402,31 @@ class Registry:
         fee: float = 0.0,
         ts: datetime | None = None,
         memo: str = "",
+        force: bool = False,
+        reason: str | None = None,
     ) -> int:
         """Append a trade to a portfolio's ledger (needs TRADER; the portfolio must be active).
+
+        The ledger is append-only, so a trade is refused before it is written
+        when it, or what it would do, is out of bounds:
+
+        - numbers: see `pmkit.validation` (`MAX_QUANTITY`, `MAX_PRICE`,
+          `MAX_AMOUNT` for ``|quantity * price| + fee``, `MAX_BALANCE` for the
+          resulting cash);
+        - a sale of more than is held, unless the portfolio's resolved config
+          has ``allow_short: true`` (`ShortSaleError`);
+        - a trade that takes cash below ``-margin_limit`` (config, default 0)
+          while lowering it (`InsufficientCashError`);
+        - a price more than ``price_band`` (config, default 0.25) away from
+          the asset's last close at or before ``ts`` in the registry's market
+          data (`PriceBandError`), unless ``force=True`` with a ``reason``.
 
         Parameters
         ----------
         asset : str
             Asset label; must be in the market data when the registry has it.
         quantity : float
-            Signed units: buy > 0, sell < 0.
+            Signed units: buy > 0, sell < 0 (int, float or numpy scalar).
         price : float
             Price per unit in the portfolio currency (> 0).
         portfolio : str, optional
@@ -1391,6 +1435,13 @@ class Registry:
             Fees in the portfolio currency (>= 0).
         ts : datetime, optional
             Trade time, tz-naive UTC (default now).
+        memo : str
+            Free text (at most `pmkit.validation.MAX_MEMO_LENGTH` characters).
+        force : bool
+            Book a price outside the band; needs ``reason``, which is written
+            into the trade's audit record and event.
+        reason : str, optional
+            Why the price is forced.
 
         Returns
         -------
@@ -1399,7 +1450,9 @@ class Registry:
         """
         pid = self._pid(portfolio)
         with self._tx("ledger.trade", pid) as (tx, events):
-            seq, rec = self._append_trade(tx, events, pid, asset, quantity, price, fee, ts, memo)
+            seq, rec = self._append_trade(
+                tx, events, pid, asset, quantity, price, fee, ts, memo, force=force, reason=reason
+            )
             tx.record(None, rec)
         return seq
 
@@ -1414,15 +1467,28 @@ class Registry:
         fee: float,
         ts: datetime | None,
         memo: str,
+        *,
+        force: bool = False,
+        reason: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Validate and append one trade inside ``tx``; (seq, audit image)."""
+        """Validate, guard and append one trade inside ``tx``; (seq, audit image).
+
+        Every trade path (`record_trade`, `Mutation.append_trade` used by
+        fills and services) comes through here, so the guards hold for all.
+        """
+        force = check_bool(force, "force")
+        if force:
+            reason = check_text(reason, "reason", max_length=MAX_MEMO_LENGTH, allow_empty=False)
+        elif reason is not None:
+            check_text(reason, "reason", max_length=MAX_MEMO_LENGTH)
         info = self._portfolio(tx, pid)
         self._require(tx, "ledger.trade", pid)
+        check_text(asset, "asset", max_length=MAX_NAME_LENGTH, multiline=False, allow_empty=False)
         self._check_tradable(info, asset)
         entry = LedgerEntry(
             pid,
             "trade",
-            ts or _utcnow(),
+            _utcnow() if ts is None else ts,
             asset=asset,
             quantity=quantity,
             price=price,
@@ -1431,13 +1497,93 @@ class Registry:
             actor=self.user,
             memo=memo,
         ).validated()
+        self._guard_trade(tx, info, entry, force)
         (seq,) = tx.append([entry])
+        extra = {"force": True, "reason": reason} if force else {}
         events.append(
             self._event(
-                "ledger.trade", portfolio=pid, seq=seq, asset=asset, quantity=quantity, price=price
+                "ledger.trade",
+                portfolio=pid,
+                seq=seq,
+                asset=entry.asset,
+                quantity=entry.quantity,
+                price=entry.price,
+                **extra,
             )
         )
-        return seq, {**entry.to_record(), "seq": seq}
+        return seq, {**entry.to_record(), "seq": seq, **extra}
+
+    def _guard_trade(
+        self, tx: Transaction, info: PortfolioInfo, entry: LedgerEntry, force: bool
+    ) -> None:
+        """Refuse shorts, cash below the margin and off-band prices (see `record_trade`)."""
+        cfg = self._resolve_config(tx, info.id)
+        pos = tx.positions(info.id)
+        cash, held = check_balances(pos, entry)
+        assert held is not None and entry.asset is not None
+        before = pos.quantities.get(entry.asset, 0.0)
+        slack = OPEN_QUANTITY_TOLERANCE * max(1.0, abs(entry.quantity))
+        if entry.quantity < 0 and held < -slack and cfg.get("allow_short") is not True:
+            raise ShortSaleError(
+                "quantity",
+                entry.quantity,
+                f"sells {-entry.quantity:g} {entry.asset} but {info.id!r} holds {before:g};"
+                " set config allow_short: true to allow short sales",
+            )
+        self._guard_cash(cfg, info, pos.cash, cash, "quantity", entry.quantity)
+        band = check_number(
+            cfg.get("price_band", DEFAULT_PRICE_BAND), "config.price_band", error=ConfigError
+        )
+        close = self._last_close(entry.asset, entry.ts)
+        if close is not None and abs(entry.price / close - 1.0) > band and not force:
+            raise PriceBandError(
+                "price",
+                entry.price,
+                f"{abs(entry.price / close - 1.0):.1%} away from the last close {close:g} of"
+                f" {entry.asset} (band {band:g}); pass force=True with a reason to book it",
+            )
+
+    @staticmethod
+    def _guard_cash(
+        cfg: Mapping[str, Any], info: PortfolioInfo, old: float, new: float, field: str, value: Any
+    ) -> None:
+        margin = check_number(
+            cfg.get("margin_limit", 0.0), "config.margin_limit", error=ConfigError
+        )
+        if new < old and new < -margin - 1e-9 * max(1.0, abs(old)):
+            raise InsufficientCashError(
+                field,
+                value,
+                f"would take cash of {info.id!r} from {old:,.2f} to {new:,.2f} {info.currency},"
+                f" below the margin limit {-margin:,.2f} (config margin_limit)",
+            )
+
+    def _last_close(self, asset: str, ts: datetime) -> float | None:
+        """The asset's last finite close at or before ``ts`` (None: no market data for it)."""
+        import numpy as np
+
+        market = self.market
+        if market is None or "close" not in market:
+            return None
+        # The close matrix as numpy, once per market object: xarray's .sel per trade
+        # would double record_trade's cost.
+        cached = getattr(self, "_close_cache", None)
+        if cached is None or cached[0] is not market:
+            assets = {str(a): i for i, a in enumerate(market.indexes["asset"])}
+            closes = np.asarray(market["close"].transpose("asset", "time").values, dtype=float)
+            times = np.asarray(market.indexes["time"].values, dtype="datetime64[ns]")
+            cached = self._close_cache = (market, times, assets, closes)
+        _, times, assets, closes = cached
+        row = assets.get(asset)
+        try:
+            end = int(np.searchsorted(times, np.datetime64(ts, "ns"), side="right"))
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if row is None or end == 0:
+            return None
+        window = closes[row, :end]
+        ok = np.flatnonzero(np.isfinite(window) & (window > 0))
+        return float(window[ok[-1]]) if ok.size else None
 
     def record_cash(
         self,
@@ -1447,7 +1593,14 @@ class Registry:
         ts: datetime | None = None,
         memo: str = "",
     ) -> int:
-        """Append an external cash flow (deposit > 0, withdrawal < 0) in the portfolio currency."""
+        """Append an external cash flow (deposit > 0, withdrawal < 0) in the portfolio currency.
+
+        ``amount`` is bounded by `pmkit.validation.MAX_AMOUNT` and the cash it
+        leaves by `MAX_BALANCE`; a withdrawal may take cash below zero only down
+        to the portfolio's ``margin_limit`` config (default 0), else
+        `InsufficientCashError`. ``memo`` is free text of at most
+        `pmkit.validation.MAX_MEMO_LENGTH` characters.
+        """
         pid = self._pid(portfolio)
         with self._tx("ledger.cash", pid) as (tx, events):
             seq, rec = self._append_cash(tx, events, pid, amount, ts, memo)
@@ -1471,14 +1624,17 @@ class Registry:
         entry = LedgerEntry(
             pid,
             "cash",
-            ts or _utcnow(),
+            _utcnow() if ts is None else ts,
             amount=amount,
             currency=info.currency,
             actor=self.user,
             memo=memo,
         ).validated()
+        pos = tx.positions(pid)
+        cash, _ = check_balances(pos, entry)
+        self._guard_cash(self._resolve_config(tx, pid), info, pos.cash, cash, "amount", amount)
         (seq,) = tx.append([entry])
-        events.append(self._event("ledger.cash", portfolio=pid, seq=seq, amount=amount))
+        events.append(self._event("ledger.cash", portfolio=pid, seq=seq, amount=entry.amount))
         return seq, {**entry.to_record(), "seq": seq}
 
     def _check_tradable(self, info: PortfolioInfo, asset: str) -> None:

@@ -32,10 +32,11 @@ from pmkit.strategies.types import (
     RebalanceOutcome,
     Strategy,
     StrategyInfo,
-        performance_of,
+    performance_of,
     strategy_id,
     validated_returns,
 )
+from pmkit.validation import MAX_MEMO_LENGTH, MAX_TAG_LENGTH, check_bool, check_number, check_text
 
 __all__ = ["ALLOCATION_TOLERANCE", "PortfolioManager", "StrategyManager"]
 
@@ -50,15 +51,7 @@ def _now() -> str:
 
 
 def _fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValidationError(name, value, "must be a number in [0, 1]")
-    try:
-        x = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(name, value, "must be a number in [0, 1]") from exc
-    if not math.isfinite(x) or not 0.0 <= x <= 1.0:
-        raise ValidationError(name, value, "must be a fraction in [0, 1]")
-    return x
+    return check_number(value, name, minimum=0.0, maximum=1.0)
 
 
 class StrategyManager:
@@ -171,7 +164,7 @@ class StrategyManager:
         PermissionDenied
             The user is not a MANAGER of the portfolio.
         """
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValidationError(
                 "name", name, "must be 1-64 of lowercase letters, digits, '_' or '-'"
             )
@@ -299,7 +292,11 @@ class StrategyManager:
         """
         if not isinstance(allocation, Mapping) or not allocation:
             raise ValidationError("allocation", allocation, "must be a non-empty mapping")
-        wanted = {str(k): _fraction(f"allocation[{k!r}]", v) for k, v in allocation.items()}
+        check_text(reason, "reason", max_length=MAX_MEMO_LENGTH)
+        drifted = check_bool(drifted, "drifted")
+        for k in allocation:
+            check_text(k, "allocation", max_length=MAX_TAG_LENGTH, multiline=False)
+        wanted = {k: _fraction(f"allocation[{k!r}]", v) for k, v in allocation.items()}
         with self.registry.mutation("strategy.allocation", self.portfolio) as m:
             m.require("strategy.allocation", self.portfolio)
             recs = {r.data["name"]: r for r in self._records(m.tx)}
@@ -490,8 +487,12 @@ class StrategyManager:
             # of the strategy mix scaled to the budget (the rest is cash)
             expected_return=_finite(result.expected_return * budget),
             volatility=_finite(result.volatility * budget),
-            details={"target_return": target_return, "budget": budget,
-                     "observations": len(frame), "solver": result.solver},
+            details={
+                "target_return": target_return,
+                "budget": budget,
+                "observations": len(frame),
+                "solver": result.solver,
+            },
         )
         return self._commit(decision, "strategy.allocation_optimized", method=optimization_method)
 
@@ -775,8 +776,9 @@ class StrategyManager:
             "allocations": allocs,
             "targets": targets,
             "drift": {n: allocs[n] - targets[n] for n in allocs},
-            "performance": {s.name: s.performance.to_dict() if s.performance else None
-                            for s in infos},
+            "performance": {
+                s.name: s.performance.to_dict() if s.performance else None for s in infos
+            },
             "last_decision": hist[-1].to_record() if hist else None,
             "decisions": len(hist),
         }

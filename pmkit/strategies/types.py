@@ -85,6 +85,10 @@ class StrategyPerformance:
         return cls(**{k: (math.nan if v is None else v) for k, v in d.items()})
 
 
+#: Largest accepted single-period return (+1000 %): beyond it the series is a data error.
+MAX_RETURN = 10.0
+
+
 def validated_returns(returns: Any, field_name: str = "returns") -> pd.Series:
     """A float Series on a sorted, unique DatetimeIndex, without NaN; else `ValidationError`."""
     if not isinstance(returns, pd.Series):
@@ -96,7 +100,10 @@ def validated_returns(returns: Any, field_name: str = "returns") -> pd.Series:
         raise ValidationError(field_name, str(dup), "duplicate date")
     if not returns.index.is_monotonic_increasing:
         raise ValidationError(field_name, "index", "dates must be increasing")
-    values = returns.to_numpy(dtype=np.float64)
+    try:
+        values = returns.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(field_name, str(returns.dtype), "returns must be numbers") from exc
     bad = ~np.isfinite(values)
     if bad.any():
         raise ValidationError(
@@ -104,6 +111,10 @@ def validated_returns(returns: Any, field_name: str = "returns") -> pd.Series:
         )
     if (values <= -1.0).any():
         raise ValidationError(field_name, float(values.min()), "a return of -100 % or worse")
+    if (values > MAX_RETURN).any():
+        raise ValidationError(
+            field_name, float(values.max()), f"a return above {MAX_RETURN:g} (+{MAX_RETURN:.0%})"
+        )
     return pd.Series(values, index=returns.index, name=returns.name)
 
 
