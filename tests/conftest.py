@@ -20,6 +20,17 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last, after the notebooks too.
+
+    They share one chromium and one served app for the whole session, and
+    playwright's sync API keeps an asyncio loop marked running in the main
+    thread while its browser is open: any later test calling ``asyncio.run``
+    would fail. Last, the session-scoped browser closes when nothing else is left.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture
 def serve_panel() -> Iterator[Callable[..., int]]:
     """``serve_panel(app, **get_server_kwargs) -> port``: a Panel server on a loopback port.
