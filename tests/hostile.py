@@ -222,3 +222,18 @@ class Books:
     def close(self) -> None:
         self.store.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run(template, *calls):
+    """Attempt each ``call(registry)`` on fresh books from ``template``, then check the round trip.
+
+    Each call either succeeds or raises a pmkit error with the store unchanged
+    (`Books.attempt`); at the end the store must reopen byte-identical.
+    """
+    books = Books(template)
+    try:
+        for call in calls:
+            books.attempt(lambda call=call: call(books.reg))
+        books.round_trip()
+    finally:
+        books.close()

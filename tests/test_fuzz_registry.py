@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 from hostile import (
     FUZZ,
-    Books,
     T,
     anything,
     build_template,
     configs,
     numbers,
+    run,
     spoiled,
     texts,
     wrong,
@@ -33,16 +33,6 @@ ids = st.one_of(st.sampled_from(["p", "q", "g", "new", "client_a/new", "P", "a" 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     return build_template(tmp_path_factory.mktemp("fuzz-registry") / "template.db")
-
-
-def run(template, *calls):
-    books = Books(template)
-    try:
-        for call in calls:
-            books.attempt(lambda call=call: call(books.reg))
-        books.round_trip()
-    finally:
-        books.close()
 
 
 @FUZZ

@@ -18,6 +18,7 @@ from hostile import (
     build_template,
     json_like,
     numbers,
+    run,
     spoiled,
     texts,
     wrong,
@@ -51,16 +52,6 @@ def template(tmp_path_factory):
     shutil.copy(books.path, path)
     books.close()
     return path
-
-
-def run(template, *calls):
-    books = Books(template)
-    try:
-        for call in calls:
-            books.attempt(lambda call=call: call(books.reg))
-        books.round_trip()
-    finally:
-        books.close()
 
 
 SIGNAL = {
