@@ -1555,7 +1555,7 @@ class Registry:
                 field,
                 value,
                 f"would take cash of {info.id!r} from {old:,.2f} to {new:,.2f} {info.currency},"
-                f" below the margin limit {(-margin if margin else 0.0):,.2f} (config margin_limit)",
+                f" below the floor {(-margin if margin else 0.0):,.2f} (config margin_limit)",
             )
 
     def _last_close(self, asset: str, ts: datetime) -> float | None:
