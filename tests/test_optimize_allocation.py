@@ -55,7 +55,7 @@ def reg(market, tmp_path) -> Registry:
     )
     # External flows that a raw value change would count as returns.
     r.record_cash(400_000.0, portfolio="client_a/growth", ts=DEPOSIT_DAY)
-    r.record_cash(-100_000.0, portfolio="client_b/balanced", ts=datetime(2022, 3, 1, 12))
+    r.record_cash(-30_000.0, portfolio="client_b/balanced", ts=datetime(2022, 3, 1, 12))
     return r
 
 

@@ -277,13 +277,15 @@ def test_trade_in_a_new_asset_appends_a_column(reg):
     new = unheld[0]
     old_symbols = list(lv.symbols)
     before = lv.values()[GROWTH]
-    reg.record_trade(new, 10.0, 50.0, portfolio=GROWTH, fee=1.5)
+    # A price near the last close: the registry refuses one outside its price band.
+    price = round(float(reg.market["close"].sel(asset=new).dropna("time")[-1]) * 1.01, 2)
+    reg.record_trade(new, 10.0, price, portfolio=GROWTH, fee=1.5)
     assert lv.symbols[: len(old_symbols)] == old_symbols and lv.symbols[-1] == new
     assert lv.index([new])[0] == len(old_symbols)
-    assert lv.prices()[new] == 50.0
+    assert lv.prices()[new] == price
     assert lv.values()[GROWTH] == pytest.approx(before - 1.5, rel=1e-12)
-    lv.update(lv.index([new]), np.array([55.0]))
-    marks = {**open_closes(reg), new: 55.0}
+    lv.update(lv.index([new]), np.array([price * 1.1]))
+    marks = {**open_closes(reg), new: price * 1.1}
     assert lv.values()[GROWTH] == pytest.approx(recompute(reg, marks)[GROWTH], rel=1e-12)
 
 
