@@ -20,6 +20,7 @@ inherits).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from pmkit.errors import ConfigError
 from pmkit.validation import MAX_AMOUNT, check_bool, check_number, json_value
 
 __all__ = [
+    "CAPITAL_KEYS",
     "DEFAULT_PRICE_BAND",
     "DEFAULT_SETTINGS",
     "LEDGER_GUARD_KEYS",
@@ -210,6 +212,19 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
     return settings
 
 
+#: Names single-portfolio configurations give their starting cash (``equity_<ccy>``
+#: also names the currency, as in the design note's ``{"equity_usd": 10000}``).
+CAPITAL_KEYS = ("initial_capital", "capital", "equity", "initial_cash", "cash")
+
+
+def _capital_keys(cfg: Mapping[str, Any]) -> list[str]:
+    return [
+        k
+        for k in cfg
+        if isinstance(k, str) and (k in CAPITAL_KEYS or re.fullmatch(r"equity_[a-z]{3}", k))
+    ]
+
+
 def from_single_portfolio_config(
     config: Mapping[str, Any], portfolio_id: str = "default"
 ) -> dict[str, Any]:
@@ -218,6 +233,9 @@ def from_single_portfolio_config(
     Portfolio metadata keys (``name``, ``initial_capital``, ``currency``, ...)
     become the one portfolio's attributes; every other key becomes that
     portfolio's configuration, so nothing in the old config is dropped. The
+    starting cash may be named by any of `CAPITAL_KEYS` or ``equity_<ccy>``
+    (which also sets the currency), at the top level or under ``config``; it
+    becomes ``initial_capital``, deposited into the portfolio's ledger. The
     portfolio is the registry's default, so calls without a portfolio id keep
     acting on it.
 
@@ -232,10 +250,32 @@ def from_single_portfolio_config(
     -------
     dict
         A ``multi_portfolio_config`` accepted by `Registry.from_config`.
+
+    Raises
+    ------
+    ConfigError
+        Two capital keys with different amounts, or an ``equity_<ccy>`` key
+        whose currency disagrees with ``currency``.
     """
     cfg = dict(_mapping(config, "config"))
-    spec = {k: cfg.pop(k) for k in list(cfg) if k in PORTFOLIO_KEYS and k != "config"}
     own = dict(_mapping(cfg.pop("config", {}), "config.config"))
+    found: dict[str, Any] = {k: cfg.pop(k) for k in _capital_keys(cfg)}
+    found.update({f"config.{k}": own.pop(k) for k in _capital_keys(own)})
+    spec = {k: cfg.pop(k) for k in list(cfg) if k in PORTFOLIO_KEYS}
+    for key, amount in found.items():
+        amount = check_number(amount, key, minimum=0.0, limit=MAX_AMOUNT)
+        if "initial_capital" in spec and spec["initial_capital"] != amount:
+            raise ConfigError(
+                key, amount, f"disagrees with the initial capital {spec['initial_capital']!r}"
+            )
+        spec["initial_capital"] = amount
+        ccy = re.fullmatch(r"(?:config\.)?equity_([a-z]{3})", key)
+        if ccy:
+            currency = ccy.group(1).upper()
+            if spec.setdefault("currency", currency) != currency:
+                raise ConfigError(
+                    key, amount, f"is in {currency}, the currency is {spec['currency']!r}"
+                )
     spec.setdefault("name", portfolio_id.replace("_", " ").title())
     spec["config"] = {**cfg, **own}
     return {"portfolios": {portfolio_id: spec}, "default_portfolio": portfolio_id}

@@ -236,7 +236,18 @@ class Registry:
     def from_single_portfolio_config(
         cls, config: Mapping[str, Any], *, portfolio_id: str = "default", **kwargs: Any
     ) -> Registry:
-        """Migrate a single-portfolio configuration: one registry, one default portfolio."""
+        """Migrate a single-portfolio configuration: one registry, one default portfolio.
+
+        The starting cash (``initial_capital``, ``equity_usd``, ... see
+        `pmkit.registry.config.from_single_portfolio_config`) is deposited into
+        the ledger. With ``market=`` and no ``at=``, the deposit is stamped at the
+        market's last time, so the portfolio is worth its capital there.
+        """
+        market = kwargs.get("market")
+        if kwargs.get("at") is None and market is not None:
+            import pandas as pd
+
+            kwargs["at"] = pd.Timestamp(market.indexes["time"][-1]).to_pydatetime()
         return cls.from_config(from_single_portfolio_config(config, portfolio_id), **kwargs)
 
     def as_user(self, user: str) -> Registry:
