@@ -103,6 +103,7 @@ from pmkit.errors import (
     TransitionError,
     ValidationError,
 )
+from pmkit.strategies.session import RiskManager, session_of
 from pmkit.strategies.types import StrategyInfo, strategy_id
 from pmkit.validation import check_number, json_value, safe_text
 
@@ -233,6 +234,12 @@ class StrategyCoordinator:
     priority_rule : PriorityRule, optional
         Thresholds of the priority table (default `PriorityRule()`).
 
+    The design note's shape ``StrategyCoordinator(portfolio_manager,
+    risk_manager)`` works too: ``registry`` may be a `PortfolioManager` (or
+    `RiskManager`), whose portfolio then receives signals that name none,
+    and ``risk_manager`` (a `pmkit.strategies.RiskManager` on the same
+    store) gives the default ``risk_fraction``.
+
     Examples
     --------
     >>> from pmkit.demo import open_demo
@@ -245,15 +252,34 @@ class StrategyCoordinator:
     def __init__(
         self,
         registry: Any,
+        risk_manager: RiskManager | None = None,
         *,
-        risk_fraction: float = 0.01,
+        risk_fraction: float | None = None,
         group_conflicts: bool | str = False,
         position_policy: str = "flag",
         priority_rule: PriorityRule | None = None,
     ) -> None:
+        registry, bound = session_of(registry, "registry")
+        if risk_manager is not None:
+            if not isinstance(risk_manager, RiskManager):
+                raise ValidationError(
+                    "risk_manager", type(risk_manager).__name__, "must be a RiskManager or None"
+                )
+            if risk_manager.registry.store is not registry.store:
+                raise ValidationError(
+                    "risk_manager", risk_manager.portfolio, "is on another store than the registry"
+                )
+            bound = bound or risk_manager.portfolio
+            if risk_fraction is None:
+                risk_fraction = risk_manager.risk_fraction
         if registry.market is None:
             raise ConfigError("registry.market", None, "the coordinator needs market data")
-        risk_fraction = check_number(risk_fraction, "risk_fraction", positive=True, maximum=1.0)
+        risk_fraction = check_number(
+            0.01 if risk_fraction is None else risk_fraction,
+            "risk_fraction",
+            positive=True,
+            maximum=1.0,
+        )
         if position_policy not in _POSITION_POLICIES:
             raise ValidationError("position_policy", position_policy, "must be 'flag' or 'reject'")
         if not isinstance(group_conflicts, bool | str):
@@ -266,6 +292,8 @@ class StrategyCoordinator:
         ):
             raise NotFoundError("group", group_conflicts)
         self.registry = registry
+        #: Portfolio of signals that name none (the manager's, when built from one).
+        self.portfolio = bound
         self.risk_fraction = float(risk_fraction)
         self.group_conflicts = group_conflicts
         self.position_policy = position_policy
@@ -392,7 +420,7 @@ class StrategyCoordinator:
 
     # -- processing -------------------------------------------------------------------------
     def _portfolio_of(self, raw: Mapping[str, Any]) -> str:
-        pid = self.registry._pid(raw.get("portfolio"))
+        pid = self.registry._pid(raw.get("portfolio") or self.portfolio)
         if not isinstance(pid, str):
             raise ValidationError("portfolio", pid, "must be a portfolio id")
         self.registry._portfolio(self.registry.store, pid)  # NotFoundError before any write
@@ -673,16 +701,17 @@ class StrategyCoordinator:
         """
         return self.process_signal(signal, strategy=strategy_name)
 
-    def resolve_signal_conflicts(
+    async def resolve_signal_conflicts(
         self,
         new_signal: Signal,
         conflicting_signals: Sequence[Signal],
         resolution_strategy: ResolutionStrategy | str | None = None,
     ) -> Resolution:
-        """Pure resolution (`pmkit.coordinator.conflicts.resolve_signal_conflicts`).
+        """The design note's coroutine: pure resolution, nothing written.
 
+        ``await coordinator.resolve_signal_conflicts(new, conflicting, strategy)``;
+        synchronous code calls `pmkit.coordinator.conflicts.resolve_signal_conflicts`.
         ``resolution_strategy`` defaults to the new signal's portfolio setting.
-        Nothing is written.
         """
         rule = (
             self.resolution_strategy(new_signal.portfolio)

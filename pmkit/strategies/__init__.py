@@ -7,6 +7,7 @@ from pmkit.strategies.library import (
     ShortTermReversal,
 )
 from pmkit.strategies.manager import ALLOCATION_TOLERANCE, PortfolioManager, StrategyManager
+from pmkit.strategies.session import RealTimePerformanceMonitor, RiskManager, session_of
 from pmkit.strategies.types import (
     AllocationDecision,
     RebalanceOutcome,
@@ -25,13 +26,16 @@ __all__ = [
     "LowVolatility",
     "PortfolioManager",
     "RankingStrategy",
+    "RealTimePerformanceMonitor",
     "RebalanceOutcome",
+    "RiskManager",
     "ShortTermReversal",
     "Strategy",
     "StrategyInfo",
     "StrategyManager",
     "StrategyPerformance",
     "performance_of",
+    "session_of",
     "strategy_id",
     "validated_returns",
 ]

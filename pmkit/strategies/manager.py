@@ -27,6 +27,7 @@ from pmkit.rebalance.triggers import (
     risk_trigger,
     scheduled_trigger,
 )
+from pmkit.strategies.session import RealTimePerformanceMonitor, session_of
 from pmkit.strategies.types import (
     AllocationDecision,
     RebalanceOutcome,
@@ -78,8 +79,11 @@ class StrategyManager:
             raise ValidationError("history_limit", history_limit, "must be an integer >= 1")
         if history_limit < 1:
             raise ValidationError("history_limit", history_limit, "must be an integer >= 1")
+        if portfolio is not None and not isinstance(portfolio, str):
+            raise ValidationError("portfolio", type(portfolio).__name__, "must be a portfolio id")
+        registry, bound = session_of(registry, "registry")
         self.registry = registry
-        self.portfolio = registry.portfolio(portfolio).id
+        self.portfolio = registry.portfolio(portfolio or bound).id
         self.history_limit = history_limit
         self._objects: dict[str, Any] = {}
 
@@ -705,7 +709,10 @@ class StrategyManager:
                 (d.method for d in reversed(self.history()) if d.kind == "optimization"),
                 "risk_parity",
             )
-            opt = self.optimize_portfolio_allocation(used, apply=False, reason=result.reason)
+            # The base method by name: `PortfolioManager` overrides it with a coroutine.
+            opt = StrategyManager.optimize_portfolio_allocation(
+                self, used, apply=False, reason=result.reason
+            )
             before, after = self.current_allocations(), opt.after
         decision = AllocationDecision(
             seq=0,
@@ -842,7 +849,36 @@ class PortfolioManager(StrategyManager):
     they run the synchronous methods in a worker thread so an event loop
     (a notebook's, a Panel server's) is not blocked while optimizers run.
     ``register_strategy`` takes the note's argument names.
+
+    Parameters
+    ----------
+    registry : Registry, RiskManager or StrategyManager
+        The session; a `RiskManager` (the note's first argument) also names
+        the portfolio.
+    portfolio : str or RealTimePerformanceMonitor, optional
+        Portfolio id, or the note's performance monitor (bound to this
+        manager; the portfolio then comes from ``registry``).
+    history_limit : int, default 100
+        See `StrategyManager`.
+
+    Examples
+    --------
+    >>> risk_manager = RiskManager({"equity_usd": 10000})  # doctest: +SKIP
+    >>> pm = PortfolioManager(risk_manager, RealTimePerformanceMonitor())  # doctest: +SKIP
     """
+
+    def __init__(
+        self,
+        registry: Any,
+        portfolio: str | RealTimePerformanceMonitor | None = None,
+        *,
+        history_limit: int = 100,
+    ) -> None:
+        monitor = portfolio if isinstance(portfolio, RealTimePerformanceMonitor) else None
+        super().__init__(registry, None if monitor else portfolio, history_limit=history_limit)
+        self.performance_monitor = monitor
+        if monitor is not None:
+            monitor.bind(self)
 
     def register_strategy(  # type: ignore[override]
         self,
