@@ -30,6 +30,7 @@ from pmkit.execution import (
     PaperBroker,
     new_order_id,
 )
+from pmkit.execution.paper import StepResult
 from pmkit.rebalance import ProposalBook, ProposalState
 from pmkit.registry import Registry
 
@@ -305,6 +306,56 @@ def test_stand_alone_orders_submit_once_fill_and_cancel(reg, alice):
         paper.cancel(o.id)
     with pytest.raises(NotFoundError):
         paper.cancel("ord-none")
+
+
+def test_a_refused_fill_is_reported_and_the_other_orders_fill(reg, alice):
+    """Issue 14: one order the registry refuses (price out of GROWTH's band) does not stop
+    INCOME's orders; the failure is returned, audited and published, and the order stays open."""
+    m = reg.market
+    reg.set_config(GROWTH, {"price_band": 1e-6})  # any slippage is out of this band
+    paper = PaperBroker(alice)
+    bad = Order("ord-a", GROWTH, "KO", 400.0, close(m, "KO"), "paper", created_at="2022-12-01T01")
+    good = [
+        Order("ord-b", INCOME, "PEP", 50.0, close(m, "PEP"), "paper", created_at="2022-12-01T02"),
+        Order("ord-c", INCOME, "PG", 30.0, close(m, "PG"), "paper", created_at="2022-12-01T03"),
+    ]
+    paper.submit([bad, *good])
+    got = []
+    reg.bus.subscribe("order.*", got.append, portfolio=GROWTH)
+    growth_ledger, income_before = reg.store.ledger(GROWTH), reg.store.positions(INCOME)
+    n = len(reg.store.audit())
+
+    result = paper.step(AT)
+
+    assert isinstance(result, StepResult)
+    assert [(f.order_id, f.quantity) for f in result] == [("ord-b", 50.0), ("ord-c", 30.0)]
+    income = reg.store.positions(INCOME)
+    for f, asset in zip(result, ("PEP", "PG"), strict=True):
+        price, fee = closed_form(m, asset, f.quantity)
+        assert (f.price, f.fee) == (pytest.approx(price, rel=1e-12), pytest.approx(fee, rel=1e-12))
+        assert income.quantities[asset] == income_before.quantities.get(asset, 0.0) + f.quantity
+    (failure,) = result.failures
+    assert (failure.order_id, failure.portfolio, failure.asset, failure.quantity) == (
+        "ord-a",
+        GROWTH,
+        "KO",
+        400.0,
+    )
+    assert (failure.error, failure.field) == ("PriceBandError", "price")
+    assert failure.at == AT.isoformat() and "band 1e-06" in failure.reason
+    assert reg.store.ledger(GROWTH) == growth_ledger  # nothing of the refused fill was written
+    assert reg.store.get("order", "ord-a").status == OrderStatus.OPEN
+    audited = [(a.action, a.target) for a in reg.store.audit()[n:]]
+    assert audited[0] == ("order.fill_failed", "ord-a")
+    assert reg.store.audit()[n].after == failure.to_record()
+    assert [(e.topic, e.payload["order"], e.payload["error"]) for e in got] == [
+        ("order.fill_failed", "ord-a", "PriceBandError")
+    ]
+    # the order stayed open: with the band lifted it fills in the next session
+    reg.set_config(GROWTH, {"price_band": None})
+    later = sessions(reg)[1]
+    again = paper.step(later)
+    assert [f.order_id for f in again] == ["ord-a"] and again.failures == []
 
 
 def test_bad_settings_and_times_are_refused(reg, alice):

@@ -16,7 +16,13 @@ Each `PaperBroker.step` is one trading session at a market time ``at``:
    it is cut to the whole lots the cash allows, or waits for a later session;
    without ``allow_short`` a sale never sells more than the position held;
 5. every fill is booked by a `FillRecorder`: one transaction with the ledger
-   trade, the order and its proposal.
+   trade, the order and its proposal;
+6. an order whose fill is refused (a registry guard such as the price band,
+   a risk limit, a bad cost estimate) does not stop the session: its
+   transaction rolls back, the failure is audited (``order.fill_failed``, one
+   transaction) and published as an ``order.fill_failed`` event, the order
+   stays open, and the other orders fill. `step` returns a `StepResult`: the
+   fills, with the failures in ``.failures``.
 
 The broker keeps no state of its own: its open orders are the store's
 ``"order"`` entities naming it, so a new `PaperBroker` over the same store
@@ -28,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +44,9 @@ import pandas as pd
 from pmkit.errors import (
     ConfigError,
     NotFoundError,
+    PermissionDenied,
+    PmkitError,
+    StoreError,
     TransitionError,
     UnknownAssetError,
     ValidationError,
@@ -57,12 +67,56 @@ if TYPE_CHECKING:
 
     from pmkit.registry import Registry
 
-__all__ = ["PaperBroker"]
+__all__ = ["OrderFailure", "PaperBroker", "StepResult"]
 
 
 def _natural(text: str) -> tuple[Any, ...]:
     """Sort key reading digit runs as numbers, so ``rb-1-2`` comes before ``rb-1-10``."""
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+@dataclass(frozen=True)
+class OrderFailure:
+    """An order a `PaperBroker.step` could not fill (it stays open).
+
+    Attributes
+    ----------
+    order_id, portfolio, asset : str
+    quantity : float
+        Signed units the order had left.
+    error : str
+        The `pmkit.errors` type raised (e.g. ``"PriceBandError"``).
+    field : str or None
+        The field the error names.
+    reason : str
+        The error's message.
+    at : str
+        Market time of the session (ISO).
+    """
+
+    order_id: str
+    portfolio: str
+    asset: str
+    quantity: float
+    error: str
+    field: str | None
+    reason: str
+    at: str
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready dict (the audit record's ``after``)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class StepResult(list[Fill]):
+    """The fills of a session (a list, in booking order) and its ``failures``."""
+
+    def __init__(self, fills: Iterable[Fill] = (), failures: Iterable[OrderFailure] = ()) -> None:
+        super().__init__(fills)
+        self.failures: list[OrderFailure] = list(failures)
+
+    def __repr__(self) -> str:
+        return f"StepResult({list.__repr__(self)}, failures={self.failures!r})"
 
 
 class PaperBroker(Broker):
@@ -236,13 +290,16 @@ class PaperBroker(Broker):
             raise ValidationError("at", at, "not a time of the market data")
         return t
 
-    def step(self, at: Any) -> list[Fill]:
+    def step(self, at: Any) -> StepResult:
         """Fill what can be filled at the close of market time ``at``.
 
         Returns
         -------
-        list of Fill
-            The fills booked, in booking order (each already in the ledger).
+        StepResult
+            The fills booked, in booking order (each already in the ledger),
+            a list; ``.failures`` holds an `OrderFailure` for each order whose
+            fill was refused (audited and published as ``order.fill_failed``;
+            the order stays open and the session goes on).
 
         Raises
         ------
@@ -251,6 +308,8 @@ class PaperBroker(Broker):
         PermissionDenied
             The broker's user may not trade a portfolio. Fills booked before
             the error stay booked (each is its own transaction).
+        StoreError
+            The store failed (nothing of the failing fill is written).
         """
         t = self._time(at)
         upto = self.market["close"].sel(time=slice(None, t))
@@ -260,27 +319,66 @@ class PaperBroker(Broker):
         last_close = upto.ffill("time").isel(time=-1).to_series().fillna(0.0)
         orders = self.open_orders()
         orders = [o for o in orders if o.quantity < 0] + [o for o in orders if o.quantity > 0]
-        fills = []
+        out = StepResult()
         for order in orders:
             close = float(close_now.get(order.asset, np.nan))
             if not (math.isfinite(close) and close > 0):
                 continue
-            fill = self._fill(order, t, close, last_close)
-            if fill is None:
+            try:
+                fill = self._fill(order, t, close, last_close)
+                if fill is None:
+                    continue
+                self.recorder.record(fill)
+            except (PermissionDenied, StoreError):
+                raise
+            except PmkitError as exc:
+                out.failures.append(self._report(order, t, exc))
                 continue
-            self.recorder.record(fill)
             self.emit(fill)
-            fills.append(fill)
-        return fills
+            out.append(fill)
+        return out
 
-    def run_until_filled(self, times: Iterable[Any]) -> list[Fill]:
-        """`step` through ``times`` until no order of this broker is open; all fills booked."""
-        fills: list[Fill] = []
+    def _report(self, order: Order, t: pd.Timestamp, exc: PmkitError) -> OrderFailure:
+        """Audit and publish a refused fill (its own transaction; the order stays open)."""
+        failure = OrderFailure(
+            order_id=order.id,
+            portfolio=order.portfolio,
+            asset=order.asset,
+            quantity=float(order.remaining),
+            error=type(exc).__name__,
+            field=getattr(exc, "field", None),
+            reason=str(exc),
+            at=t.isoformat(),
+        )
+        with self.registry.mutation("order.fill_failed", order.id) as m:
+            m.require("ledger.trade", order.portfolio)
+            m.record(order.to_record(), failure.to_record())
+            m.publish(
+                "order.fill_failed",
+                portfolio=order.portfolio,
+                order=order.id,
+                proposal=order.proposal_id,
+                asset=order.asset,
+                quantity=failure.quantity,
+                error=failure.error,
+                field=failure.field,
+                reason=failure.reason,
+            )
+        return failure
+
+    def run_until_filled(self, times: Iterable[Any]) -> StepResult:
+        """`step` through ``times`` until no order of this broker is open; all fills booked.
+
+        The result's ``failures`` gathers every session's.
+        """
+        out = StepResult()
         for t in times:
             if not self.open_orders():
                 break
-            fills.extend(self.step(t))
-        return fills
+            step = self.step(t)
+            out.extend(step)
+            out.failures.extend(step.failures)
+        return out
 
     def _costs(
         self, asset: str, q: float, close: float, t: pd.Timestamp
