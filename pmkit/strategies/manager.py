@@ -60,13 +60,20 @@ class StrategyManager:
 
     Parameters
     ----------
-    registry : pmkit.registry.Registry
-        The session; its user is the actor of every change.
+    registry : pmkit.registry.Registry or RiskManager
+        The session; its user is the actor of every change. A `RiskManager`
+        also names the portfolio.
     portfolio : str, optional
-        Portfolio id (default: the registry's active portfolio).
+        Portfolio id (default: the risk manager's, else the registry's active portfolio).
     history_limit : int, default 100
         How many allocation decisions `history` keeps (older ones are
         dropped from the store; the audit trail keeps them all).
+
+    Raises
+    ------
+    ValidationError
+        ``registry`` is not a session (field ``registry``), ``portfolio`` not
+        an id, or a bad ``history_limit``.
 
     Notes
     -----
