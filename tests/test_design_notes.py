@@ -389,6 +389,18 @@ def test_a_coordinator_from_a_risk_manager_uses_its_risk_fraction(market):
     assert out.size == expected_size(sig, 100_000, 0.02)
 
 
+def test_a_risk_manager_reopens_its_store_without_depositing_twice(market, tmp_path):
+    url = f"sqlite:///{tmp_path / 'desk.sqlite'}"
+    first = RiskManager({"equity_usd": 10000}, market=market, store=url)
+    pm = PortfolioManager(first)
+    pm.register_strategy("only", FixedMix(market, GROWTH), 0.5)
+    first.registry.store.close()
+    again = RiskManager({"equity_usd": 10000}, market=market, store=url)
+    assert again.portfolio == first.portfolio
+    assert again.get_portfolio_summary()["cash"] == 10000.0
+    assert PortfolioManager(again).allocations() == {"only": 0.5}
+
+
 # -- from_single_portfolio_config keeps the cash -------------------------------------------------
 @pytest.mark.parametrize(
     ("config", "cash", "currency"),

@@ -74,7 +74,9 @@ class RiskManager:
         `pmkit.datasets.load_market()` when a config is given (a registry
         keeps its own). The starting equity is deposited at its last time.
     store : str or Store, default ":memory:"
-        Where a config's registry is kept.
+        Where a config's registry is kept. A store that already holds
+        portfolios (a restart) is reopened as stored; the config is not
+        applied again.
     user : str, default "system"
         Acting user of a config's registry.
     portfolio : str, optional
@@ -118,12 +120,19 @@ class RiskManager:
                 market = load_market()
             import pandas as pd
 
-            at = pd.Timestamp(market.indexes["time"][-1]).to_pydatetime()
-            kw = {"store": store, "user": user, "market": market, "at": at}
-            if "portfolios" in portfolio_config:
-                registry = Registry.from_config(portfolio_config, **kw)
-            else:
-                registry = Registry.from_single_portfolio_config(portfolio_config, **kw)
+            from pmkit.store import open_store
+
+            st = open_store(store) if isinstance(store, str) else store
+            registry = Registry(st, user=user, market=market)
+            # A store set up before (a restart) is reopened as it is: depositing the
+            # config's equity again would double the cash.
+            if not registry.portfolios():
+                at = pd.Timestamp(market.indexes["time"][-1]).to_pydatetime()
+                kw = {"store": st, "user": user, "market": market, "at": at}
+                if "portfolios" in portfolio_config:
+                    registry = Registry.from_config(portfolio_config, **kw)
+                else:
+                    registry = Registry.from_single_portfolio_config(portfolio_config, **kw)
         else:
             raise ValidationError(
                 "portfolio_config",
