@@ -548,8 +548,10 @@ def stress_pnl(
 
     Parameters
     ----------
-    weights : xarray.DataArray or xarray.Dataset
-        ``weight(portfolio, asset)`` or a dataset with ``weight`` (and ``nav``).
+    weights : xarray.DataArray, xarray.Dataset, numpy.ndarray or sequence
+        ``weight(portfolio, asset)``, ``weight(asset)`` (results without
+        ``portfolio``) or a dataset with ``weight`` (and ``nav``); unlabelled
+        weights follow ``scenario_returns.asset``.
     scenario_returns : xarray.DataArray
         ``(scenario, asset)`` fractions, e.g. from `asset_shock_scenarios`.
         Assets without a weight count as unheld; a held asset missing from
