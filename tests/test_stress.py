@@ -182,9 +182,12 @@ def test_historical_stress_equals_manual_compounding(market):
     out = st.historical_stress(w, market)
     close = market["close"].sel(asset=stocks).to_pandas().T  # time x asset
     for name, (start, end) in st.STANDARD_WINDOWS.items():
-        window = close.loc[start:end]
-        daily = window.pct_change().iloc[1:]
-        compounded = (1 + daily).prod() - 1  # compounding daily returns over the window
+        before = close.index[close.index.get_loc(pd.Timestamp(start)) - 1]  # the prior close
+        compounded = close.loc[end] / close.loc[before] - 1
+        # the same as compounding every daily return of the window, its first day included
+        daily = close.pct_change().loc[start:end]
+        assert daily.index[0] == pd.Timestamp(start)
+        np.testing.assert_allclose((1 + daily).prod() - 1, compounded, rtol=1e-12)
         np.testing.assert_allclose(
             out["asset_return"].sel(window=name, asset=stocks), compounded.values, rtol=1e-12
         )
@@ -193,6 +196,7 @@ def test_historical_stress_equals_manual_compounding(market):
         )
         assert out["window_start"].sel(window=name) == np.datetime64(start)
         assert out["window_end"].sel(window=name) == np.datetime64(end)
+        assert out["window_base"].sel(window=name) == np.datetime64(before)
     # sanity on the real data: both windows were heavy losses for a long book
     assert (out["return"].sel(portfolio="p1") < -0.15).all()
 
@@ -207,12 +211,32 @@ def test_window_dates_snap_to_trading_days_inside(market):
     assert err.value.field == "windows['weekend']"
 
 
+def test_window_includes_its_first_day(market):
+    w = _weights([[1.0]], ["JPM"], ["p"])
+    close = market["close"].sel(asset="JPM").to_pandas()
+    # a one-day window is that day's own move, from the previous close (Friday 2008-09-12)
+    day = st.historical_stress(w, market, {"d": ("2008-09-15", "2008-09-15")})
+    expected = close.loc["2008-09-15"] / close.loc["2008-09-12"] - 1
+    assert float(day["return"].item()) == pytest.approx(expected, rel=1e-12)
+    assert day["window_base"].values[0] == np.datetime64("2008-09-12")
+    # the Lehman window compounds 2008-09-15's move with the rest
+    lehman = st.historical_stress(w, market, {"Lehman": st.STANDARD_WINDOWS["Lehman"]})
+    later = close.loc["2008-10-15"] / close.loc["2008-09-15"] - 1
+    assert float(lehman["return"].item()) == pytest.approx(
+        (1 + expected) * (1 + later) - 1, rel=1e-12
+    )
+    first = market.indexes["time"][0]
+    with pytest.raises(InsufficientDataError) as err:  # no close before the data's first day
+        st.historical_stress(w, market, {"start": (first, first + pd.Timedelta(days=30))})
+    assert err.value.field == "windows['start']"
+
+
 def test_unlisted_assets_are_cash_with_a_warning_or_renormalized(market):
     assets = ["MTUM", "JPM", "KO"]
     w = _weights([[0.4, 0.3, 0.2]], assets, ["p"])
     win = {"Lehman": st.STANDARD_WINDOWS["Lehman"]}
-    close = market["close"].sel(asset=["JPM", "KO"]).to_pandas().T.loc[slice(*win["Lehman"])]
-    r = (close.iloc[-1] / close.iloc[0] - 1).values
+    close = market["close"].sel(asset=["JPM", "KO"]).to_pandas().T
+    r = (close.loc["2008-10-15"] / close.loc["2008-09-12"] - 1).values  # from the prior close
     with pytest.warns(UserWarning, match="MTUM"):
         cash = st.historical_stress(w, market, win)
     assert float(cash["return"].item()) == pytest.approx(0.3 * r[0] + 0.2 * r[1], rel=1e-12)

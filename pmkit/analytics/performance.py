@@ -5,7 +5,10 @@ Returns are simple periodic returns as fractions (0.01 is +1 %) on a
 periods a year (252 for daily data). A portfolio that has not started yet has
 leading NaN: those periods are absent, never zero-filled, so its statistics
 equal those of its trimmed series. NaN *after* a portfolio's first return is
-refused, since compounding through a gap would silently book a zero return.
+refused with `ValidationError` naming the portfolio and the time, since
+compounding through a gap would silently book a zero return. This is the one
+missing-data policy of `pmkit.analytics._missing`, shared with
+`pmkit.risk.var` and `pmkit.risk.expected_shortfall`.
 
 - `performance_table`: every statistic per portfolio, one variable each
   (``.to_dataframe()`` gives a portfolio-by-statistic table).
@@ -31,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from pmkit.analytics._apply import apply_core
+from pmkit.analytics._missing import gap_error
 from pmkit.core import performance as _perf
 from pmkit.core import rolling as _rolling
 from pmkit.errors import (
@@ -82,6 +86,11 @@ STATISTIC_INFO: dict[str, tuple[str, str]] = {
     "rolling_tracking_error": ("fraction, annualized", "tracking error over the window"),
 }
 
+#: Volatility-type statistics, all annualized by ``sqrt(periods_per_year)``; their
+#: attrs carry ``annualized=1`` (per-period volatilities of `pmkit.risk` carry 0).
+ANNUALIZED_VOLATILITIES: frozenset[str] = frozenset(
+    name for name, (units, _) in STATISTIC_INFO.items() if units == "fraction, annualized"
+)
 
 # -- validation ------------------------------------------------------------------------------
 def _real(field: str, value: Any, *, positive: bool = False) -> float:
@@ -139,13 +148,7 @@ def _check_history(returns: xr.DataArray, field: str = "returns") -> np.ndarray:
     for k in np.flatnonzero(facts["gap"].values):
         row = returns.isel({unit: k})
         after = (row.notnull().cumsum("time") > 0) & row.isnull()
-        when = returns.indexes["time"][int(np.argmax(after.values))]
-        raise ValidationError(
-            field,
-            labels[k],
-            f"is NaN at time {when!s} after its first return; only leading NaN "
-            "(not started yet) are accepted, gaps are never zero-filled",
-        )
+        raise gap_error(field, labels[k], returns.indexes["time"][int(np.argmax(after.values))])
     return facts["count"].values
 
 
@@ -226,6 +229,8 @@ def _label(stacked: xr.DataArray, names: tuple[str, ...]) -> xr.Dataset:
     for name in names:
         units, description = STATISTIC_INFO[name]
         ds[name].attrs = {"units": units, "description": description}
+        if name in ANNUALIZED_VOLATILITIES:
+            ds[name].attrs["annualized"] = 1
     if "observations" in ds:
         ds["observations"] = ds["observations"].astype(np.int64).assign_attrs(
             ds["observations"].attrs

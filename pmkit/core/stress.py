@@ -33,12 +33,14 @@ def window_returns(close_start: jax.Array, close_end: jax.Array) -> jax.Array:
     """Compounded simple return between two closes.
 
     ``prod(1 + r_t) - 1`` over the days after the start close up to the end
-    close telescopes to ``close_end / close_start - 1``.
+    close telescopes to ``close_end / close_start - 1``. For a window whose
+    first day's move counts, ``close_start`` is the close of the day before it.
 
     Parameters
     ----------
     close_start, close_end : array, shape (W, N)
-        Closes (price per unit) on each window's first and last trading day;
+        Closes (price per unit) the window's return is measured from (the
+        trading day before its first day) and to (its last trading day);
         NaN where an asset is not listed.
 
     Returns

@@ -7,6 +7,9 @@ over ``portfolio`` work) and labels the results back.
 
 Weights are a ``weight(portfolio, asset)`` DataArray of fractions of NAV at
 one time (cash is the rest); `current_weights` builds them from a registry.
+Every function also takes 1-D ``weight(asset)`` (one portfolio; results
+without ``portfolio``) and unlabelled numpy arrays or sequences, read in the
+asset order of the market (or of the betas); see `pmkit.risk._weights`.
 
 Factor betas
 ------------
@@ -36,6 +39,7 @@ from pmkit.errors import (
     UnknownAssetError,
     ValidationError,
 )
+from pmkit.risk._weights import as_weights, squeeze
 
 __all__ = [
     "asset_class_exposure",
@@ -55,24 +59,19 @@ __all__ = [
 # ---------------------------------------------------------------- validation helpers
 
 
-def _as_weights(weights: Any, name: str = "weights") -> xr.DataArray:
-    """Return ``weight(portfolio, asset)`` after checking dims, labels and finiteness."""
-    if isinstance(weights, xr.Dataset):
-        if "weight" not in weights.data_vars:
-            raise ValidationError(name, list(weights.data_vars), "dataset has no 'weight' variable")
-        weights = weights["weight"]
-    if not isinstance(weights, xr.DataArray) or set(weights.dims) != {"portfolio", "asset"}:
-        got = weights.dims if isinstance(weights, xr.DataArray) else type(weights).__name__
-        raise ValidationError(
-            name, got, "must be a DataArray with dims ('portfolio', 'asset') (select one time)"
-        )
+def _as_weights(
+    weights: Any, assets: Any = None, name: str = "weights"
+) -> tuple[xr.DataArray, bool]:
+    """``(weight(portfolio, asset), one)`` after checking labels and finiteness.
+
+    Any form of `pmkit.risk._weights.as_weights` (unlabelled weights follow
+    ``assets``); ``one`` is True for 1-D weights, whose results drop ``portfolio``.
+    """
+    w, one = as_weights(weights, assets, name)
     for dim in ("portfolio", "asset"):
-        if dim not in weights.indexes:
-            raise ValidationError(f"{name}.{dim}", None, "needs coordinate labels")
-        idx = weights.indexes[dim]
+        idx = w.indexes[dim]
         if idx.has_duplicates:
             raise ValidationError(f"{name}.{dim}", idx[idx.duplicated()][0], "duplicate label")
-    w = weights.transpose("portfolio", "asset").astype(np.float64)
     w.attrs = {}
     values = w.values if not _is_dask(w) else None
     if values is not None and not np.isfinite(values).all():
@@ -82,7 +81,7 @@ def _as_weights(weights: Any, name: str = "weights") -> xr.DataArray:
             float(values[p, a]),
             "weights must be finite (NaN weights come from a NAV <= 0)",
         )
-    return w
+    return w, one
 
 
 def _is_dask(da: xr.DataArray) -> bool:
@@ -347,13 +346,13 @@ def portfolio_factor_exposure(
     AlignmentError
         A held asset has no beta.
     """
-    w = _as_weights(weights)
     b = betas["beta"] if isinstance(betas, xr.Dataset) else betas
     if not isinstance(b, xr.DataArray) or set(b.dims) != {"asset", "factor"}:
         raise ValidationError(
             "betas", getattr(b, "dims", type(b).__name__), "needs beta(asset, factor)"
         )
     b = b.transpose("asset", "factor")
+    w, one = _as_weights(weights, b.asset.values)
     w = _drop_unheld(w, b.indexes["asset"], "betas")
     b = b.sel(asset=w.indexes["asset"]).reset_coords(drop=True)
     out = apply_core(
@@ -364,7 +363,7 @@ def portfolio_factor_exposure(
         output_sizes={"factor": b.sizes["factor"]},
         kwargs={"onehot": b.values},
     )
-    return out.assign_coords(factor=b.factor.values).rename("factor_exposure")
+    return squeeze(out.assign_coords(factor=b.factor.values).rename("factor_exposure"), one)
 
 
 def _drop_unheld(w: xr.DataArray, available: Any, what: str) -> xr.DataArray:
@@ -412,7 +411,7 @@ def coord_exposure(
     ValidationError
         The market has no such coordinate.
     """
-    w = _as_weights(weights)
+    w, one = _as_weights(weights, market.asset.values)
     if coord not in market.coords or market[coord].dims != ("asset",):
         raise ValidationError("coord", coord, "is not a coordinate on 'asset' of the market")
     _check_assets(w.asset.values, market.indexes["asset"], "weights.asset", "market")
@@ -427,7 +426,7 @@ def coord_exposure(
         output_sizes={coord: len(groups)},
         kwargs={"onehot": onehot},
     )
-    return out.assign_coords({coord: groups}).rename(f"{coord}_weight")
+    return squeeze(out.assign_coords({coord: groups}).rename(f"{coord}_weight"), one)
 
 
 def sector_exposure(weights: xr.DataArray, market: xr.Dataset) -> xr.DataArray:
@@ -457,11 +456,12 @@ def leverage(weights: xr.DataArray) -> xr.Dataset:
         ``gross(portfolio) = sum |w|`` and ``net(portfolio) = sum w``
         (multiples of NAV; cash excluded).
     """
-    w = _as_weights(weights).reset_coords(drop=True)
+    w, one = _as_weights(weights)
     gross, net = apply_core(
-        core.leverage, w, input_core_dims=[["asset"]], output_core_dims=[[], []]
+        core.leverage, w.reset_coords(drop=True), input_core_dims=[["asset"]],
+        output_core_dims=[[], []]
     )
-    return xr.Dataset({"gross": gross, "net": net})
+    return squeeze(xr.Dataset({"gross": gross, "net": net}), one)
 
 
 def concentration(weights: xr.DataArray, k: int = 5) -> xr.Dataset:
@@ -484,7 +484,8 @@ def concentration(weights: xr.DataArray, k: int = 5) -> xr.Dataset:
         sum of the ``k`` largest ``|w|`` (fraction of NAV). NaN for a
         portfolio holding nothing.
     """
-    w = _as_weights(weights).reset_coords(drop=True)
+    w, one = _as_weights(weights)
+    w = w.reset_coords(drop=True)
     n = w.sizes["asset"]
     if not isinstance(k, int | np.integer) or isinstance(k, bool) or not 1 <= k <= n:
         raise ValidationError("k", k, f"must be an int in [1, {n}] (the number of assets)")
@@ -495,7 +496,7 @@ def concentration(weights: xr.DataArray, k: int = 5) -> xr.Dataset:
         output_core_dims=[[], [], []],
         kwargs={"k": int(k)},
     )
-    out = xr.Dataset({"hhi": hhi, "enb": enb, "top_k": top})
+    out = squeeze(xr.Dataset({"hhi": hhi, "enb": enb, "top_k": top}), one)
     out.attrs["k"] = int(k)
     return out
 

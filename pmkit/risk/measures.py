@@ -1,8 +1,10 @@
 """Labelled VaR, Expected Shortfall, volatility and Euler risk contributions.
 
 Inputs are ``weights(portfolio, asset)`` (fractions of portfolio value; a 1-D
-``weights(asset)`` is one unnamed portfolio) and ``returns(asset, time)``
-(asset simple returns per period as fractions, NaN before listing). Every
+``weights(asset)`` is one unnamed portfolio, and a numpy array or sequence is
+read in the order of ``returns.asset``: see `pmkit.risk._weights`) and
+``returns(asset, time)`` (asset simple returns per period as fractions, NaN
+before listing). Every
 portfolio is computed at once by one jitted call of `pmkit.core.risk`; dask-
 backed weights chunked over ``portfolio`` give dask-backed results (the data
 checks below compute the weights' nonzero pattern and per-portfolio counts
@@ -13,10 +15,14 @@ horizon. Definitions, horizon scaling (overlapping ``h``-period sums for
 historical, sqrt-of-time for parametric and Monte Carlo) and the exact Euler
 methods are documented in `pmkit.core.risk`.
 
-Ragged data: each portfolio uses only the times where every asset it holds
-(nonzero weight) is observed; fewer than ``min_observations`` (default
-`MIN_OBSERVATIONS` = 30) such times raise `InsufficientDataError` naming the
-portfolio. Nothing is zero-filled. Returns may have more assets than the
+Missing data (the policy of `pmkit.analytics._missing`, shared with
+`pmkit.analytics.performance.performance_table`): leading NaN of an asset
+mean "not listed yet", and each portfolio uses only the times where every
+asset it holds (nonzero weight) is observed; a NaN in a held asset *after*
+its first return is a gap and raises `ValidationError` naming the asset and
+the time. Fewer than ``min_observations`` (default `MIN_OBSERVATIONS` = 30)
+usable times raise `InsufficientDataError` naming the portfolio. Nothing is
+zero-filled. Returns may have more assets than the
 weights (they are ignored); weights naming an asset the returns lack raise
 `AlignmentError`.
 """
@@ -32,9 +38,11 @@ import numpy as np
 import xarray as xr
 
 from pmkit.analytics._apply import apply_core
+from pmkit.analytics._missing import refuse_gaps
 from pmkit.core import risk as _core
 from pmkit.core.risk import monte_carlo_scenarios
 from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
+from pmkit.risk._weights import as_weights, squeeze
 from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, covariance_matrix
 
 __all__ = [
@@ -88,21 +96,11 @@ class _Inputs:
 
 
 def _inputs(weights: Any, returns: Any) -> _Inputs:
-    if not isinstance(weights, xr.DataArray):
-        raise ValidationError("weights", type(weights).__name__, "must be an xarray.DataArray")
-    if "asset" not in weights.dims or not set(weights.dims) <= {"portfolio", "asset"}:
-        raise ValidationError(
-            "weights", weights.dims, "must have dims ('portfolio', 'asset') or ('asset',)"
-        )
-    squeeze = "portfolio" not in weights.dims
-    if squeeze:
-        weights = weights.expand_dims("portfolio")
-    weights = weights.transpose("portfolio", "asset").astype(np.float64)
+    values, r_assets = _returns_array(returns)
+    weights, one = as_weights(weights, r_assets)
     w_assets = np.asarray(weights["asset"].values)
     _check_unique(w_assets, "asset")
-    if "portfolio" in weights.coords:
-        _check_unique(np.asarray(weights["portfolio"].values), "portfolio")
-    values, r_assets = _returns_array(returns)
+    _check_unique(np.asarray(weights["portfolio"].values), "portfolio")
     pos = {a: k for k, a in enumerate(r_assets.tolist())}
     absent = [a for a in w_assets.tolist() if a not in pos]
     if absent:
@@ -118,7 +116,7 @@ def _inputs(weights: Any, returns: Any) -> _Inputs:
         a = int(np.argmin(finite))
         col = weights.isel(asset=a).values
         p = int(np.argmin(np.isfinite(col)))
-        label = weights["portfolio"].values[p] if "portfolio" in weights.coords else p
+        label = weights["portfolio"].values[p]
         raise ValidationError(
             f"weights[{label}, {w_assets[a]}]", float(col[p]), "weights must be finite"
         )
@@ -133,7 +131,9 @@ def _inputs(weights: Any, returns: Any) -> _Inputs:
         )
     if values.shape[0] == 0:
         raise InsufficientDataError("returns.time", 0, "returns have no times")
-    return _Inputs(weights, values, w_assets, held, squeeze)
+    times = returns["time"].values if "time" in returns.coords else np.arange(values.shape[0])
+    refuse_gaps(values[:, held], w_assets[held], times, "returns")
+    return _Inputs(weights, values, w_assets, held, one)
 
 
 def _check_observations(inp: _Inputs, horizon: int, min_obs: int) -> np.ndarray:
@@ -151,7 +151,7 @@ def _check_observations(inp: _Inputs, horizon: int, min_obs: int) -> np.ndarray:
     short = counts < min_obs
     if short.any():
         p = int(np.argmax(short))
-        label = inp.weights["portfolio"].values[p] if "portfolio" in inp.weights.coords else p
+        label = inp.weights["portfolio"].values[p]
         kind = f"overlapping {horizon}-period windows" if horizon > 1 else "times"
         raise InsufficientDataError(
             f"portfolio[{label}]",
@@ -222,10 +222,21 @@ def _core_args(
     return {"returns": inp.returns, "method": method, "horizon": horizon}
 
 
+def volatility_attrs(horizon: int) -> dict[str, Any]:
+    """Attrs labelling a volatility over ``horizon`` periods: never annualized here.
+
+    `pmkit.analytics.performance` labels its annualized volatilities with the
+    same ``annualized`` attr (1 there); a reader tells them apart by it.
+    """
+    per = "period" if horizon == 1 else f"{horizon} periods"
+    return {"horizon": int(horizon), "units": f"fraction per {per}, not annualized",
+            "annualized": 0}
+
+
 def _label(out: xr.DataArray, inp: _Inputs, name: str, attrs: dict[str, Any]) -> xr.DataArray:
     out = out.rename(name)
     out.attrs = attrs
-    return out.isel(portfolio=0, drop=True) if inp.squeeze else out
+    return squeeze(out, inp.squeeze)
 
 
 class CornishFisherDomainWarning(UserWarning):
@@ -336,9 +347,11 @@ def var(
 
     Parameters
     ----------
-    weights : xarray.DataArray
+    weights : xarray.DataArray, numpy.ndarray or sequence
         ``(portfolio, asset)`` or ``(asset,)``, fractions of value; numpy- or
-        dask-backed (chunked over ``portfolio``).
+        dask-backed (chunked over ``portfolio``). Unlabelled weights follow
+        the order of ``returns.asset``; 1-D weights give results without the
+        ``portfolio`` dim.
     returns : xarray.DataArray
         ``(asset, time)`` asset simple returns per period (fractions), NaN
         before listing; may contain more assets than ``weights``.
@@ -376,7 +389,10 @@ def var(
     ------
     ValidationError
         ``confidence`` outside (0, 1), bad ``method``/``horizon``/parameters,
-        non-finite weights or infinite returns.
+        non-finite weights, infinite returns, weights of the wrong shape
+        (field ``weights``), or a gap (NaN after the first return) in a
+        held asset (field ``returns``, value the asset, the time in the
+        message).
     AlignmentError
         ``weights`` name assets that ``returns`` lack.
     InsufficientDataError
@@ -456,7 +472,8 @@ def volatility(
     Returns
     -------
     xarray.DataArray
-        ``volatility(portfolio)``, return fraction per horizon.
+        ``volatility(portfolio)``, return fraction per horizon, *not*
+        annualized; attrs ``horizon``, ``units``, ``annualized=0``, ``ddof``.
     """
     inp, _, h = _common(weights, returns, 0.5, horizon, "gaussian", min_observations)
     out = apply_core(
@@ -465,7 +482,7 @@ def volatility(
         input_core_dims=[["asset"]],
         kwargs={"returns": inp.returns, "horizon": h},
     )
-    return _label(out, inp, "volatility", {"horizon": h, "units": "fraction", "ddof": 1})
+    return _label(out, inp, "volatility", {**volatility_attrs(h), "ddof": 1})
 
 
 def risk_contributions(
@@ -536,7 +553,9 @@ def risk_contributions(
         "horizon": h,
         "units": "fraction of portfolio value (loss positive)",
     }
-    return ds.isel(portfolio=0, drop=True) if inp.squeeze else ds
+    if measure == "volatility":
+        ds.attrs.update(volatility_attrs(h))
+    return squeeze(ds, inp.squeeze)
 
 
 def _moments_tuple(w: np.ndarray, returns: np.ndarray) -> tuple[Any, ...]:
@@ -573,8 +592,10 @@ def risk_report(
     Returns
     -------
     xarray.Dataset
-        Over ``portfolio``: ``volatility`` (per horizon), ``var_<method>`` and
-        ``es_<method>`` for each method, the per-period ``mean``, ``std``,
+        Over ``portfolio``: ``volatility`` (per horizon, not annualized:
+        attrs ``annualized=0`` and ``units``), ``var_<method>`` and
+        ``es_<method>`` for each method, the per-period ``mean``, ``std``
+        (per period, not annualized, labelled like ``volatility``),
         ``skew``, ``kurtosis`` (excess) of the portfolio returns over their
         usable times, and ``n_observations`` (those times). Attrs
         ``confidence``, ``horizon``.
@@ -615,10 +636,12 @@ def risk_report(
         kwargs={"returns": inp.returns},
     )
     for name, da in zip(("mean", "std", "skew", "kurtosis"), moments, strict=True):
-        out[name] = da if not inp.squeeze else da.isel(portfolio=0, drop=True)
-    out["n_observations"] = counts if not inp.squeeze else counts.isel(portfolio=0, drop=True)
+        out[name] = squeeze(da, inp.squeeze)
+    out["n_observations"] = squeeze(counts, inp.squeeze)
     for k, da in out.items():
         out[k] = da.rename(k).drop_attrs() if hasattr(da, "drop_attrs") else da.rename(k)
+    out["volatility"].attrs = volatility_attrs(int(horizon))
+    out["std"].attrs = volatility_attrs(1)
     ds = xr.Dataset(out)
     ds.attrs = {
         "confidence": _check_confidence(confidence),

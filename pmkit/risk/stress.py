@@ -5,13 +5,17 @@ Historical windows
 `historical_stress` applies the real move of each asset over a named window
 to today's weights (held fixed, cash earning 0). A window ``(start, end)``
 is snapped to the trading days *inside* it: the first trading day on or
-after ``start`` and the last on or before ``end``; the window return of an
-asset is the compounded daily simple return from the close of the first day
-to the close of the last, ``prod(1 + r_t) - 1 = close_end / close_start - 1``.
-A window with fewer than two trading days inside is refused.
+after ``start`` and the last on or before ``end``, both included. The window
+return of an asset compounds the daily simple returns of every trading day
+inside, the first one included, ``prod(1 + r_t) - 1 = close_end / close_base
+- 1``, where ``close_base`` is the close of the trading day *before* the first
+day (the Lehman window starts with the move of 2008-09-15 itself, from the
+close of Friday 2008-09-12). A window with no trading day inside, or whose
+first day is the first day of the data (no close before it), is refused.
 
-An asset held but not listed at the window start (e.g. the factor ETFs,
-listed 2014, in 2008) has no history to replay. It is never silently given
+An asset held but not listed at the window start (no close on the trading
+day before the window, e.g. the factor ETFs, listed 2014, in 2008) has no
+history to replay. It is never silently given
 a zero return: ``unlisted="cash"`` (default) treats its weight as cash
 *and warns* naming portfolio, window and assets, and reports it in
 ``unlisted_weight``; ``"renormalize"`` spreads it over the listed positions
@@ -59,6 +63,7 @@ from pmkit.errors import (
     UnknownAssetError,
     ValidationError,
 )
+from pmkit.risk._weights import squeeze
 from pmkit.risk.exposures import _as_portfolio_values, _as_weights, _check_assets, _drop_unheld
 
 __all__ = [
@@ -71,7 +76,8 @@ __all__ = [
     "stress_pnl",
 ]
 
-#: Named historical windows (inclusive calendar dates, snapped to trading days inside).
+#: Named historical windows (inclusive calendar dates, snapped to trading days inside;
+#: the first day's own move counts).
 #: Lehman: from its bankruptcy filing (2008-09-15, a Monday) a month on;
 #: Covid crash: S&P 500 peak close (2020-02-19) to its trough (2020-03-23).
 #: Both endpoints of both are trading days of the shipped data.
@@ -123,7 +129,8 @@ def _rollup(out: xr.Dataset, membership: Any, values: xr.DataArray | None, dim: 
 
 def _window_days(
     times: pd.DatetimeIndex, name: str, span: Any
-) -> tuple[pd.Timestamp, pd.Timestamp]:
+) -> tuple[pd.Timestamp, pd.Timestamp, pd.Timestamp]:
+    """(base, first, last): the close before the window and its first and last trading days."""
     field = f"windows[{name!r}]"
     try:
         start, end = (pd.Timestamp(x) for x in span)
@@ -133,14 +140,19 @@ def _window_days(
         raise ValidationError(field, span, "start is after end")
     i = int(times.searchsorted(start, side="left"))
     j = int(times.searchsorted(end, side="right")) - 1
-    if i >= len(times) or j < 0 or j <= i:
-        first, last = (t.date().isoformat() for t in times[[0, -1]])
+    first, last = (t.date().isoformat() for t in times[[0, -1]])
+    if i >= len(times) or j < 0 or j < i:
+        raise InsufficientDataError(
+            field, span, f"no trading day inside the window; the data cover {first} to {last}"
+        )
+    if i == 0:
         raise InsufficientDataError(
             field,
             span,
-            f"fewer than two trading days inside the window; the data cover {first} to {last}",
+            f"the window starts on the first day of the data ({first}): no close before it "
+            "to measure the first day's move from",
         )
-    return times[i], times[j]
+    return times[i - 1], times[i], times[j]
 
 
 def historical_stress(
@@ -156,14 +168,18 @@ def historical_stress(
 
     Parameters
     ----------
-    weights : xarray.DataArray or xarray.Dataset
-        ``weight(portfolio, asset)`` (fractions of NAV), or a dataset with
-        ``weight`` (and ``nav``, used as ``values`` when those are omitted),
-        e.g. from `pmkit.risk.exposures.current_weights`.
+    weights : xarray.DataArray, xarray.Dataset, numpy.ndarray or sequence
+        ``weight(portfolio, asset)`` or ``weight(asset)`` (fractions of
+        NAV), or a dataset with ``weight`` (and ``nav``, used as ``values``
+        when those are omitted), e.g. from
+        `pmkit.risk.exposures.current_weights`; unlabelled weights follow
+        ``market.asset``.
     market : xarray.Dataset
         Market dataset with real closes covering the windows.
     windows : Mapping[str, (date, date)], optional
-        Name -> inclusive ``(start, end)``; default `STANDARD_WINDOWS`.
+        Name -> inclusive ``(start, end)``; default `STANDARD_WINDOWS`. The
+        first trading day's own return counts: returns run from the close
+        of the trading day before it to the close of the last day.
     values : xarray.DataArray, optional
         NAV per portfolio (currency) for P&L and group results.
     membership : xarray.DataArray, optional
@@ -179,13 +195,16 @@ def historical_stress(
         ``unlisted_weight(portfolio, window)``; with values
         ``pnl(portfolio, window)`` (currency); with membership
         ``group_pnl(group, window)``, ``group_value(group)``,
-        ``group_return(group, window)``. Coordinates ``window_start`` and
-        ``window_end`` on ``window`` are the trading days used.
+        ``group_return(group, window)``. Coordinates on ``window``:
+        ``window_start`` and ``window_end``, the first and last trading days
+        inside (both included), and ``window_base``, the trading day before
+        ``window_start`` whose close the returns are measured from. With
+        1-D weights the ``portfolio`` dim is dropped.
 
     Raises
     ------
     InsufficientDataError
-        A window holds fewer than two trading days.
+        A window holds no trading day, or starts on the first day of the data.
     UnknownAssetError
         A weight's asset is not in the market.
     MissingPriceError
@@ -195,7 +214,7 @@ def historical_stress(
         raise ValidationError("unlisted", unlisted, "must be 'cash', 'renormalize' or 'raise'")
     if values is None and isinstance(weights, xr.Dataset) and "nav" in weights.data_vars:
         values = weights["nav"]
-    w = _as_weights(weights)
+    w, one = _as_weights(weights, market.asset.values)
     windows = STANDARD_WINDOWS if windows is None else windows
     if not isinstance(windows, Mapping) or not windows:
         raise ValidationError(
@@ -206,14 +225,14 @@ def historical_stress(
     names = [str(n) for n in windows]
     days = [_window_days(times, n, windows[n]) for n in windows]
     close = market["close"].sel(asset=w.asset.values).transpose("asset", "time")
-    c0 = close.sel(time=[d[0] for d in days]).values.T  # (W, N)
-    c1 = close.sel(time=[d[1] for d in days]).values.T
+    c0 = close.sel(time=[d[0] for d in days]).values.T  # (W, N), the close before each window
+    c1 = close.sel(time=[d[2] for d in days]).values.T
     listed = np.isfinite(c0)
     gap = listed & ~np.isfinite(c1)
     if gap.any():
         k, a = np.argwhere(gap)[0]
         raise MissingPriceError(
-            f"close[{w.asset.values[a]}, {days[k][1].date()}]",
+            f"close[{w.asset.values[a]}, {days[k][2].date()}]",
             float("nan"),
             "no close at window end",
         )
@@ -233,8 +252,9 @@ def historical_stress(
     )
     coords = {
         "window": names,
-        "window_start": ("window", np.array([d[0] for d in days], dtype="datetime64[ns]")),
-        "window_end": ("window", np.array([d[1] for d in days], dtype="datetime64[ns]")),
+        "window_base": ("window", np.array([d[0] for d in days], dtype="datetime64[ns]")),
+        "window_start": ("window", np.array([d[1] for d in days], dtype="datetime64[ns]")),
+        "window_end": ("window", np.array([d[2] for d in days], dtype="datetime64[ns]")),
     }
     out = xr.Dataset(
         {
@@ -245,7 +265,7 @@ def historical_stress(
         coords={**coords, "asset": w.asset.values},
     )
     out.attrs["unlisted"] = unlisted
-    return _with_pnl(out, values, membership, "window")
+    return squeeze(_with_pnl(out, values, membership, "window"), one)
 
 
 def _report_unlisted(w: xr.DataArray, names: list[str], listed: np.ndarray, policy: str) -> None:
@@ -528,8 +548,10 @@ def stress_pnl(
 
     Parameters
     ----------
-    weights : xarray.DataArray or xarray.Dataset
-        ``weight(portfolio, asset)`` or a dataset with ``weight`` (and ``nav``).
+    weights : xarray.DataArray, xarray.Dataset, numpy.ndarray or sequence
+        ``weight(portfolio, asset)``, ``weight(asset)`` (results without
+        ``portfolio``) or a dataset with ``weight`` (and ``nav``); unlabelled
+        weights follow ``scenario_returns.asset``.
     scenario_returns : xarray.DataArray
         ``(scenario, asset)`` fractions, e.g. from `asset_shock_scenarios`.
         Assets without a weight count as unheld; a held asset missing from
@@ -550,12 +572,12 @@ def stress_pnl(
     """
     if values is None and isinstance(weights, xr.Dataset) and "nav" in weights.data_vars:
         values = weights["nav"]
-    w = _as_weights(weights)
     r = scenario_returns
     if not isinstance(r, xr.DataArray) or set(r.dims) != {"scenario", "asset"}:
         got = r.dims if isinstance(r, xr.DataArray) else type(r).__name__
         raise ValidationError("scenario_returns", got, "must be a DataArray (scenario, asset)")
     r = r.transpose("scenario", "asset")
+    w, one = _as_weights(weights, r.asset.values)
     if not np.isfinite(r.values).all():
         s, a = np.argwhere(~np.isfinite(r.values))[0]
         raise ValidationError(
@@ -588,7 +610,7 @@ def stress_pnl(
         out["factor_shock"] = (("scenario", "factor"), fs.to_numpy(float))
         out = out.assign_coords(factor=fs.columns.to_numpy(str))
     out.attrs["method"] = r.attrs.get("method", "")
-    return _with_pnl(out, v, membership, "scenario")
+    return squeeze(_with_pnl(out, v, membership, "scenario"), one)
 
 
 def hypothetical_stress(
