@@ -110,6 +110,7 @@ def test_group_overview_consolidates_members(reg):
 
 def test_risk_overview_contributions_stress_and_drawdowns(reg):
     ds = risk_overview(reg, confidence=0.95, lookback=504)
+    assert ds["volatility"].attrs["annualized"] == 1  # labelled like every shown volatility
     np.testing.assert_allclose(ds["contribution"].sum("asset"), ds["es"], atol=1e-12)
     assert (ds["es"] >= ds["var"]).all()
     navs = {pid: reg.value(pid) for pid in ds["portfolio"].values}

@@ -363,7 +363,7 @@ def risk_overview(
         )
         out = out.drop_vars([c for c in out.coords if c not in out.dims], errors="ignore")
         out["contribution"].attrs.update(units="fraction of value", measure="expected shortfall")
-        out["volatility"].attrs.update(units="fraction per year")
+        out["volatility"].attrs.update(units="fraction per year", annualized=1)
         out.attrs.update(as_of=str(as_of.date()), confidence=confidence, lookback=lookback,
                          horizon_days=1)
         return out
