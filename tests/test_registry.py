@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from note_configs import NOTE_001_CONFIG
 
 from pmkit.demo import DEMO_CONFIG, open_demo
 from pmkit.errors import (
@@ -29,43 +30,7 @@ from pmkit.errors import (
 from pmkit.registry import ALLOCATION_TOLERANCE, Registry, Role
 from pmkit.store import open_store
 
-# The design note's configuration, verbatim.
-SEED_CONFIG = {
-    "portfolios": {
-        "growth_strategy": {
-            "name": "Growth Strategy",
-            "description": "High-growth technology focus",
-            "initial_capital": 1000000.0,
-            "currency": "USD",
-            "risk_profile": "aggressive",
-            "benchmark": "QQQ",
-            "tags": ["technology", "growth", "high_risk"],
-        },
-        "income_strategy": {
-            "name": "Income Strategy",
-            "description": "Dividend-focused income generation",
-            "initial_capital": 500000.0,
-            "currency": "USD",
-            "risk_profile": "conservative",
-            "benchmark": "SPYD",
-            "tags": ["dividend", "income", "low_risk"],
-        },
-    },
-    "groups": {
-        "client_a": {
-            "name": "Client A Portfolios",
-            "portfolios": ["growth_strategy", "income_strategy"],
-            "allocation": {"growth_strategy": 0.7, "income_strategy": 0.3},
-        }
-    },
-    "default_portfolio": "growth_strategy",
-    "isolation": {"events": True, "data": True, "resources": True},
-    "cross_portfolio": {
-        "enable_analysis": True,
-        "enable_reporting": True,
-        "correlation_analysis": True,
-    },
-}
+SEED_CONFIG = NOTE_001_CONFIG  # the design note's configuration, verbatim
 
 
 @pytest.fixture(scope="module")
