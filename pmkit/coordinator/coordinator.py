@@ -350,7 +350,7 @@ class StrategyCoordinator:
                     if not m.is_admin():
                         raise PermissionDenied(m.user, "coordinator.settings", "registry", "admin")
                 else:
-                    reg._portfolio(m.tx, portfolio)
+                    m.portfolio(portfolio)
                     m.require("portfolio.config", portfolio)
                 old = m.tx.get(SETTINGS_KIND, key)
                 m.tx.put(SETTINGS_KIND, key, "active", {"resolution": rule.value})
@@ -420,11 +420,10 @@ class StrategyCoordinator:
 
     # -- processing -------------------------------------------------------------------------
     def _portfolio_of(self, raw: Mapping[str, Any]) -> str:
-        pid = self.registry._pid(raw.get("portfolio") or self.portfolio)
+        pid = self.registry.resolve_portfolio_id(raw.get("portfolio") or self.portfolio)
         if not isinstance(pid, str):
             raise ValidationError("portfolio", pid, "must be a portfolio id")
-        self.registry._portfolio(self.registry.store, pid)  # NotFoundError before any write
-        return pid
+        return self.registry.check_portfolio_exists(pid)  # NotFoundError before any write
 
     def process_signal(
         self, signal: Mapping[str, Any] | Signal, *, strategy: str | None = None
@@ -474,7 +473,7 @@ class StrategyCoordinator:
             losers: list[tuple[Signal, Signal]] = []
             with reg.mutation("signal.submit", sid) as m:
                 m.require("signal.submit", pid)
-                info = reg._portfolio(m.tx, pid)
+                info = m.portfolio(pid)
                 if m.tx.get(SIGNAL_KIND, sid) is not None:
                     raise StoreError(f"signal id {sid} is taken: another coordinator writes here")
                 shown = jsonable(raw)

@@ -290,7 +290,6 @@ class ProposalBook:
         return after
 
     def _validate(self, m: Mutation, p: RebalanceProposal) -> None:
-        reg = m.registry
         if p.scope_kind == "portfolio":
             if m.tx.get("portfolio", p.scope) is None:
                 raise NotFoundError("portfolio", p.scope)
@@ -298,7 +297,7 @@ class ProposalBook:
         elif p.scope_kind == "group":
             if m.tx.get("group", p.scope) is None:
                 raise NotFoundError("group", p.scope)
-            members = reg._leaf_portfolios(m.tx, p.scope)
+            members = m.group_portfolios(p.scope)
         else:
             raise ValidationError("scope_kind", p.scope_kind, "must be 'portfolio' or 'group'")
         if not p.portfolios or len(set(p.portfolios)) != len(p.portfolios):

@@ -579,6 +579,25 @@ class Registry:
         """The active portfolio, else the registry's default portfolio."""
         return self.portfolio(None)
 
+    def resolve_portfolio_id(self, portfolio_id: str | None = None) -> str:
+        """The portfolio a call means: ``portfolio_id``, else the active, else the default one.
+
+        Raises
+        ------
+        ConfigError
+            No id given and neither an active nor a default portfolio is set.
+        """
+        return self._pid(portfolio_id)
+
+    def check_portfolio_exists(self, portfolio_id: str) -> str:
+        """``portfolio_id`` if it names a portfolio that is not deleted, else `NotFoundError`.
+
+        Tells existence only (no role check, nothing else of the portfolio):
+        services use it to refuse a missing target before they write anything,
+        and check roles inside their write context.
+        """
+        return self._portfolio(self.store, portfolio_id).id
+
     def _pid(self, portfolio_id: str | None) -> str:
         if portfolio_id is not None:
             return portfolio_id
@@ -1987,6 +2006,17 @@ class Mutation:
     def user(self) -> str:
         """The acting user."""
         return self.registry.user
+
+    def portfolio(self, portfolio_id: str) -> PortfolioInfo:
+        """The portfolio as this transaction sees it; `NotFoundError` if missing or deleted.
+
+        No role check: pair it with `require` for the action at hand.
+        """
+        return self.registry._portfolio(self._raw, portfolio_id)
+
+    def group_portfolios(self, group_id: str) -> list[str]:
+        """Every portfolio in the group, nested groups included (each once), in this transaction."""
+        return self.registry._leaf_portfolios(self._raw, group_id)
 
     def require(self, action: str, target: str) -> None:
         """Raise `PermissionDenied` unless the user may ``action`` on ``target`` (in this tx)."""

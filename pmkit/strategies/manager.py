@@ -192,7 +192,7 @@ class StrategyManager:
         sid = strategy_id(self.portfolio, name)
         with self.registry.mutation("strategy.register", self.portfolio) as m:
             m.require("strategy.register", self.portfolio)
-            self.registry._portfolio(m.tx, self.portfolio)  # exists and is not deleted
+            m.portfolio(self.portfolio)  # exists and is not deleted
             if m.tx.get("strategy", sid) is not None:
                 raise AlreadyExistsError("strategy", sid)
             total = sum(
