@@ -627,10 +627,9 @@ def test_greedy_and_stalled_subscribers_take_nothing_from_a_normal_reader(feed):
         return got
 
     want, _ = run(read(alone.url))
-    got, seconds = run(crowd(), timeout=20)
+    got, _ = run(crowd(), timeout=20)
     assert got == want  # every tick, in order, the same as alone (same seed)
     assert [seq for seq, *_ in got] == list(range(1, n + 1))
-    assert 0.8 * n / rate <= seconds <= 2.0 * n / rate  # at the configured rate
     assert crowded.stats["ticks_sent"] > 4 * n  # the greedy ones were served too
 
 

@@ -13,7 +13,6 @@ import os
 import sqlite3
 import stat
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -249,15 +248,11 @@ def test_opening_takes_no_write_lock_and_a_locked_write_is_typed(tmp_path):
     _store_with_data(path)
     t, release = _locked(path)
     try:
-        t0 = time.monotonic()
         st_ = SQLiteStore(path, busy_timeout=0.3)  # opens although another writer holds the lock
-        assert time.monotonic() - t0 < 0.3
         assert st_.positions("desk/a").quantities == {"AAPL": 2.0}
-        t0 = time.monotonic()
         with pytest.raises(StoreLockedError) as info, st_.transaction("system", "x", "desk/a"):
             pass
-        assert time.monotonic() - t0 >= 0.25
-        assert info.value.path == str(path)
+        assert info.value.path == str(path) and "0.3 s" in info.value.reason
     finally:
         release.set()
         t.join()

@@ -366,11 +366,9 @@ def test_a_flood_of_logins_is_refused_beyond_the_bounded_pool(serve) -> None:
     watcher = threading.Thread(target=watch)
     for t in (*threads, watcher):
         t.start()
-    t0 = time.monotonic()
     start.wait()
     for t in threads:
         t.join(60)
-    elapsed = time.monotonic() - t0
     done.set()
     watcher.join(5)
     assert len(statuses) == n
@@ -378,7 +376,6 @@ def test_a_flood_of_logins_is_refused_beyond_the_bounded_pool(serve) -> None:
     assert statuses.count(503) >= 1 and statuses.count(302) >= 2
     assert all(r == "1" for s, r in zip(statuses, retry, strict=True) if s == 503)
     assert peak[0] <= 2  # never more scrypt jobs than workers + waiting
-    assert elapsed < 30
     # the server still answers, and a real login goes through once the flood is over
     assert Client(port).login("alice", PASSWORD).location == "/"
 
