@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pmkit.errors import ValidationError
@@ -30,6 +30,7 @@ from pmkit.validation import (
 )
 
 __all__ = [
+    "utcnow",
     "OPEN_QUANTITY_TOLERANCE",
     "LedgerEntry",
     "Positions",
@@ -37,6 +38,11 @@ __all__ = [
     "check_balances",
     "replay",
 ]
+
+
+def utcnow() -> datetime:
+    """Now, as the ledger stamps times: tz-naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 EntryKind = Literal["trade", "cash"]
 

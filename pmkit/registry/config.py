@@ -34,6 +34,7 @@ __all__ = [
     "LEDGER_GUARD_KEYS",
     "PORTFOLIO_KEYS",
     "from_single_portfolio_config",
+    "json_checked",
     "validate_config_values",
     "validate_multi_portfolio_config",
 ]
@@ -104,6 +105,11 @@ def _check_known(key: str, value: Any, field: str) -> None:
         check_number(value, name, limit=MAX_AMOUNT, positive=True, error=ConfigError)
     elif key == "max_position_weight":
         check_number(value, name, minimum=0.0, maximum=1.0, error=ConfigError)
+
+
+def json_checked(value: Any, field: str) -> dict[str, Any]:
+    """A checked configuration mapping (None: empty), exactly as it will be stored."""
+    return validate_config_values({} if value is None else value, field)
 
 
 def validate_config_values(values: Any, field: str = "config") -> dict[str, Any]:
