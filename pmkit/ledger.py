@@ -30,13 +30,13 @@ from pmkit.validation import (
 )
 
 __all__ = [
-    "utcnow",
     "OPEN_QUANTITY_TOLERANCE",
     "LedgerEntry",
     "Positions",
     "cash_effect",
     "check_balances",
     "replay",
+    "utcnow",
 ]
 
 

@@ -41,12 +41,15 @@ revalues every affected portfolio once however many ticks it conflates.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from pmkit.errors import ConfigError
+from pmkit.validation import check_number
+
+#: Largest magnitude of any streaming setting (seconds, counts, rates).
+MAX_SETTING = 1e12
 
 __all__ = ["StreamSettings"]
 
@@ -81,8 +84,8 @@ class StreamSettings:
                 continue
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise ConfigError(key, v, "must be a number")
-            if not math.isfinite(v) or v < 0:
-                raise ConfigError(key, v, "must be finite and >= 0")
+            # an int too large for a float would raise OverflowError in isfinite
+            check_number(v, key, limit=MAX_SETTING, minimum=0.0, error=ConfigError)
             if f.type in ("int", "int | None") and v != int(v):
                 raise ConfigError(key, v, "must be a whole number")
         for name in ("buffer_symbols", "flush_size", "resync_every"):
