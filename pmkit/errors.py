@@ -24,6 +24,7 @@ __all__ = [
     "IntegrityError",
     "InvalidIdError",
     "LifecycleError",
+    "LimitBreachError",
     "LimitExceededError",
     "MakerCheckerError",
     "MissingDependencyError",
@@ -281,6 +282,69 @@ class InsufficientCashError(ValidationError):
 
 class LimitExceededError(ValidationError):
     """A value, or what it would do (a product, a balance), exceeds a documented bound."""
+
+
+class LimitBreachError(LimitExceededError):
+    """A trade would breach a portfolio's pre-trade risk limit (`pmkit.risk.controls`).
+
+    Raised before anything is written: the proposal, signal, order or
+    trade is refused and the store is as it was (a signal's refusal is
+    recorded as a rejected signal, like its other rejections).
+
+    Parameters
+    ----------
+    limit : str
+        The limit's configuration key, e.g. ``"max_position_weight"``
+        (also the error's ``field``).
+    value : float
+        The value the trade would lead to, in the limit's unit (NaN when it
+        cannot be measured; the reason says why).
+    threshold : float
+        The configured limit it exceeds.
+    portfolio : str, optional
+        The portfolio whose limit it is.
+    stage : str, optional
+        Where it was checked: ``"signal"``, ``"proposal"``, ``"approval"``,
+        ``"order"``, ``"fill"`` or ``"trade"``.
+    item : str, optional
+        The asset or sector of a per-item limit.
+    hard : bool, default True
+        False for a soft limit: a manager may override it with a reason.
+    breaches : sequence, optional
+        Every `pmkit.risk.controls.Breach` found (the first is this one).
+    reason : str, optional
+        The message; default built from the other fields.
+    """
+
+    def __init__(
+        self,
+        limit: str,
+        value: float,
+        threshold: float,
+        *,
+        portfolio: str | None = None,
+        stage: str | None = None,
+        item: str | None = None,
+        hard: bool = True,
+        breaches: Any = (),
+        reason: str = "",
+    ) -> None:
+        self.limit = limit
+        self.threshold = threshold
+        self.portfolio = portfolio
+        self.stage = stage
+        self.item = item
+        self.hard = hard
+        self.breaches = tuple(breaches)
+        if not reason:
+            what = f"{item} " if item else ""
+            kind = "hard" if hard else "soft"
+            reason = f"{what}would be {value:g}, above the {kind} limit {threshold:g}"
+            if portfolio is not None:
+                reason += f" of {portfolio!r}"
+            if stage is not None:
+                reason += f" (checked at {stage})"
+        super().__init__(limit, value, reason)
 
 
 class ShortSaleError(ValidationError):

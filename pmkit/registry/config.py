@@ -33,6 +33,8 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "LEDGER_GUARD_KEYS",
     "PORTFOLIO_KEYS",
+    "RISK_LIMIT_KEYS",
+    "check_config_value",
     "from_single_portfolio_config",
     "json_checked",
     "validate_config_values",
@@ -95,6 +97,53 @@ DEFAULT_PRICE_BAND = 0.25
 LEDGER_GUARD_KEYS = ("allow_short", "margin_limit", "price_band")
 
 
+#: Configuration keys of the pre-trade risk limits (`pmkit.risk.controls`), with units:
+#:
+#: - ``max_position_weight`` (fraction of NAV in [0, 1]): ``|units * price| / NAV`` per asset;
+#: - ``max_sector_weight`` (fraction of NAV >= 0): ``|net value of a sector| / NAV``;
+#: - ``max_leverage`` (multiple of NAV >= 0): gross exposure ``sum |value| / NAV``;
+#: - ``max_net_leverage`` (multiple of NAV >= 0): net exposure ``|sum value| / NAV``;
+#: - ``max_var`` (fraction of NAV in [0, 1]): one-day historical VaR, a positive loss;
+#: - ``max_heat`` (fraction of NAV >= 0): open risk to stops ``sum |price - stop| * |units| / NAV``;
+#: - ``max_drawdown`` (fraction in [0, 1]): checked by `pmkit.risk.check_limits` only;
+#: - ``max_order_value`` (currency >= 0): ``|units * price|`` of one order, trade or fill;
+#: - ``max_participation`` (fraction of ADV > 0): ``|units| / average daily volume``;
+#: - ``restricted_assets`` (list of asset labels): no trade may raise the position held;
+#: - ``soft_limits`` (list of the keys above): limits a manager may override with a reason
+#:   (every other configured limit is hard);
+#: - ``var_confidence`` (in (0, 1), default 0.95), ``var_lookback`` (daily returns, >= 30,
+#:   default 252), ``adv_window`` (days of volume averaged, >= 1, default 20).
+RISK_LIMIT_KEYS = (
+    "max_position_weight",
+    "max_sector_weight",
+    "max_leverage",
+    "max_net_leverage",
+    "max_var",
+    "max_heat",
+    "max_drawdown",
+    "max_order_value",
+    "max_participation",
+    "restricted_assets",
+)
+
+_FRACTION_KEYS = ("max_position_weight", "max_var", "max_drawdown")
+_NONNEGATIVE_KEYS = ("max_sector_weight", "max_leverage", "max_net_leverage", "max_heat")
+
+
+def _check_labels(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> None:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(name, value, "must be a list of non-empty strings")
+    if allowed is not None:
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise ConfigError(name, unknown, f"unknown limits; use keys of {list(allowed)}")
+
+
+def _check_int(value: Any, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+
+
 def _check_known(key: str, value: Any, field: str) -> None:
     name = f"{field}.{key}"
     if key == "allow_short":
@@ -103,8 +152,32 @@ def _check_known(key: str, value: Any, field: str) -> None:
         check_number(value, name, limit=MAX_AMOUNT, minimum=0.0, error=ConfigError)
     elif key == "price_band":
         check_number(value, name, limit=MAX_AMOUNT, positive=True, error=ConfigError)
-    elif key == "max_position_weight":
+    elif key in _FRACTION_KEYS:
         check_number(value, name, minimum=0.0, maximum=1.0, error=ConfigError)
+    elif key in _NONNEGATIVE_KEYS or key == "max_order_value":
+        check_number(value, name, limit=MAX_AMOUNT, minimum=0.0, error=ConfigError)
+    elif key == "max_participation":
+        check_number(value, name, limit=MAX_AMOUNT, positive=True, error=ConfigError)
+    elif key == "restricted_assets":
+        _check_labels(value, name)
+    elif key == "soft_limits":
+        _check_labels(value, name, RISK_LIMIT_KEYS)
+    elif key == "var_confidence":
+        check_number(value, name, positive=True, error=ConfigError)
+        if not 0.0 < float(value) < 1.0:
+            raise ConfigError(name, value, "must be in (0, 1), e.g. 0.95")
+    elif key == "var_lookback":
+        _check_int(value, name, 30)
+    elif key == "adv_window":
+        _check_int(value, name, 1)
+
+
+def check_config_value(key: str, value: Any, field: str = "config") -> None:
+    """`ConfigError` (naming ``field.key`` and the value) unless ``value`` suits ``key``.
+
+    Keys pmkit does not read are accepted as they are.
+    """
+    _check_known(key, value, field)
 
 
 def json_checked(value: Any, field: str) -> dict[str, Any]:
