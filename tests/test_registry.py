@@ -443,7 +443,7 @@ def test_no_operation_on_a_changes_b(demo):
     before = _rows_of(demo, b)
     got_b = []
     demo.bus.subscribe("*", got_b.append, portfolio=b)
-    demo.record_trade("MSFT", 10, 250.0, portfolio=a)
+    demo.record_trade("KO", 10, 60.0, portfolio=a)
     demo.record_cash(-1000.0, portfolio=a)
     demo.set_config(a, {"max_position_weight": 0.5})
     demo.update_portfolio(a, tags=["x"])

@@ -79,6 +79,8 @@ ACTION_ROLES: dict[str, Role] = {
     "proposal.submit": Role.TRADER,
     "proposal.cancel": Role.TRADER,
     "proposal.fill": Role.TRADER,
+    # exceeding a soft pre-trade limit, with a reason (pmkit.risk.controls)
+    "limit.override": Role.MANAGER,
 }
 
 

@@ -26,6 +26,7 @@ from pmkit.store.base import Transaction
 
 if TYPE_CHECKING:
     from pmkit.registry.registry import Registry
+    from pmkit.risk.controls import Override
 
 __all__ = ["Mutation", "WriteContext"]
 
@@ -118,15 +119,32 @@ class WriteContext:
         fee: float = 0.0,
         ts: datetime | None = None,
         memo: str = "",
+        override: Override | None = None,
+        stage: str = "trade",
     ) -> int:
         """Append a trade to ``portfolio``'s ledger in this transaction (as `record_trade`).
 
         The same checks apply (TRADER role, active portfolio, tradable asset,
-        ledger guards, pre-trade limits); the entry gets its own
-        ``ledger.trade`` audit record. Returns the ledger sequence number.
+        ledger guards, pre-trade limits at ``stage``, e.g. ``"fill"``); the
+        entry gets its own ``ledger.trade`` audit record. ``override`` lets
+        soft limits through (`pmkit.risk.controls.Override`; one stored by the
+        workflow may name the manager who granted it). Returns the ledger
+        sequence number.
         """
         seq, rec = append_trade(
-            self.registry, self._raw, self.events, portfolio, asset, quantity, price, fee, ts, memo
+            self.registry,
+            self._raw,
+            self.events,
+            portfolio,
+            asset,
+            quantity,
+            price,
+            fee,
+            ts,
+            memo,
+            override=override,
+            stage=stage,
+            ctx=self,
         )
         self._raw.note("ledger.trade", portfolio, None, rec)
         return seq

@@ -20,6 +20,7 @@ from pmkit.errors import (
     PriceBandError,
     ShortSaleError,
     UnknownAssetError,
+    ValidationError,
 )
 from pmkit.events import Event
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE, LedgerEntry, check_balances, utcnow
@@ -31,7 +32,9 @@ from pmkit.store.base import Transaction
 from pmkit.validation import MAX_MEMO_LENGTH, MAX_NAME_LENGTH, check_bool, check_number, check_text
 
 if TYPE_CHECKING:
+    from pmkit.registry.context import WriteContext
     from pmkit.registry.registry import Registry
+    from pmkit.risk.controls import Override
 
 __all__ = [
     "append_cash",
@@ -57,6 +60,7 @@ def record_trade(
     memo: str = "",
     force: bool = False,
     reason: str | None = None,
+    override: Override | None = None,
 ) -> int:
     """Append a trade to a portfolio's ledger (needs TRADER; the portfolio must be active).
 
@@ -72,7 +76,10 @@ def record_trade(
       while lowering it (`InsufficientCashError`);
     - a price more than ``price_band`` (config, default 0.25) away from
       the asset's last close at or before ``ts`` in the registry's market
-      data (`PriceBandError`), unless ``force=True`` with a ``reason``.
+      data (`PriceBandError`), unless ``force=True`` with a ``reason``;
+    - a trade that would breach one of the portfolio's pre-trade limits
+      (`pmkit.risk.controls`, stage ``"trade"``): `LimitBreachError`, unless
+      the limit is soft and ``override`` is given by a manager.
 
     Parameters
     ----------
@@ -95,6 +102,9 @@ def record_trade(
         into the trade's audit record and event.
     reason : str, optional
         Why the price is forced.
+    override : pmkit.risk.controls.Override, optional
+        A reason to exceed soft limits; the acting user must hold MANAGER
+        (``limit.override``) on the portfolio. Audited as ``limit.override``.
 
     Returns
     -------
@@ -103,8 +113,22 @@ def record_trade(
     """
     pid = reg._pid(portfolio)
     with reg._tx("ledger.trade", pid) as (tx, events):
+        if override is not None and override.by not in (None, reg.user):
+            raise ValidationError("override.by", override.by, f"must be you ({reg.user!r})")
         seq, rec = append_trade(
-            reg, tx, events, pid, asset, quantity, price, fee, ts, memo, force=force, reason=reason
+            reg,
+            tx,
+            events,
+            pid,
+            asset,
+            quantity,
+            price,
+            fee,
+            ts,
+            memo,
+            force=force,
+            reason=reason,
+            override=override,
         )
         tx.record(None, rec)
     return seq
@@ -124,11 +148,17 @@ def append_trade(
     *,
     force: bool = False,
     reason: str | None = None,
+    override: Override | None = None,
+    stage: str = "trade",
+    ctx: WriteContext | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Validate, guard and append one trade inside ``tx``; (seq, audit image).
 
     Every trade path (`record_trade`, `Mutation.append_trade` used by
-    fills and services) comes through here, so the guards hold for all.
+    fills and services) comes through here, so the guards and the pre-trade
+    limits (`pmkit.risk.controls.enforce_pre_trade` at ``stage``, with
+    ``override``) hold for all. ``ctx`` is the caller's write context, when
+    it has one.
     """
     force = check_bool(force, "force")
     if force:
@@ -151,7 +181,15 @@ def append_trade(
         actor=reg.user,
         memo=memo,
     ).validated()
-    guard_trade(reg, tx, info, entry, force)
+    cfg = guard_trade(reg, tx, info, entry, force)
+    from pmkit.risk.controls import ProposedTrade, enforce_pre_trade
+
+    if ctx is None:
+        from pmkit.registry.context import WriteContext
+
+        ctx = WriteContext(reg, tx, events)
+    trade = ProposedTrade(entry.asset, entry.quantity, entry.price, entry.fee)
+    enforce_pre_trade(ctx, pid, [trade], stage=stage, override=override, ts=entry.ts, config=cfg)
     (seq,) = tx.append([entry])
     extra = {"force": True, "reason": reason} if force else {}
     events.append(
@@ -170,8 +208,11 @@ def append_trade(
 
 def guard_trade(
     reg: Registry, tx: Transaction, info: PortfolioInfo, entry: LedgerEntry, force: bool
-) -> None:
-    """Refuse shorts, cash below the margin and off-band prices (see `record_trade`)."""
+) -> Mapping[str, Any]:
+    """Refuse shorts, cash below the margin and off-band prices (see `record_trade`).
+
+    Returns the portfolio's resolved configuration (for the pre-trade limits).
+    """
     cfg = resolve_config(tx, info.id)
     pos = tx.positions(info.id)
     cash, held = check_balances(pos, entry)
@@ -197,6 +238,7 @@ def guard_trade(
             f"{abs(entry.price / close - 1.0):.1%} away from the last close {close:g} of"
             f" {entry.asset} (band {band:g}); pass force=True with a reason to book it",
         )
+    return cfg
 
 
 def guard_cash(
