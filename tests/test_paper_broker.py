@@ -211,7 +211,11 @@ def test_a_buy_is_cut_to_the_lots_cash_allows(reg, alice):
     m = reg.market
     cash = reg.store.positions(INCOME).cash
     paper = PaperBroker(alice)
+    # funded when proposed, approved and submitted (the pre-trade cash check);
+    # the money leaves again before the session
+    reg.record_cash(1e5, portfolio=INCOME, ts=datetime(2022, 11, 30))
     submitted(reg, [line(m, INCOME, "PG", 300.0)], paper, scope=INCOME)
+    reg.record_cash(-1e5, portfolio=INCOME, ts=datetime(2022, 11, 30))
     [f] = paper.step(AT)
 
     def cost(k):
@@ -244,7 +248,8 @@ def test_sales_never_exceed_the_position_unless_shorting_is_allowed(reg, alice):
     submitted(reg, [line(m, INCOME, "JNJ", -1000.0)], short, pid="rb-2", scope=INCOME)
     short.step(AT)  # the portfolio's config does not allow shorts: sold down to zero only
     assert reg.store.positions(INCOME).quantities["JNJ"] == 0
-    reg.set_config(INCOME, {"allow_short": True})
+    # the 1,318 JNJ short would be 31% of NAV, over client_a's 25% position limit
+    reg.set_config(INCOME, {"allow_short": True, "max_position_weight": 0.5})
     submitted(reg, [line(m, INCOME, "JNJ", -1000.0)], short, pid="rb-3", scope=INCOME)
     short.step(AT)  # rb-2's remaining 318 and rb-3's 1000 now both fill
     assert reg.store.positions(INCOME).quantities["JNJ"] == 682 - 2000
@@ -254,7 +259,8 @@ def test_margin_lets_cash_go_negative_down_to_its_limit(reg, alice):
     m = reg.market
     pos = reg.store.positions(INCOME)
     nav = pos.cash + sum(q * close(m, a) for a, q in pos.quantities.items())
-    reg.set_config(INCOME, {"margin_limit": 1e9})  # the books' bound; the broker's is tighter
+    # the books' bound; the broker's is tighter (and positions up to 100% of NAV)
+    reg.set_config(INCOME, {"margin_limit": 1e9, "max_position_weight": 1.0})
     paper = PaperBroker(alice, margin=0.5)
     # buying a third of NAV more than the cash: allowed with 50% margin
     q = math.floor((pos.cash + nav / 3) / close(m, "PG"))
@@ -263,7 +269,7 @@ def test_margin_lets_cash_go_negative_down_to_its_limit(reg, alice):
     after = reg.store.positions(INCOME).cash
     assert f.quantity == q and -0.5 * nav <= after < -nav / 4
     # and a buy past the limit is cut at it (NAV at the session's closes, before the fill)
-    big = math.floor(nav / close(m, "KO"))
+    big = math.floor(nav / 2 / close(m, "KO"))
     submitted(reg, [line(m, INCOME, "KO", float(big))], paper, pid="rb-2", scope=INCOME)
     t1 = sessions(reg)[1]
     held = reg.store.replay(INCOME)

@@ -20,6 +20,14 @@ Designed for adapters to come:
   it slices a parent order into child orders (``Order.parent_id``) and
   submits them to the inner broker over time; ``Order.info`` carries the
   schedule's and the venue's own fields.
+
+Pre-trade limits (`pmkit.risk.controls`): a broker's ``submit`` stores new
+orders through `check_orders` (stage ``"order"``), inside the transaction
+that stores them, and every fill is checked again when the `FillRecorder`
+books it (stage ``"fill"``). An override granted for soft limits (at a
+proposal's approval, or by a manager submitting) is stored in
+``Order.info["override"]`` and handed to the fill checks, so an approved
+order is not refused again for what was approved.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from pmkit.validation import (
 
 if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
+    from pmkit.risk.controls import Override
 
 __all__ = [
     "OPEN_ORDER_STATUSES",
@@ -56,6 +65,7 @@ __all__ = [
     "FillRecorder",
     "Order",
     "OrderStatus",
+    "check_orders",
     "new_order_id",
 ]
 
@@ -361,6 +371,60 @@ class Broker(ABC):
         return out
 
 
+def check_orders(
+    m: Mutation, orders: Sequence[Order], *, override: Override | None = None
+) -> list[Order]:
+    """Run the pre-trade controls on new orders inside the transaction that stores them.
+
+    Each portfolio's orders are checked together (stage ``"order"``: its
+    limits, and the cash the orders would leave at their reference prices).
+    A broker adapter calls this in its ``submit`` before storing orders.
+
+    Parameters
+    ----------
+    m : Mutation
+        The submission's write context.
+    orders : sequence of Order
+        Validated, not yet stored. ``info["override"]`` is set by pmkit only.
+    override : pmkit.risk.controls.Override, optional
+        The submitting manager's permission to exceed soft limits (audited).
+
+    Returns
+    -------
+    list of Order
+        The orders, those of a portfolio whose soft limits were overridden
+        carrying the override in ``info["override"]``.
+
+    Raises
+    ------
+    LimitBreachError
+        A hard limit, or a soft one without ``override``.
+    ValidationError
+        An order names an override of its own (only the workflow sets one).
+    """
+    from pmkit.risk.controls import Override as _Override
+    from pmkit.risk.controls import ProposedTrade, enforce_pre_trade
+
+    by_portfolio: dict[str, list[Order]] = {}
+    for o in orders:
+        if "override" in o.info:
+            raise ValidationError(
+                "info.override", o.info["override"], "set by pmkit: pass override= to submit"
+            )
+        by_portfolio.setdefault(o.portfolio, []).append(o)
+    out: dict[str, Order] = {}
+    for pid, group in by_portfolio.items():
+        trades = [ProposedTrade(o.asset, o.quantity, o.reference_price) for o in group]
+        soft = enforce_pre_trade(m, pid, trades, stage="order", override=override)
+        for o in group:
+            if soft and override is not None:
+                limits = tuple(dict.fromkeys(b.limit for b in soft))
+                granted = _Override(override.reason, override.by or m.user, limits, "order")
+                o = o.with_changes(info={**o.info, "override": granted.to_record()})
+            out[o.id] = o
+    return [out[o.id] for o in orders]
+
+
 def _json_checked(value: Any, name: str) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
@@ -414,6 +478,9 @@ class FillRecorder:
         ValidationError
             Bad fill fields, a fill against the order's side, or more units
             than the order has left.
+        LimitBreachError
+            The fill would breach a pre-trade limit (stage ``"fill"``) that
+            the order's override, if any, does not cover.
         TransitionError
             The order is filled or rejected, or its proposal is in no fill state.
         """
@@ -442,6 +509,8 @@ class FillRecorder:
         if order.status not in (*OPEN_ORDER_STATUSES, OrderStatus.CANCELLED):
             raise TransitionError(order.id, str(order.status), "fill", ())
         fill = self._check(order, fill)
+        from pmkit.risk.controls import Override as _Override
+
         m.append_trade(
             order.portfolio,
             order.asset,
@@ -450,6 +519,8 @@ class FillRecorder:
             fee=float(fill.fee),
             ts=fill.ts,
             memo=order.id,
+            override=_Override.from_record(order.info.get("override")),
+            stage="fill",
         )
         filled = order.filled + fill.quantity
         done = abs(order.quantity - filled) <= OPEN_QUANTITY_TOLERANCE * max(1.0, abs(filled))

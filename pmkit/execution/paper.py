@@ -58,6 +58,7 @@ from pmkit.execution.broker import (
     FillRecorder,
     Order,
     OrderStatus,
+    check_orders,
 )
 from pmkit.execution.costs import CostBreakdown, CostModel
 from pmkit.validation import check_number
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from pmkit.registry import Registry
+    from pmkit.risk.controls import Override
 
 __all__ = ["OrderFailure", "PaperBroker", "StepResult"]
 
@@ -204,17 +206,30 @@ class PaperBroker(Broker):
         ]
         return sorted(orders, key=lambda o: (o.created_at, _natural(o.id)))
 
-    def submit(self, orders: Sequence[Order]) -> list[Order]:
+    def submit(
+        self, orders: Sequence[Order], *, override: Override | None = None
+    ) -> list[Order]:
         """Accept orders: those not yet stored are stored (one transaction).
 
         Orders a `ProposalBook` created are already stored and are simply
-        worked from the next `step`; handing them again is a no-op.
+        worked from the next `step`; handing them again is a no-op. New
+        orders pass the pre-trade controls first
+        (`pmkit.execution.broker.check_orders`, stage ``"order"``).
+
+        Parameters
+        ----------
+        orders : sequence of Order
+        override : pmkit.risk.controls.Override, optional
+            A manager's permission to exceed soft limits with these orders
+            (audited; carried by the orders to their fills).
 
         Raises
         ------
         ValidationError
             An order for another broker, an unknown asset, or an order id
             stored with different terms.
+        LimitBreachError
+            New orders would breach a pre-trade limit; nothing is stored.
         """
         fresh: list[Order] = []
         out: list[Order] = []
@@ -237,10 +252,11 @@ class PaperBroker(Broker):
             out.append(stored)
         if fresh:
             with self.registry.mutation("order.submit", fresh[0].id) as m:
-                for i, o in enumerate(fresh):
+                for o in fresh:
                     m.require("ledger.trade", o.portfolio)
                     if m.tx.get("portfolio", o.portfolio) is None:
                         raise NotFoundError("portfolio", o.portfolio)
+                for i, o in enumerate(check_orders(m, fresh, override=override)):
                     o = o.with_changes(
                         status=OrderStatus.OPEN,
                         created_at=o.created_at or self.recorder.clock().isoformat(),

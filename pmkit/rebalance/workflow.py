@@ -26,6 +26,17 @@ their own proposal (`MakerCheckerError`), administrators included.
 Expiry: a proposal with ``expires_at`` in the past can only expire. Approving
 or submitting it raises `LifecycleError` and changes nothing; `expire_due`
 moves it to ``expired``.
+
+Pre-trade limits (`pmkit.risk.controls`): `propose` checks each portfolio's
+trades (after its transfers) against its configured limits and refuses a
+hard breach with `LimitBreachError`, storing nothing; soft breaches are kept
+in ``info["limit_breaches"]`` for the approver. `approve` checks again on
+the positions and limits of the moment (they may have moved since) and
+refuses a hard breach, or a soft one without ``override=Override(reason)``
+(the approver's, audited as ``limit.override``; stored in
+``info["override"]``). `submit` checks once more at order submission,
+with the approved override, which every order carries so that its fills
+are not refused again for what was approved.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from pmkit.execution.broker import OPEN_ORDER_STATUSES, Broker, Fill, Order, Ord
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.rebalance.types import TRANSITIONS, ProposalState, RebalanceProposal
 from pmkit.registry.ids import validate_id
+from pmkit.risk.controls import Override, ProposedTrade, enforce_pre_trade
 from pmkit.validation import (
     MAX_AMOUNT,
     MAX_MEMO_LENGTH,
@@ -65,7 +77,7 @@ from pmkit.validation import (
 if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
 
-__all__ = ["ProposalBook", "apply_fill"]
+__all__ = ["ProposalBook", "apply_fill", "check_proposal_limits"]
 
 S = ProposalState
 Clock = Callable[[], datetime]
@@ -142,6 +154,66 @@ def _advance(
     if p.scope_kind == "group":
         m.publish(f"proposal.{new}", group=p.scope, **payload)
     return after
+
+
+def _flows(p: RebalanceProposal) -> dict[str, float]:
+    """Net cash each portfolio receives from the proposal's transfers (currency)."""
+    out = dict.fromkeys(p.portfolios, 0.0)
+    for tr in p.transfers:
+        out[tr.source] = out.get(tr.source, 0.0) - float(tr.amount)
+        out[tr.destination] = out.get(tr.destination, 0.0) + float(tr.amount)
+    return out
+
+
+def check_proposal_limits(
+    m: Mutation,
+    p: RebalanceProposal,
+    stage: str,
+    override: Override | None = None,
+    *,
+    defer_soft: bool = False,
+    transfers_booked: bool = False,
+) -> dict[str, list[dict[str, Any]]]:
+    """Run the pre-trade controls on every portfolio of ``p`` inside ``m``.
+
+    Each portfolio's trade lines (at their reference prices, their estimated
+    costs as fees) and its net transfers, on holdings valued at ``p.as_of``.
+
+    Returns
+    -------
+    dict portfolio -> list of Breach records
+        The soft breaches let through (deferred or overridden).
+    """
+    flows = {} if transfers_booked else _flows(p)
+    ts = _parse_ts("as_of", p.as_of)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for pid in p.portfolios:
+        trades = [
+            ProposedTrade(t.asset, float(t.quantity), float(t.price), float(t.estimated_cost))
+            for t in p.trades
+            if t.portfolio == pid
+        ]
+        soft = enforce_pre_trade(
+            m,
+            pid,
+            trades,
+            stage=stage,
+            override=override,
+            ts=ts,
+            cash_flow=flows.get(pid, 0.0),
+            defer_soft=defer_soft,
+        )
+        if soft:
+            out[pid] = [b.to_record() for b in soft]
+    return out
+
+
+def _granted(
+    m: Mutation, override: Override, soft: dict[str, list[dict[str, Any]]], stage: str
+) -> Override:
+    """The override as stored: its author and the soft limits it was granted for."""
+    limits = tuple(dict.fromkeys(b["limit"] for bs in soft.values() for b in bs))
+    return Override(override.reason, override.by or m.user, limits, stage)
 
 
 def apply_fill(m: Mutation, order: Order, fill: Fill, *, now: datetime) -> RebalanceProposal:
@@ -233,7 +305,13 @@ class ProposalBook:
         return [Order.from_record(r.data) for r in recs if r is not None]
 
     # -- creating ---------------------------------------------------------------------
-    def propose(self, proposal: RebalanceProposal, note: str = "") -> RebalanceProposal:
+    def propose(
+        self,
+        proposal: RebalanceProposal,
+        note: str = "",
+        *,
+        override: Override | None = None,
+    ) -> RebalanceProposal:
         """Store a new proposal in state ``proposed`` (needs TRADER on its scope).
 
         Parameters
@@ -242,6 +320,10 @@ class ProposalBook:
             ``created_by`` must be this session's user and ``state`` ``proposed``.
         note : str
             History note (default: the proposal's ``reason``).
+        override : pmkit.risk.controls.Override, optional
+            A manager proposing may override soft limits at once (audited);
+            otherwise soft breaches are recorded in ``info["limit_breaches"]``
+            and the approver decides.
 
         Raises
         ------
@@ -251,6 +333,10 @@ class ProposalBook:
             The id is taken.
         PermissionDenied
             The user may not propose on the scope.
+        LimitBreachError
+            A trade breaches a hard pre-trade limit (stage ``"proposal"``).
+        InsufficientCashError
+            The trades would take a portfolio's cash below its margin floor.
         """
         if not isinstance(proposal, RebalanceProposal):
             raise ValidationError("proposal", proposal, "must be a RebalanceProposal")
@@ -273,13 +359,19 @@ class ProposalBook:
             if m.tx.get("proposal", p.id) is not None:
                 raise AlreadyExistsError("proposal", p.id)
             self._validate(m, p)
+            soft = check_proposal_limits(m, p, "proposal", override, defer_soft=override is None)
+            info = {k: v for k, v in p.info.items() if k not in ("override", "limit_breaches")}
+            if soft and override is not None:
+                info["override"] = _granted(m, override, soft, "proposal").to_record()
+            elif soft:
+                info["limit_breaches"] = soft
             entry = {
                 "state": str(S.PROPOSED),
                 "actor": m.user,
                 "ts": now.isoformat(),
                 "note": note or p.reason,
             }
-            after = p.with_changes(history=[*p.history, entry])
+            after = p.with_changes(history=[*p.history, entry], info=info)
             m.tx.put("proposal", p.id, str(S.PROPOSED), _stored(after))
             m.record(None, _summary(after) | {"note": entry["note"]})
             payload = {"proposal": p.id, "state": "proposed", "previous": None, "note": note}
@@ -351,11 +443,28 @@ class ProposalBook:
                 f"it expired at {p.expires_at}; expire_due() moves it to 'expired'",
             )
 
-    def approve(self, proposal_id: str, note: str = "") -> RebalanceProposal:
+    def approve(
+        self, proposal_id: str, note: str = "", *, override: Override | None = None
+    ) -> RebalanceProposal:
         """``proposed -> approved`` (needs MANAGER on the scope, and not the proposer).
+
+        The pre-trade limits are checked again (stage ``"approval"``) on the
+        positions and configuration of the moment.
+
+        Parameters
+        ----------
+        proposal_id : str
+        note : str
+            History note.
+        override : pmkit.risk.controls.Override, optional
+            Approve although soft limits are breached, saying why (audited as
+            ``limit.override``; stored in ``info["override"]`` and carried by
+            the orders to their fills).
 
         Raises
         ------
+        LimitBreachError
+            A hard limit is breached, or a soft one without ``override``.
         PermissionDenied
             The user is not a manager of the scope.
         MakerCheckerError
@@ -371,7 +480,12 @@ class ProposalBook:
             if p.created_by == m.user:
                 raise MakerCheckerError(m.user, "approve", proposal_id)
             self._check_not_expired(p, "approve", now)
-            return _advance(m, p, S.APPROVED, now, note)
+            soft = check_proposal_limits(m, p, "approval", override)
+            info = {k: v for k, v in p.info.items() if k not in ("override", "limit_breaches")}
+            if soft:
+                assert override is not None
+                info["override"] = _granted(m, override, soft, "approval").to_record()
+            return _advance(m, p, S.APPROVED, now, note, info=info)
 
     def reject(self, proposal_id: str, reason: str) -> RebalanceProposal:
         """``proposed -> rejected`` with a reason (needs MANAGER on the scope)."""
@@ -429,6 +543,9 @@ class ProposalBook:
             estimated costs).
         LifecycleError
             It is past ``expires_at``.
+        LimitBreachError
+            The orders would breach a pre-trade limit (stage ``"order"``, on
+            the positions of the moment, with the approval's override).
         """
         if not isinstance(broker, Broker):
             raise ValidationError("broker", broker, "must be a pmkit.execution.Broker")
@@ -437,6 +554,8 @@ class ProposalBook:
             p = self._begin(m, proposal_id, "proposal.submit", S.SUBMITTED)
             self._check_not_expired(p, "submit", now)
             self._check_transfers_funded(m, p)
+            approved = Override.from_record(p.info.get("override"))
+            carried = {} if approved is None else {"override": approved.to_record()}
             orders = []
             for i, t in enumerate(p.trades, start=1):
                 order = Order(
@@ -448,6 +567,7 @@ class ProposalBook:
                     broker=broker.name,
                     proposal_id=p.id,
                     created_at=now.isoformat(),
+                    info=dict(carried),
                 ).validated()
                 if m.tx.get("order", order.id) is not None:
                     raise AlreadyExistsError("order", order.id)
@@ -458,6 +578,7 @@ class ProposalBook:
                 memo = f"{p.id}: transfer {tr.source} -> {tr.destination}"
                 m.append_cash(tr.source, -float(tr.amount), ts=now, memo=memo)
                 m.append_cash(tr.destination, float(tr.amount), ts=now, memo=memo)
+            check_proposal_limits(m, p, "order", approved, transfers_booked=True)
             info = {**p.info, "orders": [o.id for o in orders], "broker": broker.name}
             p = _advance(m, p, S.SUBMITTED, now, note, info=info)
             if not orders:
