@@ -5,9 +5,13 @@ portfolios (12 in all, 3 strategies each, the 25 real market assets), with
 mixed sides, strategies and confidences so that duplicates, opposing
 conflicts (resolved and superseded) and position conflicts all occur. Each
 signal is one `StrategyCoordinator.process_signal` call: validation,
-enrichment, conflict detection and resolution, the queue, and one store
-transaction with its audit records. Every 20th signal a consumer takes the
-next signal and marks it executed, so the queue moves.
+enrichment at the decision NAV, the pre-trade limits (`pmkit.risk.controls`:
+the demo's ``max_position_weight``), conflict detection and resolution, the
+queue, and one store transaction with its audit records. A signal the
+position limit refuses (`LimitBreachError`: the demo books hold positions
+near their limit) is recorded as rejected and counted in the note. Every
+20th signal a consumer takes the next signal and marks it executed, so the
+queue moves.
 
 Reported per store (in-memory SQLite, and a file SQLite in WAL mode with
 ``synchronous=FULL`` on the scratch directory): throughput in signals/s (the
@@ -32,7 +36,7 @@ from harness import Context, Row, benchmark_group, fail
 
 from pmkit.coordinator import StrategyCoordinator
 from pmkit.demo import open_demo
-from pmkit.errors import ValidationError
+from pmkit.errors import LimitBreachError, ValidationError
 from pmkit.strategies import StrategyManager
 
 SEED = 20240605
@@ -133,6 +137,8 @@ def run_stream(store: str, n: int) -> tuple[list[float], list[float], dict]:
             t0 = time.perf_counter()
             try:
                 coord.process_signal(s)
+            except LimitBreachError:
+                pass  # refused by a limit: recorded as rejected (counted in the stats)
             except ValidationError:
                 fail(f"generated signal refused: {s}")
             lat.append(time.perf_counter() - t0)
@@ -156,7 +162,8 @@ def coordinator_group(ctx: Context) -> list[Row]:
         note = (
             f"{n:,} signals, 12 portfolios x 25 assets; accepted {stats['accepted']:,},"
             f" superseded {stats['superseded']:,}, rejected {stats['rejected']:,}"
-            f" (dup {stats['rejections'].get('duplicate', 0):,});"
+            f" (dup {stats['rejections'].get('duplicate', 0):,},"
+            f" limits {sum(v for k, v in stats['rejections'].items() if k.startswith('max_')):,});"
             f" conflicts opposing {c.get('opposing', 0):,}, position {c.get('position', 0):,}"
         )
         rows.append(

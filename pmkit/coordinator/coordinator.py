@@ -9,13 +9,25 @@ signal, every step an audit record in it):
    (record ``status="rejected"``, ``reason`` = the field) and *then* the typed
    error is raised;
 3. **enriched**: risk:reward, priority, performance weight, the strategy's
-   capital and the position size (`pmkit.coordinator.signals.enrich_signal`);
+   capital and the position size (`pmkit.coordinator.signals.enrich_signal`),
+   on the NAV at the time of the decision (the positions as the signal's
+   transaction reads them, at the last market closes) and capped so the
+   whole position stays within ``max_position_weight``. A size that rounds
+   to zero lots is **rejected** (reason ``"size"``) and a `ValidationError`
+   raised after the rejection is committed; no headroom left under
+   ``max_position_weight`` is a `LimitBreachError` the same way;
 4. **conflicts** (`pmkit.coordinator.conflicts`): a duplicate is rejected
    (returned, not raised); a signal against a held position is flagged (or
    rejected with ``position_policy="reject"``); opposing live signals are
    **resolved** by the portfolio's `ResolutionStrategy` and the losers
    **superseded** (status, ``superseded_by`` = the winner's id);
-5. **queued**: the winner enters the priority queue.
+5. **pre-trade controls** (`pmkit.risk.controls`, stage ``"signal"``): the
+   signal's trade (its size at its entry, with its stop) against the
+   portfolio's limits; a breach **rejects** it (reason: the limit's key) and
+   the `LimitBreachError` is raised after the rejection is committed. A soft
+   limit passes with ``process_signal(..., override=Override(reason))`` by
+   a manager (audited);
+6. **queued**: the winner enters the priority queue.
 
 `get_next_signal` hands out the highest-priority queued signal (ties: the
 earliest received) and marks it ``dispatched``; `mark_signal_executed`
@@ -38,12 +50,14 @@ it). A signal id already taken in the store (another writer) is a
 
 Caches
 ------
-Portfolio NAVs (`Registry.value` at the last market time), resolved
-``max_position_weight`` limits and group peers are computed on a portfolio's
-first signal and kept, so 10,000 signals do not revalue 10,000 times. Trades
-recorded later are not reflected until `refresh_nav` (NAVs) or `refresh`
-(everything) is called. Strategy records (status, allocation, performance)
-and positions are read fresh for every signal.
+Group peers are computed on a portfolio's first signal and kept until
+`refresh`. NAVs and limits are never cached: each signal is sized on the
+NAV at the time of its decision (cash and positions read in its own
+transaction, valued at the last close of each holding, the closes held as
+numpy arrays per market) and checked against the configuration resolved in
+that transaction, so a withdrawal, a trade or a lowered limit counts from
+the next signal on. Strategy records (status, allocation, performance) are
+read fresh for every signal.
 
 Permissions
 -----------
@@ -97,11 +111,21 @@ from pmkit.coordinator.signals import (
 )
 from pmkit.errors import (
     ConfigError,
+    LimitBreachError,
     NotFoundError,
     PermissionDenied,
     StoreError,
     TransitionError,
     ValidationError,
+)
+from pmkit.risk.controls import (
+    Override,
+    ProposedTrade,
+    decision_nav,
+    enforce_pre_trade,
+    mark_price,
+    parse_limits,
+    position_room,
 )
 from pmkit.strategies.session import RiskManager, session_of
 from pmkit.strategies.types import StrategyInfo, strategy_id
@@ -148,6 +172,15 @@ def _result(value: Any) -> dict[str, Any] | None:
     return json_value(value, "execution_result")
 
 
+class _Refused(Exception):
+    """A signal refused after enrichment (zero size, a limit): recorded, then raised."""
+
+    def __init__(self, signal: Signal, error: ValidationError) -> None:
+        super().__init__(str(error))
+        self.signal = signal
+        self.error = error
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -168,8 +201,6 @@ class _Shared:
     latencies: list[float] = field(default_factory=list)
     seq: int = 0
     settings: dict[str, ResolutionStrategy] = field(default_factory=dict)
-    nav: dict[str, float] = field(default_factory=dict)
-    limits: dict[str, float | None] = field(default_factory=dict)
     peers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list
@@ -361,31 +392,12 @@ class StrategyCoordinator:
             self._sh.settings[key] = rule
 
     def refresh_nav(self, portfolio: str | None = None) -> None:
-        """Forget cached NAVs (one portfolio's, or all): revalued on the next signal."""
-        with self._sh.lock:
-            if portfolio is None:
-                self._sh.nav.clear()
-            else:
-                self._sh.nav.pop(portfolio, None)
+        """Nothing to forget: NAVs are valued at each signal's decision (kept for callers)."""
 
     def refresh(self) -> None:
-        """Forget every cache: NAVs, position limits, group peers."""
+        """Forget the cached group peers (NAVs and limits are never cached)."""
         with self._sh.lock:
-            self._sh.nav.clear()
-            self._sh.limits.clear()
             self._sh.peers.clear()
-
-    def _nav(self, pid: str) -> float:
-        nav = self._sh.nav.get(pid)
-        if nav is None:
-            nav = self._sh.nav[pid] = float(self.registry.value(pid))
-        return nav
-
-    def _limit(self, pid: str) -> float | None:
-        if pid not in self._sh.limits:
-            mpw = self.registry.resolve_config(pid).get("max_position_weight")
-            self._sh.limits[pid] = None if mpw is None else float(mpw)
-        return self._sh.limits[pid]
 
     def _peers(self, pid: str) -> tuple[str, ...]:
         if not self.group_conflicts:
@@ -426,7 +438,11 @@ class StrategyCoordinator:
         return self.registry.check_portfolio_exists(pid)  # NotFoundError before any write
 
     def process_signal(
-        self, signal: Mapping[str, Any] | Signal, *, strategy: str | None = None
+        self,
+        signal: Mapping[str, Any] | Signal,
+        *,
+        strategy: str | None = None,
+        override: Override | None = None,
     ) -> Signal:
         """Validate, enrich, check conflicts, resolve and queue one signal.
 
@@ -440,6 +456,9 @@ class StrategyCoordinator:
             metadata.
         strategy : str, optional
             The emitting strategy (must agree with ``signal["strategy"]``).
+        override : pmkit.risk.controls.Override, optional
+            Lets the signal exceed the portfolio's *soft* limits (the user
+            must hold MANAGER there; audited as ``limit.override``).
 
         Returns
         -------
@@ -455,21 +474,23 @@ class StrategyCoordinator:
         NotFoundError
             The portfolio does not exist (nothing written).
         UnknownAssetError, ValidationError
-            A failed check, naming the field; the rejection was recorded first.
+            A failed check, naming the field (``"size"``: it rounds to zero
+            lots at the decision NAV); the rejection was recorded first.
+        LimitBreachError
+            The signal's trade would breach a pre-trade limit (the limit,
+            value and threshold named); the rejection was recorded first.
         """
         t0 = time.perf_counter()
         raw = _raw(signal)
         pid = self._portfolio_of(raw)
         reg = self.registry
-        reg.require("signal.submit", pid)  # before valuing anything
-        nav = self._nav(pid)
-        limit = self._limit(pid)
         rule = self.resolution_strategy(pid)
         sh = self._sh
         with sh.lock:
             seq = sh.seq + 1
             sid = _sid(seq)
             error: ValidationError | None = None
+            final: Signal | None = None
             losers: list[tuple[Signal, Signal]] = []
             with reg.mutation("signal.submit", sid) as m:
                 m.require("signal.submit", pid)
@@ -512,9 +533,12 @@ class StrategyCoordinator:
                 else:
                     assert strat is not None
                     m.note("signal.received", sid, None, {"portfolio": pid, "input": shown})
-                    final, losers = self._decide(
-                        m, sig.replace(id=sid, seq=seq), strat, nav, limit, rule
-                    )
+                    try:
+                        final, losers = self._decide(
+                            m, sig.replace(id=sid, seq=seq), strat, rule, override
+                        )
+                    except _Refused as refused:  # zero size or a limit: recorded, then raised
+                        final, error = refused.signal, refused.error
                     final = final.replace(latency_ms=(time.perf_counter() - t0) * 1e3)
                     data = final.to_record()
                     m.tx.put(SIGNAL_KIND, sid, final.status, data)
@@ -527,11 +551,12 @@ class StrategyCoordinator:
             for old, new in losers:
                 sh.move(old.status, new.status)
                 sh.drop_live(old.id)
-            if error is None and final.status is S.QUEUED:
+            if final is not None and final.status is S.QUEUED:
                 sh.add_live(final)
             self._publish(events)
             if error is not None:
                 raise error
+            assert final is not None
             if final.status is S.QUEUED:
                 sh.wake()
             return final
@@ -540,23 +565,54 @@ class StrategyCoordinator:
         for event in events:
             self.registry.bus.publish(event)
 
+    def _size_cap(
+        self, sig: Signal, nav: float, held: float, limit: float | None, soft_override: bool
+    ) -> float | None:
+        """The ``max_position_weight`` passed to sizing: the room left for the whole position.
+
+        With an override of a soft position limit, the limit caps the new
+        units alone (the position may then exceed it, audited).
+        """
+        if limit is None or soft_override or not nav > 0:
+            return limit
+        room = position_room(
+            limit, self._nav_at_entry(sig, nav, held), held, sig.entry, sig.side.sign
+        )
+        return room * sig.entry / nav
+
+    def _nav_at_entry(self, sig: Signal, nav: float, held: float) -> float:
+        """NAV with the symbol valued at the signal's entry (as the controls value it)."""
+        if not held:
+            return nav
+        return nav + held * (sig.entry - mark_price(self.registry.market, sig.symbol))
+
     def _decide(
         self,
         m: Any,
         sig: Signal,
         strat: StrategyInfo,
-        nav: float,
-        limit: float | None,
         rule: ResolutionStrategy,
+        override: Override | None = None,
     ) -> tuple[Signal, list[tuple[Signal, Signal]]]:
-        """Enrich, find conflicts and resolve; returns the decided signal and (old, new) losers."""
+        """Enrich, find conflicts and resolve; returns the decided signal and (old, new) losers.
+
+        Raises `_Refused` for a zero size or a limit breach (the caller records it).
+        """
         sid, pid, sh = sig.id, sig.portfolio, self._sh
+        cfg = m.config(pid)
+        limits = parse_limits(cfg, pid)
+        positions = m.tx.positions(pid)
+        nav = decision_nav(self.registry.market, positions)
+        held = float(positions.quantities.get(sig.symbol, 0.0))
+        limit = limits.values.get("max_position_weight")
+        soft = override is not None and not limits.hard("max_position_weight")
+        lot = self._lots.get(sig.symbol, 1)
         sig = enrich_signal(
             sig,
             strat,
             nav=nav,
-            lot_size=self._lots.get(sig.symbol, 1),
-            max_position_weight=limit,
+            lot_size=lot,
+            max_position_weight=self._size_cap(sig, nav, held, limit, soft),
             risk_fraction=self.risk_fraction,
             rule=self.priority_rule,
         )
@@ -579,6 +635,8 @@ class StrategyCoordinator:
                 "size": sig.size,
             },
         )
+        if not sig.size:
+            raise _Refused(*self._zero_size(sig, nav, held, limit, lot, limits))
         conflicts: list[dict[str, Any]] = []
 
         def found(kind: ConflictKind, other: str | None, portfolio: str, **extra: Any) -> None:
@@ -596,7 +654,6 @@ class StrategyCoordinator:
                 detail=f"same strategy, portfolio, symbol and side as live signal {dup.id}",
                 conflicts=tuple(conflicts),
             ), []
-        held = float(m.tx.positions(pid).quantities.get(sig.symbol, 0.0))
         if opposes_position(sig, held):
             found(ConflictKind.POSITION, None, pid, quantity=held)
             if self.position_policy == "reject":
@@ -606,6 +663,13 @@ class StrategyCoordinator:
                     detail=f"{sig.side} signal against a held position of {held:g} units",
                     conflicts=tuple(conflicts),
                 ), []
+        trade = ProposedTrade(sig.symbol, sig.side.sign * float(sig.size), sig.entry, 0.0, sig.stop)
+        try:
+            enforce_pre_trade(
+                m, pid, [trade], stage="signal", override=override, config=cfg, limits=limits
+            )
+        except LimitBreachError as exc:
+            raise _Refused(self._rejected(sig, exc, conflicts), exc) from exc
         opposing = find_opposing(sig, same)
         for o in opposing:
             found(ConflictKind.OPPOSING, o.id, pid)
@@ -637,6 +701,53 @@ class StrategyCoordinator:
             ), []
         losers = [(old, self._supersede(m, old, res)) for old in res.losers]
         return sig.replace(status=S.QUEUED, accepted=True, conflicts=tuple(conflicts)), losers
+
+    @staticmethod
+    def _rejected(sig: Signal, exc: ValidationError, conflicts: list[dict[str, Any]]) -> Signal:
+        return sig.replace(
+            status=S.REJECTED,
+            reason=exc.field,
+            detail=safe_text(str(exc)),
+            conflicts=tuple(conflicts),
+        )
+
+    def _zero_size(
+        self, sig: Signal, nav: float, held: float, limit: float | None, lot: int, limits: Any
+    ) -> tuple[Signal, ValidationError]:
+        """The rejected signal and its error when the size rounds to zero lots."""
+        risk = abs(sig.entry - sig.stop)
+        budget = self.risk_fraction * float(sig.allocation or 0.0)
+        units = budget / risk
+        exc: ValidationError
+        if limit is not None and units >= lot:
+            # the risk budget buys a lot: the position limit leaves no room for one
+            nav_entry = self._nav_at_entry(sig, nav, held)
+            after = held + sig.side.sign * lot
+            value = abs(after) * sig.entry / nav_entry if nav_entry > 0 else float("inf")
+            exc = LimitBreachError(
+                "max_position_weight",
+                value,
+                limit,
+                portfolio=sig.portfolio,
+                stage="signal",
+                item=sig.symbol,
+                hard=limits.hard("max_position_weight"),
+                reason=(
+                    f"{sig.symbol}: {held:g} units held leave no room for one lot of {lot} under"
+                    f" max_position_weight={limit:g} of {sig.portfolio!r} (one lot would make"
+                    f" it {value:.2%} of the NAV {nav_entry:,.2f}), checked at signal"
+                ),
+            )
+        else:
+            exc = ValidationError(
+                "size",
+                0.0,
+                f"{sig.symbol}: {budget:,.2f} at risk ({self.risk_fraction:g} of the strategy's"
+                f" capital {float(sig.allocation or 0.0):,.2f} at NAV {nav:,.2f}) over"
+                f" {risk:g} per unit is {units:g} units, less than one lot of {lot}:"
+                " a zero-size signal is not queued",
+            )
+        return self._rejected(sig, exc, []), exc
 
     def _supersede(self, m: Any, old: Signal, res: Resolution) -> Signal:
         new = old.replace(

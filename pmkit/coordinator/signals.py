@@ -569,6 +569,7 @@ def position_size(
         ``floor(min(risk_fraction * capital / |entry - stop|,
         max_position_weight * nav / entry) / lot_size) * lot_size``.
     """
+    from pmkit.core.sizing import LOT_EPS
     from pmkit.risk.sizing import fixed_fractional_size
 
     capital = max(allocation_fraction * nav, 0.0)
@@ -577,6 +578,24 @@ def position_size(
     cap = None
     if max_position_weight is not None and capital > 0:
         cap = float(max_position_weight) * max(nav, 0.0) / capital
+    args = (capital, risk_fraction, entry, stop, lot_size, 0.0 if cap is None else cap)
+    if (
+        all(isinstance(x, float | int) and math.isfinite(x) for x in args)
+        and 0.0 < risk_fraction <= 1.0
+        and entry > 0
+        and stop > 0
+        and entry != stop
+        and lot_size >= 1
+        and lot_size == int(lot_size)
+        and (cap is None or cap >= 0)
+    ):
+        # One signal at a time: the same arithmetic as pmkit.core.sizing.fixed_fractional_lots
+        # in Python floats, without a JAX dispatch per signal.
+        units = risk_fraction * capital / abs(entry - stop)
+        if cap is not None:
+            units = min(units, cap * capital / entry)
+        lots = max(math.floor(units / lot_size * (1.0 + LOT_EPS)), 0)
+        return capital, float(lots * lot_size)
     units = fixed_fractional_size(
         capital, risk_fraction, entry, stop, lot_size=lot_size, max_position_weight=cap
     )
