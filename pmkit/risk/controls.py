@@ -144,8 +144,10 @@ __all__ = [
     "decision_nav",
     "enforce_pre_trade",
     "evaluate",
+    "heat_from_stops",
     "historical_var",
     "mark_price",
+    "market_returns",
     "parse_limits",
     "position_room",
     "signal_stops",
@@ -471,12 +473,33 @@ def historical_var(
     return float(np.quantile(losses, confidence, method="inverted_cdf")), ""
 
 
-def _heat(
+def heat_from_stops(
     quantities: Mapping[str, float],
     prices: Mapping[str, float],
     stops: Mapping[str, Mapping[str, float]],
     nav: float,
 ) -> tuple[float, list[str]]:
+    """Open risk to stops over NAV, and the held assets without a known stop.
+
+    Parameters
+    ----------
+    quantities : mapping asset -> float
+        Units held (signed).
+    prices : mapping asset -> float
+        Price per unit of every held asset (currency).
+    stops : mapping asset -> {"long": price, "short": price}
+        The stop of a long position is under ``"long"``, of a short under ``"short"``.
+    nav : float
+        Currency.
+
+    Returns
+    -------
+    heat : float
+        ``sum |price - stop| * |units| / nav`` over the positions with a stop
+        (fraction; ``inf`` when ``nav <= 0``).
+    unstopped : list of str
+        Held assets without a stop (they add no open risk).
+    """
     risk, unstopped = 0.0, []
     for a, q in quantities.items():
         if q == 0:
@@ -657,8 +680,8 @@ def evaluate(
         if unpriced:
             after, before, unstopped = math.nan, math.nan, []
         else:
-            after, unstopped = _heat(after_q, marks, known, nav_a)
-            before, _ = _heat(before_q, marks, stops or {}, nav_b)
+            after, unstopped = heat_from_stops(after_q, marks, known, nav_a)
+            before, _ = heat_from_stops(before_q, marks, stops or {}, nav_b)
         if _over(after, vals["max_heat"]) and _worse(after, before):
             note = f"; no known stop for {sorted(unstopped)}" if unstopped else ""
             breach("max_heat", after, f"open risk to stops would be {_pct(after)} of NAV"
@@ -778,6 +801,22 @@ def decision_nav(
             p = math.nan if arrays is None else arrays.mark(a, end)
         nav += q * p
     return nav
+
+
+def market_returns(
+    market: xr.Dataset,
+    assets: Iterable[str],
+    *,
+    at: datetime | None = None,
+    lookback: int = DEFAULT_VAR_LOOKBACK,
+) -> pd.DataFrame:
+    """Daily simple returns of ``assets`` over the last ``lookback`` market times up to ``at``.
+
+    ``close_t / close_{t-1} - 1``, never filled (`pmkit.model.simple_returns`):
+    rows are times, columns the assets of the market among ``assets``.
+    """
+    arrays = _arrays(market)
+    return arrays.returns_window(assets, arrays.end(at), lookback)
 
 
 def mark_price(market: xr.Dataset | None, asset: str, *, at: datetime | None = None) -> float:

@@ -14,12 +14,18 @@ sector         ``max_sector_weight``   ``|sector_weight(portfolio, sector)|``, p
 var            ``max_var``             ``var(portfolio)``: VaR as a positive loss fraction
 drawdown       ``max_drawdown``        ``drawdown(portfolio)``: current drawdown from peak
 leverage       ``max_leverage``        ``leverage(portfolio)``: gross exposure, ``sum |w|``
+net_leverage   ``max_net_leverage``    ``net_leverage(portfolio)``: ``|sum w|``
 heat           ``max_heat``            ``heat(portfolio)``: open risk to stops / equity
 ============== ====================== =========================================
 
 A breach is a value strictly above its threshold. Thresholds are fractions
 (0.25 = 25 % of NAV; leverage 1.5 = 150 % gross). A configured limit whose
 metric is absent from ``metrics`` cannot be checked: a `UserWarning` says so.
+`limit_metrics` measures VaR and heat itself for the portfolios that
+configure ``max_var`` or ``max_heat`` (historical VaR of the current
+weights; heat from the stops of the portfolio's signals, as the pre-trade
+controls of `pmkit.risk.controls` measure them), so the risk trigger fires
+on them too.
 
 Every breach is returned as a `LimitBreach` and published on
 ``registry.bus`` as ``Event("risk.limit_breach", portfolio=pid, payload=...)``,
@@ -61,6 +67,7 @@ LIMIT_KEYS: dict[str, tuple[str, str, str | None]] = {
     "var": ("max_var", "var", None),
     "drawdown": ("max_drawdown", "drawdown", None),
     "leverage": ("max_leverage", "leverage", None),
+    "net_leverage": ("max_net_leverage", "net_leverage", None),
     "heat": ("max_heat", "heat", None),
 }
 
@@ -257,10 +264,18 @@ def limit_metrics(
     at : datetime-like, optional
         Market time; default the last.
     var : Mapping or xarray.DataArray, optional
-        VaR per portfolio as a positive loss fraction of NAV (from
-        `pmkit.risk.measures`, computed by the caller).
+        VaR per portfolio as a positive loss fraction of NAV. Default: for
+        the portfolios whose configuration sets ``max_var``, the one-day
+        historical VaR of their weights at ``at``
+        (`pmkit.risk.controls.historical_var` at the configured
+        ``var_confidence``, default 0.95, over ``var_lookback``, default 252,
+        daily returns ending at ``at``); NaN when it cannot be measured.
     heat : Mapping or xarray.DataArray, optional
-        Heat per portfolio; or give ``stops`` to compute it.
+        Heat per portfolio; or give ``stops`` to compute it. Default: for
+        the portfolios whose configuration sets ``max_heat``, the open risk
+        to the stops of their signals (`pmkit.risk.controls.signal_stops`)
+        over NAV; positions without a known stop add nothing (a
+        `UserWarning` names them).
     stops : Mapping or xarray.DataArray, optional
         Stop prices per (portfolio, asset), for
         `pmkit.risk.sizing.heat_from_registry`.
@@ -272,8 +287,9 @@ def limit_metrics(
     -------
     xarray.Dataset
         ``weight(portfolio, asset)``, ``sector_weight(portfolio, sector)``,
-        ``leverage(portfolio)`` (gross), ``nav(portfolio)``, and when
-        available ``drawdown``, ``var`` and ``heat`` (portfolio).
+        ``leverage(portfolio)`` (gross), ``net_leverage(portfolio)``,
+        ``nav(portfolio)``, and when available ``drawdown``, ``var`` and
+        ``heat`` (portfolio).
     """
     from pmkit.model import portfolio_values
     from pmkit.risk.exposures import current_weights, leverage, sector_exposure
@@ -282,11 +298,13 @@ def limit_metrics(
     cw = current_weights(registry, portfolios, at)
     pids = cw.portfolio.values.tolist()
     w = cw["weight"]
+    lev = leverage(w)
     out = xr.Dataset(
         {
             "weight": w.reset_coords(drop=True),
             "sector_weight": sector_exposure(w, market),
-            "leverage": leverage(w)["gross"],
+            "leverage": lev["gross"],
+            "net_leverage": abs(lev["net"]),
             "nav": cw["nav"].reset_coords(drop=True),
         }
     )
@@ -297,12 +315,66 @@ def limit_metrics(
         nav = portfolio_values(h, market.sel(time=times)).transpose("portfolio", "time")
         dd = np.asarray(core_stress.drawdown(nav.values))[:, -1]
         out["drawdown"] = ("portfolio", dd)
+    configs = {p: registry.resolve_config(p) for p in pids}
+    if var is None and any(configs[p].get("max_var") is not None for p in pids):
+        var = _configured_var(registry, cw, configs, at)
     if var is not None:
         out["var"] = _per_portfolio("var", var, pids)
     if heat is None and stops is not None:
         from pmkit.risk.sizing import heat_from_registry
 
         heat = heat_from_registry(registry, stops, pids, at)["heat"]
+    if heat is None and any(configs[p].get("max_heat") is not None for p in pids):
+        heat = _configured_heat(registry, cw, configs)
     if heat is not None:
         out["heat"] = _per_portfolio("heat", heat, pids)
+    return out
+
+
+def _configured_var(
+    registry: Any, cw: xr.Dataset, configs: Mapping[str, Mapping[str, Any]], at: Any
+) -> dict[str, float]:
+    """Historical VaR of the current weights of the portfolios that set ``max_var``."""
+    from pmkit.risk import controls
+
+    when = None if at is None else pd.Timestamp(at).to_pydatetime()
+    out: dict[str, float] = {}
+    for pid, cfg in configs.items():
+        if cfg.get("max_var") is None:
+            continue
+        lim = controls.parse_limits(cfg, pid)
+        row = cw["weight"].sel(portfolio=pid)
+        w = {str(a): float(x) for a, x in row.to_series().items() if x != 0 and np.isfinite(x)}
+        returns = controls.market_returns(registry.market, w, at=when, lookback=lim.var_lookback)
+        out[pid], why = controls.historical_var(w, returns, lim.var_confidence)
+        if why:
+            warnings.warn(f"portfolio {pid!r}: VaR not measured: {why}", UserWarning, stacklevel=3)
+    return out
+
+
+def _configured_heat(
+    registry: Any, cw: xr.Dataset, configs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, float]:
+    """Open risk to the signals' stops over NAV, for the portfolios that set ``max_heat``."""
+    from pmkit.risk import controls
+
+    records = registry.view().records("signal", ["queued", "dispatched", "executed"])
+    prices = cw["price"].to_series()
+    out: dict[str, float] = {}
+    for pid, cfg in configs.items():
+        if cfg.get("max_heat") is None:
+            continue
+        q = cw["quantity"].sel(portfolio=pid).to_series()
+        held = {str(a): float(x) for a, x in q.items() if x != 0}
+        marks = {a: float(prices[a]) for a in held}
+        nav = float(cw["nav"].sel(portfolio=pid))
+        stops = controls.signal_stops(records, pid)
+        out[pid], unstopped = controls.heat_from_stops(held, marks, stops, nav)
+        if unstopped:
+            warnings.warn(
+                f"portfolio {pid!r}: heat counts no open risk for {sorted(unstopped)}:"
+                " no signal of theirs gives a stop",
+                UserWarning,
+                stacklevel=3,
+            )
     return out

@@ -559,7 +559,8 @@ class LiveValuation:
         xarray.Dataset
             ``weight(portfolio, asset)`` = ``H * p / V`` (fractions of NAV),
             ``sector_weight(portfolio, sector)``, ``leverage(portfolio)``
-            (gross, ``sum |w|``), ``nav(portfolio)`` and ``drawdown(portfolio)``
+            (gross, ``sum |w|``), ``net_leverage(portfolio)`` (``|sum w|``),
+            ``nav(portfolio)`` and ``drawdown(portfolio)``
             (``1 - V / peak``, the peak over the daily NAV history up to ``at``
             and the live values since). Portfolios with ``V <= 0`` (no
             meaningful weights) are left out.
@@ -589,9 +590,12 @@ class LiveValuation:
         if symbols and pids:
             out["weight"] = wda
             out["sector_weight"] = sector_exposure(wda, self.registry.market)
-            out["leverage"] = leverage(wda)["gross"]
+            lev = leverage(wda)
+            out["leverage"] = lev["gross"]
+            out["net_leverage"] = abs(lev["net"])
         else:
             out["leverage"] = ("portfolio", np.zeros(len(pids)))
+            out["net_leverage"] = ("portfolio", np.zeros(len(pids)))
         return out
 
     def _historical_peak(self) -> np.ndarray:
