@@ -45,7 +45,9 @@ def reg(market, tmp_path) -> Registry:
     """The demo on a temp SQLite store, plus a late-funded member and mid-history flows."""
     r = Registry(open_store(tmp_path / "alloc.sqlite"), market=market)
     seed_demo(r)
-    r.create_portfolio("client_a/late", 200_000.0, name="Late", at=LATE_START)
+    # one concentrated position (half of NAV): above the demo's default position limit
+    r.create_portfolio("client_a/late", 200_000.0, name="Late", at=LATE_START,
+                       config={"max_position_weight": 0.5})
     close = float(market["close"].sel(asset="MSFT", time="2022-01-03").item())
     r.record_trade("MSFT", 300.0, close, portfolio="client_a/late", fee=1.0,
                    ts=LATE_START.replace(hour=16))

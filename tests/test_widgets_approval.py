@@ -17,7 +17,7 @@ from pmkit_widgets.approval_view import TRADE_COLUMNS, ApprovalView  # noqa: E40
 
 GROWTH = "client_a/growth"
 INCOME = "client_a/income"
-TARGETS = {"AAPL": 0.3, "MSFT": 0.3, "XOM": 0.3}
+TARGETS = {"AAPL": 0.25, "MSFT": 0.25, "XOM": 0.25}  # at client_a's position limit
 
 
 @pytest.fixture(scope="module")

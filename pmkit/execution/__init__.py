@@ -8,6 +8,7 @@ from pmkit.execution.broker import (
     FillRecorder,
     Order,
     OrderStatus,
+    check_orders,
     new_order_id,
 )
 from pmkit.execution.costs import CostBreakdown, CostModel
@@ -24,5 +25,6 @@ __all__ = [
     "Order",
     "OrderStatus",
     "PaperBroker",
+    "check_orders",
     "new_order_id",
 ]

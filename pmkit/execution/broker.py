@@ -376,9 +376,10 @@ def check_orders(
 ) -> list[Order]:
     """Run the pre-trade controls on new orders inside the transaction that stores them.
 
-    Each portfolio's orders are checked together (stage ``"order"``: its
-    limits, and the cash the orders would leave at their reference prices).
-    A broker adapter calls this in its ``submit`` before storing orders.
+    Each portfolio's orders are checked together against its limits (stage
+    ``"order"``, at their reference prices). Cash is not: a broker may work an
+    order as cash arrives, and every fill is guarded by the ledger. A broker
+    adapter calls this in its ``submit`` before storing orders.
 
     Parameters
     ----------

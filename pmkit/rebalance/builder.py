@@ -12,7 +12,11 @@ target allocation) and computes, without writing anything:
    from members above target to members below it.
 3. **Trades** per portfolio on its post-transfer NAV:
    `pmkit.rebalance.trades.plan_trades` (bands, whole lots, minimum size,
-   sells first, buys fitted to the cash), costs from `CostModel`.
+   sells first, buys fitted to the cash), costs from `CostModel`. A buy
+   aimed exactly at the portfolio's ``max_position_weight`` is planned again
+   at the limit on the NAV after costs, so costs do not lift it a hair over
+   (``info["limit_trims"]``); targets above the limit are kept as asked, and
+   `ProposalBook.propose` refuses them (`pmkit.risk.controls`).
 4. **Risk** before (current weights) and after (the weights the rounded
    trades leave), from `pmkit.rebalance.risk`.
 
@@ -58,6 +62,7 @@ from pmkit.errors import (
 from pmkit.rebalance.risk import risk_snapshots
 from pmkit.rebalance.trades import TradePlan, allocation_transfers, plan_trades
 from pmkit.rebalance.types import CashTransfer, ProposalState, RebalanceProposal, TradeLine
+from pmkit.risk.controls import parse_limits
 from pmkit.validation import check_number
 
 if TYPE_CHECKING:
@@ -238,24 +243,33 @@ def propose_rebalance(
             sigma_cache[asset] = cost_model.daily_volatility(market, asset, as_of)
         return sigma_cache[asset]
 
-    plans: dict[str, TradePlan] = {}
-    for p in pids:
+    def plan(p: str, goal: Mapping[str, float]) -> TradePlan:
         held = {a for a, q in quantities[p].items() if q != 0}
-        plan_assets = [a for a in assets if a in held or targets[p].get(a, 0.0) != 0]
+        plan_assets = [a for a in assets if a in held or goal.get(a, 0.0) != 0]
         px = np.array([float(prices[a]) for a in plan_assets])
-        plans[p] = plan_trades(
+        return plan_trades(
             plan_assets,
             [quantities[p].get(a, 0.0) for a in plan_assets],
             cash_post[p],
             px,
             [float(lots[a]) for a in plan_assets],
-            [targets[p].get(a, 0.0) for a in plan_assets],
+            [goal.get(a, 0.0) for a in plan_assets],
             no_trade_band=no_trade_band,
             min_trade_value=min_trade_value,
             cash_floor=cash_floor,
             costs=_cost_function(cost_model, plan_assets, px, sigma),
             allow_short=allow_short,
         )
+
+    plans: dict[str, TradePlan] = {}
+    trims: dict[str, dict[str, dict[str, float]]] = {}
+    for p in pids:
+        plans[p] = plan(p, targets[p])
+        limit = parse_limits(registry.resolve_config(p), p).values.get("max_position_weight")
+        trimmed = _fit_position_limit(plans[p], targets[p], limit)
+        if trimmed:  # the proposal keeps the targets as asked; info says what was planned
+            trims[p] = {a: {"requested": targets[p][a], "planned": w} for a, w in trimmed.items()}
+            plans[p] = plan(p, {**targets[p], **trimmed})
 
     trades = _trade_lines(plans, cost_model, sigma)
     current = {
@@ -292,6 +306,7 @@ def propose_rebalance(
         "odd_lots": {p: dict(plans[p].odd_lots) for p in pids},
         "buy_scale": {p: float(plans[p].buy_scale) for p in pids},
         "cash_shortfall": {p: float(plans[p].cash_shortfall) for p in pids},
+        "limit_trims": trims,
         "turnover_basis": (
             "sum |w_after - w_before| / 2 of the rounded trades, w_before on the NAV the"
             " trades were sized on (after transfers), w_after on the NAV after costs"
@@ -649,6 +664,29 @@ def _cost_function(
         return out
 
     return costs
+
+
+def _fit_position_limit(
+    plan: TradePlan, targets: Mapping[str, float], limit: float | None
+) -> dict[str, float]:
+    """Targets to plan again so that buys aimed *at* ``max_position_weight`` stay within it.
+
+    A target at the limit (a capped optimizer's typical answer) ends a hair
+    above it once the estimated costs lower NAV; such a target is aimed at
+    ``limit * NAV after costs / NAV`` instead. A target *above* the limit is
+    left as asked: the pre-trade controls refuse it (`pmkit.risk.controls`).
+    """
+    if limit is None:
+        return {}
+    nav_after = plan.cash_after + float(np.dot(plan.holdings + plan.trades, plan.prices))
+    if not (plan.nav > 0 and nav_after > 0):
+        return {}
+    out = {}
+    for i, a in enumerate(plan.assets):
+        goal = float(targets.get(a, 0.0))
+        if plan.trades[i] > 0 and plan.weights_after[i] > limit and 0 < goal <= limit * (1 + 1e-9):
+            out[a] = limit * nav_after / plan.nav * (1 - 1e-9)
+    return out
 
 
 def _trade_lines(

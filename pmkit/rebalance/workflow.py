@@ -465,6 +465,8 @@ class ProposalBook:
         ------
         LimitBreachError
             A hard limit is breached, or a soft one without ``override``.
+        InsufficientCashError
+            The trades would take a portfolio's cash below its margin floor.
         PermissionDenied
             The user is not a manager of the scope.
         MakerCheckerError

@@ -45,9 +45,12 @@ key                   unit                    value compared with the threshold
 
 Cash and margin are the ledger's guards (``margin_limit``, ``allow_short``,
 `pmkit.registry.trading.guard_cash`): the booking of every trade and fill
-applies them, and the proposal and order stages check the cash their trades
-would leave with the same function. ``max_drawdown`` is a state of the
-portfolio that no trade changes: `pmkit.risk.check_limits` watches it.
+applies them, and a proposal's creation and approval check the cash its
+trades would leave with the same function (a plan must be funded). An order
+is not refused at submission for cash: a broker may work it as cash arrives
+(the paper broker cuts buys to the cash), and each fill is guarded when it is
+booked. ``max_drawdown`` is a state of the portfolio that no trade changes:
+`pmkit.risk.check_limits` watches it.
 
 Hard and soft
 -------------
@@ -155,8 +158,8 @@ __all__ = [
 
 #: Where the controls run, in the order an order path meets them.
 STAGES = ("signal", "proposal", "approval", "order", "fill", "trade")
-#: Stages before anything is booked: they also check the cash the trades would leave.
-_PRE_BOOKING = frozenset({"proposal", "approval", "order"})
+#: Stages that also check the cash the trades would leave (a proposal must be funded).
+_PRE_BOOKING = frozenset({"proposal", "approval"})
 
 #: Limits on the portfolio's state after the trades (never block a reducing trade).
 EXPOSURE_LIMITS = (
@@ -995,7 +998,7 @@ def enforce_pre_trade(
     PermissionDenied
         The override's author may not ``limit.override`` on the portfolio.
     InsufficientCashError
-        At the proposal, approval and order stages: the trades would take
+        At the proposal and approval stages: the trades would take
         cash below the ``margin_limit`` floor.
     ConfigError
         A malformed limit in the configuration.
