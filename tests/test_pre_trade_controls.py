@@ -570,3 +570,14 @@ def test_risk_trigger_fires_on_heat(reg):
     assert fired.fired
     [b] = fired.details["breaches"]
     assert b["limit"] == "heat" and b["value"] == pytest.approx(heat, rel=1e-9)
+
+
+def test_a_target_at_the_limit_is_planned_within_it_after_costs(reg):
+    alice = reg.as_user("alice")
+    p = propose_rebalance(alice, GROWTH, target_weights={"AAPL": 0.25, "MSFT": 0.25, "KO": 0.2})
+    assert p.target_weights[GROWTH]["AAPL"] == 0.25  # kept as asked
+    trims = p.info["limit_trims"][GROWTH]
+    assert set(trims) >= {"AAPL"} and all(t["planned"] < 0.25 for t in trims.values())
+    ProposalBook(alice).propose(p)  # not refused: costs do not lift it over the limit
+    assert expected_weight(reg, p, GROWTH, "AAPL") <= 0.25
+    assert expected_weight(reg, p, GROWTH, "AAPL") == pytest.approx(0.25, abs=2e-4)

@@ -21,8 +21,9 @@ signal, every step an audit record in it):
    rejected with ``position_policy="reject"``); opposing live signals are
    **resolved** by the portfolio's `ResolutionStrategy` and the losers
    **superseded** (status, ``superseded_by`` = the winner's id);
-5. **pre-trade controls** (`pmkit.risk.controls`, stage ``"signal"``): the
-   signal's trade (its size at its entry, with its stop) against the
+5. **pre-trade controls** (`pmkit.risk.controls`, stage ``"signal"``; after
+   the duplicate and position checks, before opposing signals are resolved):
+   the signal's trade (its size at its entry, with its stop) against the
    portfolio's limits; a breach **rejects** it (reason: the limit's key) and
    the `LimitBreachError` is raised after the rejection is committed. A soft
    limit passes with ``process_signal(..., override=Override(reason))`` by
