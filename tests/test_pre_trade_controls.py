@@ -581,3 +581,28 @@ def test_a_target_at_the_limit_is_planned_within_it_after_costs(reg):
     ProposalBook(alice).propose(p)  # not refused: costs do not lift it over the limit
     assert expected_weight(reg, p, GROWTH, "AAPL") <= 0.25
     assert expected_weight(reg, p, GROWTH, "AAPL") == pytest.approx(0.25, abs=2e-4)
+
+
+def test_a_stand_alone_order_carries_its_override_to_the_fill(reg):
+    from pmkit.execution import Order, new_order_id
+
+    reg.set_config(GROWTH, {"max_order_value": 10_000.0, "soft_limits": ["max_order_value"]})
+    p = last(reg.market, "KO")
+    order = Order(new_order_id(), GROWTH, "KO", 500.0, p, "paper")
+    alice, bob = reg.as_user("alice"), reg.as_user("bob")
+    before = reg.store.dump()
+    with pytest.raises(LimitBreachError) as err:  # 500 x close > 10,000
+        PaperBroker(alice).submit([order])
+    assert (err.value.limit, err.value.stage) == ("max_order_value", "order")
+    assert err.value.value == pytest.approx(500 * p)
+    forged = order.with_changes(info={"override": {"reason": "x", "by": "bob"}})
+    with pytest.raises(ValidationError) as verr:  # only pmkit sets an order's override
+        PaperBroker(alice).submit([forged])
+    assert verr.value.field == "info.override"
+    assert reg.store.dump() == before
+    [stored] = PaperBroker(bob).submit([order], override=Override("block trade agreed"))
+    assert stored.info["override"]["by"] == "bob"
+    step = PaperBroker(alice).step(reg.market.indexes["time"][-1])
+    assert step.failures == [] and [f.quantity for f in step] == [500.0]
+    assert [a.after["used_at"] for a in audits(reg, GROWTH, "limit.override")] == [
+        "order", "fill"]
