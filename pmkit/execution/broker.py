@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pmkit.errors import NotFoundError, ValidationError
+from pmkit.errors import ConfigError, NotFoundError, ValidationError
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.validation import (
     MAX_AMOUNT,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
 
 __all__ = [
+    "FILL_LISTENERS",
     "OPEN_ORDER_STATUSES",
     "Broker",
     "ExecutionService",
@@ -57,6 +58,7 @@ __all__ = [
     "Order",
     "OrderStatus",
     "new_order_id",
+    "register_fill_listener",
 ]
 
 FillHandler = Callable[["Fill"], Any]
@@ -368,6 +370,26 @@ def _json_checked(value: Any, name: str) -> Any:
         raise ValidationError(name, value, f"must be JSON-serialisable: {exc}") from exc
 
 
+#: Called inside a fill's transaction for orders that belong to a parent record, by the
+#: parent's kind: ``listener(ctx, order_after, fill, now=)``. Execution sits below the
+#: services that create orders (rebalance), so they register here instead of being imported.
+FILL_LISTENERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_fill_listener(kind: str, listener: Callable[..., Any]) -> None:
+    """Have ``listener(ctx, order, fill, now=)`` book fills of orders whose parent is ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        The parent record's kind (``"proposal"`` for `Order.proposal_id`).
+    listener : callable
+        Runs inside the fill's write context, so the parent's update
+        commits (or rolls back) with the fill.
+    """
+    FILL_LISTENERS[kind] = listener
+
+
 class _AlreadyBooked(Exception):
     """Raised inside the fill transaction to roll it back when the fill is a duplicate."""
 
@@ -479,9 +501,15 @@ class FillRecorder:
             remaining=after.remaining,
         )
         if order.proposal_id is not None:
-            from pmkit.rebalance.workflow import apply_fill
-
-            apply_fill(m, after, fill, now=self.clock())
+            listener = FILL_LISTENERS.get("proposal")
+            if listener is None:  # rolls the fill back: nothing is booked half-way
+                raise ConfigError(
+                    "order.proposal_id",
+                    order.proposal_id,
+                    "fills of proposal orders update the proposal: import pmkit.rebalance"
+                    " (which registers its fill listener) before recording them",
+                )
+            listener(m, after, fill, now=self.clock())
         return after
 
     @staticmethod

@@ -46,7 +46,14 @@ from pmkit.errors import (
     TransitionError,
     ValidationError,
 )
-from pmkit.execution.broker import OPEN_ORDER_STATUSES, Broker, Fill, Order, OrderStatus
+from pmkit.execution.broker import (
+    OPEN_ORDER_STATUSES,
+    Broker,
+    Fill,
+    Order,
+    OrderStatus,
+    register_fill_listener,
+)
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.rebalance.types import TRANSITIONS, ProposalState, RebalanceProposal
 from pmkit.registry.ids import validate_id
@@ -530,3 +537,6 @@ class ProposalBook:
         if not isinstance(value, str) or not value.strip():
             raise ValidationError(name, value, "must say why (a non-empty string)")
         check_text(value, name, max_length=MAX_MEMO_LENGTH)
+
+
+register_fill_listener("proposal", apply_fill)
