@@ -271,6 +271,10 @@ class Registry:
         for event in events:
             self.bus.publish(event)
 
+    def shares_store_with(self, other: Registry) -> bool:
+        """Whether ``other`` is a session on the same store (so one can act for the other)."""
+        return self.store is other.store
+
     def revision(self) -> int:
         """Sequence number of the last committed write; caches of derived data key on it."""
         return self.view().revision()
