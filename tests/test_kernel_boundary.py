@@ -1,8 +1,10 @@
-"""Services and views use the registry's public kernel, never its private methods.
+"""Services and views use the registry's public kernel, never its private methods or store.
 
 Parses every module outside ``pmkit/registry`` and ``pmkit/store`` and fails on an
-attribute access ``<registry>._name`` where ``<registry>`` is a registry by name
-(``registry``, ``reg``, ``self.registry``, ``m.registry``, ...).
+attribute access ``<registry>._name`` or ``<registry>.store`` where ``<registry>`` is a
+registry by name (``registry``, ``reg``, ``self.registry``, ``m.registry``, ...): reads go
+through ``registry.view()`` (filtered by the user's roles), writes through
+``registry.context(...)``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ def _private_uses(path: Path) -> list[str]:
         f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}"
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
-        and node.attr.startswith("_")
-        and not node.attr.startswith("__")
+        and (node.attr == "store" or (node.attr.startswith("_") and not node.attr.startswith("__")))
         and _is_registry(node.value)
     ]
 
@@ -44,7 +45,7 @@ def _modules() -> list[Path]:
     return [f for f in files if not any(f.is_relative_to(d) for d in inside)]
 
 
-def test_no_module_outside_the_registry_calls_its_private_methods():
+def test_no_module_outside_the_registry_calls_its_private_methods_or_store():
     assert len(_modules()) > 50  # the walk found the package
     offenders = [use for f in _modules() for use in _private_uses(f)]
     assert offenders == []
@@ -53,10 +54,11 @@ def test_no_module_outside_the_registry_calls_its_private_methods():
 def test_the_checker_sees_the_patterns_it_forbids(tmp_path):
     probe = ROOT / "tests" / "_probe_private_registry.py"
     probe.write_text("def f(reg, self, m):\n    reg._pid(None)\n    self.registry._portfolio(1)\n"
-                     "    m.registry._leaf_portfolios(2)\n    reg.portfolio('x')\n")
+                     "    m.registry._leaf_portfolios(2)\n    reg.portfolio('x')\n"
+                     "    self.registry.store.get('order', 'o')\n    reg.view().records('order')\n")
     try:
-        assert [u.split(": ")[1] for u in _private_uses(probe)] == [
-            "._pid", "._portfolio", "._leaf_portfolios"]
+        assert sorted(u.split(": ")[1] for u in _private_uses(probe)) == sorted([
+            "._pid", "._portfolio", "._leaf_portfolios", ".store"])
     finally:
         probe.unlink()
 

@@ -556,8 +556,7 @@ class StrategyCoordinator:
             return final
 
     def _publish(self, events: list[Any]) -> None:
-        for event in events:
-            self.registry.bus.publish(event)
+        self.registry.publish(events)
 
     def _decide(
         self,
@@ -933,6 +932,14 @@ class StrategyCoordinator:
         if rec is None:
             raise NotFoundError("signal", signal_id)
         return rec.data
+
+    def signal_records(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Stored data of the signals this user may view, by id, optionally in ``states``.
+
+        Includes rejected inputs (which have no `Signal`), as the views show them.
+        """
+        statuses = None if states is None else [str(S(x)) for x in states]
+        return [r.data for r in self.registry.view().records(SIGNAL_KIND, statuses)]
 
     def signal(self, signal_id: str) -> Signal:
         """A signal as stored. Signals rejected at validation have no `Signal`: see `record`."""

@@ -28,11 +28,12 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from pmkit.codec import decode, encode
 from pmkit.errors import ConfigError, NotFoundError, ValidationError
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.validation import (
@@ -223,18 +224,13 @@ class Order:
         return replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (the store's ``data``)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["status"] = str(self.status)
-        d["fill_ids"] = list(self.fill_ids)
-        return d
+        """JSON-ready dict (the store's ``data``), by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> Order:
         """Inverse of `to_record`."""
-        d = dict(d)
-        d["status"] = OrderStatus(d["status"])
-        return cls(**d)
+        return decode(cls, d)
 
 
 @dataclass(frozen=True)
@@ -283,17 +279,13 @@ class Fill:
         return self.commission + self.spread + self.impact
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (``ts`` as ISO text)."""
-        d = asdict(self)
-        d["ts"] = self.ts.isoformat()
-        return d
+        """JSON-ready dict (``ts`` as ISO text), by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> Fill:
         """Inverse of `to_record`."""
-        d = dict(d)
-        d["ts"] = datetime.fromisoformat(d["ts"])
-        return cls(**d)
+        return decode(cls, d)
 
 
 class Broker(ABC):
@@ -423,7 +415,7 @@ class FillRecorder:
 
     def is_booked(self, fill: Fill) -> bool:
         """Whether a fill with this id is already in the order's record."""
-        rec = self.registry.store.get("order", fill.order_id)
+        rec = self.registry.view().record("order", fill.order_id)
         return rec is not None and fill.id in rec.data.get("fill_ids", [])
 
     def record(self, fill: Fill) -> Order | None:

@@ -41,6 +41,7 @@ revalues every affected portfolio once however many ticks it conflates.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -48,8 +49,9 @@ from typing import Any
 from pmkit.errors import ConfigError
 from pmkit.validation import check_number
 
-#: Largest magnitude of any streaming setting (seconds, counts, rates).
-MAX_SETTING = 1e12
+#: Largest magnitude of a streaming setting: any finite float (a wide price band is legal;
+#: what must not pass is an integer too large to be a float at all).
+MAX_SETTING = sys.float_info.max
 
 __all__ = ["StreamSettings"]
 
