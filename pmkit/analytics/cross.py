@@ -763,7 +763,8 @@ def _positions(registry: Registry, book: _Book, fx: Any) -> _Positions:
     """Each portfolio's position values at ``as_of`` in the reporting currency."""
     market = registry.require_market()
     base = book.currency
-    assert base is not None  # callers ask for a common currency
+    if base is None:  # only reachable if a caller forgot common=True: amounts would not add up
+        raise CurrencyMismatchError("currency", None, "no common currency to consolidate in")
     q = np.asarray(book.holdings["quantity"].transpose("portfolio", "asset").values, dtype=float)
     assets = [str(a) for a in book.holdings.indexes["asset"]]
     close = np.asarray(market["close"].sel(asset=assets, time=book.as_of).values, dtype=float)
