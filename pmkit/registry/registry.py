@@ -192,7 +192,7 @@ class Registry:
 
     def as_user(self, user: str) -> Registry:
         """The same store, bus and market, acting as ``user``."""
-        other = Registry(self.store, user=user, bus=self.bus, market=self.market)
+        other = type(self)(self.store, user=user, bus=self.bus, market=self.market)
         other._active = self._active
         other.derived = self.derived
         return other

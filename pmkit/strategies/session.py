@@ -120,10 +120,13 @@ class RiskManager:
                 market = load_market()
             import pandas as pd
 
+            from pmkit.integration import Integration
+
+            # the note's integration object: registry operations and cross-portfolio analysis
             if isinstance(store, str):
-                registry = Registry.open(store, user=user, market=market)
+                registry = Integration.open(store, user=user, market=market)
             else:
-                registry = Registry(store, user=user, market=market)
+                registry = Integration(store, user=user, market=market)
             # A store set up before (a restart) is reopened as it is: depositing the
             # config's equity again would double the cash.
             if not registry.portfolios():
