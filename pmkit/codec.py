@@ -42,12 +42,12 @@ def _encode_enum(member: enum.Enum) -> Any:
 
 def encode(obj: Any) -> Any:
     """``obj`` as JSON-ready data (see the module notes for the rules)."""
+    if isinstance(obj, enum.Enum):  # first: an IntEnum is an int, a StrEnum a str
+        return _encode_enum(obj)
     if isinstance(obj, _PLAIN):
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, enum.Enum):
-        return _encode_enum(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {name: encode(getattr(obj, name)) for name in _field_names(type(obj))}
     if isinstance(obj, datetime | date):
