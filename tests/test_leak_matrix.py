@@ -194,6 +194,8 @@ def _act_in_both_desks(reg: Registry, coord: StrategyCoordinator) -> None:
     PaperBroker(reg).step(pd.Timestamp("2022-12-02"))
     reg.grant("carol", "client_b", "viewer")
     reg.set_allocation("client_a", {"client_a/growth": 0.5, "client_a/income": 0.5})
+    reg.set_streaming({"ui_max_rate": 5.0})  # registry-wide: administrators only
+    reg.set_admin("vic", False)  # about vic: administrators and vic
 
 
 def _close(reg: Registry, pid: str) -> float:
@@ -214,7 +216,7 @@ def test_each_event_topic_reaches_exactly_the_users_who_may_read_it(desks):
     everyone = seen["system"]
     topics = {e.topic for e in everyone}
     for family in ("ledger.", "signal.", "proposal.", "order.", "config.", "portfolio.",
-                   "access.", "group."):
+                   "access.", "group.", "registry.", "user."):
         assert any(t.startswith(family) for t in topics), f"no {family}* event was produced"
     groups_of = {"client_a": set(DESK_A), "client_b": set(DESK_B), "firm": set(EVERYTHING)}
     for user, events in seen.items():
