@@ -195,7 +195,8 @@ def _act_in_both_desks(reg: Registry, coord: StrategyCoordinator) -> None:
     reg.grant("carol", "client_b", "viewer")
     reg.set_allocation("client_a", {"client_a/growth": 0.5, "client_a/income": 0.5})
     reg.set_streaming({"ui_max_rate": 5.0})  # registry-wide: administrators only
-    reg.set_admin("vic", False)  # about vic: administrators and vic
+    reg.add_user("temp")
+    reg.deactivate_user("temp")  # about temp: administrators (and temp, who cannot read now)
 
 
 def _close(reg: Registry, pid: str) -> float:
