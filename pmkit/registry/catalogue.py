@@ -8,23 +8,16 @@ own filter. A kind with no scope rule cannot be read through a view, so a
 new service kind that forgets to declare itself fails loudly rather than
 leaking.
 
-`encode` / `decode` are the one codec between frozen dataclasses (with
-enums, datetimes, tuples and nested dataclasses) and the JSON-ready ``data``
-of a store record.
+The records' ``data`` is made and read by the one codec, `pmkit.codec`
+(`encode` / `decode`, re-exported here).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
-from functools import cache
-from typing import Any, TypeVar
 
+from pmkit.codec import decode, encode
 from pmkit.errors import AlreadyExistsError, NotFoundError, ValidationError
 from pmkit.registry.ids import slugify, validate_id
 from pmkit.registry.records import GroupInfo, PortfolioInfo, Segment
@@ -47,8 +40,6 @@ __all__ = [
     "service_record_scope",
     "target_kind",
 ]
-
-T = TypeVar("T")
 
 Scope = Callable[[Record], "str | None"]
 
@@ -152,73 +143,6 @@ def kind(name: str) -> Kind:
 def scope_of(rec: Record) -> str | None:
     """The portfolio or group a record belongs to (None: registry-wide)."""
     return kind(rec.kind).scope(rec)
-
-
-# -- the record codec -----------------------------------------------------------------------
-def encode(obj: Any) -> Any:
-    """A dataclass (or any value made of them) as JSON-ready data.
-
-    Dataclasses become dicts of their fields, enums their value, datetimes
-    and dates ISO-8601 strings, tuples and sets lists; mappings and lists are
-    copied, so the result shares nothing mutable with ``obj``.
-    """
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, datetime | date):
-        return obj.isoformat()
-    if isinstance(obj, Mapping):
-        return {k: encode(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set | frozenset):
-        return [encode(v) for v in obj]
-    return obj
-
-
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode_as(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode_as(options[0], value) if len(options) == 1 else value
-    if isinstance(tp, type):
-        if dataclasses.is_dataclass(tp):
-            return decode(tp, value)
-        if issubclass(tp, enum.Enum):
-            return tp(value) if not isinstance(value, tp) else value
-        if issubclass(tp, datetime):
-            return value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        if issubclass(tp, date):
-            return value if isinstance(value, date) else date.fromisoformat(value)
-        return value
-    args = typing.get_args(tp)
-    if origin is tuple:
-        item = args[0] if args else Any
-        return tuple(_decode_as(item, v) for v in value)
-    if origin is list:
-        return [_decode_as(args[0] if args else Any, v) for v in value]
-    if origin in (dict, Mapping):
-        vt = args[1] if len(args) == 2 else Any
-        return {k: _decode_as(vt, v) for k, v in value.items()}
-    return value
-
-
-def decode(cls: type[T], data: Mapping[str, Any]) -> T:
-    """The inverse of `encode` for dataclass ``cls``; unknown keys are ignored.
-
-    Fields missing from ``data`` take their defaults (records written by an
-    older version stay readable).
-    """
-    hints = _hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs = {k: _decode_as(hints.get(k, Any), v) for k, v in data.items() if k in known}
-    return cls(**kwargs)
 
 
 # -- registry records ------------------------------------------------------------------------

@@ -240,7 +240,7 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
     dict
         Registry settings: ``default_portfolio``, ``isolation``,
         ``cross_portfolio``, ``defaults`` and (when given) ``streaming``
-        (`pmkit.stream.settings.StreamSettings`), with defaults filled in.
+        (`pmkit.registry.streaming.StreamSettings`), with defaults filled in.
 
     Raises
     ------
@@ -281,7 +281,7 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
     if "defaults" in cfg:
         settings["defaults"] = validate_config_values(cfg["defaults"], "defaults")
     if "streaming" in cfg:
-        from pmkit.stream.settings import StreamSettings
+        from pmkit.registry.streaming import StreamSettings
 
         settings["streaming"] = StreamSettings.from_mapping(cfg["streaming"]).to_dict()
     default = cfg.get("default_portfolio")

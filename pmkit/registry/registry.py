@@ -48,13 +48,14 @@ from pmkit.registry.access import AccessPolicy, Role
 from pmkit.registry.catalogue import get_group, get_portfolio
 from pmkit.registry.config import from_single_portfolio_config
 from pmkit.registry.context import Mutation, WriteContext
+from pmkit.registry.derived import DerivedCache
 from pmkit.registry.groups import ALLOCATION_TOLERANCE
 from pmkit.registry.ids import validate_user
 from pmkit.registry.records import GroupInfo, PortfolioInfo
 from pmkit.registry.resolution import ResolvedConfig, read_settings, resolve_config
 from pmkit.registry.view import ReadView
 from pmkit.store import Store, open_store
-from pmkit.store.base import Reader, Transaction
+from pmkit.store.base import Reader, StoreInfo, Transaction
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -128,6 +129,8 @@ class Registry:
             self.bus.may_read = self._may_read_event
         self.bus.isolate = bool(self.settings()["isolation"]["events"])
         self.market = market
+        #: Derived results (overviews), keyed by revision and user; shared by `as_user` sessions.
+        self.derived = DerivedCache()
         self._active: str | None = None
 
     # -- construction ---------------------------------------------------------
@@ -189,8 +192,9 @@ class Registry:
 
     def as_user(self, user: str) -> Registry:
         """The same store, bus and market, acting as ``user``."""
-        other = Registry(self.store, user=user, bus=self.bus, market=self.market)
+        other = type(self)(self.store, user=user, bus=self.bus, market=self.market)
         other._active = self._active
+        other.derived = self.derived
         return other
 
     # -- the kernel: write context, read view, events ---------------------------------
@@ -270,6 +274,18 @@ class Registry:
         """Publish events taken from a committed `WriteContext` (see ``take_events``)."""
         for event in events:
             self.bus.publish(event)
+
+    def shares_store_with(self, other: Registry) -> bool:
+        """Whether ``other`` is a session on the same store (so one can act for the other)."""
+        return self.store is other.store
+
+    def store_info(self) -> StoreInfo:
+        """The store's backend, location and schema version."""
+        return self.store.info()
+
+    def close(self) -> None:
+        """Close the store (every session on it): further use raises `StoreError`."""
+        self.store.close()
 
     def revision(self) -> int:
         """Sequence number of the last committed write; caches of derived data key on it."""

@@ -139,7 +139,7 @@ def set_streaming(reg: Registry, values: Mapping[str, Any]) -> dict[str, Any]:
     Parameters
     ----------
     values : mapping
-        Keys of `pmkit.stream.settings.StreamSettings` to change; the
+        Keys of `pmkit.registry.streaming.StreamSettings` to change; the
         others keep their current value.
 
     Returns
@@ -147,7 +147,7 @@ def set_streaming(reg: Registry, values: Mapping[str, Any]) -> dict[str, Any]:
     dict
         The full, validated streaming settings now in force.
     """
-    from pmkit.stream.settings import StreamSettings
+    from pmkit.registry.streaming import StreamSettings
 
     if not isinstance(values, Mapping):
         raise ConfigError("streaming", values, "must be a mapping of streaming options")

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pmkit.errors import PermissionDenied
+from pmkit.errors import NotFoundError, PermissionDenied
 from pmkit.events import Event
 from pmkit.ledger import LedgerEntry, Positions
 from pmkit.registry.access import AccessPolicy
-from pmkit.registry.catalogue import get_portfolio, service_record_scope
+from pmkit.registry.catalogue import get_portfolio, service_record_scope, target_kind
 from pmkit.registry.catalogue import kind as catalogue_kind
 from pmkit.registry.hierarchy import leaf_portfolios
 from pmkit.registry.resolution import read_settings
@@ -129,6 +129,16 @@ class ReadView:
         self.require_read(info.id)
         return info
 
+    def target_kind(self, target: str) -> str:
+        """``"portfolio"`` or ``"group"`` for a live, visible id; `NotFoundError` otherwise.
+
+        An id the reader may not see is reported missing, like one that does not exist.
+        """
+        kind = target_kind(self._reader, target)
+        if not self.may_read(target):
+            raise NotFoundError("portfolio or group", target)
+        return kind
+
     def portfolio_ids(self, statuses: Sequence[str] | None = None) -> list[str]:
         """Ids of the visible portfolios (default: all but deleted)."""
         states = list(statuses) if statuses is not None else ["active", "inactive", "archived"]
@@ -143,6 +153,10 @@ class ReadView:
     def parents(self, target: str) -> list[str]:
         """Visible groups directly containing ``target``."""
         return [g for g in self._reader.parents(target) if self.may_read(g)]
+
+    def own_grants(self) -> list[tuple[str, str]]:
+        """The reader's own direct role grants: ``(scope id, role)`` pairs, by scope."""
+        return sorted((g.scope_id, g.role) for g in self._reader.grants(user_id=self.user))
 
     # -- ledger and audit ------------------------------------------------------------------
     def ledger(self, portfolio: str, after_seq: int = 0) -> list[LedgerEntry]:
