@@ -119,7 +119,7 @@ from pmkit.errors import (
     TransitionError,
     ValidationError,
 )
-from pmkit.risk.controls import (
+from pmkit.registry.controls import (
     Override,
     ProposedTrade,
     decision_nav,

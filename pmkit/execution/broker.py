@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from pmkit.codec import decode, encode
 from pmkit.errors import ConfigError, NotFoundError, ValidationError
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
+from pmkit.registry.controls import Override, ProposedTrade, enforce_pre_trade
 from pmkit.validation import (
     MAX_AMOUNT,
     MAX_NAME_LENGTH,
@@ -56,7 +57,6 @@ from pmkit.validation import (
 
 if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
-    from pmkit.risk.controls import Override
 
 __all__ = [
     "FILL_LISTENERS",
@@ -397,9 +397,6 @@ def check_orders(
     ValidationError
         An order names an override of its own (only the workflow sets one).
     """
-    from pmkit.risk.controls import Override as _Override
-    from pmkit.risk.controls import ProposedTrade, enforce_pre_trade
-
     by_portfolio: dict[str, list[Order]] = {}
     for o in orders:
         if "override" in o.info:
@@ -414,7 +411,7 @@ def check_orders(
         for o in group:
             if soft and override is not None:
                 limits = tuple(dict.fromkeys(b.limit for b in soft))
-                granted = _Override(override.reason, override.by or m.user, limits, "order")
+                granted = Override(override.reason, override.by or m.user, limits, "order")
                 o = o.with_changes(info={**o.info, "override": granted.to_record()})
             out[o.id] = o
     return [out[o.id] for o in orders]
@@ -524,8 +521,6 @@ class FillRecorder:
         if order.status not in (*OPEN_ORDER_STATUSES, OrderStatus.CANCELLED):
             raise TransitionError(order.id, str(order.status), "fill", ())
         fill = self._check(order, fill)
-        from pmkit.risk.controls import Override as _Override
-
         m.append_trade(
             order.portfolio,
             order.asset,
@@ -534,7 +529,7 @@ class FillRecorder:
             fee=float(fill.fee),
             ts=fill.ts,
             memo=order.id,
-            override=_Override.from_record(order.info.get("override")),
+            override=Override.from_record(order.info.get("override")),
             stage="fill",
         )
         filled = order.filled + fill.quantity

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from pmkit.registry import Registry
-    from pmkit.risk.controls import Override
+    from pmkit.registry.controls import Override
 
 __all__ = ["OrderFailure", "PaperBroker", "StepResult"]
 

@@ -61,7 +61,7 @@ from pmkit.errors import (
 from pmkit.rebalance.risk import risk_snapshots
 from pmkit.rebalance.trades import TradePlan, allocation_transfers, plan_trades
 from pmkit.rebalance.types import CashTransfer, ProposalState, RebalanceProposal, TradeLine
-from pmkit.risk.controls import parse_limits
+from pmkit.registry.controls import parse_limits
 from pmkit.validation import check_number
 
 if TYPE_CHECKING:

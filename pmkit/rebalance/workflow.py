@@ -67,8 +67,8 @@ from pmkit.execution.broker import (
 )
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.rebalance.types import TRANSITIONS, ProposalState, RebalanceProposal
+from pmkit.registry.controls import Override, ProposedTrade, enforce_pre_trade
 from pmkit.registry.ids import validate_id
-from pmkit.risk.controls import Override, ProposedTrade, enforce_pre_trade
 from pmkit.validation import (
     MAX_AMOUNT,
     MAX_MEMO_LENGTH,

@@ -25,8 +25,8 @@ from pmkit.registry.view import ReadView
 from pmkit.store.base import Transaction
 
 if TYPE_CHECKING:
+    from pmkit.registry.controls import Override
     from pmkit.registry.registry import Registry
-    from pmkit.risk.controls import Override
 
 __all__ = ["Mutation", "WriteContext"]
 

@@ -10,6 +10,7 @@ an event bus. Its public methods delegate to parts with one job each:
 `pmkit.registry.groups`     groups: members, allocations, activation, delete
 `pmkit.registry.users`      users, grants and registry-wide settings
 `pmkit.registry.trading`    the ledger's front door: guards and pre-trade limits
+`pmkit.registry.controls`   the pre-trade limits every order path checks
 `pmkit.registry.reporting`  listings, holdings, values, summary and group tree
 `pmkit.registry.resolution` configuration: defaults, then groups, then portfolio
 `pmkit.registry.catalogue`  stored kinds, their scope rule and the record codec

@@ -26,6 +26,7 @@ from pmkit.events import Event
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE, LedgerEntry, check_balances, utcnow
 from pmkit.registry.catalogue import get_portfolio
 from pmkit.registry.config import DEFAULT_PRICE_BAND
+from pmkit.registry.controls import Override, ProposedTrade, enforce_pre_trade
 from pmkit.registry.records import PortfolioInfo
 from pmkit.registry.resolution import resolve_config
 from pmkit.store.base import Transaction
@@ -34,7 +35,6 @@ from pmkit.validation import MAX_MEMO_LENGTH, MAX_NAME_LENGTH, check_bool, check
 if TYPE_CHECKING:
     from pmkit.registry.context import WriteContext
     from pmkit.registry.registry import Registry
-    from pmkit.risk.controls import Override
 
 __all__ = [
     "append_cash",
@@ -182,8 +182,6 @@ def append_trade(
         memo=memo,
     ).validated()
     cfg = guard_trade(reg, tx, info, entry, force)
-    from pmkit.risk.controls import ProposedTrade, enforce_pre_trade
-
     if ctx is None:
         from pmkit.registry.context import WriteContext
 

@@ -335,7 +335,7 @@ def _configured_var(
     registry: Any, cw: xr.Dataset, configs: Mapping[str, Mapping[str, Any]], at: Any
 ) -> dict[str, float]:
     """Historical VaR of the current weights of the portfolios that set ``max_var``."""
-    from pmkit.risk import controls
+    from pmkit.registry import controls
 
     when = None if at is None else pd.Timestamp(at).to_pydatetime()
     out: dict[str, float] = {}
@@ -356,7 +356,7 @@ def _configured_heat(
     registry: Any, cw: xr.Dataset, configs: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, float]:
     """Open risk to the signals' stops over NAV, for the portfolios that set ``max_heat``."""
-    from pmkit.risk import controls
+    from pmkit.registry import controls
 
     records = registry.view().records("signal", ["queued", "dispatched", "executed"])
     prices = cw["price"].to_series()
