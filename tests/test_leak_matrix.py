@@ -159,7 +159,7 @@ def test_another_desks_records_are_missing_not_forbidden(desks, user):
 def test_a_desks_trader_takes_their_own_signal_whatever_is_ahead(desks):
     _, coord = desks
     # client_b's backlog is bigger and more urgent than client_a's one signal
-    for sym in ("BAC", "CVX", "WMT"):
+    for sym in ("PFE", "CVX", "WMT"):  # room under the 20 % position limit at entry 100
         coord.process_signal(sig(portfolio="client_b/balanced", symbol=sym, confidence=0.9))
     queue = coord.queued_signals()
     assert queue[0].portfolio == "client_b/balanced"  # an admin would take client_b's first
@@ -182,7 +182,7 @@ def _act_in_both_desks(reg: Registry, coord: StrategyCoordinator) -> None:
         reg.record_cash(10.0, portfolio=pid)
         reg.set_config(pid, {"note_for_events": 1})
         reg.update_portfolio(pid, description="touched")
-    for pid, sym in (("client_a/growth", "AMD"), ("client_b/balanced", "BAC")):
+    for pid, sym in (("client_a/growth", "AMD"), ("client_b/balanced", "PFE")):
         coord.process_signal(sig(portfolio=pid, symbol=sym))
     for pid in ("client_a/growth", "client_b/balanced"):
         reg.record_trade("MSFT" if "a/" in pid else "JPM", 1.0, _close(reg, pid), portfolio=pid)
