@@ -6,7 +6,7 @@ and flows are external cash flows ``(portfolio, time)`` (deposits > 0,
 withdrawals < 0) that are already inside the value of their time, e.g. from
 `external_flows`. Returns are simple returns as fractions; numpy- or
 dask-backed inputs (chunked over ``portfolio``) run through
-`pmkit.analytics._apply.apply_core`.
+`pmkit.model._apply.apply_core`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.analytics.valuation import _PT, _aligned_flows, _values
 from pmkit.core import returns as core
 from pmkit.errors import (
@@ -28,6 +27,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.ledger import LedgerEntry
+from pmkit.model._apply import apply_core
 from pmkit.model.market import _check_time, _check_unique, _string_labels, _time_index
 
 __all__ = ["external_flows", "money_weighted_return", "time_weighted_returns"]

@@ -2,7 +2,7 @@
 
 The xarray layer over `pmkit.core.valuation`: it validates and aligns labels,
 raises typed `pmkit.errors`, hands arrays to the JAX core through
-`pmkit.analytics._apply.apply_core` (so dask-backed inputs chunked over
+`pmkit.model._apply.apply_core` (so dask-backed inputs chunked over
 ``portfolio`` work) and labels the results back.
 
 FX convention
@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import valuation as core
 from pmkit.errors import (
     AlignmentError,
@@ -36,6 +35,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE, LedgerEntry
+from pmkit.model._apply import apply_core
 from pmkit.model.holdings import _labelled, check_holdings_assets
 from pmkit.model.market import _cell, _first_cell, _fmt_time, _time_index, _timestamp
 

@@ -2,7 +2,7 @@
 
 Every function validates its labelled inputs, raises typed `pmkit.errors`
 naming the field and value, hands plain arrays to `pmkit.core.exposures`
-through `pmkit.analytics._apply.apply_core` (so dask-backed inputs chunked
+through `pmkit.model._apply.apply_core` (so dask-backed inputs chunked
 over ``portfolio`` work) and labels the results back.
 
 Weights are a ``weight(portfolio, asset)`` DataArray of fractions of NAV at
@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import exposures as core
 from pmkit.errors import (
     AlignmentError,
@@ -39,6 +38,7 @@ from pmkit.errors import (
     UnknownAssetError,
     ValidationError,
 )
+from pmkit.model._apply import apply_core
 from pmkit.risk._weights import as_weights, squeeze
 
 __all__ = [

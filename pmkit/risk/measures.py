@@ -15,7 +15,7 @@ horizon. Definitions, horizon scaling (overlapping ``h``-period sums for
 historical, sqrt-of-time for parametric and Monte Carlo) and the exact Euler
 methods are documented in `pmkit.core.risk`.
 
-Missing data (the policy of `pmkit.analytics._missing`, shared with
+Missing data (the policy of `pmkit.model._missing`, shared with
 `pmkit.analytics.performance.performance_table`): leading NaN of an asset
 mean "not listed yet", and each portfolio uses only the times where every
 asset it holds (nonzero weight) is observed; a NaN in a held asset *after*
@@ -37,11 +37,11 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
-from pmkit.analytics._missing import refuse_gaps
 from pmkit.core import risk as _core
 from pmkit.core.risk import monte_carlo_scenarios
 from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
+from pmkit.model._apply import apply_core
+from pmkit.model._missing import refuse_gaps
 from pmkit.risk._weights import as_weights, squeeze
 from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, covariance_matrix
 

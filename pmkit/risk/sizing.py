@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import sizing as core
 from pmkit.errors import UnknownAssetError, ValidationError
+from pmkit.model._apply import apply_core
 
 __all__ = [
     "fixed_fractional_size",

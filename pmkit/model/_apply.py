@@ -1,7 +1,8 @@
 """Run a JAX core function over labelled xarray data, in memory or on dask.
 
-The xarray layer (`pmkit.analytics`, `pmkit.risk`) validates and aligns
-labels, then hands plain arrays to `pmkit.core` through `apply_core`. With
+The labelled services (`pmkit.analytics`, `pmkit.risk`) validate and align
+labels, then hand plain arrays to `pmkit.core` through `apply_core`. It lives
+in `pmkit.model`, the layer both sit on, so neither imports the other for it. With
 dask-backed inputs chunked over ``portfolio`` the core runs once per chunk
 (``dask="parallelized"``), so the same call scales out to a
 `dask.distributed` cluster unchanged.
