@@ -25,6 +25,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "common_counts",
     "ewma_covariance",
@@ -46,6 +48,7 @@ def _common_counts(returns: jax.Array) -> jax.Array:
     return m.T @ m
 
 
+@precise
 @jax.jit
 def common_counts(returns: jax.Array) -> jax.Array:
     """Number of common observations of every asset pair.
@@ -76,6 +79,7 @@ def _sample_cov(returns: jax.Array, ddof: int) -> jax.Array:
     return (cross - s * s.T / n) / (n - ddof)
 
 
+@precise
 @partial(jax.jit, static_argnames=("ddof",))
 def sample_covariance(returns: jax.Array, ddof: int = 1) -> jax.Array:
     """Pairwise sample covariance (pandas ``DataFrame.cov`` semantics).
@@ -120,6 +124,7 @@ def _ledoit_wolf(returns: jax.Array) -> tuple[jax.Array, jax.Array]:
     return shrunk, shrinkage
 
 
+@precise
 @jax.jit
 def ledoit_wolf(returns: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Ledoit–Wolf shrinkage towards a scaled identity (as `sklearn.covariance.ledoit_wolf`).
@@ -156,6 +161,7 @@ def _ewma(returns: jax.Array, decay: jax.Array, demean: bool) -> jax.Array:
     return (weighted.T @ x) / ((m * weight[:, None]).T @ m)
 
 
+@precise
 @partial(jax.jit, static_argnames=("demean",))
 def ewma_covariance(returns: jax.Array, decay: float = 0.94, demean: bool = False) -> jax.Array:
     """Exponentially weighted (RiskMetrics) covariance, pairwise over common observations.
@@ -198,6 +204,7 @@ def _nearest_psd(cov: jax.Array, floor: jax.Array) -> jax.Array:
     return 0.5 * (out + out.T)
 
 
+@precise
 @jax.jit
 def nearest_psd(cov: jax.Array, floor: float = 1e-10) -> jax.Array:
     """Repair a symmetric matrix to positive definite by eigenvalue clipping.
@@ -224,6 +231,7 @@ def nearest_psd(cov: jax.Array, floor: float = 1e-10) -> jax.Array:
     return jnp.vectorize(fn, signature="(a,a)->(a,a)")(cov)
 
 
+@precise
 @jax.jit
 def min_eigenvalue(cov: jax.Array) -> jax.Array:
     """Smallest eigenvalue of the symmetric part of ``cov``, shape (...)."""

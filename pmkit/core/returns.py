@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "annualize",
     "chain_link",
@@ -40,6 +42,7 @@ START_OF_DAY = 1.0
 # ---------------------------------------------------------------- time-weighted
 
 
+@precise
 def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF_DAY) -> Array:
     """Daily Modified Dietz returns of one portfolio.
 
@@ -77,6 +80,7 @@ def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF
     return jnp.concatenate([jnp.full((1,), jnp.nan, r.dtype), r])
 
 
+@precise
 def chain_link(returns: Array) -> Array:
     """Cumulative return from chain-linked period returns.
 
@@ -95,6 +99,7 @@ def chain_link(returns: Array) -> Array:
     return growth - 1.0
 
 
+@precise
 @jax.jit
 def time_weighted(
     values: Array, flows: Array, weight: float | Array = START_OF_DAY
@@ -125,6 +130,7 @@ def time_weighted(
     return jax.vmap(one)(values, flows)
 
 
+@precise
 def annualize(rate: Array, periods: float) -> Array:
     """Compound a per-period rate to a rate per ``periods`` periods.
 
@@ -149,6 +155,7 @@ def _npv_y(cash: Array, tau: Array, y: Array) -> Array:
     return jnp.sum(cash * jnp.exp(-y * tau))
 
 
+@precise
 def irr(cashflows: Array, times: Array) -> Array:
     """Internal rate of return of one cash-flow stream.
 
@@ -220,6 +227,7 @@ def irr(cashflows: Array, times: Array) -> Array:
     return jnp.where(found, rate, jnp.nan)
 
 
+@precise
 @jax.jit
 def irr_batch(cashflows: Array, times: Array) -> Array:
     """`irr` for many streams on shared times.
@@ -250,6 +258,7 @@ def _mwr_one(values: Array, flows: Array, periods_per_year: float) -> Array:
     return annualize(daily, periods_per_year) if periods_per_year > 0 else daily
 
 
+@precise
 @partial(jax.jit, static_argnames=("periods_per_year",))
 def money_weighted(values: Array, flows: Array, periods_per_year: float = 252) -> Array:
     """Money-weighted return (IRR) of each portfolio over the record, annualized.

@@ -93,6 +93,8 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtri
 from jax.scipy.stats import norm
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "MEASURES",
     "METHODS",
@@ -234,6 +236,7 @@ def _gaussian(horizon: int) -> _Single:
     return f
 
 
+@precise
 def cornish_fisher_quantile(a: jax.Array, skew: jax.Array, kurt: jax.Array) -> jax.Array:
     """Cornish–Fisher standardised quantile at the standard normal quantile ``a``."""
     return (
@@ -244,6 +247,7 @@ def cornish_fisher_quantile(a: jax.Array, skew: jax.Array, kurt: jax.Array) -> j
     )
 
 
+@precise
 def cornish_fisher_tail_mean(a: jax.Array, skew: jax.Array, kurt: jax.Array) -> jax.Array:
     """``int_{-inf}^a q_CF(x) phi(x) dx`` in closed form (negative in the left tail)."""
     poly = 1.0 + skew * a / 6.0 + kurt * (a**2 - 1.0) / 24.0 - skew**2 * (2.0 * a**2 - 1.0) / 36.0
@@ -311,6 +315,7 @@ def _run(
     return values, jac, undefined
 
 
+@precise
 @partial(jax.jit, static_argnames=("method", "horizon", "contributions"))
 def tail_risk(
     weights: jax.Array,
@@ -360,6 +365,7 @@ def tail_risk(
     return result
 
 
+@precise
 def value_at_risk(
     weights: jax.Array,
     returns: jax.Array,
@@ -387,6 +393,7 @@ def value_at_risk(
     return tail_risk(weights, returns, confidence, method, horizon)["var"]
 
 
+@precise
 def expected_shortfall(
     weights: jax.Array,
     returns: jax.Array,
@@ -413,6 +420,7 @@ def _volatility_batched(
     return values[:, 0], jnp.where(undefined, jnp.nan, grad), weights * grad
 
 
+@precise
 def volatility(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> jax.Array:
     """Sample standard deviation (``ddof=1``) of portfolio returns times ``sqrt(horizon)``.
 
@@ -430,6 +438,7 @@ def volatility(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> jax.
     return _volatility_batched(weights, returns, horizon, False)[0]
 
 
+@precise
 def risk_contributions(
     weights: jax.Array,
     returns: jax.Array,
@@ -470,6 +479,7 @@ def risk_contributions(
     return out[measure], out[f"{measure}_marginal"], out[f"{measure}_component"]
 
 
+@precise
 @partial(jax.jit, static_argnames=("horizon",))
 def n_observations(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> jax.Array:
     """Usable times per portfolio (all held assets observed), shape ``(P,)`` int.
@@ -482,6 +492,7 @@ def n_observations(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> 
     return ((held @ missing.T) == 0).sum(axis=1)
 
 
+@precise
 @jax.jit
 def portfolio_moments(weights: jax.Array, returns: jax.Array) -> dict[str, jax.Array]:
     """Per-portfolio ``mean``, ``std`` (ddof=1), ``skew``, ``kurtosis`` (excess, biased).
@@ -502,6 +513,7 @@ def portfolio_moments(weights: jax.Array, returns: jax.Array) -> dict[str, jax.A
     return {"mean": mu, "std": sigma, "skew": skew, "kurtosis": kurt}
 
 
+@precise
 @partial(jax.jit, static_argnames=("n_scenarios", "distribution"))
 def monte_carlo_scenarios(
     mean: jax.Array,

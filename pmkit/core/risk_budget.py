@@ -21,9 +21,12 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = ["risk_budget_weights", "risk_contributions"]
 
 
+@precise
 @jax.jit
 def risk_contributions(cov: jax.Array, weights: jax.Array) -> jax.Array:
     """Fractional risk contributions ``w_i (Σw)_i / w'Σw``.
@@ -96,6 +99,7 @@ def _solve_one(
     return y / jnp.sum(y), it, err
 
 
+@precise
 @partial(jax.jit, static_argnames=("max_iter",))
 def risk_budget_weights(
     cov: jax.Array,

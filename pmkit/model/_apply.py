@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from pmkit.core._precision import compute_context
+
 __all__ = ["apply_core"]
 
 
@@ -47,16 +49,19 @@ def apply_core(
     Returns
     -------
     xarray.DataArray or tuple of xarray.DataArray
-        Float64 (or the core's precision) results, numpy- or dask-backed like
-        the inputs.
+        Results in pmkit's precision (float64 unless `pmkit.core.set_precision`
+        says otherwise), numpy- or dask-backed like the inputs.
     """
     n_out = len(output_core_dims)
 
     def call(*arrays: np.ndarray) -> Any:
-        out = fn(*arrays, **(kwargs or {}))
-        if n_out == 1:
-            return np.asarray(out)
-        return tuple(np.asarray(o) for o in out)
+        # In pmkit's precision: ``fn`` may be a local helper doing its own JAX arithmetic on
+        # the core's results, which outside the context JAX would redo in float32.
+        with compute_context():
+            out = fn(*arrays, **(kwargs or {}))
+            if n_out == 1:
+                return np.asarray(out)
+            return tuple(np.asarray(o) for o in out)
 
     return xr.apply_ufunc(
         call,
