@@ -117,7 +117,7 @@ def _two_times(v: xr.DataArray) -> None:
 
 
 def time_weighted_returns(
-    values: xr.DataArray, flows: xr.DataArray | None = None, weight: float = 1.0
+    values: xr.DataArray, flows: xr.DataArray | None = None, flow_weight: float = 1.0
 ) -> xr.Dataset:
     """Daily Modified Dietz returns chain-linked to a cumulative time-weighted return.
 
@@ -131,7 +131,7 @@ def time_weighted_returns(
         ``nav(portfolio, time)`` (currency units).
     flows : xarray.DataArray, optional
         External flows ``(portfolio, time)`` with the same labels. Default none.
-    weight : float, default 1.0
+    flow_weight : float, default 1.0
         Flow weight ``w`` in [0, 1].
 
     Returns
@@ -149,10 +149,10 @@ def time_weighted_returns(
     InsufficientDataError
         Fewer than 2 times.
     ValidationError
-        Non-finite inputs, or ``weight`` outside [0, 1].
+        Non-finite inputs, or ``flow_weight`` outside [0, 1].
     """
-    if not (0.0 <= weight <= 1.0):
-        raise ValidationError("weight", weight, "flow weight must be in [0, 1]")
+    if not (0.0 <= flow_weight <= 1.0):
+        raise ValidationError("flow_weight", flow_weight, "must be in [0, 1]")
     v = _values(values)
     _two_times(v)
     f = _aligned_flows(v, flows)
@@ -161,13 +161,13 @@ def time_weighted_returns(
         v.reset_coords(drop=True), f,
         input_core_dims=[["time"], ["time"]],
         output_core_dims=[["time"], ["time"]],
-        kwargs={"weight": float(weight)},
+        kwargs={"flow_weight": float(flow_weight)},
     )
     extra = {c: v.coords[c] for c in v.coords if c not in v.dims}
     return xr.Dataset(
         {"daily_return": daily.transpose(*_PT), "twr": cumulative.transpose(*_PT)},
         coords=extra,
-        attrs={"method": "Modified Dietz, chain-linked", "flow_weight": float(weight)},
+        attrs={"method": "Modified Dietz, chain-linked", "flow_weight": float(flow_weight)},
     )
 
 

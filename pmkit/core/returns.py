@@ -43,7 +43,9 @@ START_OF_DAY = 1.0
 
 
 @precise
-def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF_DAY) -> Array:
+def modified_dietz(
+    values: Array, flows: Array, flow_weight: float | Array = START_OF_DAY
+) -> Array:
     """Daily Modified Dietz returns of one portfolio.
 
     ``r[t] = (V[t] - V[t-1] - F[t]) / (V[t-1] + w * F[t])``
@@ -62,7 +64,7 @@ def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF
         Values at each close (currency units).
     flows : array, shape (T,)
         External flows in each period (currency units).
-    weight : float, default 1.0
+    flow_weight : float, default 1.0
         Flow weight ``w`` in [0, 1].
 
     Returns
@@ -74,7 +76,7 @@ def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF
     """
     prev = values[:-1]
     gain = values[1:] - prev - flows[1:]
-    base = prev + weight * flows[1:]
+    base = prev + flow_weight * flows[1:]
     idle = base == 0
     r = jnp.where(idle, jnp.where(gain == 0, 0.0, jnp.nan), gain / jnp.where(idle, 1.0, base))
     return jnp.concatenate([jnp.full((1,), jnp.nan, r.dtype), r])
@@ -102,7 +104,7 @@ def chain_link(returns: Array) -> Array:
 @precise
 @jax.jit
 def time_weighted(
-    values: Array, flows: Array, weight: float | Array = START_OF_DAY
+    values: Array, flows: Array, flow_weight: float | Array = START_OF_DAY
 ) -> tuple[Array, Array]:
     """Daily Modified Dietz returns and cumulative time-weighted return (TWR).
 
@@ -112,7 +114,7 @@ def time_weighted(
         Portfolio values at each close.
     flows : array, shape (P, T)
         External flows per period.
-    weight : float, default 1.0
+    flow_weight : float, default 1.0
         Flow weight, see `modified_dietz`.
 
     Returns
@@ -124,7 +126,7 @@ def time_weighted(
     """
 
     def one(v: Array, f: Array) -> tuple[Array, Array]:
-        r = modified_dietz(v, f, weight)
+        r = modified_dietz(v, f, flow_weight)
         return r, chain_link(r)
 
     return jax.vmap(one)(values, flows)

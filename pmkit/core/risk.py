@@ -288,8 +288,13 @@ def _run(
     contributions: bool,
 ) -> tuple[jax.Array, ...]:
     """Values ``(P, K)`` and, with ``contributions``, marginals ``(P, K, A)`` and the NaN flag."""
+    # Static arguments, so programming errors: name the argument order, since a method passed
+    # where the horizon goes would otherwise surface as a reduce_window error.
+    order = "(arguments: weights, returns, confidence, horizon, method)"
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be a positive int, got {horizon!r} {order}")
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown method {kind!r}")  # static argument: a programming error
+        raise ValueError(f"unknown method {kind!r} {order}")
     f = _BUILDERS[kind](horizon)
     agg = horizon if kind == "historical" else 1
     r0, missing = _prepare(_aggregate(returns, agg))
@@ -321,8 +326,9 @@ def tail_risk(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
+    *,
     contributions: bool = False,
 ) -> dict[str, jax.Array]:
     """VaR and ES of every portfolio, optionally with their Euler contributions, in one call.
@@ -337,10 +343,10 @@ def tail_risk(
         Asset simple returns per period (fractions), NaN where unobserved.
     confidence : float
         ``c`` in (0, 1), e.g. 0.95 (traced: no recompilation per value).
-    method : {"historical", "gaussian", "cornish_fisher"}
-        See the module docstring for the exact definitions.
     horizon : int, default 1
         Periods; overlapping sums (historical) or sqrt-of-time (parametric).
+    method : {"historical", "gaussian", "cornish_fisher"}
+        See the module docstring for the exact definitions.
     contributions : bool, default False
         Also return marginals and components.
 
@@ -370,8 +376,8 @@ def value_at_risk(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
 ) -> jax.Array:
     """Value at Risk of every portfolio (positive = loss), shape ``(P,)``.
 
@@ -382,15 +388,15 @@ def value_at_risk(
         Asset simple returns per period (fractions), NaN where unobserved.
     confidence : float
         ``c`` in (0, 1).
-    method : {"historical", "gaussian", "cornish_fisher"}
     horizon : int, default 1
+    method : {"historical", "gaussian", "cornish_fisher"}
 
     Returns
     -------
     array, shape (P,)
         Loss fraction over the horizon (the ``var`` of `tail_risk`).
     """
-    return tail_risk(weights, returns, confidence, method, horizon)["var"]
+    return tail_risk(weights, returns, confidence, horizon, method)["var"]
 
 
 @precise
@@ -398,14 +404,14 @@ def expected_shortfall(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
 ) -> jax.Array:
     """Expected Shortfall (CVaR) of every portfolio (positive = loss), shape ``(P,)``.
 
     Parameters are those of `value_at_risk`; this is the ``es`` of `tail_risk`.
     """
-    return tail_risk(weights, returns, confidence, method, horizon)["es"]
+    return tail_risk(weights, returns, confidence, horizon, method)["es"]
 
 
 @partial(jax.jit, static_argnames=("horizon", "contributions"))
@@ -443,11 +449,16 @@ def risk_contributions(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    measure: Measure = "volatility",
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
+    *,
+    measure: Measure = "volatility",
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Total, marginal and component (Euler) contributions of one risk measure.
+
+    The arguments come in the order of `value_at_risk`; ``measure`` is
+    keyword-only. The components sum to the measure itself (a volatility,
+    VaR or ES), not to 1 and not to the variance.
 
     Parameters
     ----------
@@ -455,10 +466,10 @@ def risk_contributions(
     returns : array, shape (T, A)
     confidence : float
         Ignored for ``measure="volatility"``.
-    measure : {"volatility", "var", "es"}
+    horizon : int, default 1
     method : {"historical", "gaussian", "cornish_fisher"}
         Ignored for volatility.
-    horizon : int, default 1
+    measure : {"volatility", "var", "es"}, default "volatility"
 
     Returns
     -------
@@ -475,7 +486,7 @@ def risk_contributions(
         return total, marginal, component
     if measure not in ("var", "es"):
         raise ValueError(f"unknown measure {measure!r}")
-    out = tail_risk(weights, returns, confidence, method, horizon, contributions=True)
+    out = tail_risk(weights, returns, confidence, horizon, method, contributions=True)
     return out[measure], out[f"{measure}_marginal"], out[f"{measure}_component"]
 
 

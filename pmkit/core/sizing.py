@@ -62,23 +62,23 @@ def fixed_fractional(
 @precise
 @jax.jit
 def vol_target(
-    equity: jax.Array, target_vol: jax.Array, price: jax.Array, asset_vol: jax.Array
+    equity: jax.Array, target_volatility: jax.Array, price: jax.Array, asset_volatility: jax.Array
 ) -> jax.Array:
-    """Units whose volatility in currency is ``target_vol * equity``.
+    """Units whose volatility in currency is ``target_volatility * equity``.
 
-    A position of ``q`` units has currency volatility ``q * price * asset_vol``,
-    so ``q = target_vol * equity / (price * asset_vol)``.
+    A position of ``q`` units has currency volatility ``q * price * asset_volatility``,
+    so ``q = target_volatility * equity / (price * asset_volatility)``.
 
     Parameters
     ----------
     equity : array
         Account equity (currency).
-    target_vol : array
+    target_volatility : array
         Target position volatility as a fraction of equity (same horizon as
-        ``asset_vol``, e.g. both annualised).
+        ``asset_volatility``, e.g. both annualised).
     price : array
         Price per unit (currency).
-    asset_vol : array
+    asset_volatility : array
         Volatility of the asset's simple returns (fraction, > 0).
 
     Returns
@@ -86,7 +86,7 @@ def vol_target(
     array
         Unrounded units.
     """
-    return target_vol * equity / (price * asset_vol)
+    return target_volatility * equity / (price * asset_volatility)
 
 
 @precise
