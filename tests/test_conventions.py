@@ -574,3 +574,29 @@ def _imports_of(path: Path) -> set[str]:
             for alias in node.names} | {
         node.module for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.module}
+
+
+def test_labelled_results_stay_right_when_optimizers_run_in_threads(panel):
+    """The optimizers' label-template cache is shared by threads: each result keeps its labels."""
+    complete = panel.dropna("time")
+    assets = complete["asset"].values
+    subsets = [list(assets[k : k + 4]) for k in range(20)]  # more label sets than the cache holds
+    errors, wrong = [], []
+
+    def fit(subset: list[str]) -> None:
+        try:
+            for _ in range(3):
+                res = po.MinimumVariance().fit(complete.sel(asset=subset))
+                if list(res.weights["asset"].values) != subset or (
+                    list(res.cov["asset_j"].values) != subset
+                ):
+                    wrong.append(subset)
+        except Exception as exc:  # any failure in a thread fails the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit, args=(s,)) for s in subsets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and wrong == []

@@ -23,6 +23,7 @@ and a `CovarianceRepairWarning` states the condition number before and after.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,7 +58,11 @@ COV_UNITS = "fraction**2 per year"
 
 Estimator = str | Callable[[xr.DataArray], xr.DataArray]
 
+# Labelled templates keyed by their label values (never by id(): a reused address would
+# return another problem's labels). Optimizers run in worker threads (PortfolioManager),
+# so reads and evictions go under the lock.
 _TEMPLATES: dict[tuple[Any, ...], xr.DataArray] = {}
+_TEMPLATES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,8 @@ class ProblemData:
         key = (kind, _label_key(self.assets), *(
             (k, _label_key(v)) for k, v in sorted(self.coords.items())
         ))
-        found = _TEMPLATES.get(key)
+        with _TEMPLATES_LOCK:
+            found = _TEMPLATES.get(key)
         if found is None:
             coords = self._coords()
             if kind == "matrix":
@@ -139,9 +145,10 @@ class ProblemData:
                 found = xr.DataArray(
                     np.empty(self.n), dims=("asset",), coords=xr.Coordinates(coords)
                 )
-            if len(_TEMPLATES) >= 16:
-                _TEMPLATES.pop(next(iter(_TEMPLATES)))
-            _TEMPLATES[key] = found
+            with _TEMPLATES_LOCK:
+                while len(_TEMPLATES) >= 16:
+                    _TEMPLATES.pop(next(iter(_TEMPLATES)))
+                _TEMPLATES[key] = found
         return found
 
     def _coords(self) -> dict[str, Any]:
