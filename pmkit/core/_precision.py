@@ -11,8 +11,12 @@ through `pmkit.model._apply.apply_core`, which does the same.
 
 JAX keys its jit caches on that flag, so each precision compiles once per
 shape and is then reused: switching costs one compilation, not one per call.
-Entering the context costs about a microsecond; when JAX's flag already has
-the wanted value (x64 on globally, or a nested pmkit call) nothing is entered.
+The wrapper adds about 5-7 microseconds of CPU time to a call (measured on a
+trivial jitted function: 12 us bare, 18 us wrapped); when JAX's flag already
+has the wanted value (x64 on globally, or a nested pmkit call) it enters
+nothing. Inside a caller's JAX trace (``jax.jit``/``jax.grad`` of a function
+calling pmkit) the flag is left as the caller set it: switching it mid-trace
+would mix 32- and 64-bit types in one program.
 """
 
 from __future__ import annotations
