@@ -24,12 +24,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/pmkit serve --port $(PORT) --address $(ADDRESS) $(if $(USERS),--users $(USERS))
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check pmkit widgets tests benchmarks
+test: lint
 	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pmkit widgets tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH)

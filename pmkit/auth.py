@@ -584,8 +584,7 @@ def is_active_user(registry: Registry, user: str) -> bool:
     The served app refuses logins whose pmkit user fails this check (pass
     ``functools.partial(is_active_user, registry)`` as ``is_allowed``).
     """
-    rec = registry.store.get("user", user)
-    return rec is not None and rec.status == "active"
+    return _user_status(registry, user) == "active"
 
 
 def check_users(
@@ -614,9 +613,17 @@ def check_users(
             if not registry(user):
                 problems[login] = f"pmkit user {user!r} is not allowed"
             continue
-        rec = registry.store.get("user", user)
-        if rec is None:
+        status = _user_status(registry, user)
+        if status is None:
             problems[login] = f"pmkit user {user!r} does not exist"
-        elif rec.status != "active":
-            problems[login] = f"pmkit user {user!r} is {rec.status}"
+        elif status != "active":
+            problems[login] = f"pmkit user {user!r} is {status}"
     return problems
+
+
+def _user_status(registry: Registry, user: str) -> str | None:
+    """The pmkit user's status, None when there is no such user (or the id is malformed)."""
+    try:
+        return str(registry.user_info(user)["status"])
+    except (NotFoundError, ValidationError):
+        return None

@@ -245,7 +245,7 @@ def _run_users(args: argparse.Namespace) -> int:
             if args.store is not None:
                 reg = _admin_registry(args)
                 changed = getattr(reg, f"{args.users_command}_user")(user)
-                reg.store.close()
+                reg.close()
                 state = f"{args.users_command}d" if changed else "was already " + (
                     "active" if args.users_command == "activate" else "inactive"
                 )
@@ -255,7 +255,7 @@ def _run_users(args: argparse.Namespace) -> int:
         elif args.users_command == "admin":
             reg = _admin_registry(args)
             changed = reg.set_admin(args.user, bool(args.grant))
-            reg.store.close()
+            reg.close()
             verb = ("granted" if args.grant else "revoked") if changed else "unchanged"
             print(f"administrator rights of pmkit user {args.user!r}: {verb} in {args.store}")
         else:  # list

@@ -12,6 +12,13 @@ group. An event names the portfolio (or group) it concerns; it reaches
 A subscriber of portfolio A never receives B's events while event isolation
 is on (the default; ``isolation.events`` in a registry config).
 
+A subscription is bound to a user (`pmkit.registry.Registry.subscribe` binds
+the session's): it receives an event only if ``may_read(user, event)``
+allows it, which the registry wires to its access policy. So a desk's
+viewer, even subscribed to everything (``"*"``), never sees another desk's
+trades. A subscription without a user is the process's own (an internal
+service such as the streaming valuation) and is not filtered.
+
 Handlers run in descending priority, ties in subscription order. A handler
 that raises never stops delivery to the others: the failure is published as
 an ``"event.handler_error"`` event to the same audience.
@@ -78,6 +85,7 @@ class Subscription:
     group: str | None
     priority: int
     bus: EventBus
+    user: str | None = None
 
     def cancel(self) -> None:
         """Stop receiving events."""
@@ -103,17 +111,27 @@ class EventBus:
         subscribers receive only events naming the group itself.
     isolate : bool
         When False, portfolio and group subscribers receive every event
-        (``isolation.events = False``).
+        (``isolation.events = False``); the per-user read check still applies.
+    may_read : callable, optional
+        ``may_read(user, event) -> bool`` for subscriptions bound to a user.
+        The registry supplies it; without it, user-bound subscriptions
+        receive nothing (closed by default).
     """
+
+    #: Topics after which cached read answers may be stale (roles, groups, users changed).
+    ACCESS_TOPICS = ("access.*", "group.*", "portfolio.deleted", "user.*")
 
     def __init__(
         self,
         ancestors: Callable[[str], Iterable[str]] | None = None,
         *,
         isolate: bool = True,
+        may_read: Callable[[str, Event], bool] | None = None,
     ) -> None:
         self.ancestors = ancestors
         self.isolate = isolate
+        self.may_read = may_read
+        self._readable: dict[tuple[str, str | None, str | None, str], bool] = {}
         self._subs: list[Subscription] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -126,6 +144,7 @@ class EventBus:
         portfolio: str | None = None,
         group: str | None = None,
         priority: int = 0,
+        user: str | None = None,
     ) -> Subscription:
         """Register ``handler`` for topics matching ``pattern``.
 
@@ -139,12 +158,17 @@ class EventBus:
             Restrict to one portfolio, or to a group and its members. At most one.
         priority : int
             Higher runs first.
+        user : str, optional
+            Whose permissions filter delivery (see the module notes); None is
+            the process's own subscriber.
         """
         if portfolio is not None and group is not None:
             from pmkit.errors import ValidationError
 
             raise ValidationError("group", group, "subscribe to a portfolio or a group, not both")
-        sub = Subscription(next(self._ids), pattern, handler, portfolio, group, priority, self)
+        sub = Subscription(
+            next(self._ids), pattern, handler, portfolio, group, priority, self, user
+        )
         with self._lock:
             self._subs.append(sub)
         return sub
@@ -179,8 +203,29 @@ class EventBus:
                 scopes = self._scopes(event)
             if s.group in scopes:
                 chosen.append(s)
+        chosen = [s for s in chosen if s.user is None or self._may_read(s.user, event)]
         chosen.sort(key=lambda s: (-s.priority, s.id))
         return chosen
+
+    def _may_read(self, user: str, event: Event) -> bool:
+        if self.may_read is None:
+            return False
+        # memoized per (user, target, kind of registry-wide event): the check is a few
+        # store reads, and a streaming tick publishes one event per portfolio
+        key = (
+            user,
+            event.portfolio,
+            event.group,
+            "" if event.portfolio or event.group else event.topic + repr(event.payload.get("user")),
+        )
+        ok = self._readable.get(key)
+        if ok is None:
+            ok = self._readable[key] = bool(self.may_read(user, event))
+        return ok
+
+    def forget_access(self) -> None:
+        """Drop memoized read answers (after roles, groups or users change)."""
+        self._readable.clear()
 
     def _scopes(self, event: Event) -> set[str]:
         """Ids whose subscribers an event concerns: its target and the target's groups."""
@@ -199,6 +244,8 @@ class EventBus:
         Coroutine handlers are scheduled on the running loop when there is one
         in this thread, otherwise run to completion before the next handler.
         """
+        if any(fnmatch.fnmatchcase(event.topic, p) for p in self.ACCESS_TOPICS):
+            self.forget_access()
         report = DeliveryReport()
         for sub in self.audience(event):
             try:
@@ -213,6 +260,8 @@ class EventBus:
 
     async def publish_async(self, event: Event) -> DeliveryReport:
         """Deliver ``event``, awaiting coroutine handlers one by one in priority order."""
+        if any(fnmatch.fnmatchcase(event.topic, p) for p in self.ACCESS_TOPICS):
+            self.forget_access()
         report = DeliveryReport()
         for sub in self.audience(event):
             try:

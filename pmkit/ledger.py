@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pmkit.codec import decode, encode
 from pmkit.errors import ValidationError
 from pmkit.validation import (
     MAX_AMOUNT,
@@ -36,7 +37,13 @@ __all__ = [
     "cash_effect",
     "check_balances",
     "replay",
+    "utcnow",
 ]
+
+
+def utcnow() -> datetime:
+    """Now, as the ledger stamps times: tz-naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 EntryKind = Literal["trade", "cash"]
 
@@ -145,17 +152,13 @@ class LedgerEntry:
         return replace(self, ts=ts, quantity=quantity, price=price, fee=fee, amount=amount)
 
     def to_record(self) -> dict[str, Any]:
-        """Plain dict with ``ts`` as ISO text, for storage."""
-        d = asdict(self)
-        d["ts"] = self.ts.isoformat()
-        return d
+        """Plain dict with ``ts`` as ISO text, for storage (the one codec, `pmkit.codec`)."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: dict[str, Any]) -> LedgerEntry:
         """Inverse of `to_record`."""
-        d = dict(d)
-        d["ts"] = datetime.fromisoformat(d["ts"])
-        return cls(**d)
+        return decode(cls, d)
 
 
 def cash_effect(entry: LedgerEntry) -> float:

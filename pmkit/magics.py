@@ -190,7 +190,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
         reg.set_active_portfolio(args.id)
         return reg.portfolio(args.id)
     if args.cmd == "show":
-        if args.id is not None and reg.store.get("group", args.id) is not None:
+        if args.id is not None and reg.view().record("group", args.id) is not None:
             return reg.group(args.id)
         return reg.portfolio(args.id)
     if args.cmd == "groups":
@@ -215,7 +215,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return book.list(args.state, args.scope)
     if args.cmd == "stream":
         return _stream(reg, args)
-    info = reg.store.info()
+    info = reg.store_info()
     return f"{reg.user} on {info.backend}:{info.location} (schema v{info.schema_version})"
 
 

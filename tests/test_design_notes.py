@@ -28,6 +28,7 @@ from pmkit.coordinator import (
 )
 from pmkit.datasets import load_market
 from pmkit.errors import ConfigError, ValidationError
+from pmkit.integration import Integration
 from pmkit.registry import Registry
 from pmkit.strategies import (
     CrossSectionalMomentum,
@@ -473,15 +474,17 @@ def test_note_001_registry_lifecycle_selection_and_grouping(market):
     assert integration.portfolio(portfolio_id).status == "archived"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="001's cross-portfolio operations have no Registry methods yet (registry.py is the"
-    " kernel task's); strict: remove this marker when they land",
-)
 def test_note_001_cross_portfolio_operations(market):
-    """001 "API Extensions", Cross-Portfolio Operations."""
-    integration = RiskManager(NOTE_001_CONFIG, market=market).registry
+    """001 "API Extensions", Cross-Portfolio Operations, on books with a history to compare."""
+    start = pd.Timestamp("2021-01-04")
+    integration = Integration.from_config(NOTE_001_CONFIG, market=market, at=start.to_pydatetime())
+    close = market["close"].sel(time=start)
+    for pid, assets in (("growth_strategy", ["AAPL", "MSFT"]), ("income_strategy", ["KO", "PG"])):
+        cash = integration.positions(pid).cash
+        for a in assets:
+            qty = float(np.floor(0.4 * cash / float(close.sel(asset=a))))
+            integration.record_trade(a, qty, float(close.sel(asset=a)), portfolio=pid,
+                                     ts=(start + pd.Timedelta(hours=16)).to_pydatetime())
     portfolio_ids, metrics = ["growth_strategy", "income_strategy"], ["sharpe", "volatility"]
     comparison = integration.compare_portfolios(portfolio_ids, metrics)
     correlation = integration.calculate_correlation(portfolio_ids)
@@ -489,5 +492,12 @@ def test_note_001_cross_portfolio_operations(market):
     consolidated_report = integration.generate_consolidated_report(portfolio_ids)
     # the shapes a user of the note expects: one row per portfolio, a unit diagonal
     assert list(comparison.index) == portfolio_ids and list(comparison.columns) == metrics
-    assert np.allclose(np.diag(np.asarray(correlation, dtype=float)), 1.0)
-    assert diversification is not None and consolidated_report is not None
+    corr = np.asarray(correlation, dtype=float)
+    assert np.allclose(np.diag(corr), 1.0) and np.allclose(corr, corr.T)
+    assert -1.0 < corr[0, 1] < 1.0
+    # two books that are not perfectly correlated diversify: the ratio exceeds 1
+    assert diversification.diversification_ratio > 1.0
+    held = consolidated_report.holdings
+    for a in ("AAPL", "MSFT", "KO", "PG"):
+        total = sum(integration.positions(p).quantities.get(a, 0.0) for p in portfolio_ids)
+        assert held.loc[a, "quantity"] == pytest.approx(total)

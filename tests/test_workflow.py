@@ -464,8 +464,8 @@ def test_the_workflow_resumes_after_a_restart(tmp_path, clock):
     reg = open_demo(path)  # a new process
     book = ProposalBook(reg.as_user("alice"), clock=clock)
     assert book.get("rb-1") == approved
-    with pytest.raises(PermissionDenied):
-        ProposalBook(reg.as_user("dave")).get("rb-1")  # dave sees client_b only
+    with pytest.raises(NotFoundError):  # dave sees client_b only: not even that it exists
+        ProposalBook(reg.as_user("dave")).get("rb-1")
     paper = PaperBroker(reg.as_user("alice"), clock=clock)
     p = book.submit("rb-1", paper)
     assert [o.id for o in paper.open_orders()] == p.info["orders"] == ["rb-1-1", "rb-1-2"]

@@ -126,14 +126,13 @@ def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
 def _who(registry: Registry, logins: bool) -> str:
     """Header text: the acting user, their roles, and a logout link when logins are on."""
     user = registry.user
-    rec = registry.store.get("user", user)
-    data = rec.data if rec is not None else {}
+    data = registry.user_info(user)
     name = data.get("display_name") or user
     if data.get("admin"):
         roles = "administrator"
     else:
-        grants = registry.store.grants(user_id=user)
-        roles = ", ".join(f"{g.role} on {g.scope_id}" for g in grants) or "no roles"
+        grants = registry.view().own_grants()
+        roles = ", ".join(f"{role} on {scope}" for scope, role in grants) or "no roles"
     logout = " · <a href='./logout' class='pmkit-logout'>Log out</a>" if logins else ""
     return (f"<span class='pmkit-user'>Signed in as <b>{escape_text(name)}</b> "
             f"(<code>{escape_text(user)}</code>: {escape_text(roles)})</span>{logout}")
@@ -339,9 +338,7 @@ def serve(
             stream.stop()
         if feed is not None:
             feed.stop_thread()
-        close = getattr(registry.store, "close", None)
-        if close is not None:
-            close()
+        registry.close()
 
 
 def _origins(address: str, port: int, extra: Sequence[str]) -> list[str]:

@@ -363,7 +363,7 @@ class ApprovalView(ServiceView):
             finally:
                 self._updating = False
             p = found.get(target) if target is not None else None
-            audit = self.registry.store.audit(target=p.id) if p is not None else []
+            audit = self.registry.view().audit(target=p.id) if p is not None else []
             key = None if p is None else (p.to_record(), [a.seq for a in audit])
             if key != self._shown_key:
                 self._render(p, audit)

@@ -29,7 +29,7 @@ import param
 from pmkit.errors import PmkitError
 
 if TYPE_CHECKING:
-    from pmkit.events import Event, EventBus, Subscription
+    from pmkit.events import Event, Subscription
     from pmkit.registry import Registry
 
 __all__ = [
@@ -114,7 +114,7 @@ class LiveRefresh:
     _closed: bool = False
 
     def _start_live(
-        self, bus: EventBus, topics: Sequence[str], layout: pn.viewable.Viewable
+        self, registry: Registry, topics: Sequence[str], layout: pn.viewable.Viewable
     ) -> None:
         self._callback: Any = None
         self._closed = False
@@ -125,7 +125,8 @@ class LiveRefresh:
         # The layout keeps the view alive while it is displayed.
         layout._pmkit_view = self  # type: ignore[attr-defined]
         handler = _weak_handler(self)
-        self._subs = [bus.subscribe(t, handler) for t in topics]
+        # bound to the session's user: another desk's events never reach this view
+        self._subs = [registry.subscribe(t, handler) for t in topics]
         self._finalizer = weakref.finalize(self, _cancel, list(self._subs), self._timers)
         self._safe_refresh()
         poll = getattr(self, "poll_period", None)
@@ -457,7 +458,7 @@ class ServiceView(Messages, RefreshingView):
     def _start(self, layout: pn.layout.Panel) -> None:
         """Finish construction: follow the bus, first read, polling."""
         self._layout = layout
-        self._start_live(self.registry.bus, self.topics, layout)
+        self._start_live(self.registry, self.topics, layout)
 
     def __panel__(self) -> pn.layout.Panel:
         return self._layout

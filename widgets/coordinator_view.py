@@ -217,7 +217,7 @@ class CoordinatorView(Messages, RefreshingView):
             self._closed_table,
             sizing_mode="stretch_width",
         )
-        self._start_live(coordinator.registry.bus, self.topics, self._layout)
+        self._start_live(coordinator.registry, self.topics, self._layout)
 
     # -- reading ----------------------------------------------------------------------
     @property
@@ -292,16 +292,7 @@ class CoordinatorView(Messages, RefreshingView):
         return "; ".join(parts)
 
     def _closed_records(self, states: Sequence[str]) -> list[dict[str, Any]]:
-        reg = self.coordinator.registry
-        seen: dict[str, bool] = {}
-        out = []
-        for rec in reg.store.list("signal", list(states)):
-            pid = rec.data.get("portfolio")
-            if pid not in seen:
-                seen[pid] = reg.can("view", pid)
-            if seen[pid]:
-                out.append(rec.data)
-        return out
+        return self.coordinator.signal_records(states)
 
     def _closed_frame(self, closed: Sequence[dict[str, Any]]) -> pd.DataFrame:
         rows = sorted(closed, key=lambda d: -int(d.get("seq", 0)))

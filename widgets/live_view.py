@@ -158,7 +158,7 @@ class LiveView(Messages, RefreshingView):
             css_classes=["pmkit-live"],
         )
         # no bus topics: the stream's own throttle sets the pace of the timer
-        self._start_live(stream.registry.bus, (), self._layout)
+        self._start_live(stream.registry, (), self._layout)
 
     # -- reading ------------------------------------------------------------------------
     @property

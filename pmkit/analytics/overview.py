@@ -10,9 +10,7 @@ views that poll the store every few seconds recompute only after a change.
 from __future__ import annotations
 
 import math
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,29 +28,13 @@ __all__ = ["TRADING_DAYS", "group_overview", "portfolio_overview", "risk_overvie
 #: Trading days per year used to annualize daily volatility.
 TRADING_DAYS = 252
 
-_CACHE_SIZE = 32
-_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_cache_lock = threading.Lock()
 T = TypeVar("T")
 
 
-def _state_key(registry: Registry) -> tuple[Any, ...]:
-    """What the results depend on: the store's last audited change, the market, the user."""
-    last = registry.store.audit(limit=1)
-    return (id(registry.store), last[-1].seq if last else 0, id(registry.market), registry.user)
-
-
 def _cached(registry: Registry, name: str, args: tuple[Any, ...], compute: Callable[[], T]) -> T:
-    key = (name, *_state_key(registry), *args)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _copy(_cache[key])
-    value = compute()
-    with _cache_lock:
-        _cache[key] = value
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    """``compute()``, cached by the registry until the store changes (per user and market)."""
+    key = (name, registry.revision(), registry.user, *args)
+    value, _ = registry.derived.get(key, (registry.market,), compute)
     return _copy(value)
 
 

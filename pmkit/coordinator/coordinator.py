@@ -154,18 +154,26 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 
 @dataclass
-class _Shared:
-    """State shared by every session (`as_user`) of one coordinator."""
+class _Counts:
+    """One portfolio's signal statistics (kept per portfolio so each user sees only theirs)."""
 
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    heap: list[tuple[int, int, str]] = field(default_factory=list)
-    live: dict[str, Signal] = field(default_factory=dict)
-    by_key: dict[tuple[str, str], dict[str, Signal]] = field(default_factory=dict)
     states: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
     rejections: Counter[str] = field(default_factory=Counter)
     conflicts: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Shared:
+    """State shared by every session (`as_user`) of one coordinator."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    #: one priority queue per portfolio: a desk's backlog never stands in front of another's
+    heaps: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+    live: dict[str, Signal] = field(default_factory=dict)
+    by_key: dict[tuple[str, str], dict[str, Signal]] = field(default_factory=dict)
+    counts: dict[str, _Counts] = field(default_factory=dict)
     seq: int = 0
     settings: dict[str, ResolutionStrategy] = field(default_factory=dict)
     nav: dict[str, float] = field(default_factory=dict)
@@ -176,26 +184,35 @@ class _Shared:
     )
 
     # -- bookkeeping (callers hold the lock) --------------------------------------------
+    def counts_of(self, portfolio: str) -> _Counts:
+        c = self.counts.get(portfolio)
+        if c is None:
+            c = self.counts[portfolio] = _Counts()
+        return c
+
     def account(self, data: Mapping[str, Any]) -> None:
         """Count a record as it was decided on receipt, then in its current state."""
-        self.states[data["status"]] += 1
-        self.accepted += bool(data.get("accepted"))
+        c = self.counts_of(data["portfolio"])
+        c.states[data["status"]] += 1
+        c.accepted += bool(data.get("accepted"))
         if data.get("reason") and data["status"] == S.REJECTED:
-            self.rejections[data["reason"]] += 1
-        for c in data.get("conflicts", ()):
-            self.conflicts[c["kind"]] += 1
+            c.rejections[data["reason"]] += 1
+        for conflict in data.get("conflicts", ()):
+            c.conflicts[conflict["kind"]] += 1
         if data.get("latency_ms") is not None:
-            self.latencies.append(float(data["latency_ms"]))
+            c.latencies.append(float(data["latency_ms"]))
 
-    def move(self, old: str, new: str) -> None:
-        self.states[old] -= 1
-        self.states[new] += 1
+    def move(self, portfolio: str, old: str, new: str) -> None:
+        c = self.counts_of(portfolio)
+        c.states[old] -= 1
+        c.states[new] += 1
 
     def add_live(self, sig: Signal) -> None:
         self.live[sig.id] = sig
         self.by_key.setdefault((sig.portfolio, sig.symbol), {})[sig.id] = sig
         if sig.status is S.QUEUED:
-            heapq.heappush(self.heap, (-int(sig.priority), sig.seq, sig.id))
+            heap = self.heaps.setdefault(sig.portfolio, [])
+            heapq.heappush(heap, (-int(sig.priority), sig.seq, sig.id))
 
     def drop_live(self, sig_id: str) -> None:
         old = self.live.pop(sig_id, None)
@@ -204,6 +221,18 @@ class _Shared:
             bucket.pop(sig_id, None)
             if not bucket:
                 self.by_key.pop((old.portfolio, old.symbol), None)
+
+    def queued_top(self, portfolio: str) -> tuple[int, int, str] | None:
+        """The portfolio's next queued entry, dropping entries displaced since they queued."""
+        heap = self.heaps.get(portfolio)
+        while heap:
+            sig = self.live.get(heap[0][2])
+            if sig is not None and sig.status is S.QUEUED:
+                return heap[0]
+            heapq.heappop(heap)
+        if heap is not None:
+            del self.heaps[portfolio]
+        return None
 
     def wake(self) -> None:
         for loop, fut in list(self.waiters):
@@ -265,7 +294,7 @@ class StrategyCoordinator:
                 raise ValidationError(
                     "risk_manager", type(risk_manager).__name__, "must be a RiskManager or None"
                 )
-            if risk_manager.registry.store is not registry.store:
+            if not risk_manager.registry.shares_store_with(registry):
                 raise ValidationError(
                     "risk_manager", risk_manager.portfolio, "is on another store than the registry"
                 )
@@ -288,7 +317,7 @@ class StrategyCoordinator:
             )
         if (
             isinstance(group_conflicts, str)
-            and registry.store.get("group", group_conflicts) is None
+            and registry.view().record("group", group_conflicts) is None
         ):
             raise NotFoundError("group", group_conflicts)
         self.registry = registry
@@ -314,11 +343,12 @@ class StrategyCoordinator:
 
     def _load(self) -> None:
         sh = self._sh
-        store = self.registry.store
+        # the queue is shared by every user of this coordinator: load all, filter on read
+        everything = self.registry.service_view()
         with sh.lock:
-            for rec in store.list(SETTINGS_KIND):
+            for rec in everything.records(SETTINGS_KIND):
                 sh.settings[rec.id] = parse_resolution(rec.data["resolution"])
-            for rec in store.list(SIGNAL_KIND):
+            for rec in everything.records(SIGNAL_KIND):
                 data = rec.data
                 sh.seq = max(sh.seq, int(data["seq"]))
                 sh.account(data)
@@ -391,9 +421,10 @@ class StrategyCoordinator:
         if not self.group_conflicts:
             return ()
         if pid not in self._sh.peers:
-            store = self.registry.store
+            # conflicts are found across desks whoever submits: the tree unfiltered
+            tree = self.registry.service_view()
             if self.group_conflicts is True:
-                groups = store.parents(pid)
+                groups = tree.parents(pid)
             else:
                 groups = [self.group_conflicts] if pid in self._leaves(self.group_conflicts) else []
             found: set[str] = set()
@@ -404,19 +435,7 @@ class StrategyCoordinator:
         return self._sh.peers[pid]
 
     def _leaves(self, gid: str) -> list[str]:
-        store = self.registry.store
-        out: list[str] = []
-        stack, seen = [gid], {gid}
-        while stack:
-            for m in store.members(stack.pop()):
-                if m.member_id in seen:
-                    continue
-                seen.add(m.member_id)
-                if store.get("group", m.member_id) is not None:
-                    stack.append(m.member_id)
-                else:
-                    out.append(m.member_id)
-        return out
+        return self.registry.service_view().group_portfolios(gid)
 
     # -- processing -------------------------------------------------------------------------
     def _portfolio_of(self, raw: Mapping[str, Any]) -> str:
@@ -525,7 +544,7 @@ class StrategyCoordinator:
             sh.seq = seq
             sh.account(data)
             for old, new in losers:
-                sh.move(old.status, new.status)
+                sh.move(old.portfolio, old.status, new.status)
                 sh.drop_live(old.id)
             if error is None and final.status is S.QUEUED:
                 sh.add_live(final)
@@ -537,8 +556,7 @@ class StrategyCoordinator:
             return final
 
     def _publish(self, events: list[Any]) -> None:
-        for event in events:
-            self.registry.bus.publish(event)
+        self.registry.publish(events)
 
     def _decide(
         self,
@@ -721,20 +739,36 @@ class StrategyCoordinator:
 
     # -- the queue -----------------------------------------------------------------------------
     def _take(
-        self, loop: asyncio.AbstractEventLoop
+        self, loop: asyncio.AbstractEventLoop, scope: frozenset[str] | None
     ) -> tuple[Signal | None, asyncio.Future[None] | None]:
-        """The next queued signal (dispatched), or a future that a new signal will wake."""
+        """The next signal this user may execute (dispatched), or a future a new signal wakes.
+
+        Queues are per portfolio: the best head among the portfolios the user
+        may ``signal.execute`` on (and within ``scope`` when given) wins, so a
+        signal the user may not touch never blocks the ones they may.
+        """
         sh = self._sh
+        view = self.registry.view()
         with sh.lock:
-            while sh.heap:
-                entry = heapq.heappop(sh.heap)
-                sig = sh.live.get(entry[2])
-                if sig is None or sig.status is not S.QUEUED:
-                    continue  # displaced or executed since it was queued
+            while True:
+                best: tuple[int, int, str] | None = None
+                best_pid = ""
+                for pid in list(sh.heaps):
+                    if scope is not None and pid not in scope:
+                        continue
+                    top = sh.queued_top(pid)
+                    if top is None or (best is not None and top >= best):
+                        continue
+                    if view.may("signal.execute", pid):
+                        best, best_pid = top, pid
+                if best is None:
+                    break
+                heapq.heappop(sh.heaps[best_pid])
+                sig = sh.live[best[2]]
                 try:
                     out = self._dispatch(sig)
                 except BaseException:
-                    heapq.heappush(sh.heap, entry)
+                    heapq.heappush(sh.heaps.setdefault(best_pid, []), best)
                     raise
                 if out is not None:
                     return out, None
@@ -744,12 +778,12 @@ class StrategyCoordinator:
 
     def _dispatch(self, sig: Signal) -> Signal | None:
         sh = self._sh
-        rec = self.registry.store.get(SIGNAL_KIND, sig.id)
+        rec = self.registry.service_view().record(SIGNAL_KIND, sig.id)
         if rec is None or rec.status != S.QUEUED:
             # Changed by another writer of the store: follow the store and skip it.
             sh.drop_live(sig.id)
             if rec is not None:
-                sh.move(S.QUEUED, rec.status)
+                sh.move(sig.portfolio, S.QUEUED, rec.status)
                 if rec.status == S.DISPATCHED:
                     sh.add_live(Signal.from_record(rec.data))
             return None
@@ -770,35 +804,46 @@ class StrategyCoordinator:
                 side=str(sig.side),
             )
             events = m.take_events()
-        sh.move(S.QUEUED, S.DISPATCHED)
+        sh.move(sig.portfolio, S.QUEUED, S.DISPATCHED)
         sh.drop_live(sig.id)
         sh.add_live(new)
         self._publish(events)
         return new
 
-    async def get_next_signal(self, timeout: float | None = None) -> Signal | None:
-        """The highest-priority queued signal (ties: earliest received), now dispatched.
+    async def get_next_signal(
+        self, timeout: float | None = None, *, portfolio: str | None = None
+    ) -> Signal | None:
+        """The highest-priority queued signal this user may execute (ties: earliest), dispatched.
+
+        Each portfolio has its own queue. Signals of portfolios where the user
+        lacks ``signal.execute`` stay queued for someone who has it and never
+        stand in the way: a desk's trader gets the desk's next signal whatever
+        other desks have queued.
 
         Parameters
         ----------
         timeout : float, optional
             Seconds to wait for a signal when none is queued; None waits for ever.
+        portfolio : str, optional
+            Take only from this portfolio's queue, or from those of this group's
+            portfolios (nested included); default: every portfolio the user may
+            execute on.
 
         Returns
         -------
         Signal or None
-            None when ``timeout`` passed with nothing queued.
+            None when ``timeout`` passed with nothing queued for this user.
 
         Raises
         ------
-        PermissionDenied
-            The user may not ``signal.execute`` on the next signal's portfolio
-            (it stays queued).
+        NotFoundError
+            ``portfolio`` names no visible portfolio or group.
         """
+        scope = None if portfolio is None else frozenset(self._scope(portfolio))
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + max(float(timeout), 0.0)
         while True:
-            sig, fut = self._take(loop)
+            sig, fut = self._take(loop, scope)
             if sig is not None:
                 return sig
             assert fut is not None
@@ -863,19 +908,38 @@ class StrategyCoordinator:
                     result=result,
                 )
                 events = m.take_events()
-            sh.move(state, S.EXECUTED)
+            sh.move(new.portfolio, state, S.EXECUTED)
             sh.drop_live(signal_id)
             self._publish(events)
         return new
 
-    # -- reads -------------------------------------------------------------------------------
+    # -- reads (each filtered by what this user may view) ---------------------------------
+    def _scope(self, target: str) -> list[str]:
+        """The visible portfolios ``target`` means: itself, or a group's portfolios."""
+        view = self.registry.view()
+        if view.record("group", target) is not None:
+            return view.group_portfolios(target)
+        view.portfolio(target)  # NotFoundError / PermissionDenied
+        return [target]
+
     def record(self, signal_id: str) -> dict[str, Any]:
-        """A signal's stored data (needs VIEWER on its portfolio); any state."""
-        rec = self.registry.store.get(SIGNAL_KIND, signal_id)
+        """A signal's stored data (needs VIEWER on its portfolio); any state.
+
+        A signal of a portfolio the user may not view is reported missing
+        (`NotFoundError`), so its existence does not leak either.
+        """
+        rec = self.registry.view().record(SIGNAL_KIND, signal_id)
         if rec is None:
             raise NotFoundError("signal", signal_id)
-        self.registry.require("view", rec.data["portfolio"])
         return rec.data
+
+    def signal_records(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Stored data of the signals this user may view, by id, optionally in ``states``.
+
+        Includes rejected inputs (which have no `Signal`), as the views show them.
+        """
+        statuses = None if states is None else [str(S(x)) for x in states]
+        return [r.data for r in self.registry.view().records(SIGNAL_KIND, statuses)]
 
     def signal(self, signal_id: str) -> Signal:
         """A signal as stored. Signals rejected at validation have no `Signal`: see `record`."""
@@ -884,25 +948,36 @@ class StrategyCoordinator:
             raise NotFoundError("valid signal", signal_id)
         return Signal.from_record(data)
 
+    def _visible(self, signals: Sequence[Signal]) -> list[Signal]:
+        view = self.registry.view()
+        return [s for s in signals if view.may_read(s.portfolio)]
+
     def queued_signals(self) -> list[Signal]:
-        """Queued signals in the order `get_next_signal` would hand them out."""
+        """Queued signals of the portfolios this user may view, in queue order.
+
+        The order is priority, then receipt, across portfolios: the order an
+        administrator's `get_next_signal` would hand them out.
+        """
         with self._sh.lock:
             q = [s for s in self._sh.live.values() if s.status is S.QUEUED]
-        return sorted(q, key=lambda s: (-int(s.priority), s.seq))
+        return sorted(self._visible(q), key=lambda s: (-int(s.priority), s.seq))
 
     def live_signals(self) -> list[Signal]:
-        """Queued (in queue order) then dispatched (in receipt order) signals."""
+        """Queued (in queue order) then dispatched (in receipt order) signals this user may view."""
         with self._sh.lock:
             d = [s for s in self._sh.live.values() if s.status is S.DISPATCHED]
-        return [*self.queued_signals(), *sorted(d, key=lambda s: s.seq)]
+        return [*self.queued_signals(), *sorted(self._visible(d), key=lambda s: s.seq)]
 
     @property
     def pending(self) -> int:
-        """Number of queued signals."""
-        return self._sh.states[S.QUEUED]
+        """Number of queued signals of the portfolios this user may view."""
+        view = self.registry.view()
+        with self._sh.lock:
+            counts = list(self._sh.counts.items())
+        return sum(int(c.states[S.QUEUED]) for pid, c in counts if view.may_read(pid))
 
     def get_processing_stats(self) -> dict[str, Any]:
-        """Counts, rejection reasons, conflicts and processing latency.
+        """Counts, rejection reasons, conflicts and processing latency, over visible portfolios.
 
         Returns
         -------
@@ -916,21 +991,35 @@ class StrategyCoordinator:
             signal for ``position``), and ``latency_ms``: ``count``, ``mean``,
             ``p50``, ``p95``, ``p99``, ``max`` of the time from receipt to
             decision in milliseconds (linear-interpolated percentiles; None
-            before any signal). Statistics cover every signal in the store,
-            including those before a restart.
+            before any signal). Statistics cover every signal in the store of
+            the portfolios this user may view, including those before a restart.
         """
+        view = self.registry.view()
         sh = self._sh
+        states: Counter[str] = Counter()
+        rejections: Counter[str] = Counter()
+        conflicts: Counter[str] = Counter()
+        accepted = 0
+        lats: list[float] = []
         with sh.lock:
-            states = {str(s): int(sh.states[s]) for s in S}
-            lat = np.asarray(sh.latencies, dtype=np.float64)
-            stats: dict[str, Any] = {
-                "received": sum(states.values()),
-                "accepted": sh.accepted,
-                **states,
-                "by_state": dict(states),
-                "rejections": dict(sorted(sh.rejections.items())),
-                "conflicts": dict(sorted((k, v) for k, v in sh.conflicts.items() if v)),
-            }
+            for pid, c in sh.counts.items():
+                if not view.may_read(pid):
+                    continue
+                states.update(c.states)
+                rejections.update(c.rejections)
+                conflicts.update(c.conflicts)
+                accepted += c.accepted
+                lats.extend(c.latencies)
+        by_state = {str(s): int(states[s]) for s in S}
+        lat = np.asarray(lats, dtype=np.float64)
+        stats: dict[str, Any] = {
+            "received": sum(by_state.values()),
+            "accepted": accepted,
+            **by_state,
+            "by_state": dict(by_state),
+            "rejections": dict(sorted((k, v) for k, v in rejections.items() if v)),
+            "conflicts": dict(sorted((k, v) for k, v in conflicts.items() if v)),
+        }
         if lat.size:
             p50, p95, p99 = np.percentile(lat, [50, 95, 99])
             stats["latency_ms"] = {
@@ -947,14 +1036,7 @@ class StrategyCoordinator:
         return stats
 
     def _visible_live(self) -> list[Signal]:
-        seen: dict[str, bool] = {}
-        out = []
-        for s in self.live_signals():
-            if s.portfolio not in seen:
-                seen[s.portfolio] = self.registry.can("view", s.portfolio)
-            if seen[s.portfolio]:
-                out.append(s)
-        return out
+        return self.live_signals()
 
     def get_active_signals_summary(self) -> dict[str, Any]:
         """Live signals of the portfolios this user may view, counted several ways.
@@ -995,10 +1077,7 @@ class StrategyCoordinator:
         return pd.DataFrame([_row(s) for s in self._visible_live()], columns=cols).set_index("id")
 
     def __repr__(self) -> str:
-        return (
-            f"StrategyCoordinator({self.registry!r}, queued={self.pending},"
-            f" live={len(self._sh.live)})"
-        )
+        return f"StrategyCoordinator({self.registry!r}, queued={self.pending})"
 
 
 _row_fields = (

@@ -28,12 +28,13 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pmkit.errors import NotFoundError, ValidationError
+from pmkit.codec import decode, encode
+from pmkit.errors import ConfigError, NotFoundError, ValidationError
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.validation import (
     MAX_AMOUNT,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
 
 __all__ = [
+    "FILL_LISTENERS",
     "OPEN_ORDER_STATUSES",
     "Broker",
     "ExecutionService",
@@ -57,6 +59,7 @@ __all__ = [
     "Order",
     "OrderStatus",
     "new_order_id",
+    "register_fill_listener",
 ]
 
 FillHandler = Callable[["Fill"], Any]
@@ -221,18 +224,13 @@ class Order:
         return replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (the store's ``data``)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["status"] = str(self.status)
-        d["fill_ids"] = list(self.fill_ids)
-        return d
+        """JSON-ready dict (the store's ``data``), by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> Order:
         """Inverse of `to_record`."""
-        d = dict(d)
-        d["status"] = OrderStatus(d["status"])
-        return cls(**d)
+        return decode(cls, d)
 
 
 @dataclass(frozen=True)
@@ -281,17 +279,13 @@ class Fill:
         return self.commission + self.spread + self.impact
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (``ts`` as ISO text)."""
-        d = asdict(self)
-        d["ts"] = self.ts.isoformat()
-        return d
+        """JSON-ready dict (``ts`` as ISO text), by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> Fill:
         """Inverse of `to_record`."""
-        d = dict(d)
-        d["ts"] = datetime.fromisoformat(d["ts"])
-        return cls(**d)
+        return decode(cls, d)
 
 
 class Broker(ABC):
@@ -368,6 +362,26 @@ def _json_checked(value: Any, name: str) -> Any:
         raise ValidationError(name, value, f"must be JSON-serialisable: {exc}") from exc
 
 
+#: Called inside a fill's transaction for orders that belong to a parent record, by the
+#: parent's kind: ``listener(ctx, order_after, fill, now=)``. Execution sits below the
+#: services that create orders (rebalance), so they register here instead of being imported.
+FILL_LISTENERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_fill_listener(kind: str, listener: Callable[..., Any]) -> None:
+    """Have ``listener(ctx, order, fill, now=)`` book fills of orders whose parent is ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        The parent record's kind (``"proposal"`` for `Order.proposal_id`).
+    listener : callable
+        Runs inside the fill's write context, so the parent's update
+        commits (or rolls back) with the fill.
+    """
+    FILL_LISTENERS[kind] = listener
+
+
 class _AlreadyBooked(Exception):
     """Raised inside the fill transaction to roll it back when the fill is a duplicate."""
 
@@ -401,7 +415,7 @@ class FillRecorder:
 
     def is_booked(self, fill: Fill) -> bool:
         """Whether a fill with this id is already in the order's record."""
-        rec = self.registry.store.get("order", fill.order_id)
+        rec = self.registry.view().record("order", fill.order_id)
         return rec is not None and fill.id in rec.data.get("fill_ids", [])
 
     def record(self, fill: Fill) -> Order | None:
@@ -479,9 +493,15 @@ class FillRecorder:
             remaining=after.remaining,
         )
         if order.proposal_id is not None:
-            from pmkit.rebalance.workflow import apply_fill
-
-            apply_fill(m, after, fill, now=self.clock())
+            listener = FILL_LISTENERS.get("proposal")
+            if listener is None:  # rolls the fill back: nothing is booked half-way
+                raise ConfigError(
+                    "order.proposal_id",
+                    order.proposal_id,
+                    "fills of proposal orders update the proposal: import pmkit.rebalance"
+                    " (which registers its fill listener) before recording them",
+                )
+            listener(m, after, fill, now=self.clock())
         return after
 
     @staticmethod

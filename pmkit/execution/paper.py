@@ -41,7 +41,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from pmkit.codec import encode
 from pmkit.errors import (
+    AlreadyExistsError,
     ConfigError,
     NotFoundError,
     PermissionDenied,
@@ -104,8 +106,8 @@ class OrderFailure:
     at: str
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (the audit record's ``after``)."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """JSON-ready dict (the audit record's ``after``), by the one codec `pmkit.codec`."""
+        return encode(self)
 
 
 class StepResult(list[Fill]):
@@ -196,10 +198,13 @@ class PaperBroker(Broker):
 
     # -- the Broker interface ----------------------------------------------------------
     def open_orders(self) -> list[Order]:
-        """Orders of this broker that may still fill, oldest first."""
+        """Orders of this broker that may still fill and its user may view, oldest first.
+
+        A paper broker run by one desk's trader works that desk's orders only.
+        """
         orders = [
             Order.from_record(r.data)
-            for r in self.registry.store.list("order", OPEN_ORDER_STATUSES)
+            for r in self.registry.view().records("order", OPEN_ORDER_STATUSES)
             if r.data.get("broker") == self.name
         ]
         return sorted(orders, key=lambda o: (o.created_at, _natural(o.id)))
@@ -226,7 +231,7 @@ class PaperBroker(Broker):
                 raise ValidationError("broker", o.broker, f"this broker is {self.name!r}")
             if o.asset not in self.market.indexes["asset"]:
                 raise UnknownAssetError("asset", o.asset, "not in the paper broker's market data")
-            rec = self.registry.store.get("order", o.id)
+            rec = self.registry.view().record("order", o.id)
             if rec is None:
                 fresh.append(o)
                 continue
@@ -239,8 +244,9 @@ class PaperBroker(Broker):
             with self.registry.mutation("order.submit", fresh[0].id) as m:
                 for i, o in enumerate(fresh):
                     m.require("ledger.trade", o.portfolio)
-                    if m.tx.get("portfolio", o.portfolio) is None:
-                        raise NotFoundError("portfolio", o.portfolio)
+                    m.portfolio(o.portfolio)  # NotFoundError
+                    if m.tx.get("order", o.id) is not None:  # another desk's id: never overwrite
+                        raise AlreadyExistsError("order", o.id)
                     o = o.with_changes(
                         status=OrderStatus.OPEN,
                         created_at=o.created_at or self.recorder.clock().isoformat(),
@@ -265,7 +271,7 @@ class PaperBroker(Broker):
         TransitionError
             The order is filled or rejected.
         """
-        rec = self.registry.store.get("order", order_id)
+        rec = self.registry.view().record("order", order_id)
         if rec is None:
             raise NotFoundError("order", order_id)
         order = Order.from_record(rec.data)
@@ -394,7 +400,7 @@ class PaperBroker(Broker):
         if self.participation is not None:
             cap = math.floor(self.participation * self.cost_model.adv_of(order.asset) / close / lot)
             want = min(want, cap * lot)
-        pos = self.registry.store.positions(order.portfolio)
+        pos = self.registry.positions(order.portfolio)
         # Fill only what the registry's ledger guards will book (see Registry.record_trade).
         cfg = self.registry.resolve_config(order.portfolio)
         allow_short = self.allow_short and cfg.get("allow_short") is True

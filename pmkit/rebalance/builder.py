@@ -51,7 +51,6 @@ from pmkit.errors import (
     InsufficientDataError,
     LifecycleError,
     MissingPriceError,
-    NotFoundError,
     UnknownAssetError,
     ValidationError,
 )
@@ -332,11 +331,7 @@ def _scope_kind(registry: Registry, scope: Any) -> str:
     from pmkit.registry.ids import validate_id
 
     validate_id(scope, "scope")
-    for kind in ("portfolio", "group"):
-        rec = registry.store.get(kind, scope)
-        if rec is not None and rec.status != "deleted":
-            return kind
-    raise NotFoundError("portfolio or group", scope)
+    return registry.view().target_kind(scope)
 
 
 def _number(name: str, value: Any, low: float = 0.0) -> float:
@@ -423,6 +418,8 @@ def group_shares(registry: Registry, group_id: str) -> dict[str, float]:
     """
     shares: dict[str, float] = {}
 
+    view = registry.view()
+
     def walk(gid: str, weight: float, seen: tuple[str, ...]) -> None:
         g = registry.group(gid)
         if g.allocation is None:
@@ -431,7 +428,7 @@ def group_shares(registry: Registry, group_id: str) -> dict[str, float]:
                 "the group has no target allocation (set one with Registry.set_allocation)",
             )
         for member, w in g.allocation.items():
-            rec = registry.store.get("group", member)
+            rec = view.record("group", member)
             if rec is not None and rec.status != "deleted" and member not in seen:
                 walk(member, weight * w, (*seen, member))
             else:

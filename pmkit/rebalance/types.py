@@ -7,9 +7,11 @@ proposal is stored whole in the store and comes back equal after a restart.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from pmkit.codec import decode, encode
 
 __all__ = [
     "FINAL_STATES",
@@ -250,25 +252,13 @@ class RebalanceProposal:
 
     # -- storage ----------------------------------------------------------------------
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict (the store's ``data``)."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["state"] = str(self.state)
-        d["trades"] = [asdict(t) for t in self.trades]
-        d["transfers"] = [asdict(t) for t in self.transfers]
-        d["risk_before"] = {k: asdict(v) for k, v in self.risk_before.items()}
-        d["risk_after"] = {k: asdict(v) for k, v in self.risk_after.items()}
-        return d
+        """JSON-ready dict (the store's ``data``), by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> RebalanceProposal:
         """Inverse of `to_record`."""
-        d = dict(d)
-        d["state"] = ProposalState(d["state"])
-        d["trades"] = [TradeLine(**t) for t in d.get("trades", [])]
-        d["transfers"] = [CashTransfer(**t) for t in d.get("transfers", [])]
-        d["risk_before"] = {k: RiskSnapshot(**v) for k, v in d.get("risk_before", {}).items()}
-        d["risk_after"] = {k: RiskSnapshot(**v) for k, v in d.get("risk_after", {}).items()}
-        return cls(**d)
+        return decode(cls, d)
 
     def _repr_html_(self) -> str:
         head = (

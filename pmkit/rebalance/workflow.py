@@ -46,7 +46,14 @@ from pmkit.errors import (
     TransitionError,
     ValidationError,
 )
-from pmkit.execution.broker import OPEN_ORDER_STATUSES, Broker, Fill, Order, OrderStatus
+from pmkit.execution.broker import (
+    OPEN_ORDER_STATUSES,
+    Broker,
+    Fill,
+    Order,
+    OrderStatus,
+    register_fill_listener,
+)
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.rebalance.types import TRANSITIONS, ProposalState, RebalanceProposal
 from pmkit.registry.ids import validate_id
@@ -94,8 +101,8 @@ def _stored(p: RebalanceProposal) -> dict[str, Any]:
         raise ValidationError("proposal", p.id, f"must be JSON-serialisable: {exc}") from exc
 
 
-def _load(m: Mutation | None, reader: Any, proposal_id: str) -> RebalanceProposal:
-    rec = (m.tx if m is not None else reader).get("proposal", proposal_id)
+def _load(m: Mutation, proposal_id: str) -> RebalanceProposal:
+    rec = m.tx.get("proposal", proposal_id)
     if rec is None:
         raise NotFoundError("proposal", proposal_id)
     return RebalanceProposal.from_record(rec.data)
@@ -158,7 +165,7 @@ def apply_fill(m: Mutation, order: Order, fill: Fill, *, now: datetime) -> Rebal
         The proposal is in no state that takes fills.
     """
     assert order.proposal_id is not None
-    p = _load(m, None, order.proposal_id)
+    p = _load(m, order.proposal_id)
     try:
         line = p.trade(order.portfolio, order.asset)
     except KeyError as exc:
@@ -209,27 +216,29 @@ class ProposalBook:
 
     # -- reading ----------------------------------------------------------------------
     def get(self, proposal_id: str) -> RebalanceProposal:
-        """The stored proposal (needs VIEWER on its scope)."""
-        p = _load(None, self.registry.store, proposal_id)
-        self.registry.require("view", p.scope)
-        return p
+        """The stored proposal; `NotFoundError` when missing or not visible to this user."""
+        rec = self.registry.view().record("proposal", proposal_id)
+        if rec is None:  # missing, or another desk's: its existence does not leak
+            raise NotFoundError("proposal", proposal_id)
+        return RebalanceProposal.from_record(rec.data)
 
     def list(
         self, state: ProposalState | str | None = None, scope: str | None = None
     ) -> builtins.list[RebalanceProposal]:
         """Proposals this user may view, ordered by id, optionally of one state and/or scope."""
         statuses = None if state is None else [str(ProposalState(state))]
-        out = []
-        for rec in self.registry.store.list("proposal", statuses):
-            p = RebalanceProposal.from_record(rec.data)
-            if (scope is None or p.scope == scope) and self.registry.can("view", p.scope):
-                out.append(p)
-        return out
+        recs = self.registry.view().records("proposal", statuses)
+        return [
+            p
+            for p in (RebalanceProposal.from_record(r.data) for r in recs)
+            if scope is None or p.scope == scope
+        ]
 
     def orders(self, proposal_id: str) -> builtins.list[Order]:
         """The orders a submitted proposal created, in trade-line order."""
         p = self.get(proposal_id)
-        recs = [self.registry.store.get("order", oid) for oid in p.info.get("orders", [])]
+        view = self.registry.view()
+        recs = [view.record("order", oid) for oid in p.info.get("orders", [])]
         return [Order.from_record(r.data) for r in recs if r is not None]
 
     # -- creating ---------------------------------------------------------------------
@@ -337,7 +346,7 @@ class ProposalBook:
     def _begin(
         self, m: Mutation, proposal_id: str, action: str, new: ProposalState
     ) -> RebalanceProposal:
-        p = _load(m, None, proposal_id)
+        p = _load(m, proposal_id)
         m.require(action, p.scope)
         _check_legal(p, new, action.removeprefix("proposal."))
         return p
@@ -400,7 +409,7 @@ class ProposalBook:
         """
         now = self.clock() if now is None else _parse_ts("now", now)
         out = []
-        for rec in self.registry.store.list("proposal", [str(S.PROPOSED), str(S.APPROVED)]):
+        for rec in self.registry.view().records("proposal", [str(S.PROPOSED), str(S.APPROVED)]):
             p = RebalanceProposal.from_record(rec.data)
             if p.expires_at is None or now <= _parse_ts("expires_at", p.expires_at):
                 continue
@@ -530,3 +539,6 @@ class ProposalBook:
         if not isinstance(value, str) or not value.strip():
             raise ValidationError(name, value, "must say why (a non-empty string)")
         check_text(value, name, max_length=MAX_MEMO_LENGTH)
+
+
+register_fill_listener("proposal", apply_fill)

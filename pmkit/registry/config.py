@@ -34,6 +34,7 @@ __all__ = [
     "LEDGER_GUARD_KEYS",
     "PORTFOLIO_KEYS",
     "from_single_portfolio_config",
+    "json_checked",
     "validate_config_values",
     "validate_multi_portfolio_config",
 ]
@@ -106,6 +107,11 @@ def _check_known(key: str, value: Any, field: str) -> None:
         check_number(value, name, minimum=0.0, maximum=1.0, error=ConfigError)
 
 
+def json_checked(value: Any, field: str) -> dict[str, Any]:
+    """A checked configuration mapping (None: empty), exactly as it will be stored."""
+    return validate_config_values({} if value is None else value, field)
+
+
 def validate_config_values(values: Any, field: str = "config") -> dict[str, Any]:
     """A checked, JSON-ready copy of a configuration mapping.
 
@@ -161,7 +167,7 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
     dict
         Registry settings: ``default_portfolio``, ``isolation``,
         ``cross_portfolio``, ``defaults`` and (when given) ``streaming``
-        (`pmkit.stream.settings.StreamSettings`), with defaults filled in.
+        (`pmkit.registry.streaming.StreamSettings`), with defaults filled in.
 
     Raises
     ------
@@ -202,7 +208,7 @@ def validate_multi_portfolio_config(config: Mapping[str, Any]) -> dict[str, Any]
     if "defaults" in cfg:
         settings["defaults"] = validate_config_values(cfg["defaults"], "defaults")
     if "streaming" in cfg:
-        from pmkit.stream.settings import StreamSettings
+        from pmkit.registry.streaming import StreamSettings
 
         settings["streaming"] = StreamSettings.from_mapping(cfg["streaming"]).to_dict()
     default = cfg.get("default_portfolio")

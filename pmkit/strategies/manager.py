@@ -96,9 +96,15 @@ class StrategyManager:
 
     # -- reads --------------------------------------------------------------------------
     def _records(self, reader: Any = None) -> list[Any]:
-        r = reader or self.registry.store
+        """Strategy records of the portfolio, read by ``reader`` (a context's tx) or the view."""
         prefix = f"{self.portfolio}#"
-        return [rec for rec in r.list("strategy") if rec.id.startswith(prefix)]
+        recs = reader.list("strategy") if reader is not None else self._view().records("strategy")
+        return [rec for rec in recs if rec.id.startswith(prefix)]
+
+    def _view(self) -> Any:
+        view = self.registry.view()
+        view.require_read(self.portfolio)
+        return view
 
     def strategies(self) -> list[StrategyInfo]:
         """Every registered strategy of the portfolio, by name."""
@@ -107,16 +113,14 @@ class StrategyManager:
 
     def strategy(self, name: str) -> StrategyInfo:
         """One strategy's record; `NotFoundError` when not registered."""
-        self.registry.require("view", self.portfolio)
-        rec = self.registry.store.get("strategy", strategy_id(self.portfolio, name))
+        rec = self._view().record("strategy", strategy_id(self.portfolio, name))
         if rec is None:
             raise NotFoundError("strategy", f"{self.portfolio}#{name}")
         return StrategyInfo.from_record(rec)
 
     def returns(self, name: str) -> pd.Series:
         """A strategy's stored daily returns."""
-        self.registry.require("view", self.portfolio)
-        rec = self.registry.store.get("strategy_returns", strategy_id(self.portfolio, name))
+        rec = self._view().record("strategy_returns", strategy_id(self.portfolio, name))
         if rec is None:
             raise NotFoundError("strategy returns", f"{self.portfolio}#{name}")
         return pd.Series(
@@ -354,9 +358,8 @@ class StrategyManager:
     # -- decisions and their bounded history ------------------------------------------------
     def history(self) -> list[AllocationDecision]:
         """The last `history_limit` decisions (optimizations and rebalances), oldest first."""
-        self.registry.require("view", self.portfolio)
         prefix = f"{self.portfolio}#"
-        recs = [r for r in self.registry.store.list("strategy_decision") if r.id.startswith(prefix)]
+        recs = [r for r in self._view().records("strategy_decision") if r.id.startswith(prefix)]
         return sorted((AllocationDecision.from_record(r.data) for r in recs), key=lambda d: d.seq)
 
     def last_decision(self) -> AllocationDecision | None:

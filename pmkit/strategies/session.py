@@ -103,7 +103,7 @@ class RiskManager:
         portfolio: str | None = None,
         risk_fraction: float = 0.01,
     ) -> None:
-        from pmkit.registry import Registry
+        from pmkit.registry import Registry, from_single_portfolio_config
         from pmkit.validation import check_number
 
         self.risk_fraction = check_number(
@@ -120,19 +120,23 @@ class RiskManager:
                 market = load_market()
             import pandas as pd
 
-            from pmkit.store import open_store
+            from pmkit.integration import Integration
 
-            st = open_store(store) if isinstance(store, str) else store
-            registry = Registry(st, user=user, market=market)
+            # the note's integration object: registry operations and cross-portfolio analysis
+            if isinstance(store, str):
+                registry = Integration.open(store, user=user, market=market)
+            else:
+                registry = Integration(store, user=user, market=market)
             # A store set up before (a restart) is reopened as it is: depositing the
             # config's equity again would double the cash.
             if not registry.portfolios():
                 at = pd.Timestamp(market.indexes["time"][-1]).to_pydatetime()
-                kw = {"store": st, "user": user, "market": market, "at": at}
-                if "portfolios" in portfolio_config:
-                    registry = Registry.from_config(portfolio_config, **kw)
-                else:
-                    registry = Registry.from_single_portfolio_config(portfolio_config, **kw)
+                config = (
+                    portfolio_config
+                    if "portfolios" in portfolio_config
+                    else from_single_portfolio_config(portfolio_config, "default")
+                )
+                registry.apply_config(config, at=at)
         else:
             raise ValidationError(
                 "portfolio_config",

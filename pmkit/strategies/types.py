@@ -8,14 +8,14 @@ which lets a change of strategy allocation become asset trades.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
+from pmkit.codec import decode, encode
 from pmkit.errors import InsufficientDataError, ValidationError
 
 __all__ = [
@@ -73,16 +73,13 @@ class StrategyPerformance:
     end: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (non-finite values become None)."""
-        return {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in asdict(self).items()
-        }
+        """JSON-ready dict (non-finite values become None), by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StrategyPerformance:
         """Inverse of `to_dict`."""
-        return cls(**{k: (math.nan if v is None else v) for k, v in d.items()})
+        return decode(cls, d)
 
 
 #: Largest accepted single-period return (+1000 %): beyond it the series is a data error.
@@ -256,13 +253,13 @@ class AllocationDecision:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict, by the one codec `pmkit.codec`."""
+        return encode(self)
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> AllocationDecision:
         """Inverse of `to_record`."""
-        return cls(**dict(d))
+        return decode(cls, d)
 
 
 @dataclass(frozen=True)

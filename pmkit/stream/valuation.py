@@ -499,7 +499,7 @@ class LiveValuation:
         t0 = time.perf_counter()
         with self._lock:
             i = self._row[portfolio]
-            entries = self.registry.store.ledger(portfolio, after_seq=self._last_seq[portfolio])
+            entries = self.registry.view().ledger(portfolio, after_seq=self._last_seq[portfolio])
             if not entries:
                 return None
             h, p = np.array(self._h), np.array(self._p)
