@@ -315,7 +315,7 @@ def _daily_returns(values: xr.DataArray, flows: xr.DataArray) -> xr.DataArray:
     """
     values = values.reset_coords(drop=True)
     flows = flows.reset_coords(drop=True)
-    daily = time_weighted_returns(values, flows, weight=FLOW_WEIGHT)["daily_return"]
+    daily = time_weighted_returns(values, flows, flow_weight=FLOW_WEIGHT)["daily_return"]
     v, f = np.asarray(values.values), np.asarray(flows.values)
     invested = np.zeros(v.shape, dtype=bool)
     invested[:, 1:] = (v[:, :-1] + FLOW_WEIGHT * f[:, 1:]) != 0
