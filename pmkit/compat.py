@@ -25,10 +25,12 @@ move them here; the names below are the ones to import meanwhile and after.
 from __future__ import annotations
 
 from pmkit.coordinator import StrategyCoordinator
+from pmkit.integration import Integration
 from pmkit.strategies import PortfolioManager, RealTimePerformanceMonitor, RiskManager
 
 __all__ = [
     "DESIGN_NOTE_NAMES",
+    "Integration",
     "PortfolioManager",
     "RealTimePerformanceMonitor",
     "RiskManager",
@@ -44,5 +46,10 @@ DESIGN_NOTE_NAMES: dict[str, str] = {
     "StrategyCoordinator.process_strategy_signal": "StrategyCoordinator.process_signal",
     "StrategyCoordinator.resolve_signal_conflicts":
         "pmkit.coordinator.conflicts.resolve_signal_conflicts",
-    "Registry.get_all_portfolios": "pmkit.registry.Registry.portfolios",
+    "Integration": "pmkit.registry.Registry (note 001's integration object)",
+    "Integration.get_all_portfolios": "pmkit.registry.Registry.portfolios",
+    "Integration.activate_portfolio": "pmkit.registry.Registry.activate",
+    "Integration.deactivate_portfolio": "pmkit.registry.Registry.deactivate",
+    "Integration.delete_portfolio": "pmkit.registry.Registry.delete",
+    "Integration.create_portfolio_group": "pmkit.registry.Registry.create_group",
 }
