@@ -79,12 +79,11 @@ import pandas as pd
 import xarray as xr
 from harness import Context, Row, benchmark_group, fail, market, median_time, table
 
-import pmkit.core  # noqa: F401  (x64 JAX before any pmkit kernel)
 from pmkit.model.market import simple_returns
 
 SEED = 20240611
 DAYS = 2520
-BETA = 0.95
+CONFIDENCE = 0.95
 FULL_SIZES = (20, 100, 500)
 QUICK_SIZES = (20,)
 FEASIBLE_NEG = -1e-7  # smallest weight accepted
@@ -162,9 +161,9 @@ def rc_gap(p: Panel, w: np.ndarray) -> float:
 
 
 def cvar(p: Panel, w: np.ndarray) -> float:
-    """Historical CVaR at BETA of the daily loss (fractional tail scenario included)."""
+    """Historical CVaR at CONFIDENCE of the daily loss (fractional tail scenario included)."""
     losses = np.sort(-(p.x @ w))[::-1]
-    k = (1.0 - BETA) * len(losses)
+    k = (1.0 - CONFIDENCE) * len(losses)
     j = int(np.floor(k))
     tail = losses[:j].sum() + (k - j) * (losses[j] if j < len(losses) else 0.0)
     return float(tail / k)
@@ -245,7 +244,7 @@ def ppo_min_cvar(solver: str) -> Callable[[pd.DataFrame], Weights]:
         from pypfopt import EfficientCVaR, expected_returns
 
         mu = expected_returns.mean_historical_return(df, returns_data=True, compounding=False)
-        ef = EfficientCVaR(mu, df, beta=BETA, solver=solver)
+        ef = EfficientCVaR(mu, df, beta=CONFIDENCE, solver=solver)
         ef.min_cvar()
         return ef.weights
 
@@ -262,7 +261,7 @@ def skfolio_mean_risk(
         model = MeanRisk(
             objective_function=ObjectiveFunction[objective],
             risk_measure=RiskMeasure[measure],
-            cvar_beta=BETA,
+            cvar_beta=CONFIDENCE,
             solver=solver,
         )
         return model.fit(df).weights_
@@ -286,7 +285,7 @@ def riskfolio(rm: str, obj: str | None, solver: str) -> Callable[[pd.DataFrame],
     def run(df: pd.DataFrame) -> Weights:
         import riskfolio as rp
 
-        port = rp.Portfolio(returns=df, alpha=1.0 - BETA)
+        port = rp.Portfolio(returns=df, alpha=1.0 - CONFIDENCE)
         port.assets_stats(method_mu="hist", method_cov="hist")
         port.solvers = [solver]
         if obj is None:
@@ -352,13 +351,13 @@ def problems() -> list[Problem]:
 
 
 def mean_cvar() -> Callable[[], Any] | None:
-    """pmkit's minimum-CVaR optimizer at BETA, or None while the module is missing."""
+    """pmkit's minimum-CVaR optimizer at CONFIDENCE, or None while the module is missing."""
     try:
         from pmkit.optimize.cvar import MeanCVaR
     except ImportError:
         print("optimize: pmkit.optimize.cvar not available, CVaR skipped", file=sys.stderr)
         return None
-    return lambda: MeanCVaR(beta=BETA)
+    return lambda: MeanCVaR(confidence=CONFIDENCE)
 
 
 def import_peers() -> None:

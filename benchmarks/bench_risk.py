@@ -63,7 +63,7 @@ def synthetic(s: Sizes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pmkit_all(weights: np.ndarray, returns: np.ndarray) -> dict[str, np.ndarray]:
-    out = tail_risk(weights, returns, CONFIDENCE, "historical", 1, contributions=True)
+    out = tail_risk(weights, returns, CONFIDENCE, 1, "historical", contributions=True)
     return {k: np.asarray(v) for k, v in jax.block_until_ready(out).items()}
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "StoreNotFoundError",
     "ThrottledError",
     "TransitionError",
+    "UnitsMismatchError",
     "UnknownAssetError",
     "ValidationError",
 ]
@@ -131,6 +132,16 @@ class InsufficientDataError(ValidationError):
 
 class AlignmentError(ValidationError):
     """Labels of two inputs that must match do not (assets, portfolios, times)."""
+
+
+class UnitsMismatchError(ValidationError):
+    """Inputs whose ``units`` attrs disagree, or differ from the units a function works in.
+
+    E.g. annualized expected returns given with a per-period covariance:
+    mixing them silently would overstate a Sharpe ratio by ``sqrt(252)``.
+    ``field`` and ``value`` are the offending input and its units; the
+    message names the other input (or the expected units) too.
+    """
 
 
 class NoSolutionError(PmkitError):

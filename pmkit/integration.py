@@ -20,11 +20,11 @@ Examples
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pmkit.analytics import cross
-from pmkit.registry import Registry
+from pmkit.registry import PortfolioInfo, Registry
 
 __all__ = ["Integration"]
 
@@ -38,11 +38,41 @@ def _delegate(part: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Integration(Registry):
-    """A `Registry` session that also compares, correlates and consolidates its portfolios.
+    """A `Registry` session with note 001's names and its cross-portfolio operations.
 
     Construct it like a `Registry` (``Integration.open``, ``Integration.from_config``,
-    ``Integration(store, user=..., market=...)``); `as_user` keeps the class.
+    ``Integration(store, user=..., market=...)``); `as_user` keeps the class. The
+    note's method names live here, not on `Registry`, so that pmkit's own API has one
+    name per concept (see the README's glossary and `pmkit.compat.DESIGN_NOTE_NAMES`).
     """
+
+    # -- note 001's names for registry operations --------------------------------------
+    def activate_portfolio(self, portfolio_id: str | None = None) -> None:
+        """Note 001's name for `Registry.activate`."""
+        self.activate(portfolio_id)
+
+    def deactivate_portfolio(self, portfolio_id: str | None = None) -> None:
+        """Note 001's name for `Registry.deactivate`."""
+        self.deactivate(portfolio_id)
+
+    def delete_portfolio(
+        self, portfolio_id: str | None = None, *, hard: bool = False, force: bool = False
+    ) -> None:
+        """Note 001's name for `Registry.delete` (archives unless ``hard=True``)."""
+        self.delete(portfolio_id, hard=hard, force=force)
+
+    def get_all_portfolios(self) -> list[PortfolioInfo]:
+        """Note 001's name for `Registry.portfolios` (every portfolio this user may view)."""
+        return self.portfolios()
+
+    def create_portfolio_group(
+        self, name: str, portfolio_ids: Iterable[str] = (), **kwargs: Any
+    ) -> str:
+        """Note 001's group creation: named ``name``, its id made from it unless ``group_id=``."""
+        gid = kwargs.pop("group_id", None) or self.free_id(name)
+        return self.create_group(gid, portfolio_ids, name=name, **kwargs)
+
+    # -- note 001's cross-portfolio operations ------------------------------------------
 
     compare_portfolios = _delegate(cross.compare_portfolios)
     calculate_correlation = _delegate(cross.calculate_correlation)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from pmkit.analytics import returns as ar
-from pmkit.core import get_precision, set_precision
+from pmkit.core import get_precision, precision
 from pmkit.core import returns as cr
 from pmkit.errors import (
     AlignmentError,
@@ -28,6 +28,14 @@ from pmkit.ledger import LedgerEntry
 RNG = np.random.default_rng(11)
 irr = jax.jit(cr.irr)  # the plain single-stream functions, compiled once for the tests
 modified_dietz = jax.jit(cr.modified_dietz)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """pmkit's precision around each test: they jit core functions and build jnp arrays
+    themselves, which outside it follow JAX's own default (float32)."""
+    with precision("float64"):
+        yield
 
 
 def labelled(v, ports=None, start="2021-01-04") -> xr.DataArray:
@@ -170,15 +178,12 @@ def test_float32_switch_returns():
     f[:, 10] = 5.0
     ref_twr = np.asarray(cr.time_weighted(v, f)[1])
     ref_mwr = np.asarray(cr.money_weighted(v, f))
-    try:
-        set_precision("float32")
+    with precision("float32"):  # nested in the fixture's float64: the inner block wins
         twr = cr.time_weighted(v.astype(np.float32), f.astype(np.float32))[1]
         mwr = cr.money_weighted(v.astype(np.float32), f.astype(np.float32))
         assert twr.dtype == jnp.float32 and mwr.dtype == jnp.float32
         np.testing.assert_allclose(np.asarray(twr), ref_twr, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(np.asarray(mwr), ref_mwr, rtol=1e-4, atol=1e-5)
-    finally:
-        set_precision("float64")
     assert get_precision() == "float64"
 
 

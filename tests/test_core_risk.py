@@ -132,10 +132,10 @@ def test_gaussian_matches_scipy_norm(sample, c, h):
         for m, s in zip(mu, sd, strict=True)
     ]
     np.testing.assert_allclose(
-        core.value_at_risk(weights, returns, c, "gaussian", h), var_ref, rtol=1e-12
+        core.value_at_risk(weights, returns, c, h, "gaussian"), var_ref, rtol=1e-12
     )
     np.testing.assert_allclose(
-        core.expected_shortfall(weights, returns, c, "gaussian", h), es_ref, rtol=1e-12
+        core.expected_shortfall(weights, returns, c, h, "gaussian"), es_ref, rtol=1e-12
     )
     np.testing.assert_allclose(es_ref, es_int, rtol=1e-7)
     np.testing.assert_allclose(core.volatility(weights, returns, h), np.sqrt(h) * sd, rtol=1e-12)
@@ -153,8 +153,8 @@ def test_cornish_fisher_reduces_to_gaussian_without_skew_and_kurtosis(sample):
     for c in CONFIDENCES:
         for fn in (core.value_at_risk, core.expected_shortfall):
             np.testing.assert_allclose(
-                fn(weights, returns, c, "cornish_fisher"),
-                fn(weights, returns, c, "gaussian"),
+                fn(weights, returns, c, method="cornish_fisher"),
+                fn(weights, returns, c, method="gaussian"),
                 rtol=1e-12,
             )
     a = np.linspace(-3, 3, 7)
@@ -172,8 +172,8 @@ def _cf_quantile(u: float, s: float, k: float) -> float:
 def test_cornish_fisher_against_scipy_moments_and_integration(sample, c, h):
     returns, weights = sample
     port = returns @ weights.T
-    var = np.asarray(core.value_at_risk(weights, returns, c, "cornish_fisher", h))
-    es = np.asarray(core.expected_shortfall(weights, returns, c, "cornish_fisher", h))
+    var = np.asarray(core.value_at_risk(weights, returns, c, h, "cornish_fisher"))
+    es = np.asarray(core.expected_shortfall(weights, returns, c, h, "cornish_fisher"))
     for p in range(weights.shape[0]):
         x = port[:, p]
         mu, sd = x.mean(), x.std(ddof=1)
@@ -256,14 +256,16 @@ def test_monte_carlo_t_matches_student_t_quantile(mc_model):
 )
 def test_components_sum_to_total(sample, measure, method, h):
     returns, weights = sample
-    total, marginal, component = core.risk_contributions(weights, returns, 0.95, measure, method, h)
+    total, marginal, component = core.risk_contributions(
+        weights, returns, 0.95, h, method, measure=measure
+    )
     np.testing.assert_allclose(np.asarray(component).sum(axis=1), total, rtol=0, atol=1e-12)
     np.testing.assert_allclose(component, weights * np.asarray(marginal), rtol=1e-15)
     if measure == "volatility":
         ref = core.volatility(weights, returns, h)
     else:
         fn = core.value_at_risk if measure == "var" else core.expected_shortfall
-        ref = fn(weights, returns, 0.95, method, h)
+        ref = fn(weights, returns, 0.95, h, method)
     np.testing.assert_allclose(total, ref, rtol=1e-14)
 
 
@@ -271,7 +273,7 @@ def test_components_sum_to_total(sample, measure, method, h):
 @pytest.mark.parametrize("method", ["gaussian", "cornish_fisher"])
 def test_parametric_marginals_match_finite_differences(sample, measure, method):
     returns, weights = sample
-    _, marginal, _ = core.risk_contributions(weights, returns, 0.99, measure, method)
+    _, marginal, _ = core.risk_contributions(weights, returns, 0.99, method=method, measure=measure)
     step = 1e-6
     fd = np.empty_like(weights)
     for i in range(weights.shape[1]):
@@ -282,7 +284,8 @@ def test_parametric_marginals_match_finite_differences(sample, measure, method):
             f_up, f_down = core.volatility(up, returns), core.volatility(down, returns)
         else:
             fn = core.value_at_risk if measure == "var" else core.expected_shortfall
-            f_up, f_down = fn(up, returns, 0.99, method), fn(down, returns, 0.99, method)
+            f_up = fn(up, returns, 0.99, method=method)
+            f_down = fn(down, returns, 0.99, method=method)
         fd[:, i] = (np.asarray(f_up) - np.asarray(f_down)) / (2 * step)
     np.testing.assert_allclose(marginal, fd, rtol=1e-6, atol=1e-10)
 
@@ -291,7 +294,9 @@ def test_parametric_marginals_match_finite_differences(sample, measure, method):
 def test_historical_marginals_are_tail_scenarios_and_finite_differences(sample, measure):
     returns, weights = sample
     c = 0.95
-    _, marginal, _ = core.risk_contributions(weights, returns, c, measure, "historical")
+    _, marginal, _ = core.risk_contributions(
+        weights, returns, c, method="historical", measure=measure
+    )
     losses = -(returns @ weights.T)
     n = len(returns)
     k = (1 - c) * n  # 75: integer tail
@@ -328,7 +333,9 @@ def test_ragged_returns_use_common_times_and_flag_undefined_marginals(sample):
     assert var[1] == pytest.approx(
         np.quantile(-(returns[:, 1:] @ w[1, 1:]), 0.95, method="inverted_cdf"), abs=1e-15
     )
-    total, marginal, component = core.risk_contributions(w, ragged, 0.95, "es", "historical")
+    total, marginal, component = core.risk_contributions(
+        w, ragged, 0.95, method="historical", measure="es"
+    )
     assert np.isnan(marginal[1, 0]) and component[1, 0] == 0.0
     assert np.isfinite(marginal[0]).all()
     np.testing.assert_allclose(np.asarray(component).sum(axis=1), total, atol=1e-12)
@@ -356,7 +363,7 @@ def test_labelled_results_are_named_and_match_core(real):
 
 def test_labelled_contributions_dataset(real):
     weights, returns = real
-    ds = rm.risk_contributions(weights, returns, "es", "historical", 0.975)
+    ds = rm.risk_contributions(weights, returns, 0.975, method="historical", measure="es")
     assert set(ds.data_vars) == {"total", "marginal", "component"}
     assert ds["component"].dims == ("portfolio", "asset")
     np.testing.assert_allclose(ds["component"].sum("asset"), ds["total"], atol=1e-12)
@@ -378,7 +385,7 @@ def test_labelled_monte_carlo_contributions_and_determinism(real, method):
     v1 = rm.var(weights, returns, 0.95, method=method, **kw)
     v2 = rm.var(weights, returns, 0.95, method=method, **kw)
     np.testing.assert_array_equal(v1, v2)
-    ds = rm.risk_contributions(weights, returns, "es", method, 0.95, **kw)
+    ds = rm.risk_contributions(weights, returns, 0.95, method=method, measure="es", **kw)
     np.testing.assert_allclose(ds["component"].sum("asset"), ds["total"], atol=1e-12)
     np.testing.assert_allclose(
         ds["total"], rm.expected_shortfall(weights, returns, 0.95, method=method, **kw)
@@ -410,9 +417,10 @@ def test_dask_weights_chunked_over_portfolio(real):
     got = rm.var(lazy, returns, 0.95)
     assert got.chunks is not None
     np.testing.assert_allclose(got.compute(), rm.var(weights, returns, 0.95))
-    ds = rm.risk_contributions(lazy, returns, "var", "historical")
+    ds = rm.risk_contributions(lazy, returns, method="historical", measure="var")
     np.testing.assert_allclose(
-        ds["component"].compute(), rm.risk_contributions(weights, returns, "var")["component"]
+        ds["component"].compute(),
+        rm.risk_contributions(weights, returns, measure="var")["component"],
     )
 
 
@@ -441,7 +449,7 @@ def test_bad_parameters(real):
     with pytest.raises(ValidationError, match="dof"):
         rm.var(weights, returns, method="monte_carlo_t", dof=2.0)
     with pytest.raises(ValidationError, match="measure"):
-        rm.risk_contributions(weights, returns, "sharpe")
+        rm.risk_contributions(weights, returns, measure="sharpe")
     nan_w = weights.copy()
     nan_w[1, 2] = np.nan
     with pytest.raises(ValidationError) as err:
@@ -470,7 +478,7 @@ def test_all_nan_asset_is_named(real):
     # not held anywhere: fine, its marginal is undefined
     w = weights.copy()
     w.loc[{"asset": "KO"}] = 0.0
-    ds = rm.risk_contributions(w, hole, "var")
+    ds = rm.risk_contributions(w, hole, measure="var")
     assert ds["marginal"].sel(asset="KO").isnull().all()
 
 

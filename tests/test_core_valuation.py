@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pmkit.analytics import valuation as av
-from pmkit.core import get_precision, set_precision
+from pmkit.core import get_precision, precision, set_precision
 from pmkit.core import valuation as cv
 from pmkit.errors import (
     AlignmentError,
@@ -233,10 +233,10 @@ def test_average_cost_hand_worked():
     #   opens short 5 @ 8 with fee 0.5: basis -39.5, avg 7.9
     # buy 3 @ 9 (fee 0): covers 3: -3 * (9 - 7.9) = -3.3 -> realized -5.8; short 2 @ 7.9
     # mark 10: unrealized -2 * (10 - 7.9) = -4.2
-    q = jnp.array([10.0, -5, -10, 3])
-    p = jnp.array([10.0, 12, 8, 9])
-    f = jnp.array([1.0, 1, 1, 0])
-    pos, avg, realized, unreal = (float(x) for x in cv.average_cost(q, p, f, jnp.array(10.0)))
+    q = np.array([10.0, -5, -10, 3])
+    p = np.array([10.0, 12, 8, 9])
+    f = np.array([1.0, 1, 1, 0])
+    pos, avg, realized, unreal = (float(x) for x in cv.average_cost(q, p, f, np.array(10.0)))
     assert pos == -2.0
     assert avg == pytest.approx(7.9, abs=1e-12)
     assert realized == pytest.approx(-5.8, abs=1e-12)
@@ -259,7 +259,8 @@ def test_average_cost_matches_reference_and_total_pnl(trades, mark_cents):
     mark = mark_cents / 100
     arr = np.zeros((3, N_PAD))  # zero-padded: padding rows are no-ops
     arr[:, : len(trades)] = np.array(trades).T
-    got = [float(x) for x in _padded(*map(jnp.asarray, arr), jnp.asarray(mark))]
+    with precision("float64"):  # jnp arrays and our own jax.jit: JAX's default is float32
+        got = [float(x) for x in _padded(*map(jnp.asarray, arr), jnp.asarray(mark))]
     want = reference_average_cost(trades, mark)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-8)
     # Method-free invariant: realized + unrealized = final value - cash paid - fees.

@@ -416,7 +416,7 @@ def test_a_risk_manager_reopens_its_store_without_depositing_twice(market, tmp_p
 )
 def test_single_portfolio_migration_deposits_the_capital(market, config, cash, currency):
     reg = Registry.from_single_portfolio_config(config, market=market)
-    (p,) = reg.get_all_portfolios()
+    (p,) = reg.portfolios()
     assert reg.positions(p.id).cash == cash and p.currency == currency
     assert p.initial_capital == cash
     assert reg.value(p.id) == pytest.approx(cash)  # stamped at the market's last time

@@ -75,7 +75,7 @@ def test_masked_ols_handles_ragged_histories():
     xa = xr.DataArray(
         x.T, dims=("factor", "time"), coords={"factor": ["f1", "f2", "f3"], "time": times}
     )
-    got = ex.factor_betas(ya, xa, min_obs=30)
+    got = ex.factor_betas(ya, xa, min_observations=30)
     for i, a in enumerate(["a", "b", "c"]):
         coef, n = _lstsq(y[i], x)
         np.testing.assert_allclose(got["beta"].sel(asset=a), coef[1:], rtol=1e-10)
@@ -95,8 +95,8 @@ def test_too_few_observations_is_refused(market, factors):
     with pytest.raises(AlignmentError):
         ex.factor_betas(market.sel(time=slice("2012-01-01", "2012-12-31")), factors)
     with pytest.raises(ValidationError) as err:
-        ex.factor_betas(market, factors, min_obs=3)
-    assert err.value.field == "min_obs"
+        ex.factor_betas(market, factors, min_observations=3)
+    assert err.value.field == "min_observations"
 
 
 def test_benchmark_beta_is_cov_over_var(market):

@@ -279,7 +279,7 @@ def test_members_in_different_currencies_are_refused(reg):
 
 def test_short_history_is_named_and_start_end_select_the_window(reg):
     with pytest.raises(InsufficientDataError) as info:
-        allocate_group(reg, "client_a", min_periods=300, apply=False)
+        allocate_group(reg, "client_a", min_observations=300, apply=False)
     assert info.value.value == "client_a/late"
     out = allocate_group(reg, "client_b", start="2022-01-01", end="2022-06-30", apply=False)
     t = out.returns.indexes["time"]

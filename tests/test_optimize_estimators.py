@@ -151,10 +151,10 @@ def test_capm_market_as_an_asset_has_beta_one(ragged):
 
 def test_estimator_errors(ragged):
     with pytest.raises(InsufficientDataError) as info:
-        expected_returns(ragged, "mean", min_periods=20)
+        expected_returns(ragged, "mean", min_observations=20)
     assert info.value.value == "A3" and "10" in str(info.value)
     with pytest.raises(InsufficientDataError, match="A3"):
-        expected_returns(ragged, "capm", min_periods=20)
+        expected_returns(ragged, "capm", min_observations=20)
     with pytest.raises(ValidationError, match="method"):
         expected_returns(ragged, "median")
     with pytest.raises(ValidationError, match="span"):
@@ -177,17 +177,20 @@ def test_covariance_delegates_and_annualizes(ragged, real):
     overlapping = ragged.drop_sel(asset="A3")  # A3 and A4 are never observed together
     for method in ("sample", "ledoit_wolf", "ewma"):
         per_period = covariance_matrix(overlapping, method)
-        got = covariance(overlapping, method)
+        got = covariance(overlapping, method, annualize=False)
         np.testing.assert_array_equal(got.values, per_period.values)
-        yearly = covariance(overlapping, method, annualize=True, periods_per_year=12)
+        assert got.attrs["units"] == "fraction**2 per period"
+        # annualized by default, like expected_returns
+        yearly = covariance(overlapping, method, periods_per_year=12)
         np.testing.assert_allclose(yearly.values, per_period.values * 12, rtol=1e-15)
         assert yearly.attrs["units"] == "fraction**2 per year"
+        assert yearly.attrs["periods_per_year"] == 12 and got.attrs["periods_per_year"] == 252
         assert yearly.attrs["method"] == method and yearly.dims == ("asset", "asset_j")
     assert covariance(overlapping, "ewma", decay=0.97).attrs["decay"] == 0.97
 
     returns, _ = real
     want = pypfopt_quiet(risk_models.sample_cov, returns.to_pandas().T, returns_data=True)
-    got = covariance(returns, annualize=True)
+    got = covariance(returns)
     np.testing.assert_allclose(got.values, want.values, rtol=1e-11)
 
 

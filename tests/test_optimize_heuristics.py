@@ -256,7 +256,7 @@ def test_zero_scores_and_bad_series(synthetic):
         PerformanceBased().fit(labelled(cash_like))
     assert err.value.field == "returns[cash]"
     with pytest.raises(InsufficientDataError) as err:
-        PerformanceBased(min_periods=60).fit(labelled(synthetic))
+        PerformanceBased(min_observations=60).fit(labelled(synthetic))
     assert err.value.field == "returns[late]" and err.value.value == 50
 
 

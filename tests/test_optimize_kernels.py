@@ -24,7 +24,7 @@ from pmkit.optimize._active_set import (
     solve_box_qp,
 )
 from pmkit.optimize._cvar_lp import cvar_of, min_cvar_lp
-from pmkit.optimize._risk_budget import risk_budget_weights, risk_contributions
+from pmkit.optimize._risk_budget import risk_budget_weights, variance_contributions
 
 cp = pytest.importorskip("cvxpy")
 
@@ -278,7 +278,7 @@ def test_risk_budgets_met_to_1e10():
         # Contributions recomputed independently from the definition.
         rc = w * (cov @ w) / (w @ cov @ w)
         np.testing.assert_allclose(rc, budgets, atol=1e-10, rtol=0)
-        np.testing.assert_allclose(risk_contributions(cov, w), rc, rtol=1e-12)
+        np.testing.assert_allclose(variance_contributions(w, cov, relative=True), rc, rtol=1e-12)
 
 
 def test_erc_diagonal_is_inverse_volatility():
@@ -333,8 +333,9 @@ def test_erc_matches_riskfolio_on_market_data(market_returns):
         target = np.full(n, 1 / n) if b is None else b
         # riskfolio (cvxpy, interior point) meets budgets to ~1e-6; Newton to rounding.
         np.testing.assert_allclose(w, ref, atol=1e-5)
-        assert np.abs(risk_contributions(cov, w) - target).max() <= 1e-10
-        assert info["max_error"] <= np.abs(risk_contributions(cov, ref) - target).max()
+        assert np.abs(variance_contributions(w, cov, relative=True) - target).max() <= 1e-10
+        rc_ref = variance_contributions(ref, cov, relative=True)
+        assert info["max_error"] <= np.abs(rc_ref - target).max()
 
 
 def test_jax_risk_budget_matches_numpy():
@@ -368,7 +369,7 @@ def scenarios():
     return 3e-4 + f @ rng.uniform(0.3, 1.2, (2, n)) + rng.normal(0, 0.01, (t, n))
 
 
-def cvxpy_cvar(r, beta, lo, up, a_ub=None, b_ub=None, mu=None, min_return=None):
+def cvxpy_cvar(r, confidence, lo, up, a_ub=None, b_ub=None, mu=None, min_return=None):
     t, n = r.shape
     w, alpha = cp.Variable(n), cp.Variable()
     cons = [cp.sum(w) == 1, w >= lo, w <= up]
@@ -376,7 +377,7 @@ def cvxpy_cvar(r, beta, lo, up, a_ub=None, b_ub=None, mu=None, min_return=None):
         cons.append(a_ub @ w <= b_ub)
     if mu is not None:
         cons.append(mu @ w >= min_return)
-    obj = alpha + cp.sum(cp.pos(-r @ w - alpha)) / ((1 - beta) * t)
+    obj = alpha + cp.sum(cp.pos(-r @ w - alpha)) / ((1 - confidence) * t)
     prob = cp.Problem(cp.Minimize(obj), cons)
     with warnings.catch_warnings():
         # cvxpy's bound propagation multiplies 0 by an infinite bound (its own noise).
@@ -386,19 +387,19 @@ def cvxpy_cvar(r, beta, lo, up, a_ub=None, b_ub=None, mu=None, min_return=None):
     return w.value, prob.value
 
 
-@pytest.mark.parametrize("beta", [0.95, 0.9])
-def test_cvar_lp_matches_cvxpy(scenarios, beta):
-    _, v_ref = cvxpy_cvar(scenarios, beta, 0.0, 0.25)
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+def test_cvar_lp_matches_cvxpy(scenarios, confidence):
+    _, v_ref = cvxpy_cvar(scenarios, confidence, 0.0, 0.25)
     for strategy in ("cuts", "full"):
-        sol = min_cvar_lp(scenarios, beta, upper=0.25, strategy=strategy)
+        sol = min_cvar_lp(scenarios, confidence, upper=0.25, strategy=strategy)
         assert sol.cvar == pytest.approx(v_ref, abs=1e-8)
         assert sol.weights.min() >= 0 and sol.weights.max() <= 0.25
         assert sol.weights.sum() == pytest.approx(1.0, abs=1e-9)
-        _, cvar = cvar_of(scenarios, sol.weights, beta)  # independent of the LP
+        _, cvar = cvar_of(scenarios, sol.weights, confidence)  # independent of the LP
         assert cvar == pytest.approx(sol.cvar, abs=1e-10)
         # The LP's VaR minimizes the Rockafellar-Uryasev function of the returned weights.
         loss = -scenarios @ sol.weights
-        ru = sol.var + np.maximum(loss - sol.var, 0).sum() / ((1 - beta) * len(loss))
+        ru = sol.var + np.maximum(loss - sol.var, 0).sum() / ((1 - confidence) * len(loss))
         assert ru == pytest.approx(cvar, abs=1e-10)
 
 
@@ -423,7 +424,7 @@ def test_cvar_lp_general_constraints(scenarios):
 def test_cvar_lp_infeasible_and_invalid(scenarios):
     with pytest.raises(InfeasibleError):
         min_cvar_lp(scenarios, 0.95, upper=0.05)  # 15 x 5 % < 100 %
-    with pytest.raises(ValidationError, match="beta"):
+    with pytest.raises(ValidationError, match="confidence"):
         min_cvar_lp(scenarios, 1.0)
     bad = scenarios.copy()
     bad[3, 2] = np.nan
@@ -432,7 +433,7 @@ def test_cvar_lp_infeasible_and_invalid(scenarios):
 
 
 def test_cvar_lp_long_short_unbounded_relaxation(scenarios):
-    # beta = 0.99 keeps 8 of 400 scenarios at first, fewer than the 15 free weights: the
+    # confidence = 0.99 keeps 8 of 400 scenarios at first, fewer than the 15 free weights: the
     # relaxation is unbounded and the kernel must fall back to the complete LP.
     _, v_ref = cvxpy_cvar(scenarios, 0.99, -np.inf, np.inf)
     sol = min_cvar_lp(scenarios, 0.99, lower=-np.inf, upper=np.inf)

@@ -361,9 +361,9 @@ def test_maximum_sharpe_without_positive_excess_return_is_no_solution(returns):
 def test_risk_budgeting_contributions_match_budgets(returns):
     budgets = dict(zip(returns["asset"].values, np.arange(1.0, 9.0), strict=True))
     res = RiskBudgeting(budgets).fit(returns)
-    rc = res.risk_contributions().values
+    rc = res.risk_contributions(relative=True).values  # budgets are fractions of the risk
     np.testing.assert_allclose(rc, np.arange(1.0, 9.0) / 36.0, atol=1e-10)
-    erc = EqualRiskContribution().fit(returns).risk_contributions().values
+    erc = EqualRiskContribution().fit(returns).risk_contributions(relative=True).values
     np.testing.assert_allclose(erc, 1 / 8, atol=1e-10)
     assert erc_weights_max(returns) > 0.13
     with pytest.raises(InfeasibleError, match=r"> upper bound 0.13"):

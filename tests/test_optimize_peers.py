@@ -40,7 +40,7 @@ from pmkit.optimize.hrp import HierarchicalRiskParity
 from pmkit.optimize.risk_parity import EqualRiskContribution, RiskBudgeting
 
 DAYS = 2520
-BETA = 0.95
+CONFIDENCE = 0.95
 REL = 1e-6  # objective tolerance: solver accuracy of the peers
 WEIGHT_ATOL = 1e-5
 # CLARABEL tightened so that the peers' answers are accurate enough to compare weights.
@@ -87,9 +87,9 @@ class Judge:
         return float(self.mu @ w / np.sqrt(w @ self.cov @ w))
 
     def cvar(self, w: np.ndarray) -> float:
-        """Historical CVaR of the daily loss at BETA (fractional tail scenario included)."""
+        """Historical CVaR of the daily loss at CONFIDENCE (fractional tail scenario included)."""
         losses = np.sort(-(self.x @ w))[::-1]
-        k = (1.0 - BETA) * len(losses)
+        k = (1.0 - CONFIDENCE) * len(losses)
         j = int(np.floor(k))
         tail = losses[:j].sum() + (k - j) * (losses[j] if j < len(losses) else 0.0)
         return float(tail / k)
@@ -172,14 +172,14 @@ def peers_min_cvar(frame: pd.DataFrame) -> dict[str, object]:
     from pypfopt import EfficientCVaR, expected_returns
 
     mu = expected_returns.mean_historical_return(frame, returns_data=True, compounding=False)
-    ef = EfficientCVaR(mu, frame, beta=BETA, solver="HIGHS")
+    ef = EfficientCVaR(mu, frame, beta=CONFIDENCE, solver="HIGHS")
     ef.min_cvar()
     port = riskfolio_portfolio(frame, "HIGHS")
-    port.alpha = 1.0 - BETA
+    port.alpha = 1.0 - CONFIDENCE
     return {
         "PyPortfolioOpt": ef.weights,
         "skfolio": skfolio_mean_risk(
-            frame, "MINIMIZE_RISK", "CVAR", cvar_beta=BETA, solver="HIGHS"
+            frame, "MINIMIZE_RISK", "CVAR", cvar_beta=CONFIDENCE, solver="HIGHS"
         ),
         "riskfolio": port.optimization(model="Classic", rm="CVaR", obj="MinRisk", rf=0, hist=True),
     }
@@ -257,7 +257,7 @@ def test_constrained_min_variance_matches_pypfopt(stocks, frame, judge):
 
 # -- CVaR ---------------------------------------------------------------------------------------
 def test_min_cvar_equal_or_better_than_peers(stocks, frame, judge):
-    res = MeanCVaR(beta=BETA).fit(stocks)
+    res = MeanCVaR(confidence=CONFIDENCE).fit(stocks)
     w = judge.align(res.weights)
     assert_feasible(w)
     ours = judge.cvar(w)

@@ -17,6 +17,7 @@ from numpy.testing import assert_allclose
 
 from pmkit.analytics.performance import rolling_statistics
 from pmkit.core import performance as pf
+from pmkit.core import precision
 from pmkit.core import rolling as rl
 from pmkit.datasets import load_benchmark, load_market
 from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
@@ -64,8 +65,9 @@ def window_loop(r: np.ndarray, b: np.ndarray, window: int) -> dict[str, np.ndarr
         x, y = r[t - window + 1 : t + 1], b[t - window + 1 : t + 1]
         if np.isnan(x).any():
             continue
-        for k, v in one(x, y).items():
-            out[k][t] = float(v)
+        with precision("float64"):  # our own jax.jit of core functions: JAX's default is float32
+            for k, v in one(x, y).items():
+                out[k][t] = float(v)
     return out
 
 

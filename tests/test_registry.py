@@ -63,7 +63,7 @@ def unchanged(reg: Registry, fn, error: type[Exception], match: str | None = Non
 
 # -- the design note's config and API ---------------------------------------------------
 def test_from_config_accepts_the_design_note_shape(seed):
-    assert [p.id for p in seed.get_all_portfolios()] == ["growth_strategy", "income_strategy"]
+    assert [p.id for p in seed.portfolios()] == ["growth_strategy", "income_strategy"]
     g = seed.group("client_a")
     assert g.name == "Client A Portfolios"
     assert g.allocation == {"growth_strategy": 0.7, "income_strategy": 0.3}
@@ -135,7 +135,7 @@ def test_single_portfolio_config_migrates_to_one_default_portfolio():
         "rebalance": "monthly",
     }
     reg = Registry.from_single_portfolio_config(old)
-    (p,) = reg.get_all_portfolios()
+    (p,) = reg.portfolios()
     assert (p.id, p.name, p.currency) == ("default", "My Book", "EUR")
     assert reg.settings()["default_portfolio"] == "default"
     assert reg.resolve_config() == {"risk": {"max_drawdown": 0.2}, "rebalance": "monthly"}
@@ -144,6 +144,9 @@ def test_single_portfolio_config_migrates_to_one_default_portfolio():
 
 
 def test_design_note_api_names(seed):
+    from pmkit.compat import Integration
+
+    seed = Integration(seed.store, market=seed.market)  # note 001's object: its names
     pid = seed.create_portfolio({"name": "Macro Book", "currency": "USD"}, 42.0)
     assert pid == "macro_book"
     assert seed.create_portfolio({"name": "Macro Book"}) == "macro_book_2"

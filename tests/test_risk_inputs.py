@@ -60,7 +60,9 @@ def _functions(d) -> dict[str, Callable]:
     for measure in ("volatility", "var", "es"):
         for method in ("historical", "cornish_fisher"):
             fns[f"contributions_{measure}_{method}"] = (
-                lambda w, a=measure, m=method: rm.risk_contributions(w, returns, a, m)
+                lambda w, a=measure, m=method: rm.risk_contributions(
+                    w, returns, method=m, measure=a
+                )
             )
     fns["risk_report"] = lambda w: rm.risk_report(w, returns)  # defaults include CF
     fns["portfolio_factor_exposure"] = lambda w: ex.portfolio_factor_exposure(w, betas)

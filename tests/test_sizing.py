@@ -93,7 +93,7 @@ def test_kelly_cap_and_size():
         (lambda: z.kelly_fraction(0.5, 0.0), "payoff"),
         (lambda: z.kelly_fraction(0.5, -1.0), "payoff"),
         (lambda: z.kelly_size(-5.0, 0.5, 1.0, 10.0), "equity"),
-        (lambda: z.vol_target_size(1e6, 0.02, 100.0, 0.0), "asset_vol"),
+        (lambda: z.vol_target_size(1e6, 0.02, 100.0, 0.0), "asset_volatility"),
         (lambda: z.vol_target_size(1e6, 0.02, 0.0, 0.2), "price"),
     ],
 )

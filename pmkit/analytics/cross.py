@@ -174,31 +174,31 @@ def _require_flag(flags: Mapping[str, bool], name: str, what: str) -> None:
         )
 
 
-def _portfolios(registry: Registry, portfolio_ids: Any) -> list[PortfolioInfo]:
+def _portfolios(registry: Registry, portfolios: Any) -> list[PortfolioInfo]:
     """The requested portfolios' entries, each looked up (and permission-checked) first."""
-    if portfolio_ids is None:
+    if portfolios is None:
         infos = list(registry.portfolios())
         if not infos:
             raise ValidationError(
-                "portfolio_ids", None, f"user {registry.user!r} may view no portfolio"
+                "portfolios", None, f"user {registry.user!r} may view no portfolio"
             )
         return infos
-    if isinstance(portfolio_ids, str):
-        ids: list[Any] = [portfolio_ids]
-    elif isinstance(portfolio_ids, Iterable) and not isinstance(portfolio_ids, Mapping):
-        ids = list(portfolio_ids)
+    if isinstance(portfolios, str):
+        ids: list[Any] = [portfolios]
+    elif isinstance(portfolios, Iterable) and not isinstance(portfolios, Mapping):
+        ids = list(portfolios)
     else:
         raise ValidationError(
-            "portfolio_ids", type(portfolio_ids).__name__, "must be a sequence of portfolio ids"
+            "portfolios", type(portfolios).__name__, "must be a sequence of portfolio ids"
         )
     if not ids:
-        raise ValidationError("portfolio_ids", [], "name at least one portfolio")
+        raise ValidationError("portfolios", [], "name at least one portfolio")
     seen: set[str] = set()
     for pid in ids:
         if not isinstance(pid, str):
-            raise ValidationError("portfolio_ids", pid, "portfolio ids are strings")
+            raise ValidationError("portfolios", pid, "portfolio ids are strings")
         if pid in seen:
-            raise DuplicateLabelError("portfolio", pid, "appears more than once in portfolio_ids")
+            raise DuplicateLabelError("portfolio", pid, "appears more than once in portfolios")
         seen.add(pid)
     # The lookup raises NotFoundError / PermissionDenied exactly as a direct call
     # would, before anything is read about any portfolio.
@@ -250,7 +250,7 @@ def _reporting_currency(
         return None
     if fx is None:
         raise CurrencyMismatchError(
-            "portfolio_ids",
+            "portfolios",
             [i.id for i in infos],
             f"the portfolios report in {ccys}; adding their values needs fx= rates "
             "(currency, time) and currency= (the reporting currency)",
@@ -315,7 +315,7 @@ def _daily_returns(values: xr.DataArray, flows: xr.DataArray) -> xr.DataArray:
     """
     values = values.reset_coords(drop=True)
     flows = flows.reset_coords(drop=True)
-    daily = time_weighted_returns(values, flows, weight=FLOW_WEIGHT)["daily_return"]
+    daily = time_weighted_returns(values, flows, flow_weight=FLOW_WEIGHT)["daily_return"]
     v, f = np.asarray(values.values), np.asarray(flows.values)
     invested = np.zeros(v.shape, dtype=bool)
     invested[:, 1:] = (v[:, :-1] + FLOW_WEIGHT * f[:, 1:]) != 0
@@ -423,7 +423,7 @@ def _statistics(
 
 def compare_portfolios(
     registry: Registry,
-    portfolio_ids: Sequence[str] | None = None,
+    portfolios: Sequence[str] | None = None,
     metrics: Sequence[str] | str | None = None,
     *,
     start: Any = None,
@@ -439,7 +439,7 @@ def compare_portfolios(
     ----------
     registry : Registry
         With market data; its user needs VIEWER on every portfolio.
-    portfolio_ids : sequence of str, optional
+    portfolios : sequence of str, optional
         Rows, in this order. Default: every portfolio the user may view.
     metrics : sequence of str, optional
         Columns, in this order: statistics of
@@ -493,7 +493,7 @@ def compare_portfolios(
     """
     _require_flag(cross_portfolio_flags(registry), "enable_analysis", "cross-portfolio analysis")
     wanted = _metrics(metrics)
-    infos = _portfolios(registry, portfolio_ids)
+    infos = _portfolios(registry, portfolios)
     book = _book(registry, infos, start=start, end=end, fx=fx, currency=currency, common=False)
     returns = book.returns()
     frame = _statistics(returns, wanted, risk_free=risk_free, periods_per_year=periods_per_year)
@@ -558,7 +558,7 @@ def _check_method(method: Any) -> str:
 
 def calculate_correlation(
     registry: Registry,
-    portfolio_ids: Sequence[str] | None = None,
+    portfolios: Sequence[str] | None = None,
     *,
     method: CorrelationMethod = "pearson",
     start: Any = None,
@@ -577,7 +577,7 @@ def calculate_correlation(
     ----------
     registry : Registry
         With market data; its user needs VIEWER on every portfolio.
-    portfolio_ids : sequence of str, optional
+    portfolios : sequence of str, optional
         Default: every portfolio the user may view.
     method : {"pearson", "spearman", "kendall"}, default "pearson"
         Pearson's product-moment, or Spearman's / Kendall's rank correlation
@@ -617,7 +617,7 @@ def calculate_correlation(
     _require_flag(flags, "correlation_analysis", "cross-portfolio correlation analysis")
     method = _check_method(method)
     min_obs = _integer("min_observations", min_observations, 3)
-    infos = _portfolios(registry, portfolio_ids)
+    infos = _portfolios(registry, portfolios)
     book = _book(registry, infos, start=start, end=end, fx=fx, currency=currency, common=False)
     out = _correlation(book.returns(), method, min_obs)
     out.attrs["currency"] = book.currency or "each portfolio's own"
@@ -881,7 +881,7 @@ def _diversification(
 
 def analyze_diversification(
     registry: Registry,
-    portfolio_ids: Sequence[str] | None = None,
+    portfolios: Sequence[str] | None = None,
     *,
     start: Any = None,
     end: Any = None,
@@ -901,7 +901,7 @@ def analyze_diversification(
     ----------
     registry : Registry
         With market data; its user needs VIEWER on every portfolio.
-    portfolio_ids : sequence of str, optional
+    portfolios : sequence of str, optional
         Default: every portfolio the user may view.
     start, end : datetime-like, optional
         The window (inclusive; default: all market days). Holdings and
@@ -935,7 +935,7 @@ def analyze_diversification(
     _require_flag(flags, "enable_analysis", "cross-portfolio analysis")
     min_obs = _integer("min_observations", min_observations, 3)
     ppy = _positive("periods_per_year", periods_per_year)
-    infos = _portfolios(registry, portfolio_ids)
+    infos = _portfolios(registry, portfolios)
     book = _book(registry, infos, start=start, end=end, fx=fx, currency=currency, common=True)
     return _diversification(
         registry, book, fx, correlation=flags["correlation_analysis"],
@@ -1067,7 +1067,7 @@ def _disabled(flags: Mapping[str, bool], *, correlation: bool = False) -> str:
 
 def generate_consolidated_report(
     registry: Registry,
-    portfolio_ids: Sequence[str] | None = None,
+    portfolios: Sequence[str] | None = None,
     *,
     start: Any = None,
     end: Any = None,
@@ -1084,7 +1084,7 @@ def generate_consolidated_report(
     ----------
     registry : Registry
         With market data; its user needs VIEWER on every portfolio.
-    portfolio_ids : sequence of str, optional
+    portfolios : sequence of str, optional
         Default: every portfolio the user may view.
     start, end : datetime-like, optional
         Window of the returns (inclusive); values and holdings are those of
@@ -1119,7 +1119,7 @@ def generate_consolidated_report(
     method = _check_method(method)
     min_obs = _integer("min_observations", min_observations, 3)
     ppy = _positive("periods_per_year", periods_per_year)
-    infos = _portfolios(registry, portfolio_ids)
+    infos = _portfolios(registry, portfolios)
     book = _book(registry, infos, start=start, end=end, fx=fx, currency=currency, common=True)
     pos = _positions(registry, book, fx)
     ids = book.ids

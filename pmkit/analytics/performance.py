@@ -7,7 +7,7 @@ leading NaN: those periods are absent, never zero-filled, so its statistics
 equal those of its trimmed series. NaN *after* a portfolio's first return is
 refused with `ValidationError` naming the portfolio and the time, since
 compounding through a gap would silently book a zero return. This is the one
-missing-data policy of `pmkit.analytics._missing`, shared with
+missing-data policy of `pmkit.model._missing`, shared with
 `pmkit.risk.var` and `pmkit.risk.expected_shortfall`.
 
 - `performance_table`: every statistic per portfolio, one variable each
@@ -18,7 +18,7 @@ missing-data policy of `pmkit.analytics._missing`, shared with
 
 The definitions are empyrical's (see `pmkit.core.performance` for each
 formula); dask-backed inputs chunked over ``portfolio`` are computed chunk by
-chunk through `pmkit.analytics._apply.apply_core`.
+chunk through `pmkit.model._apply.apply_core`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
-from pmkit.analytics._missing import gap_error
 from pmkit.core import performance as _perf
 from pmkit.core import rolling as _rolling
 from pmkit.errors import (
@@ -44,6 +42,8 @@ from pmkit.errors import (
     NonMonotonicTimeError,
     ValidationError,
 )
+from pmkit.model._apply import apply_core
+from pmkit.model._missing import gap_error
 
 __all__ = [
     "STATISTIC_INFO",

@@ -6,7 +6,7 @@ and flows are external cash flows ``(portfolio, time)`` (deposits > 0,
 withdrawals < 0) that are already inside the value of their time, e.g. from
 `external_flows`. Returns are simple returns as fractions; numpy- or
 dask-backed inputs (chunked over ``portfolio``) run through
-`pmkit.analytics._apply.apply_core`.
+`pmkit.model._apply.apply_core`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.analytics.valuation import _PT, _aligned_flows, _values
 from pmkit.core import returns as core
 from pmkit.errors import (
@@ -28,6 +27,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.ledger import LedgerEntry
+from pmkit.model._apply import apply_core
 from pmkit.model.market import _check_time, _check_unique, _string_labels, _time_index
 
 __all__ = ["external_flows", "money_weighted_return", "time_weighted_returns"]
@@ -117,7 +117,7 @@ def _two_times(v: xr.DataArray) -> None:
 
 
 def time_weighted_returns(
-    values: xr.DataArray, flows: xr.DataArray | None = None, weight: float = 1.0
+    values: xr.DataArray, flows: xr.DataArray | None = None, flow_weight: float = 1.0
 ) -> xr.Dataset:
     """Daily Modified Dietz returns chain-linked to a cumulative time-weighted return.
 
@@ -131,7 +131,7 @@ def time_weighted_returns(
         ``nav(portfolio, time)`` (currency units).
     flows : xarray.DataArray, optional
         External flows ``(portfolio, time)`` with the same labels. Default none.
-    weight : float, default 1.0
+    flow_weight : float, default 1.0
         Flow weight ``w`` in [0, 1].
 
     Returns
@@ -149,10 +149,10 @@ def time_weighted_returns(
     InsufficientDataError
         Fewer than 2 times.
     ValidationError
-        Non-finite inputs, or ``weight`` outside [0, 1].
+        Non-finite inputs, or ``flow_weight`` outside [0, 1].
     """
-    if not (0.0 <= weight <= 1.0):
-        raise ValidationError("weight", weight, "flow weight must be in [0, 1]")
+    if not (0.0 <= flow_weight <= 1.0):
+        raise ValidationError("flow_weight", flow_weight, "must be in [0, 1]")
     v = _values(values)
     _two_times(v)
     f = _aligned_flows(v, flows)
@@ -161,13 +161,13 @@ def time_weighted_returns(
         v.reset_coords(drop=True), f,
         input_core_dims=[["time"], ["time"]],
         output_core_dims=[["time"], ["time"]],
-        kwargs={"weight": float(weight)},
+        kwargs={"flow_weight": float(flow_weight)},
     )
     extra = {c: v.coords[c] for c in v.coords if c not in v.dims}
     return xr.Dataset(
         {"daily_return": daily.transpose(*_PT), "twr": cumulative.transpose(*_PT)},
         coords=extra,
-        attrs={"method": "Modified Dietz, chain-linked", "flow_weight": float(weight)},
+        attrs={"method": "Modified Dietz, chain-linked", "flow_weight": float(flow_weight)},
     )
 
 

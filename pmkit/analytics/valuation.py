@@ -2,7 +2,7 @@
 
 The xarray layer over `pmkit.core.valuation`: it validates and aligns labels,
 raises typed `pmkit.errors`, hands arrays to the JAX core through
-`pmkit.analytics._apply.apply_core` (so dask-backed inputs chunked over
+`pmkit.model._apply.apply_core` (so dask-backed inputs chunked over
 ``portfolio`` work) and labels the results back.
 
 FX convention
@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import valuation as core
 from pmkit.errors import (
     AlignmentError,
@@ -36,6 +35,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE, LedgerEntry
+from pmkit.model._apply import apply_core
 from pmkit.model.holdings import _labelled, check_holdings_assets
 from pmkit.model.market import _cell, _first_cell, _fmt_time, _time_index, _timestamp
 
@@ -340,7 +340,7 @@ def daily_pnl(values: xr.DataArray, flows: xr.DataArray | None = None) -> xr.Dat
 
 def membership_matrix(
     registry: Any,
-    group_ids: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
     portfolios: Sequence[str] | None = None,
 ) -> xr.DataArray:
     """0/1 membership of portfolios in groups, from a `pmkit.registry.Registry`.
@@ -350,11 +350,11 @@ def membership_matrix(
     registry : pmkit.registry.Registry
         Membership comes from ``registry.get_group_portfolios`` (nested groups
         resolved, each portfolio once per group; needs VIEWER on each group).
-    group_ids : sequence of str, optional
+    groups : sequence of str, optional
         Groups, one row each. Default: every group the acting user may view.
     portfolios : sequence of str, optional
         Portfolio labels of the columns (e.g. those of a values array).
-        Default: with ``group_ids`` given, every member in order of first
+        Default: with ``groups`` given, every member in order of first
         appearance; otherwise every portfolio the user may view.
 
     Returns
@@ -369,11 +369,11 @@ def membership_matrix(
     AlignmentError
         ``portfolios`` is given and lacks members of a group (names them).
     """
-    if group_ids is None:
-        group_ids = [g.id for g in registry.groups()]
+    if groups is None:
+        groups = [g.id for g in registry.groups()]
         if portfolios is None:
             portfolios = [p.id for p in registry.portfolios()]
-    gids = list(group_ids)
+    gids = list(groups)
     idx = pd.Index(gids)
     if idx.has_duplicates:
         raise DuplicateLabelError("group", idx[idx.duplicated()][0], "group ids must be unique")

@@ -5,13 +5,31 @@ xarray, no I/O, no state), is batched over a leading ``portfolio`` axis with
 `jax.vmap`, and compiles once per shape. The same code runs on a GPU when JAX
 sees one.
 
-Precision: float64 by default (``jax_enable_x64`` is switched on when this
-package is imported). For float32 — faster on GPUs, half the memory — set the
-environment variable ``PMKIT_PRECISION=float32`` before importing pmkit, or
-call ``set_precision("float32")`` before computing. Results then carry about 7
-significant digits instead of 16.
+Precision: pmkit computes in float64 by default, and importing pmkit leaves
+JAX's process-wide ``jax_enable_x64`` flag as it was: each public function
+here runs inside ``jax.enable_x64`` for its own call only (see `precise`).
+``set_precision("float32")`` (or ``PMKIT_PRECISION=float32`` before import)
+switches pmkit's computations to float32 — faster on GPUs, half the memory,
+about 7 significant digits instead of 16 — and ``with precision("float32"):``
+does so for one block, in one thread.
 """
 
-from pmkit.core._precision import float_dtype, get_precision, set_precision
+from pmkit.core._precision import (
+    PRECISIONS,
+    compute_context,
+    float_dtype,
+    get_precision,
+    precise,
+    precision,
+    set_precision,
+)
 
-__all__ = ["float_dtype", "get_precision", "set_precision"]
+__all__ = [
+    "PRECISIONS",
+    "compute_context",
+    "float_dtype",
+    "get_precision",
+    "precise",
+    "precision",
+    "set_precision",
+]

@@ -60,6 +60,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "DenseSigma",
     "FactorSigma",
@@ -171,6 +173,7 @@ class Solution(NamedTuple):
     trade_sign: jax.Array
 
 
+@precise
 def make_problem(
     mu: jax.Array,
     current: jax.Array,
@@ -892,6 +895,7 @@ def _solve_block(dense, onehot, shared: _Cov, per: tuple[bool, ...], data: _Data
     return best, iters, polished
 
 
+@precise
 @partial(jax.jit, static_argnames=("tol", "max_iter", "cg_iter", "block", "turnover"))
 def solve(problem: Problem, cov: Sigma, *, tol: float | None = None, max_iter: int = 4000,
           cg_iter: int | None = None, block: int = 32, turnover: bool = True) -> Solution:
@@ -982,6 +986,7 @@ def solve(problem: Problem, cov: Sigma, *, tol: float | None = None, max_iter: i
     )
 
 
+@precise
 def objective_value(problem: Problem, cov: Sigma, weights: jax.Array) -> jax.Array:
     """``(gamma/2) w'Sw - mu'w + c'|w - w0|`` of given weights ``(P, N)`` -> ``(P,)``."""
     if _is_dense(cov):
@@ -1068,3 +1073,5 @@ def _oo_bwd(tol, max_iter, res, g):
 
 
 optimal_objective.defvjp(_oo_fwd, _oo_bwd)
+# Wrapped after defvjp (the custom_vjp object carries it), like every public function here.
+optimal_objective = precise(optimal_objective)

@@ -25,6 +25,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "common_counts",
     "ewma_covariance",
@@ -46,6 +48,7 @@ def _common_counts(returns: jax.Array) -> jax.Array:
     return m.T @ m
 
 
+@precise
 @jax.jit
 def common_counts(returns: jax.Array) -> jax.Array:
     """Number of common observations of every asset pair.
@@ -76,6 +79,7 @@ def _sample_cov(returns: jax.Array, ddof: int) -> jax.Array:
     return (cross - s * s.T / n) / (n - ddof)
 
 
+@precise
 @partial(jax.jit, static_argnames=("ddof",))
 def sample_covariance(returns: jax.Array, ddof: int = 1) -> jax.Array:
     """Pairwise sample covariance (pandas ``DataFrame.cov`` semantics).
@@ -120,6 +124,7 @@ def _ledoit_wolf(returns: jax.Array) -> tuple[jax.Array, jax.Array]:
     return shrunk, shrinkage
 
 
+@precise
 @jax.jit
 def ledoit_wolf(returns: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Ledoit–Wolf shrinkage towards a scaled identity (as `sklearn.covariance.ledoit_wolf`).
@@ -156,6 +161,7 @@ def _ewma(returns: jax.Array, decay: jax.Array, demean: bool) -> jax.Array:
     return (weighted.T @ x) / ((m * weight[:, None]).T @ m)
 
 
+@precise
 @partial(jax.jit, static_argnames=("demean",))
 def ewma_covariance(returns: jax.Array, decay: float = 0.94, demean: bool = False) -> jax.Array:
     """Exponentially weighted (RiskMetrics) covariance, pairwise over common observations.
@@ -186,28 +192,36 @@ def ewma_covariance(returns: jax.Array, decay: float = 0.94, demean: bool = Fals
     return jnp.vectorize(fn, signature="(t,a)->(a,a)")(returns)
 
 
-def _nearest_psd(cov: jax.Array, floor: jax.Array) -> jax.Array:
+def _nearest_psd(cov: jax.Array, floor: jax.Array, keep_variances: bool) -> jax.Array:
     cov = 0.5 * (cov + cov.T)
     lam, vec = jnp.linalg.eigh(cov)
     scale = jnp.maximum(jnp.abs(lam).max(), jnp.finfo(cov.dtype).tiny)
     clipped = jnp.maximum(lam, floor * scale)
     fixed = (vec * clipped) @ vec.T
-    # Congruence by a positive diagonal keeps it PSD and restores the variances.
-    s = jnp.sqrt(jnp.diag(cov) / jnp.diag(fixed))
-    out = fixed * s[:, None] * s[None, :]
-    return 0.5 * (out + out.T)
+    if keep_variances:
+        # Congruence by a positive diagonal keeps it PSD and restores the variances.
+        s = jnp.sqrt(jnp.diag(cov) / jnp.diag(fixed))
+        fixed = fixed * s[:, None] * s[None, :]
+    return 0.5 * (fixed + fixed.T)
 
 
-@jax.jit
-def nearest_psd(cov: jax.Array, floor: float = 1e-10) -> jax.Array:
+@precise
+@partial(jax.jit, static_argnames=("keep_variances",))
+def nearest_psd(cov: jax.Array, floor: float = 1e-10, keep_variances: bool = True) -> jax.Array:
     """Repair a symmetric matrix to positive definite by eigenvalue clipping.
 
-    Eigenvalues below ``floor * max|eigenvalue|`` are raised to it, the matrix
-    is rebuilt, and then rescaled by a positive diagonal congruence so that
-    the original diagonal (the variances) is kept exactly. The result's
-    smallest eigenvalue is positive (about ``floor`` times the largest, times
-    the smallest rescaling factor). A matrix that is already PSD with all
-    eigenvalues above the floor comes back unchanged up to rounding.
+    Eigenvalues below ``floor * max|eigenvalue|`` are raised to it and the
+    matrix is rebuilt. With ``keep_variances`` it is then rescaled by a
+    positive diagonal congruence so that the original diagonal (the
+    variances) is kept exactly; the smallest eigenvalue is then about
+    ``floor`` times the largest, times the smallest rescaling factor.
+    Without, the spectrum is exactly the clipped one, so the condition number
+    is at most ``1 / floor`` (what a solver needs). A matrix that is already
+    PSD with all eigenvalues above the floor comes back unchanged up to
+    rounding. The one covariance repair of pmkit: `pmkit.risk.covariance_matrix`
+    (variances kept) and the optimizers' conditioning
+    (`pmkit.optimize._inputs.condition_covariance`, condition number bounded)
+    both call it.
 
     Parameters
     ----------
@@ -215,15 +229,19 @@ def nearest_psd(cov: jax.Array, floor: float = 1e-10) -> jax.Array:
         Symmetric (it is symmetrised first), positive diagonal.
     floor : float, default 1e-10
         Relative eigenvalue floor.
+    keep_variances : bool, default True
+        Restore the diagonal after clipping.
 
     Returns
     -------
     array, shape (..., A, A)
+        In ``cov``'s units.
     """
-    fn = partial(_nearest_psd, floor=floor)
+    fn = partial(_nearest_psd, floor=floor, keep_variances=keep_variances)
     return jnp.vectorize(fn, signature="(a,a)->(a,a)")(cov)
 
 
+@precise
 @jax.jit
 def min_eigenvalue(cov: jax.Array) -> jax.Array:
     """Smallest eigenvalue of the symmetric part of ``cov``, shape (...)."""

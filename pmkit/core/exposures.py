@@ -16,6 +16,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "concentration",
     "group_exposure",
@@ -50,6 +52,7 @@ def _ols_one(y: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Arra
 _ols_batched = jax.jit(jax.vmap(_ols_one, in_axes=(0, None)))
 
 
+@precise
 def ols_betas(y: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Regress each series on the factors (with intercept) over its valid rows.
 
@@ -84,6 +87,7 @@ def ols_betas(y: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Arr
     return _ols_batched(jnp.asarray(y), jnp.asarray(x))
 
 
+@precise
 @jax.jit
 def group_exposure(weights: jax.Array, onehot: jax.Array) -> jax.Array:
     """Sum weights by group (sector, asset class, ...) through a one-hot matrix.
@@ -104,6 +108,7 @@ def group_exposure(weights: jax.Array, onehot: jax.Array) -> jax.Array:
     return jax.vmap(lambda w: w @ onehot)(jnp.asarray(weights))
 
 
+@precise
 @jax.jit
 def leverage(weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Gross and net exposure of each portfolio.
@@ -136,6 +141,7 @@ def _concentration_one(w: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.
     return hhi, 1.0 / hhi, top
 
 
+@precise
 def concentration(weights: jax.Array, k: int = 5) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Herfindahl index, weight-based effective number of bets and top-k weight.
 

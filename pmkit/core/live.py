@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pmkit.core._precision import precise
+
 __all__ = ["MIN_BUCKET", "apply_price_changes", "bucket_size", "pad_changes"]
 
 Array = jax.Array
@@ -41,11 +43,13 @@ Array = jax.Array
 MIN_BUCKET = 8
 
 
+@precise
 def bucket_size(k: int) -> int:
     """Padded length for ``k`` changes: the next power of two, at least `MIN_BUCKET`."""
     return max(MIN_BUCKET, 1 << max(int(k) - 1, 0).bit_length())
 
 
+@precise
 def pad_changes(
     idx: np.ndarray, new_prices: np.ndarray, n_assets: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +83,7 @@ def _value_change(held: Array, dprice: Array) -> Array:
     return held @ dprice
 
 
+@precise
 @jax.jit
 def apply_price_changes(
     holdings: Array,

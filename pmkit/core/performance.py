@@ -49,6 +49,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "BENCHMARK_STATISTICS",
     "STATISTICS",
@@ -187,6 +189,7 @@ def _annualize_growth(growth: Array, n: Array, periods_per_year: float | Array) 
 
 
 # -- returns and risk -----------------------------------------------------------------------
+@precise
 def total_return(returns: Array) -> Array:
     """Compounded return over the whole series, ``prod(1 + r) - 1``.
 
@@ -206,6 +209,7 @@ def total_return(returns: Array) -> Array:
     return jnp.where(_count(valid) > 0, _compound(x, valid) - 1.0, jnp.nan)
 
 
+@precise
 def cagr(returns: Array, periods_per_year: float | Array = 252) -> Array:
     """Compound annual growth rate, ``prod(1 + r) ** (periods_per_year / n) - 1``.
 
@@ -228,6 +232,7 @@ def cagr(returns: Array, periods_per_year: float | Array = 252) -> Array:
     return _annualize_growth(_compound(x, valid), _count(valid), periods_per_year)
 
 
+@precise
 def annual_volatility(returns: Array, periods_per_year: float | Array = 252) -> Array:
     """Annualized volatility, ``std(r, ddof=1) * sqrt(periods_per_year)``.
 
@@ -249,6 +254,7 @@ def annual_volatility(returns: Array, periods_per_year: float | Array = 252) -> 
     return _std(returns, valid) * jnp.sqrt(periods_per_year)
 
 
+@precise
 def sharpe_ratio(
     returns: Array, risk_free: float | Array = 0.0, periods_per_year: float | Array = 252
 ) -> Array:
@@ -276,6 +282,7 @@ def sharpe_ratio(
     return _mean(excess, valid) / _std(excess, valid) * jnp.sqrt(periods_per_year)
 
 
+@precise
 def downside_risk(
     returns: Array, required_return: float | Array = 0.0, periods_per_year: float | Array = 252
 ) -> Array:
@@ -303,6 +310,7 @@ def downside_risk(
     return jnp.sqrt(_mean(short * short, valid)) * jnp.sqrt(periods_per_year)
 
 
+@precise
 def sortino_ratio(
     returns: Array, required_return: float | Array = 0.0, periods_per_year: float | Array = 252
 ) -> Array:
@@ -339,6 +347,7 @@ def _wealth(returns: Array) -> Array:
     return jnp.concatenate([start, growth], axis=-1)
 
 
+@precise
 def drawdown(returns: Array) -> Array:
     """Drawdown after each period, ``wealth / running peak - 1`` (≤ 0).
 
@@ -359,6 +368,7 @@ def drawdown(returns: Array) -> Array:
     return (wealth / jax.lax.cummax(wealth, axis=wealth.ndim - 1))[..., 1:] - 1.0
 
 
+@precise
 def max_drawdown(returns: Array) -> Array:
     """Maximum drawdown, ``min(drawdown(returns))`` (≤ 0, a fraction).
 
@@ -377,6 +387,7 @@ def max_drawdown(returns: Array) -> Array:
     return drawdown_stats(returns)[0]
 
 
+@precise
 def drawdown_stats(returns: Array) -> tuple[Array, Array, Array, Array]:
     """The maximum drawdown and how long it lasted, in periods.
 
@@ -483,6 +494,7 @@ def _drawdown_stats(dd: _Drawdown, some: Array) -> tuple[Array, Array, Array, Ar
     )
 
 
+@precise
 def calmar_ratio(returns: Array, periods_per_year: float | Array = 252) -> Array:
     """Calmar ratio, ``cagr / |max_drawdown|``; NaN without a drawdown.
 
@@ -508,6 +520,7 @@ def _calmar(growth_rate: Array, mdd: Array) -> Array:
 
 
 # -- distribution of gains and losses ---------------------------------------------------------
+@precise
 def omega_ratio(returns: Array, threshold: float | Array = 0.0) -> Array:
     """Omega ratio: gains above ``threshold`` over losses below it.
 
@@ -539,6 +552,7 @@ def _omega(x: Array, valid: Array, threshold: float | Array) -> Array:
     return jnp.where(losses > 0, gains / losses, jnp.nan)
 
 
+@precise
 def win_rate(returns: Array) -> Array:
     """Share of winning periods among periods with a non-zero return.
 
@@ -559,6 +573,7 @@ def win_rate(returns: Array) -> Array:
     return _gains_and_losses(x).win_rate()
 
 
+@precise
 def profit_factor(returns: Array) -> Array:
     """Sum of gains over the absolute sum of losses, ``sum(r >= 0) / |sum(r < 0)|``.
 
@@ -578,6 +593,7 @@ def profit_factor(returns: Array) -> Array:
     return _gains_and_losses(x).profit_factor()
 
 
+@precise
 def payoff_ratio(returns: Array) -> Array:
     """Average win over the absolute average loss, ``mean(r > 0) / |mean(r < 0)|``.
 
@@ -628,6 +644,7 @@ def _gains_and_losses(x: Array) -> _GainsAndLosses:
 
 
 # -- against a benchmark ---------------------------------------------------------------------
+@precise
 def beta(returns: Array, benchmark: Array) -> Array:
     """CAPM beta, ``cov(r, b) / var(b)`` over the periods where both are present.
 
@@ -659,6 +676,7 @@ def _beta(r: Array, b: Array, valid: Array, n: Array, mean_r: Array, mean_b: Arr
     return jnp.where((n >= 2) & (var >= 1e-30), cov / var, jnp.nan)
 
 
+@precise
 def alpha(
     returns: Array,
     benchmark: Array,
@@ -690,6 +708,7 @@ def alpha(
     return (1.0 + _mean(residual, valid)) ** periods_per_year - 1.0
 
 
+@precise
 def tracking_error(
     returns: Array, benchmark: Array, periods_per_year: float | Array = 252
 ) -> Array:
@@ -716,6 +735,7 @@ def tracking_error(
     return _std(r - b, valid) * jnp.sqrt(periods_per_year)
 
 
+@precise
 def information_ratio(
     returns: Array, benchmark: Array, periods_per_year: float | Array = 252
 ) -> Array:
@@ -757,6 +777,7 @@ def _capture_paired(
     return mine / theirs
 
 
+@precise
 def up_capture(returns: Array, benchmark: Array, periods_per_year: float | Array = 252) -> Array:
     """Up-market capture: CAGR of the portfolio over CAGR of the benchmark, up periods only.
 
@@ -780,6 +801,7 @@ def up_capture(returns: Array, benchmark: Array, periods_per_year: float | Array
     return _capture(returns, benchmark, True, periods_per_year)
 
 
+@precise
 def down_capture(returns: Array, benchmark: Array, periods_per_year: float | Array = 252) -> Array:
     """Down-market capture: as `up_capture` on the periods where the benchmark is < 0.
 
@@ -802,6 +824,7 @@ def down_capture(returns: Array, benchmark: Array, periods_per_year: float | Arr
 
 
 # -- all at once -----------------------------------------------------------------------------
+@precise
 def summary(
     returns: Array,
     benchmark: Array | None = None,
@@ -1022,6 +1045,7 @@ def _benchmark_stats(
     }
 
 
+@precise
 @jax.jit
 def performance_stats(
     returns: Array,
@@ -1054,6 +1078,7 @@ def performance_stats(
 
 
 # -- groups ----------------------------------------------------------------------------------
+@precise
 @jax.jit
 def group_returns(membership: Array, returns: Array, previous_values: Array) -> Array:
     """Value-weighted returns of groups of portfolios.
@@ -1105,4 +1130,4 @@ def batched(fn: Callable[..., Array], *, benchmark: bool = False) -> Callable[..
         ``(returns (P, T), [benchmark (T,)], *params) -> (P,)``.
     """
     del benchmark  # a (T,) benchmark broadcasts against (P, T) returns
-    return jax.jit(fn)
+    return precise(jax.jit(fn))

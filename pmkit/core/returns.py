@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "annualize",
     "chain_link",
@@ -40,7 +42,10 @@ START_OF_DAY = 1.0
 # ---------------------------------------------------------------- time-weighted
 
 
-def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF_DAY) -> Array:
+@precise
+def modified_dietz(
+    values: Array, flows: Array, flow_weight: float | Array = START_OF_DAY
+) -> Array:
     """Daily Modified Dietz returns of one portfolio.
 
     ``r[t] = (V[t] - V[t-1] - F[t]) / (V[t-1] + w * F[t])``
@@ -59,7 +64,7 @@ def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF
         Values at each close (currency units).
     flows : array, shape (T,)
         External flows in each period (currency units).
-    weight : float, default 1.0
+    flow_weight : float, default 1.0
         Flow weight ``w`` in [0, 1].
 
     Returns
@@ -71,12 +76,13 @@ def modified_dietz(values: Array, flows: Array, weight: float | Array = START_OF
     """
     prev = values[:-1]
     gain = values[1:] - prev - flows[1:]
-    base = prev + weight * flows[1:]
+    base = prev + flow_weight * flows[1:]
     idle = base == 0
     r = jnp.where(idle, jnp.where(gain == 0, 0.0, jnp.nan), gain / jnp.where(idle, 1.0, base))
     return jnp.concatenate([jnp.full((1,), jnp.nan, r.dtype), r])
 
 
+@precise
 def chain_link(returns: Array) -> Array:
     """Cumulative return from chain-linked period returns.
 
@@ -95,9 +101,10 @@ def chain_link(returns: Array) -> Array:
     return growth - 1.0
 
 
+@precise
 @jax.jit
 def time_weighted(
-    values: Array, flows: Array, weight: float | Array = START_OF_DAY
+    values: Array, flows: Array, flow_weight: float | Array = START_OF_DAY
 ) -> tuple[Array, Array]:
     """Daily Modified Dietz returns and cumulative time-weighted return (TWR).
 
@@ -107,7 +114,7 @@ def time_weighted(
         Portfolio values at each close.
     flows : array, shape (P, T)
         External flows per period.
-    weight : float, default 1.0
+    flow_weight : float, default 1.0
         Flow weight, see `modified_dietz`.
 
     Returns
@@ -119,12 +126,13 @@ def time_weighted(
     """
 
     def one(v: Array, f: Array) -> tuple[Array, Array]:
-        r = modified_dietz(v, f, weight)
+        r = modified_dietz(v, f, flow_weight)
         return r, chain_link(r)
 
     return jax.vmap(one)(values, flows)
 
 
+@precise
 def annualize(rate: Array, periods: float) -> Array:
     """Compound a per-period rate to a rate per ``periods`` periods.
 
@@ -149,6 +157,7 @@ def _npv_y(cash: Array, tau: Array, y: Array) -> Array:
     return jnp.sum(cash * jnp.exp(-y * tau))
 
 
+@precise
 def irr(cashflows: Array, times: Array) -> Array:
     """Internal rate of return of one cash-flow stream.
 
@@ -220,6 +229,7 @@ def irr(cashflows: Array, times: Array) -> Array:
     return jnp.where(found, rate, jnp.nan)
 
 
+@precise
 @jax.jit
 def irr_batch(cashflows: Array, times: Array) -> Array:
     """`irr` for many streams on shared times.
@@ -250,6 +260,7 @@ def _mwr_one(values: Array, flows: Array, periods_per_year: float) -> Array:
     return annualize(daily, periods_per_year) if periods_per_year > 0 else daily
 
 
+@precise
 @partial(jax.jit, static_argnames=("periods_per_year",))
 def money_weighted(values: Array, flows: Array, periods_per_year: float = 252) -> Array:
     """Money-weighted return (IRR) of each portfolio over the record, annualized.

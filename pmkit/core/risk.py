@@ -93,6 +93,8 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtri
 from jax.scipy.stats import norm
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "MEASURES",
     "METHODS",
@@ -234,6 +236,7 @@ def _gaussian(horizon: int) -> _Single:
     return f
 
 
+@precise
 def cornish_fisher_quantile(a: jax.Array, skew: jax.Array, kurt: jax.Array) -> jax.Array:
     """Cornish–Fisher standardised quantile at the standard normal quantile ``a``."""
     return (
@@ -244,6 +247,7 @@ def cornish_fisher_quantile(a: jax.Array, skew: jax.Array, kurt: jax.Array) -> j
     )
 
 
+@precise
 def cornish_fisher_tail_mean(a: jax.Array, skew: jax.Array, kurt: jax.Array) -> jax.Array:
     """``int_{-inf}^a q_CF(x) phi(x) dx`` in closed form (negative in the left tail)."""
     poly = 1.0 + skew * a / 6.0 + kurt * (a**2 - 1.0) / 24.0 - skew**2 * (2.0 * a**2 - 1.0) / 36.0
@@ -284,8 +288,13 @@ def _run(
     contributions: bool,
 ) -> tuple[jax.Array, ...]:
     """Values ``(P, K)`` and, with ``contributions``, marginals ``(P, K, A)`` and the NaN flag."""
+    # Static arguments, so programming errors: name the argument order, since a method passed
+    # where the horizon goes would otherwise surface as a reduce_window error.
+    order = "(arguments: weights, returns, confidence, horizon, method)"
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be a positive int, got {horizon!r} {order}")
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown method {kind!r}")  # static argument: a programming error
+        raise ValueError(f"unknown method {kind!r} {order}")
     f = _BUILDERS[kind](horizon)
     agg = horizon if kind == "historical" else 1
     r0, missing = _prepare(_aggregate(returns, agg))
@@ -311,13 +320,15 @@ def _run(
     return values, jac, undefined
 
 
+@precise
 @partial(jax.jit, static_argnames=("method", "horizon", "contributions"))
 def tail_risk(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
+    *,
     contributions: bool = False,
 ) -> dict[str, jax.Array]:
     """VaR and ES of every portfolio, optionally with their Euler contributions, in one call.
@@ -332,10 +343,10 @@ def tail_risk(
         Asset simple returns per period (fractions), NaN where unobserved.
     confidence : float
         ``c`` in (0, 1), e.g. 0.95 (traced: no recompilation per value).
-    method : {"historical", "gaussian", "cornish_fisher"}
-        See the module docstring for the exact definitions.
     horizon : int, default 1
         Periods; overlapping sums (historical) or sqrt-of-time (parametric).
+    method : {"historical", "gaussian", "cornish_fisher"}
+        See the module docstring for the exact definitions.
     contributions : bool, default False
         Also return marginals and components.
 
@@ -360,12 +371,13 @@ def tail_risk(
     return result
 
 
+@precise
 def value_at_risk(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
 ) -> jax.Array:
     """Value at Risk of every portfolio (positive = loss), shape ``(P,)``.
 
@@ -376,29 +388,30 @@ def value_at_risk(
         Asset simple returns per period (fractions), NaN where unobserved.
     confidence : float
         ``c`` in (0, 1).
-    method : {"historical", "gaussian", "cornish_fisher"}
     horizon : int, default 1
+    method : {"historical", "gaussian", "cornish_fisher"}
 
     Returns
     -------
     array, shape (P,)
         Loss fraction over the horizon (the ``var`` of `tail_risk`).
     """
-    return tail_risk(weights, returns, confidence, method, horizon)["var"]
+    return tail_risk(weights, returns, confidence, horizon, method)["var"]
 
 
+@precise
 def expected_shortfall(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
 ) -> jax.Array:
     """Expected Shortfall (CVaR) of every portfolio (positive = loss), shape ``(P,)``.
 
     Parameters are those of `value_at_risk`; this is the ``es`` of `tail_risk`.
     """
-    return tail_risk(weights, returns, confidence, method, horizon)["es"]
+    return tail_risk(weights, returns, confidence, horizon, method)["es"]
 
 
 @partial(jax.jit, static_argnames=("horizon", "contributions"))
@@ -413,6 +426,7 @@ def _volatility_batched(
     return values[:, 0], jnp.where(undefined, jnp.nan, grad), weights * grad
 
 
+@precise
 def volatility(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> jax.Array:
     """Sample standard deviation (``ddof=1``) of portfolio returns times ``sqrt(horizon)``.
 
@@ -430,15 +444,21 @@ def volatility(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> jax.
     return _volatility_batched(weights, returns, horizon, False)[0]
 
 
+@precise
 def risk_contributions(
     weights: jax.Array,
     returns: jax.Array,
     confidence: float | jax.Array = 0.95,
-    measure: Measure = "volatility",
-    method: Method = "historical",
     horizon: int = 1,
+    method: Method = "historical",
+    *,
+    measure: Measure = "volatility",
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Total, marginal and component (Euler) contributions of one risk measure.
+
+    The arguments come in the order of `value_at_risk`; ``measure`` is
+    keyword-only. The components sum to the measure itself (a volatility,
+    VaR or ES), not to 1 and not to the variance.
 
     Parameters
     ----------
@@ -446,10 +466,10 @@ def risk_contributions(
     returns : array, shape (T, A)
     confidence : float
         Ignored for ``measure="volatility"``.
-    measure : {"volatility", "var", "es"}
+    horizon : int, default 1
     method : {"historical", "gaussian", "cornish_fisher"}
         Ignored for volatility.
-    horizon : int, default 1
+    measure : {"volatility", "var", "es"}, default "volatility"
 
     Returns
     -------
@@ -466,10 +486,11 @@ def risk_contributions(
         return total, marginal, component
     if measure not in ("var", "es"):
         raise ValueError(f"unknown measure {measure!r}")
-    out = tail_risk(weights, returns, confidence, method, horizon, contributions=True)
+    out = tail_risk(weights, returns, confidence, horizon, method, contributions=True)
     return out[measure], out[f"{measure}_marginal"], out[f"{measure}_component"]
 
 
+@precise
 @partial(jax.jit, static_argnames=("horizon",))
 def n_observations(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> jax.Array:
     """Usable times per portfolio (all held assets observed), shape ``(P,)`` int.
@@ -482,6 +503,7 @@ def n_observations(weights: jax.Array, returns: jax.Array, horizon: int = 1) -> 
     return ((held @ missing.T) == 0).sum(axis=1)
 
 
+@precise
 @jax.jit
 def portfolio_moments(weights: jax.Array, returns: jax.Array) -> dict[str, jax.Array]:
     """Per-portfolio ``mean``, ``std`` (ddof=1), ``skew``, ``kurtosis`` (excess, biased).
@@ -502,6 +524,7 @@ def portfolio_moments(weights: jax.Array, returns: jax.Array) -> dict[str, jax.A
     return {"mean": mu, "std": sigma, "skew": skew, "kurtosis": kurt}
 
 
+@precise
 @partial(jax.jit, static_argnames=("n_scenarios", "distribution"))
 def monte_carlo_scenarios(
     mean: jax.Array,

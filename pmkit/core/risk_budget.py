@@ -10,6 +10,11 @@ uncorrelated assets (``z ∝ sqrt(b)``). The same method as
 `pmkit.optimize._risk_budget` (numpy, one covariance); this one serves many
 small problems at once, e.g. splitting capital across many groups.
 
+`variance_contributions` is the owner of covariance-based Euler
+contributions; the numpy twin in `pmkit.optimize._risk_budget` is kept for
+one small covariance at a time (`OptimizationResult`), where a JAX dispatch
+costs more than the product, and a test holds the two equal on real data.
+
 Core never raises on data: a singular Newton system gives NaN weights, and
 the returned ``max_error`` tells the caller whether the answer is good.
 """
@@ -21,28 +26,42 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-__all__ = ["risk_budget_weights", "risk_contributions"]
+from pmkit.core._precision import precise
+
+__all__ = ["risk_budget_weights", "variance_contributions"]
 
 
-@jax.jit
-def risk_contributions(cov: jax.Array, weights: jax.Array) -> jax.Array:
-    """Fractional risk contributions ``w_i (Σw)_i / w'Σw``.
+@precise
+@partial(jax.jit, static_argnames=("relative",))
+def variance_contributions(
+    weights: jax.Array, cov: jax.Array, relative: bool = False
+) -> jax.Array:
+    """Euler contributions to the variance, ``w_i (Σw)_i``: they sum to ``w'Σw``.
+
+    Volatility contributions (summing to ``sqrt(w'Σw)``) are these divided
+    by the volatility; as fractions of their totals both are the same.
 
     Parameters
     ----------
-    cov : array, shape (..., N, N)
-        Covariances.
     weights : array, shape (..., N)
         Weights (fractions).
+    cov : array, shape (..., N, N)
+        Covariances (any units: the result is in the same units).
+    relative : bool, default False
+        Divide by the variance: fractions summing to 1 (what risk budgets
+        are stated in).
 
     Returns
     -------
     array, shape (..., N)
-        Contributions summing to 1 along the last axis.
+        Contributions in ``cov``'s units summing to the variance along the
+        last axis, or fractions summing to 1 with ``relative``.
     """
     sw = jnp.einsum("...ij,...j->...i", cov, weights)
     rc = weights * sw
-    return rc / jnp.sum(rc, axis=-1, keepdims=True)
+    if relative:
+        return rc / jnp.sum(rc, axis=-1, keepdims=True)
+    return rc
 
 
 def _solve_one(
@@ -96,6 +115,7 @@ def _solve_one(
     return y / jnp.sum(y), it, err
 
 
+@precise
 @partial(jax.jit, static_argnames=("max_iter",))
 def risk_budget_weights(
     cov: jax.Array,

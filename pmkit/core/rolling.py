@@ -29,6 +29,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = ["ROLLING_BENCHMARK_STATISTICS", "ROLLING_STATISTICS", "rolling_stats", "rolling_summary"]
 
 Array = jax.Array
@@ -91,6 +93,7 @@ def _compounded(x: Array, window: int) -> tuple[Array, Array]:
     return wealth - 1.0, mdd
 
 
+@precise
 def rolling_summary(
     returns: Array,
     benchmark: Array | None = None,
@@ -163,6 +166,7 @@ def rolling_summary(
     return out
 
 
+@precise
 @functools.partial(jax.jit, static_argnames=("window",))
 def rolling_stats(
     returns: Array,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "cap_and_round",
     "fixed_fractional",
@@ -31,6 +33,7 @@ __all__ = [
 LOT_EPS = 1e-9
 
 
+@precise
 @jax.jit
 def fixed_fractional(
     equity: jax.Array, risk_fraction: jax.Array, entry: jax.Array, stop: jax.Array
@@ -56,25 +59,26 @@ def fixed_fractional(
     return risk_fraction * equity / jnp.abs(entry - stop)
 
 
+@precise
 @jax.jit
 def vol_target(
-    equity: jax.Array, target_vol: jax.Array, price: jax.Array, asset_vol: jax.Array
+    equity: jax.Array, target_volatility: jax.Array, price: jax.Array, asset_volatility: jax.Array
 ) -> jax.Array:
-    """Units whose volatility in currency is ``target_vol * equity``.
+    """Units whose volatility in currency is ``target_volatility * equity``.
 
-    A position of ``q`` units has currency volatility ``q * price * asset_vol``,
-    so ``q = target_vol * equity / (price * asset_vol)``.
+    A position of ``q`` units has currency volatility ``q * price * asset_volatility``,
+    so ``q = target_volatility * equity / (price * asset_volatility)``.
 
     Parameters
     ----------
     equity : array
         Account equity (currency).
-    target_vol : array
+    target_volatility : array
         Target position volatility as a fraction of equity (same horizon as
-        ``asset_vol``, e.g. both annualised).
+        ``asset_volatility``, e.g. both annualised).
     price : array
         Price per unit (currency).
-    asset_vol : array
+    asset_volatility : array
         Volatility of the asset's simple returns (fraction, > 0).
 
     Returns
@@ -82,9 +86,10 @@ def vol_target(
     array
         Unrounded units.
     """
-    return target_vol * equity / (price * asset_vol)
+    return target_volatility * equity / (price * asset_volatility)
 
 
+@precise
 @jax.jit
 def kelly_fraction(win_rate: jax.Array, payoff: jax.Array, cap: jax.Array) -> jax.Array:
     """Kelly fraction of equity for a bet won with probability p paying b:1.
@@ -110,6 +115,7 @@ def kelly_fraction(win_rate: jax.Array, payoff: jax.Array, cap: jax.Array) -> ja
     return jnp.clip(f, 0.0, cap)
 
 
+@precise
 @jax.jit
 def max_units(equity: jax.Array, price: jax.Array, max_weight: jax.Array) -> jax.Array:
     """Largest units whose value stays within ``max_weight`` of equity.
@@ -131,6 +137,7 @@ def max_units(equity: jax.Array, price: jax.Array, max_weight: jax.Array) -> jax
     return max_weight * equity / price
 
 
+@precise
 @jax.jit
 def cap_and_round(units: jax.Array, cap: jax.Array, lot_size: jax.Array) -> jax.Array:
     """Cap units and round down to whole lots.
@@ -157,6 +164,7 @@ def cap_and_round(units: jax.Array, cap: jax.Array, lot_size: jax.Array) -> jax.
     return jnp.maximum(lots, 0.0) * lot_size
 
 
+@precise
 @jax.jit
 def fixed_fractional_lots(
     equity: jax.Array,
@@ -192,6 +200,7 @@ def fixed_fractional_lots(
     return cap_and_round(units, cap, lot_size)
 
 
+@precise
 @jax.jit
 def portfolio_heat(
     quantity: jax.Array, price: jax.Array, stop: jax.Array, equity: jax.Array

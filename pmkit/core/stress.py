@@ -17,6 +17,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "conditional_scenarios",
     "drawdown",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 
+@precise
 @jax.jit
 def window_returns(close_start: jax.Array, close_end: jax.Array) -> jax.Array:
     """Compounded simple return between two closes.
@@ -65,6 +68,7 @@ def _historical_one(
     return ret, unlisted
 
 
+@precise
 @functools.partial(jax.jit, static_argnames="renormalize")
 def historical_portfolio_returns(
     weights: jax.Array, returns: jax.Array, listed: jax.Array, renormalize: bool = False
@@ -108,6 +112,7 @@ def _conditional_one(cov: jax.Array, mask: jax.Array, shock: jax.Array) -> jax.A
     return jnp.where(mask, shock, cov @ x)
 
 
+@precise
 @jax.jit
 def conditional_scenarios(cov: jax.Array, masks: jax.Array, shocks: jax.Array) -> jax.Array:
     """Propagate asset shocks to unshocked assets through the covariance.
@@ -136,6 +141,7 @@ def conditional_scenarios(cov: jax.Array, masks: jax.Array, shocks: jax.Array) -
     return jax.vmap(_conditional_one, in_axes=(None, 0, 0))(cov, jnp.asarray(masks), shocks)
 
 
+@precise
 @jax.jit
 def factor_scenarios(betas: jax.Array, factor_shocks: jax.Array) -> jax.Array:
     """Asset responses to factor shocks: ``r = B f`` (no intercept, no residual).
@@ -156,6 +162,7 @@ def factor_scenarios(betas: jax.Array, factor_shocks: jax.Array) -> jax.Array:
     return jax.vmap(lambda f: b @ f)(jnp.asarray(factor_shocks))
 
 
+@precise
 @jax.jit
 def portfolio_scenario_returns(
     weights: jax.Array, values: jax.Array, scenario_returns: jax.Array
@@ -187,6 +194,7 @@ def portfolio_scenario_returns(
     return jax.vmap(one)(jnp.asarray(weights), jnp.asarray(values))
 
 
+@precise
 @jax.jit
 def group_rollup(
     membership: jax.Array, pnl: jax.Array, values: jax.Array
@@ -218,6 +226,7 @@ def group_rollup(
     return gp, gv, gp / jnp.where(gv != 0, gv, jnp.nan)[:, None]
 
 
+@precise
 @jax.jit
 def drawdown(values: jax.Array) -> jax.Array:
     """Drawdown from the running peak, ``1 - V_t / max_{s<=t} V_s``.

@@ -22,6 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pmkit.core._precision import precise
+
 __all__ = [
     "average_cost",
     "average_cost_pnl",
@@ -40,6 +42,7 @@ Array = jax.Array
 # ---------------------------------------------------------------- one time, many portfolios
 
 
+@precise
 def portfolio_value(
     quantity: Array, prices: Array, cash: Array, fx: Array | None = None
 ) -> Array:
@@ -68,6 +71,7 @@ def portfolio_value(
     return jnp.sum(held) + cash
 
 
+@precise
 @jax.jit
 def portfolio_values(
     quantity: Array, prices: Array, cash: Array, fx: Array | None = None
@@ -103,6 +107,7 @@ def _revalue_one(quantity: Array, prices: Array) -> Array:
     return prices @ quantity
 
 
+@precise
 @jax.jit
 def revalue(
     quantity: Array,
@@ -148,6 +153,7 @@ def revalue(
 # ---------------------------------------------------------------- holdings over time
 
 
+@precise
 def value_path(
     quantity: Array,
     prices: Array,
@@ -183,6 +189,7 @@ def value_path(
     return held + cash
 
 
+@precise
 @jax.jit
 def values_over_time(
     quantity: Array,
@@ -228,6 +235,7 @@ def _pnl_one(values: Array, flows: Array) -> Array:
     return values - prev - flows
 
 
+@precise
 @jax.jit
 def daily_pnl(values: Array, flows: Array) -> Array:
     """Daily profit and loss net of external flows.
@@ -251,6 +259,7 @@ def daily_pnl(values: Array, flows: Array) -> Array:
     return jax.vmap(_pnl_one)(values, flows)
 
 
+@precise
 @jax.jit
 def group_values(membership: Array, values: Array) -> Array:
     """Consolidated values of groups: ``values @ membership.T``.
@@ -295,6 +304,7 @@ def _average_cost_step(
     return (q, basis, realized), None
 
 
+@precise
 def average_cost(
     quantity: Array, price: Array, fee: Array, mark: Array
 ) -> tuple[Array, Array, Array, Array]:
@@ -352,6 +362,7 @@ def average_cost(
     return q, avg, realized, unrealized
 
 
+@precise
 @jax.jit
 def average_cost_pnl(
     quantity: Array, price: Array, fee: Array, mark: Array

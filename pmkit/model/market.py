@@ -356,7 +356,7 @@ def _check_volume(vol: np.ndarray, assets: np.ndarray, times: pd.DatetimeIndex) 
 
 
 def validate_market(
-    ds: xr.Dataset, nan_policy: NanPolicy = "raise", ffill_limit: int | None = None
+    market: xr.Dataset, nan_policy: NanPolicy = "raise", ffill_limit: int | None = None
 ) -> xr.Dataset:
     """Check a market dataset and apply the NaN policy; return a new dataset.
 
@@ -365,7 +365,7 @@ def validate_market(
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    market : xarray.Dataset
         Needs ``close(asset, time)``; ``volume(asset, time)`` and the metadata
         coordinates ``currency`` and ``lot_size`` are checked when present.
     nan_policy : {"raise", "ffill"}, default "raise"
@@ -403,32 +403,32 @@ def validate_market(
     """
     limit = _checked_policy(nan_policy, ffill_limit)
     for dim in ("asset", "time"):
-        if dim not in ds.indexes:
+        if dim not in market.indexes:
             raise ValidationError(dim, None, f"market dataset needs a labelled {dim!r} dimension")
-    if "close" not in ds.data_vars:
+    if "close" not in market.data_vars:
         raise ValidationError("close", None, "market dataset needs a 'close' variable")
-    assets = _string_labels(ds.indexes["asset"], "asset")
+    assets = _string_labels(market.indexes["asset"], "asset")
     _check_unique(assets, "asset")
-    times = _time_index(ds.indexes["time"])
+    times = _time_index(market.indexes["time"])
     _check_time(times)
-    _check_metadata(ds, assets)
+    _check_metadata(market, assets)
 
-    close_da = _dims_of(ds, "close")
-    close = np.array(close_da.values, dtype=np.float64)  # a copy: filling must not touch ds
+    close_da = _dims_of(market, "close")
+    close = np.array(close_da.values, dtype=np.float64)  # a copy: filling must not touch market
     _check_prices(close, assets, times)
     filled = _apply_nan_policy(close, assets, times, nan_policy, limit)
-    if "close_filled" in ds.data_vars:
-        filled |= _dims_of(ds, "close_filled").values.astype(bool)
+    if "close_filled" in market.data_vars:
+        filled |= _dims_of(market, "close_filled").values.astype(bool)
 
-    out = ds.copy(deep=False).assign_coords(time=times.to_numpy())
+    out = market.copy(deep=False).assign_coords(time=times.to_numpy())
     out["close"] = (("asset", "time"), close, dict(close_da.attrs))
     out["close_filled"] = (("asset", "time"), filled)
-    if "volume" in ds.data_vars:
-        vol_da = _dims_of(ds, "volume")
+    if "volume" in market.data_vars:
+        vol_da = _dims_of(market, "volume")
         vol = np.array(vol_da.values, dtype=np.float64)
         _check_volume(vol, assets, times)
         out["volume"] = (("asset", "time"), vol, dict(vol_da.attrs))
-    out.attrs = {**ds.attrs, "nan_policy": nan_policy, "ffill_limit": limit}
+    out.attrs = {**market.attrs, "nan_policy": nan_policy, "ffill_limit": limit}
     return out
 
 
@@ -439,12 +439,12 @@ def _asset_coords(close: xr.DataArray) -> dict[Hashable, xr.DataArray]:
     return {k: v for k, v in close.coords.items() if "time" not in v.dims}
 
 
-def listing_dates(ds: xr.Dataset) -> xr.DataArray:
+def listing_dates(market: xr.Dataset) -> xr.DataArray:
     """First time at which each asset has a valid close.
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    market : xarray.Dataset
         Market dataset with ``close(asset, time)``.
 
     Returns
@@ -453,21 +453,21 @@ def listing_dates(ds: xr.Dataset) -> xr.DataArray:
         ``listing_date(asset)``, ``datetime64[ns]``; NaT for an asset with no
         valid close at all.
     """
-    close = ds["close"].transpose("asset", "time")
+    close = market["close"].transpose("asset", "time")
     valid = close.notnull().values
-    times = ds.indexes["time"].to_numpy().astype("datetime64[ns]")
+    times = market.indexes["time"].to_numpy().astype("datetime64[ns]")
     first = np.full(valid.shape[0], np.datetime64("NaT", "ns"))
     listed = valid.any(axis=1)
     first[listed] = times[np.argmax(valid, axis=1)[listed]]
     return xr.DataArray(first, dims="asset", coords=_asset_coords(close), name="listing_date")
 
 
-def latest_prices(ds: xr.Dataset, at: TimeLike | None = None) -> xr.DataArray:
+def latest_prices(market: xr.Dataset, at: TimeLike | None = None) -> xr.DataArray:
     """Last valid close of each asset at or before ``at``.
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    market : xarray.Dataset
         Market dataset with ``close(asset, time)``.
     at : str, datetime, numpy.datetime64 or pandas.Timestamp, optional
         Valuation time (tz-aware is converted to UTC); default the last time.
@@ -479,8 +479,8 @@ def latest_prices(ds: xr.Dataset, at: TimeLike | None = None) -> xr.DataArray:
         not listed yet at ``at``. Coordinate ``price_time(asset)`` tells when
         each price was observed, so stale prices are visible.
     """
-    close = ds["close"].transpose("asset", "time")
-    times = ds.indexes["time"]
+    close = market["close"].transpose("asset", "time")
+    times = market.indexes["time"]
     k = len(times) if at is None else int(times.searchsorted(_timestamp("at", at), side="right"))
     values = close.values[:, :k]
     pos = np.where(~np.isnan(values), np.arange(k), -1).max(axis=1, initial=-1)
@@ -494,12 +494,12 @@ def latest_prices(ds: xr.Dataset, at: TimeLike | None = None) -> xr.DataArray:
     return xr.DataArray(price, dims="asset", coords=coords, name="close", attrs=close.attrs)
 
 
-def simple_returns(ds: xr.Dataset) -> xr.DataArray:
+def simple_returns(market: xr.Dataset) -> xr.DataArray:
     """Compute simple returns ``close_t / close_{t-1} - 1``, never filled.
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    market : xarray.Dataset
         Market dataset with ``close(asset, time)``.
 
     Returns
@@ -509,7 +509,7 @@ def simple_returns(ds: xr.Dataset) -> xr.DataArray:
         first time, before listing and on the listing day, and wherever either
         close is NaN.
     """
-    close = ds["close"].transpose("asset", "time")
+    close = market["close"].transpose("asset", "time")
     out = close / close.shift(time=1) - 1.0
     out.attrs = {"units": "fraction"}
     return out.rename("simple_return")

@@ -1,24 +1,24 @@
 """Minimum CVaR over historical scenarios: the Rockafellar-Uryasev linear program on HiGHS.
 
 For scenario returns ``R`` (``T x N`` simple returns, one row per period) and
-confidence level ``beta``, the conditional value at risk of the loss ``-R w``
-is ``min_alpha alpha + 1/((1-beta) T) sum_t max(-R_t w - alpha, 0)``
+confidence level ``c`` (the ``confidence`` argument), the conditional value
+at risk of the loss ``-R w`` is ``min_alpha alpha + 1/((1-c) T) sum_t max(-R_t w - alpha, 0)``
 (Rockafellar and Uryasev, J. Risk 2, 2000), so minimum CVaR is the LP::
 
-    minimize    alpha + k sum_t u_t                   k = 1 / ((1 - beta) T)
+    minimize    alpha + k sum_t u_t                   k = 1 / ((1 - c) T)
     subject to  u_t >= -R_t w - alpha,  u_t >= 0      (one row per scenario)
                 lower <= w <= upper,  budget_row' w = budget
                 a_ub w <= b_ub,  a_eq w = b_eq,  mu' w >= min_return
 
 Only the scenarios in the loss tail (``-R_t w > alpha``) matter at the optimum,
-about ``(1 - beta) T`` of them. The default ``strategy="cuts"`` exploits this
+about ``(1 - c) T`` of them. The default ``strategy="cuts"`` exploits this
 (scenario generation, a cutting-plane method): it solves the LP over the
 worst scenarios of a starting portfolio (the minimum variance one), then adds
 every scenario the new portfolio loses more than its VaR on, and repeats. A
 relaxation over a scenario subset that no left-out scenario violates is
 optimal for the full LP, so the answer is exact, typically after one or two
-LPs over about ``2 (1 - beta) T`` scenario rows instead of ``T`` (at T=2520,
-N=500, beta=0.95: 0.2 s against 5 s for the complete primal LP and 2.7 s for
+LPs over about ``2 (1 - c) T`` scenario rows instead of ``T`` (at T=2520,
+N=500, c=0.95: 0.2 s against 5 s for the complete primal LP and 2.7 s for
 its dual on HiGHS). ``strategy="full"`` solves the complete LP.
 """
 
@@ -70,7 +70,7 @@ class CVaRSolution:
     iterations: int
 
 
-def cvar_of(returns: np.ndarray, weights: np.ndarray, beta: float) -> tuple[float, float]:
+def cvar_of(returns: np.ndarray, weights: np.ndarray, confidence: float) -> tuple[float, float]:
     """Historical VaR and CVaR of a portfolio, straight from the scenarios.
 
     Parameters
@@ -79,23 +79,23 @@ def cvar_of(returns: np.ndarray, weights: np.ndarray, beta: float) -> tuple[floa
         Scenario simple returns (fractions).
     weights : ndarray, shape (N,)
         Portfolio weights.
-    beta : float
+    confidence : float
         Confidence level in (0, 1), e.g. 0.95.
 
     Returns
     -------
     var, cvar : float
         Losses as positive fractions: ``var`` the smallest minimizer ``alpha``
-        of the Rockafellar-Uryasev function (the ``beta`` lower quantile of
+        of the Rockafellar-Uryasev function (the ``confidence`` lower quantile of
         the loss), ``cvar`` its minimum value.
     """
     loss = -(np.asarray(returns, dtype=np.float64) @ np.asarray(weights, dtype=np.float64))
     t = loss.size
-    k = 1.0 / ((1.0 - beta) * t)
+    k = 1.0 / ((1.0 - confidence) * t)
     order = np.sort(loss)
     # The RU function is convex piecewise linear in alpha with kinks at the losses;
     # its minimum is at the order statistic where the slope 1 - k #{loss > alpha} turns >= 0.
-    idx = max(int(np.ceil(beta * t - 1e-9)) - 1, 0)
+    idx = max(int(np.ceil(confidence * t - 1e-9)) - 1, 0)
     alpha = float(order[idx])
     return alpha, alpha + k * float(np.maximum(loss - alpha, 0.0).sum())
 
@@ -219,7 +219,7 @@ def _start(
 
 def min_cvar_lp(
     returns: np.ndarray,
-    beta: float = 0.95,
+    confidence: float = 0.95,
     *,
     lower: np.ndarray | float = 0.0,
     upper: np.ndarray | float = np.inf,
@@ -241,7 +241,7 @@ def min_cvar_lp(
     ----------
     returns : ndarray, shape (T, N)
         Scenario simple returns per period (fractions), no NaN.
-    beta : float, default 0.95
+    confidence : float, default 0.95
         Confidence level in (0, 1).
     lower, upper : ndarray, shape (N,), or float
         Weight bounds (fractions); infinite for none. Default long-only.
@@ -269,7 +269,7 @@ def min_cvar_lp(
     Raises
     ------
     ValidationError
-        Bad shapes, NaN/inf returns, ``beta`` outside (0, 1), ``min_return``
+        Bad shapes, NaN/inf returns, ``confidence`` outside (0, 1), ``min_return``
         without ``mu``.
     InfeasibleError
         The weight constraints admit no portfolio.
@@ -283,12 +283,12 @@ def min_cvar_lp(
         raise ValidationError("returns", r.shape, "must be a non-empty (T, N) matrix")
     if not np.isfinite(r).all():
         raise ValidationError("returns", "non-finite entry", "scenario returns must be finite")
-    if not (isinstance(beta, float | int) and 0.0 < float(beta) < 1.0):
-        raise ValidationError("beta", beta, "must be in (0, 1)")
+    if not (isinstance(confidence, float | int) and 0.0 < float(confidence) < 1.0):
+        raise ValidationError("confidence", confidence, "must be in (0, 1)")
     if strategy not in ("cuts", "full"):
         raise ValidationError("strategy", strategy, "must be 'cuts' or 'full'")
     t, n = r.shape
-    k = 1.0 / ((1.0 - float(beta)) * t)
+    k = 1.0 / ((1.0 - float(confidence)) * t)
     lo, up = _bounds("lower", lower, n), _bounds("upper", upper, n)
     if np.any(lo > up):
         i = int(np.argmax(lo > up))
@@ -324,9 +324,9 @@ def min_cvar_lp(
         np.vstack(ub_rows),
         np.concatenate(ub_rhs),
     )
-    what = f"minimum CVaR ({float(beta):g})"
+    what = f"minimum CVaR ({float(confidence):g})"
 
-    tail = int(np.ceil((1.0 - float(beta)) * t))
+    tail = int(np.ceil((1.0 - float(confidence)) * t))
     # A relaxation with fewer than 1/k scenarios is unbounded in alpha; twice the tail
     # usually holds the optimal tail of a minimum variance start.
     first = min(t, max(2 * tail, tail + 1))

@@ -8,6 +8,11 @@ per-period return scenarios, using only the times where every asset is
 observed: a ragged history shortens the scenario set (reported in ``info``),
 it is never zero-filled.
 
+Units: a given ``mu`` or ``cov`` (or one returned by an estimator function)
+whose ``units`` attr names its period must be per year, and the two must
+agree; otherwise `UnitsMismatchError` names both. An input without a
+``units`` attr is taken to be annual, as documented.
+
 Covariance conditioning: a Cholesky factorization proves positive
 definiteness cheaply and LAPACK's ``pocon`` estimates the condition number.
 A matrix that is indefinite or whose condition number exceeds
@@ -17,6 +22,8 @@ and a `CovarianceRepairWarning` states the condition number before and after.
 
 from __future__ import annotations
 
+import re
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,14 +33,36 @@ import numpy as np
 import scipy.linalg as sla
 import xarray as xr
 
-from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
+from pmkit.errors import (
+    AlignmentError,
+    InsufficientDataError,
+    UnitsMismatchError,
+    ValidationError,
+)
 from pmkit.risk.covariance import CovarianceRepairWarning, _returns_array, covariance_matrix
 
-__all__ = ["ProblemData", "condition_covariance", "prepare"]
+__all__ = [
+    "COV_UNITS",
+    "MU_UNITS",
+    "ProblemData",
+    "check_units",
+    "condition_covariance",
+    "prepare",
+    "time_basis",
+]
+
+#: The units of expected returns inside every optimizer (and on its results).
+MU_UNITS = "fraction per year"
+#: The units of covariances inside every optimizer (and on its results).
+COV_UNITS = "fraction**2 per year"
 
 Estimator = str | Callable[[xr.DataArray], xr.DataArray]
 
+# Labelled templates keyed by their label values (never by id(): a reused address would
+# return another problem's labels). Optimizers run in worker threads (PortfolioManager),
+# so reads and evictions go under the lock.
 _TEMPLATES: dict[tuple[Any, ...], xr.DataArray] = {}
+_TEMPLATES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,7 +104,7 @@ class ProblemData:
         """``mu`` as ``expected_return(asset)``."""
         if self.mu is None:
             return None
-        return self._vector(self.mu, "expected_return", {"units": "fraction per year"})
+        return self._vector(self.mu, "expected_return", {"units": MU_UNITS})
 
     def labelled_cov(self) -> xr.DataArray | None:
         """``cov`` as ``covariance(asset, asset_j)``."""
@@ -83,7 +112,7 @@ class ProblemData:
             return None
         out = self._template("matrix").copy(deep=False, data=self.cov)
         out.name = "covariance"
-        out.attrs = {"units": "fraction**2 per year"}
+        out.attrs = {"units": COV_UNITS}
         return out
 
     def weights(self, w: np.ndarray) -> xr.DataArray:
@@ -102,7 +131,8 @@ class ProblemData:
         key = (kind, _label_key(self.assets), *(
             (k, _label_key(v)) for k, v in sorted(self.coords.items())
         ))
-        found = _TEMPLATES.get(key)
+        with _TEMPLATES_LOCK:
+            found = _TEMPLATES.get(key)
         if found is None:
             coords = self._coords()
             if kind == "matrix":
@@ -115,9 +145,10 @@ class ProblemData:
                 found = xr.DataArray(
                     np.empty(self.n), dims=("asset",), coords=xr.Coordinates(coords)
                 )
-            if len(_TEMPLATES) >= 16:
-                _TEMPLATES.pop(next(iter(_TEMPLATES)))
-            _TEMPLATES[key] = found
+            with _TEMPLATES_LOCK:
+                while len(_TEMPLATES) >= 16:
+                    _TEMPLATES.pop(next(iter(_TEMPLATES)))
+                _TEMPLATES[key] = found
         return found
 
     def _coords(self) -> dict[str, Any]:
@@ -184,6 +215,7 @@ def prepare(
         raise ValidationError("periods_per_year", periods_per_year, "must be a positive integer")
     if periods_per_year < 1:
         raise ValidationError("periods_per_year", periods_per_year, "must be a positive integer")
+    check_units(mu, cov)
     values = assets = None
     coords: dict[str, np.ndarray] = {}
     if returns is not None:
@@ -238,6 +270,77 @@ def prepare(
     )
 
 
+def time_basis(units: Any) -> str | None:
+    """The period a ``units`` attr is "per": ``"year"``, another (``"period"``, ``"day"``), or None.
+
+    None when the text names no period or a relative one (``"fraction per
+    period of cov"``): such units cannot be checked and are not refused.
+
+    Parameters
+    ----------
+    units : object
+        A ``units`` attr, e.g. ``"fraction**2 per year"``, ``"fraction per
+        period, not annualized"``, ``"annualized fractions"``.
+
+    Returns
+    -------
+    str or None
+    """
+    if not isinstance(units, str):
+        return None
+    text = " ".join(units.lower().split())
+    if "per year" in text or ("annualized" in text and "not annualized" not in text):
+        return "year"
+    found = re.search(r"\bper ((?:\d+ )?[a-z]+)(?: of\b)?", text)
+    if found is None or found.group(0).endswith(" of"):
+        return None
+    return found.group(1)
+
+
+def check_units(mu: Any, cov: Any) -> None:
+    """Refuse ``mu``/``cov`` whose units disagree, or are not per year.
+
+    Parameters
+    ----------
+    mu, cov : xarray.DataArray or None
+        Inputs given to an optimizer; their ``units`` attrs are read (see
+        `time_basis`). Missing or unreadable units are not refused.
+
+    Raises
+    ------
+    UnitsMismatchError
+        ``mu`` and ``cov`` are per different periods (both named with their
+        units), or either is per a period other than a year.
+    """
+    found = {}
+    for name, da in (("mu", mu), ("cov", cov)):
+        units = getattr(da, "attrs", {}).get("units") if da is not None else None
+        basis = time_basis(units)
+        if basis is not None:
+            found[name] = (units, basis)
+    if len(found) == 2 and found["mu"][1] != found["cov"][1]:
+        (mu_units, mu_basis), (cov_units, cov_basis) = found["mu"], found["cov"]
+        raise UnitsMismatchError(
+            "cov",
+            cov_units,
+            f"disagrees with mu's units {mu_units!r}: mu is per {mu_basis}, cov per {cov_basis}."
+            " Mixing them would misstate every risk figure (a Sharpe ratio by sqrt(periods per"
+            " year)); give both annualized, e.g. pmkit.optimize.expected_returns(returns) with"
+            " pmkit.optimize.covariance(returns)",
+        )
+    for name, (units, basis) in found.items():
+        if basis != "year":
+            want = MU_UNITS if name == "mu" else COV_UNITS
+            raise UnitsMismatchError(
+                name,
+                units,
+                f"is per {basis}; optimizers work in annualized units ({want!r}, paired with"
+                f" {'cov' if name == 'mu' else 'mu'} per year). Annualize it, e.g."
+                " pmkit.optimize.covariance(returns) (annualized by default) or multiply by"
+                " periods_per_year",
+            )
+
+
 def condition_covariance(
     cov: np.ndarray, max_condition: float = 1e10
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -273,14 +376,17 @@ def condition_covariance(
         cond = np.inf if status or rcond <= 0 else 1.0 / float(rcond)
         if cond <= max_condition:
             return cov, chol, {"condition_number": cond, "repaired": False}
-    eig, vec = np.linalg.eigh(cov)
+    eig = np.linalg.eigvalsh(cov)
     top = float(eig[-1])
     if top <= 0:
         raise ValidationError("cov", top, "has no positive eigenvalue")
     before = top / eig[0] if eig[0] > 0 else np.inf
     floor = top / max_condition
-    fixed = (vec * np.maximum(eig, floor)) @ vec.T
-    fixed = 0.5 * (fixed + fixed.T)
+    from pmkit.core.covariance import nearest_psd  # the one repair (variances not kept here)
+
+    # nearest_psd's floor is relative to the largest |eigenvalue|; this one to the largest.
+    relative = floor / float(np.abs(eig).max())
+    fixed = np.asarray(nearest_psd(cov, relative, keep_variances=False))
     after = top / max(float(eig[0]), floor)
     kind = "not positive definite" if eig[0] <= 0 else "ill-conditioned"
     warnings.warn(
@@ -355,6 +461,7 @@ def _estimate_mu(
 ) -> np.ndarray:
     if callable(method):
         mu = method(returns)
+        check_units(mu, None)
     elif method == "mean" and values is not None and not np.isnan(values).any():
         # Complete panel: the arithmetic mean x periods, as expected_returns("mean"), without
         # its per-asset ragged bookkeeping.
@@ -370,7 +477,9 @@ def _estimate_cov(
     returns: xr.DataArray, values: np.ndarray, method: Estimator, ppy: int, assets: np.ndarray
 ) -> np.ndarray:
     if callable(method):
-        return _align_matrix(method(returns), assets)[1]
+        cov = method(returns)
+        check_units(None, cov)
+        return _align_matrix(cov, assets)[1]
     if method == "sample" and not np.isnan(values).any():
         # Complete panel: numpy's BLAS syrk is ~2x faster than the pairwise-masked core
         # path and needs no eigen check (conditioning happens next, by Cholesky).

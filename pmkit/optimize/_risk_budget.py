@@ -24,25 +24,33 @@ from scipy.linalg import lapack
 
 from pmkit.errors import NoSolutionError, ValidationError
 
-__all__ = ["risk_budget_weights", "risk_contributions"]
+__all__ = ["risk_budget_weights", "variance_contributions"]
 
 
-def risk_contributions(cov: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Fractional risk contributions ``w_i (Σw)_i / w'Σw`` (they sum to 1).
+def variance_contributions(
+    weights: np.ndarray, cov: np.ndarray, relative: bool = False
+) -> np.ndarray:
+    """Euler contributions to the variance ``w_i (Σw)_i`` (they sum to ``w'Σw``).
+
+    The numpy twin of `pmkit.core.risk_budget.variance_contributions` (the
+    owner), kept for one small covariance at a time, where a JAX dispatch
+    costs more than the product; a test holds the two equal on real data.
 
     Parameters
     ----------
-    cov : ndarray, shape (n, n)
-        Covariance.
     weights : ndarray, shape (n,)
         Portfolio weights (fractions).
+    cov : ndarray, shape (n, n)
+        Covariance (any units: the result is in the same units).
+    relative : bool, default False
+        Divide by the variance: fractions summing to 1.
 
     Returns
     -------
     ndarray, shape (n,)
     """
-    sw = cov @ weights
-    return weights * sw / float(weights @ sw)
+    rc = weights * (cov @ weights)
+    return rc / float(rc.sum()) if relative else rc
 
 
 def _check(cov: Any, budgets: Any) -> tuple[np.ndarray, np.ndarray]:

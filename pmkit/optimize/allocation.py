@@ -17,7 +17,7 @@ observation on a day only when capital was invested in it (the Modified
 Dietz base ``V[t-1] + w F[t]`` is non-zero), and the optimizer sees only the
 days on which *every* member has one (listwise), so every member's mean and
 covariance come from the same window. A member with fewer than
-``min_periods`` observations, or a common window shorter than that, raises
+``min_observations`` observations, or a common window shorter than that, raises
 `InsufficientDataError` naming the member(s) responsible.
 """
 
@@ -216,12 +216,12 @@ def _timestamp(value: Any, field: str) -> pd.Timestamp:
 
 
 def _members(
-    registry: Registry, group_id: str
+    registry: Registry, group: str
 ) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """Direct members, the portfolios each stands for, and each member's kind."""
-    info = registry.group(group_id)
+    info = registry.group(group)
     if not info.members:
-        raise ValidationError("group_id", group_id, "the group has no members to allocate to")
+        raise ValidationError("group", group, "the group has no members to allocate to")
     leaves: dict[str, list[str]] = {}
     kinds: list[str] = []
     for m in info.members:
@@ -236,7 +236,7 @@ def _members(
 
 def member_returns(
     registry: Registry,
-    group_id: str,
+    group: str,
     *,
     start: Any = None,
     end: Any = None,
@@ -258,7 +258,7 @@ def member_returns(
     ----------
     registry : Registry
         Must have market data; the acting user needs VIEWER on the group.
-    group_id : str
+    group : str
         The group whose direct members are returned.
     start, end : datetime-like, optional
         First and last day of the returns (inclusive; default: the market
@@ -295,7 +295,7 @@ def member_returns(
 
     if not (isinstance(flow_weight, int | float) and 0.0 <= flow_weight <= 1.0):
         raise ValidationError("flow_weight", flow_weight, "must be a number in [0, 1]")
-    members, leaves, kinds = _members(registry, group_id)
+    members, leaves, kinds = _members(registry, group)
     market = registry.market
     if market is None:
         raise ConfigError("market", None, "this registry has no market data; pass market=")
@@ -316,7 +316,7 @@ def member_returns(
         currencies = sorted(set(holdings["currency"].values.tolist()))
         if len(currencies) > 1:
             raise CurrencyMismatchError(
-                "group_id", group_id,
+                "group", group,
                 f"member portfolios report in {currencies}; returns in different currencies "
                 "are not comparable without FX",
             )
@@ -338,7 +338,7 @@ def member_returns(
         daily = time_weighted_returns(
             xr.DataArray(value, dims=("portfolio", "time"), coords=labels),
             xr.DataArray(flow, dims=("portfolio", "time"), coords=labels),
-            weight=float(flow_weight),
+            flow_weight=float(flow_weight),
         )["daily_return"].values
         # No capital at work means no observation (the core returns 0 there, which an
         # optimizer would read as a riskless member).
@@ -359,19 +359,19 @@ def member_returns(
         attrs={
             "units": "fraction per day",
             "method": f"Modified Dietz time-weighted, flow weight {float(flow_weight):g}",
-            "group": group_id,
+            "group": group,
             "currency": currency,
         },
     )
 
 
-def _common_window(returns: xr.DataArray, min_periods: int) -> xr.DataArray:
+def _common_window(returns: xr.DataArray, min_observations: int) -> xr.DataArray:
     """The days on which every member has a return; raises naming short members."""
     values = returns.values
     observed = ~np.isnan(values)
     counts = observed.sum(axis=1)
     members = [str(a) for a in returns["asset"].values.tolist()]
-    short = [m for m, c in zip(members, counts, strict=True) if c < min_periods]
+    short = [m for m, c in zip(members, counts, strict=True) if c < min_observations]
     if short:
         detail = ", ".join(
             f"{m}: {c}" for m, c in zip(members, counts.tolist(), strict=True) if m in short
@@ -379,11 +379,11 @@ def _common_window(returns: xr.DataArray, min_periods: int) -> xr.DataArray:
         raise InsufficientDataError(
             "member", short[0] if len(short) == 1 else short,
             f"too little return history in the window ({detail} days with capital invested; "
-            f"need min_periods={min_periods}); fund the member, remove it from the group, or "
-            "choose start/end",
+            f"need min_observations={min_observations}); fund the member, remove it from the "
+            "group, or choose start/end",
         )
     complete = observed.all(axis=0)
-    if complete.sum() < min_periods:
+    if complete.sum() < min_observations:
         times = returns.indexes["time"]
         first = [times[np.argmax(row)] for row in observed]
         latest = max(first)
@@ -391,7 +391,7 @@ def _common_window(returns: xr.DataArray, min_periods: int) -> xr.DataArray:
         raise InsufficientDataError(
             "member", late[0] if len(late) == 1 else late,
             f"only {int(complete.sum())} days on which every member has a return (need "
-            f"min_periods={min_periods}); this member's history starts {latest.date()}",
+            f"min_observations={min_observations}); this member's history starts {latest.date()}",
         )
     return returns.isel(time=np.flatnonzero(complete))
 
@@ -417,7 +417,7 @@ class GroupAllocation:
 
     Attributes
     ----------
-    group_id : str
+    group : str
     result : OptimizationResult
         The optimizer's answer on the members' returns (annualized ``mu``/``cov``).
     allocation : dict of str to float
@@ -436,7 +436,7 @@ class GroupAllocation:
         the registry's ``set_allocation`` accepts a ``reason``).
     """
 
-    group_id: str
+    group: str
     result: OptimizationResult
     allocation: dict[str, float]
     previous: dict[str, float] | None
@@ -451,13 +451,13 @@ def _method_name(method: str | Optimizer) -> str:
 
 def allocate_group(
     registry: Registry,
-    group_id: str,
+    group: str,
     method: str | Optimizer = "risk_parity",
     *,
     constraints: Constraints | None = None,
     start: Any = None,
     end: Any = None,
-    min_periods: int = 60,
+    min_observations: int = 60,
     flow_weight: float = 1.0,
     apply: bool = True,
     **options: Any,
@@ -476,7 +476,7 @@ def allocate_group(
     ----------
     registry : Registry
         With market data; acting as the user making the change.
-    group_id : str
+    group : str
         The group to allocate.
     method : str or Optimizer, default "risk_parity"
         See `allocate`.
@@ -486,7 +486,7 @@ def allocate_group(
         ``"group"``) can be used in ``group_bounds``.
     start, end : datetime-like, optional
         Estimation window (inclusive); default the whole market history.
-    min_periods : int, default 60
+    min_observations : int, default 60
         Fewest days with a return each member, and the common window, must
         have (60 trading days is about a quarter).
     flow_weight : float, default 1.0
@@ -507,7 +507,7 @@ def allocate_group(
         (checked before any computation, and again by the registry); also
         without VIEWER on the group.
     InsufficientDataError
-        A member (named) has fewer than ``min_periods`` days of returns in
+        A member (named) has fewer than ``min_observations`` days of returns in
         the window, or the common window is shorter (the latest-starting
         member is named).
     ValidationError
@@ -521,16 +521,17 @@ def allocate_group(
     """
     from pmkit.registry.access import ACTION_ROLES
 
-    if isinstance(min_periods, bool) or not isinstance(min_periods, int) or min_periods < 2:
-        raise ValidationError("min_periods", min_periods, "must be an integer >= 2")
-    if apply and not registry.can("group.allocation", group_id):
+    n_min = min_observations
+    if isinstance(n_min, bool) or not isinstance(n_min, int) or n_min < 2:
+        raise ValidationError("min_observations", min_observations, "must be an integer >= 2")
+    if apply and not registry.can("group.allocation", group):
         raise PermissionDenied(
-            registry.user, "group.allocation", group_id, str(ACTION_ROLES["group.allocation"])
+            registry.user, "group.allocation", group, str(ACTION_ROLES["group.allocation"])
         )
-    previous = registry.group(group_id).allocation
+    previous = registry.group(group).allocation
     optimizer = _optimizer(method, constraints, options)
-    raw = member_returns(registry, group_id, start=start, end=end, flow_weight=flow_weight)
-    returns = _common_window(raw, min_periods)
+    raw = member_returns(registry, group, start=start, end=end, flow_weight=flow_weight)
+    returns = _common_window(raw, min_observations)
     _check_group_constraints(optimizer, returns)
     result = optimizer.fit(returns)
     members = [str(a) for a in returns["asset"].values.tolist()]
@@ -544,9 +545,9 @@ def allocate_group(
         f"{t[0].date()}..{t[-1].date()} ({len(t)} days)"
     )
     if apply:
-        _write(registry, group_id, allocation, reason)
+        _write(registry, group, allocation, reason)
     return GroupAllocation(
-        group_id=group_id,
+        group=group,
         result=result,
         allocation=allocation,
         previous=previous,
@@ -556,6 +557,6 @@ def allocate_group(
     )
 
 
-def _write(registry: Registry, group_id: str, allocation: dict[str, float], reason: str) -> None:
+def _write(registry: Registry, group: str, allocation: dict[str, float], reason: str) -> None:
     """``registry.set_allocation`` with the method recorded in the audit trail."""
-    registry.set_allocation(group_id, allocation, reason=reason)
+    registry.set_allocation(group, allocation, reason=reason)

@@ -51,6 +51,9 @@ class Optimizer:
     """
 
     method: ClassVar[str] = "optimizer"
+    #: Annualized risk-free rate (fraction) the results' Sharpe ratios use; optimizers
+    #: taking a ``risk_free`` parameter set it, so what they optimize is what they report.
+    risk_free: float = 0.0
     needs_mu: ClassVar[bool] = False
     needs_cov: ClassVar[bool] = True
     needs_scenarios: ClassVar[bool] = False
@@ -125,6 +128,7 @@ class Optimizer:
             cov=data.labelled_cov(),
             attempts=attempts,
             info=info,
+            risk_free=self.risk_free,
         )
         self.result_ = result
         self.weights_ = result.weights

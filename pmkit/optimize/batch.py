@@ -172,6 +172,7 @@ def optimize_batch(
     import jax.numpy as jnp
 
     from pmkit.core import batch_qp as core
+    from pmkit.core import compute_context
 
     w0, portfolios, assets = _current(current_weights)
     n_p = w0.shape[0]
@@ -188,17 +189,20 @@ def optimize_batch(
     _check_values(lo, up, c, gamma, tau, portfolios, assets)
     sector_ids, s_lo, s_hi = _sectors(sectors, sector_bounds, current_weights, assets)
     _check_feasible(w0, lo, up, tau, sector_ids, s_lo, s_hi, portfolios)
-    sigma = _covariance(cov, portfolios, assets)
-    problem = core.make_problem(
-        jnp.asarray(mu_a), jnp.asarray(w0), lower=jnp.asarray(lo), upper=jnp.asarray(up),
-        risk_aversion=jnp.asarray(gamma), costs=jnp.asarray(c), max_turnover=jnp.asarray(tau),
-        sector_ids=None if sector_ids is None else jnp.asarray(sector_ids),
-        sector_lower=-np.inf if s_lo is None else jnp.asarray(s_lo),
-        sector_upper=np.inf if s_hi is None else jnp.asarray(s_hi),
-    )
-    sol = core.solve(
-        problem, sigma, tol=tol, max_iter=max_iter, turnover=bool(np.isfinite(tau).any())
-    )
+    # The JAX arrays are built in pmkit's precision: outside it jnp.asarray gives float32.
+    with compute_context():
+        sigma = _covariance(cov, portfolios, assets)
+        problem = core.make_problem(
+            jnp.asarray(mu_a), jnp.asarray(w0), lower=jnp.asarray(lo), upper=jnp.asarray(up),
+            risk_aversion=jnp.asarray(gamma), costs=jnp.asarray(c),
+            max_turnover=jnp.asarray(tau),
+            sector_ids=None if sector_ids is None else jnp.asarray(sector_ids),
+            sector_lower=-np.inf if s_lo is None else jnp.asarray(s_lo),
+            sector_upper=np.inf if s_hi is None else jnp.asarray(s_hi),
+        )
+        sol = core.solve(
+            problem, sigma, tol=tol, max_iter=max_iter, turnover=bool(np.isfinite(tau).any())
+        )
     converged = np.asarray(sol.converged)
     if raise_on_failure and not converged.all():
         bad = portfolios[~converged]

@@ -24,7 +24,9 @@ The model (Black and Litterman 1992; He and Litterman 1999; Idzorek 2005):
 Units: everything is in the units of the covariance passed in. Pass an
 annualized covariance (squared fractions per year) to get annualized
 expected returns (fractions per year); then ``risk_free`` and view values
-``Q`` are annual fractions too.
+``Q`` are annual fractions too. When the covariance's ``units`` attr names
+its period (as `pmkit.optimize.covariance` does), the results' ``units``
+name it too, so an optimizer fitted to them checks they agree.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pmkit.errors import (
     UnknownAssetError,
     ValidationError,
 )
+from pmkit.optimize._inputs import time_basis
 from pmkit.optimize.estimators import _cov_values
 
 __all__ = [
@@ -466,7 +469,19 @@ def implied_returns(
     return xr.DataArray(delta * values @ w + rf, dims=("asset",), coords=_asset_coords(ordered),
                         name="implied_return",
                         attrs={"risk_aversion": delta, "risk_free": rf,
-                               "units": "fraction per period of cov"})
+                               "units": _units_of(cov)[0]})
+
+
+def _units_of(cov: xr.DataArray) -> tuple[str, str]:
+    """``(return units, covariance units)`` in the period of ``cov``'s ``units`` attr.
+
+    Concrete (``"fraction per year"``) when ``cov`` says its period, so an
+    optimizer fitted to the posterior can check them; relative otherwise.
+    """
+    basis = time_basis(cov.attrs.get("units"))
+    if basis is None:
+        return "fraction per period of cov", "units of the input covariance"
+    return f"fraction per {basis}", f"fraction**2 per {basis}"
 
 
 def unconstrained_weights(
@@ -904,8 +919,8 @@ class BlackLitterman:
         ----------
         cov : xarray.DataArray
             ``(asset, asset_j)`` covariance ``Sigma`` of the model's assets
-            (any order), symmetric PSD, e.g. `pmkit.optimize.covariance` with
-            ``annualize=True``. Its units set the result's units.
+            (any order), symmetric PSD, e.g. `pmkit.optimize.covariance`
+            (annualized). Its ``units`` attr sets the result's units.
 
         Returns
         -------
@@ -969,9 +984,10 @@ class BlackLitterman:
         post = sigma + m
         post = 0.5 * (post + post.T)
         cov_da = ordered.copy(data=post).rename("posterior_covariance")
-        cov_da.attrs = {"units": "units of the input covariance", "tau": self.tau}
+        mu_units, cov_units = _units_of(cov)
+        cov_da.attrs = {"units": cov_units, "tau": self.tau}
         mu_da = xr.DataArray(mu, dims=("asset",), coords=coords, name="posterior_return",
-                             attrs={"units": "fraction per period of cov"})
+                             attrs={"units": mu_units})
         weights = unconstrained_weights(mu_da, cov_da, self.risk_aversion, self.risk_free)
         return BlackLittermanResult(
             prior=prior, mu=mu_da, cov=cov_da, omega=omega, weights=weights, P=self.P, Q=self.Q,

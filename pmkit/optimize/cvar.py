@@ -1,9 +1,9 @@
 """Mean-CVaR: least expected shortfall over historical scenarios (Rockafellar–Uryasev).
 
-``min_w  alpha + 1 / ((1 - beta) T) sum_t max(-r_t' w - alpha, 0)`` over the
+``min_w  alpha + 1 / ((1 - c) T) sum_t max(-r_t' w - alpha, 0)`` over the
 per-period scenarios ``r_t`` (the times where every asset is observed), the
 linear program of Rockafellar & Uryasev (2000). At the optimum ``alpha`` is
-the VaR and the objective the CVaR (expected shortfall) at level ``beta``,
+the VaR and the objective the CVaR (expected shortfall) at confidence ``c``,
 both losses as positive fractions of value per period.
 
 Constraint sets that are linear (bounds, budget, group and linear rows, an
@@ -31,13 +31,13 @@ __all__ = ["MeanCVaR"]
 
 
 class MeanCVaR(Optimizer):
-    """Minimum CVaR at level ``beta``, optionally with an expected-return floor.
+    """Minimum CVaR at level ``confidence``, optionally with an expected-return floor.
 
     Parameters
     ----------
-    beta : float, default 0.95
+    confidence : float, default 0.95
         Confidence level in (0, 1): CVaR is the mean loss in the worst
-        ``1 - beta`` of the scenarios.
+        ``1 - confidence`` of the scenarios.
     target_return : float, optional
         Annualized expected return floor ``mu' w >= target_return``.
     constraints : Constraints, optional
@@ -56,20 +56,20 @@ class MeanCVaR(Optimizer):
 
     def __init__(
         self,
-        beta: float = 0.95,
+        confidence: float = 0.95,
         constraints: Constraints | None = None,
         *,
         target_return: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(constraints, **kwargs)
-        if not (isinstance(beta, float | int) and 0.0 < float(beta) < 1.0):
-            raise ValidationError("beta", beta, "must be in (0, 1)")
+        if not (isinstance(confidence, float | int) and 0.0 < float(confidence) < 1.0):
+            raise ValidationError("confidence", confidence, "must be in (0, 1)")
         if target_return is not None and not (
             isinstance(target_return, int | float) and np.isfinite(target_return)
         ):
             raise ValidationError("target_return", target_return, "must be a finite number")
-        self.beta = float(beta)
+        self.confidence = float(confidence)
         self.target_return = None if target_return is None else float(target_return)
 
     def _solve(self, data: ProblemData, cons: ResolvedConstraints) -> Solution:
@@ -100,7 +100,7 @@ class MeanCVaR(Optimizer):
         self._check_target(data, cons)
         sol = min_cvar_lp(
             data.scenarios,
-            self.beta,
+            self.confidence,
             lower=cons.lower,
             upper=cons.upper,
             budget=budget,
@@ -109,7 +109,7 @@ class MeanCVaR(Optimizer):
             mu=data.mu if self.target_return is not None else None,
             min_return=self.target_return,
         )
-        info = {"var": sol.var, "beta": self.beta, "lp_rounds": sol.rounds,
+        info = {"var": sol.var, "confidence": self.confidence, "lp_rounds": sol.rounds,
                 "lp_scenarios": sol.scenarios_used}
         return sol.weights, sol.cvar, "highs", {"HIGHS": "optimal"}, info
 
@@ -119,7 +119,7 @@ class MeanCVaR(Optimizer):
         t = data.scenarios.shape[0]
         w = cp.Variable(data.n)
         alpha = cp.Variable()
-        k = 1.0 / ((1.0 - self.beta) * t)
+        k = 1.0 / ((1.0 - self.confidence) * t)
         objective = alpha + k * cp.sum(cp.pos(-data.scenarios @ w - alpha))
         extra = [] if self.target_return is None else [data.mu @ w >= self.target_return]
         prob = cp.Problem(
@@ -136,8 +136,8 @@ class MeanCVaR(Optimizer):
 
         solver, attempts = solve_chain(prob, what=self.method, chain=chain, explain=explain)
         x = np.asarray(w.value)
-        var, cvar = cvar_of(data.scenarios, x, self.beta)
-        info = {"var": var, "beta": self.beta}
+        var, cvar = cvar_of(data.scenarios, x, self.confidence)
+        info = {"var": var, "confidence": self.confidence}
         return x, cvar + cons.cost(x), solver, attempts, info
 
     def _target_conflict(self, data: ProblemData, cons: ResolvedConstraints) -> list[str]:

@@ -76,14 +76,14 @@ def _finite_float(name: str, value: Any) -> float:
     return float(value)
 
 
-def _check_counts(counts: np.ndarray, assets: np.ndarray, min_periods: int, what: str) -> None:
-    low = counts < min_periods
+def _check_counts(counts: np.ndarray, assets: np.ndarray, min_observations: int, what: str) -> None:
+    low = counts < min_observations
     if low.any():
         i = int(np.argmax(low))
         raise InsufficientDataError(
             "asset",
             str(assets[i]),
-            f"has {int(counts[i])} {what}; need at least min_periods={min_periods}",
+            f"has {int(counts[i])} {what}; need at least min_observations={min_observations}",
         )
 
 
@@ -164,17 +164,19 @@ def _capm(
     periods_per_year: int,
     risk_free: float,
     compounding: bool,
-    min_periods: int,
+    min_observations: int,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Betas over common observations and CAPM expected returns (annualized)."""
     m_obs = ~np.isnan(market)
-    if m_obs.sum() < max(2, min_periods):
+    if m_obs.sum() < max(2, min_observations):
         raise InsufficientDataError(
-            "market", int(m_obs.sum()), f"observations; need at least {max(2, min_periods)}"
+            "market", int(m_obs.sum()), f"observations; need at least {max(2, min_observations)}"
         )
     common = ~np.isnan(values) & m_obs[None, :]
     counts = common.sum(axis=1)
-    _check_counts(counts, assets, max(2, min_periods), "observations in common with the market")
+    _check_counts(
+        counts, assets, max(2, min_observations), "observations in common with the market"
+    )
     x = np.where(common, values, 0.0)
     m = np.where(common, market[None, :], 0.0)
     mx = x.sum(axis=1) / counts
@@ -206,7 +208,7 @@ def expected_returns(
     market: xr.DataArray | None = None,
     risk_free: float = 0.0,
     compounding: bool = False,
-    min_periods: int = 2,
+    min_observations: int = 2,
 ) -> xr.DataArray:
     """Annualized expected return of each asset from its return history.
 
@@ -246,7 +248,7 @@ def expected_returns(
         False: arithmetic, the per-period mean times ``periods_per_year``.
         (PyPortfolioOpt defaults to True; pmkit to the arithmetic mean that
         mean-variance theory assumes.)
-    min_periods : int, default 2
+    min_observations : int, default 2
         Fewest observations accepted for an asset (for ``"capm"``, in
         common with the market; at least 2 there).
 
@@ -262,19 +264,19 @@ def expected_returns(
     Raises
     ------
     ValidationError
-        Bad ``method``, ``span``, ``periods_per_year``, ``min_periods``,
+        Bad ``method``, ``span``, ``periods_per_year``, ``min_observations``,
         ``risk_free``, wrong dims or inf returns, a bad ``market``.
     DuplicateLabelError
         An asset label repeats.
     InsufficientDataError
-        An asset (named) with fewer than ``min_periods`` observations.
+        An asset (named) with fewer than ``min_observations`` observations.
     AlignmentError
         ``market`` shares no time label with ``returns``.
     """
     if method not in RETURN_METHODS:
         raise ValidationError("method", method, f"must be one of {RETURN_METHODS}")
     ppy = _positive_int("periods_per_year", periods_per_year)
-    min_periods = _positive_int("min_periods", min_periods)
+    min_observations = _positive_int("min_observations", min_observations)
     rf = _finite_float("risk_free", risk_free)
     values, assets, da = _returns_values(returns)
     attrs: dict[str, Any] = {
@@ -288,13 +290,13 @@ def expected_returns(
     if method == "capm":
         series, label = _market_series(market, da, values)
         beta, mu, market_return = _capm(
-            values, assets, series, ppy, rf, bool(compounding), min_periods
+            values, assets, series, ppy, rf, bool(compounding), min_observations
         )
         attrs.update(market=label, market_return=market_return, risk_free=rf)
         extra_coords["beta"] = ("asset", beta)
     else:
         counts = (~np.isnan(values)).sum(axis=1)
-        _check_counts(counts, assets, min_periods, "return observations")
+        _check_counts(counts, assets, min_observations, "return observations")
         if method == "mean":
             mu = _geometric(values, ppy) if compounding else np.nanmean(values, axis=1) * ppy
         else:
@@ -322,10 +324,15 @@ def covariance(
     method: Literal["sample", "ledoit_wolf", "ewma"] = "sample",
     *,
     periods_per_year: int = 252,
-    annualize: bool = False,
+    annualize: bool = True,
     **kwargs: Any,
 ) -> xr.DataArray:
-    """Covariance of asset returns via `pmkit.risk.covariance.covariance_matrix`.
+    """Covariance of asset returns via `pmkit.risk.covariance.covariance_matrix`, annualized.
+
+    Annualized by default, like `expected_returns`, so the two pair as they
+    come: ``MaximumSharpe().fit(mu=expected_returns(r), cov=covariance(r))``.
+    Every optimizer refuses a ``mu``/``cov`` pair whose ``units`` attrs
+    disagree (`pmkit.errors.UnitsMismatchError`).
 
     Parameters
     ----------
@@ -335,10 +342,11 @@ def covariance(
         Estimator, with its ragged-history rule (pairwise for ``"sample"`` and
         ``"ewma"``, listwise for ``"ledoit_wolf"``); see `covariance_matrix`.
     periods_per_year : int, default 252
-        Periods per year, used by ``annualize``.
-    annualize : bool, default False
-        Multiply by ``periods_per_year`` (squared fractions per year, the unit
-        annualized expected returns pair with). False: per period.
+        Periods of ``returns`` per year, used by ``annualize``.
+    annualize : bool, default True
+        Multiply by ``periods_per_year``: squared fractions per year, the unit
+        of `expected_returns` and of every optimizer. False: per period, as
+        `covariance_matrix` (for risk measures over one period).
     **kwargs
         Passed to `covariance_matrix` (``ddof``, ``decay``, ``demean``,
         ``min_observations``, ``repair``, ...).
@@ -347,7 +355,8 @@ def covariance(
     -------
     xarray.DataArray
         ``covariance(asset, asset_j)`` float64; attrs of `covariance_matrix`
-        with ``units`` updated and ``periods_per_year`` added when annualized.
+        plus ``periods_per_year``, and ``units`` ``"fraction**2 per year"``
+        (annualized) or ``"fraction**2 per period"``.
 
     Raises
     ------
@@ -361,8 +370,8 @@ def covariance(
     cov = covariance_matrix(returns, method, **kwargs)
     if annualize:
         attrs = {**cov.attrs, "units": "fraction**2 per year", "periods_per_year": ppy}
-        cov = (cov * ppy).assign_attrs(attrs).rename(cov.name)
-    return cov
+        return (cov * ppy).assign_attrs(attrs).rename(cov.name)
+    return cov.assign_attrs(periods_per_year=ppy)
 
 
 def correlation(cov: xr.DataArray) -> xr.DataArray:

@@ -121,7 +121,9 @@ class MaximumSharpe(Optimizer):
     constraints : Constraints, optional
         Transaction costs are refused (use `MaximumUtility`).
     risk_free : float, default 0
-        Annualized risk-free rate (fraction).
+        Annualized risk-free rate (fraction). The result carries it, so its
+        `OptimizationResult.sharpe` and ``summary()["sharpe"]`` are the
+        ratio maximized here.
     **kwargs
         See `Optimizer`.
 

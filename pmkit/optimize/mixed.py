@@ -98,7 +98,9 @@ class Mixed(Optimizer):
         Returns
         -------
         OptimizationResult
-            Also stored as ``self.result_``.
+            Also stored as ``self.result_``. Its ``risk_free`` is the
+            components' common rate, NaN when they differ (then `sharpe`
+            needs an explicit rate).
 
         Raises
         ------
@@ -137,6 +139,8 @@ class Mixed(Optimizer):
             mu_out = mu_out.sel(asset=assets)
         if cov_out is not None:
             cov_out = cov_out.sel(asset=assets, asset_j=assets)
+        # One Sharpe ratio needs one rate: the components' if they share it, else undefined.
+        rates = {r.risk_free for r in results}
         result = OptimizationResult(
             weights=weights,
             method=self.method,
@@ -149,6 +153,7 @@ class Mixed(Optimizer):
                 "blend": self.blend.copy(),
                 "methods": [r.method for r in results],
             },
+            risk_free=rates.pop() if len(rates) == 1 else float("nan"),
         )
         self.result_ = result
         self.weights_ = result.weights

@@ -68,11 +68,13 @@ __all__ = ["PerformanceBased", "performance_scores", "water_fill"]
 _BOUND_TOL = 1e-9
 
 
-def _check_params(min_periods: object, profit_factor_cap: object, periods_per_year: object) -> None:
-    if isinstance(min_periods, bool) or not isinstance(min_periods, int | np.integer):
-        raise ValidationError("min_periods", min_periods, "must be an integer >= 2")
-    if min_periods < 2:
-        raise ValidationError("min_periods", min_periods, "must be an integer >= 2")
+def _check_params(
+    min_observations: object, profit_factor_cap: object, periods_per_year: object
+) -> None:
+    if isinstance(min_observations, bool) or not isinstance(min_observations, int | np.integer):
+        raise ValidationError("min_observations", min_observations, "must be an integer >= 2")
+    if min_observations < 2:
+        raise ValidationError("min_observations", min_observations, "must be an integer >= 2")
     ok = isinstance(profit_factor_cap, int | float | np.integer | np.floating)
     if isinstance(profit_factor_cap, bool) or not ok or not 1.0 < profit_factor_cap < np.inf:
         raise ValidationError("profit_factor_cap", profit_factor_cap, "must be a finite number > 1")
@@ -87,7 +89,7 @@ def performance_scores(
     *,
     periods_per_year: int = 252,
     profit_factor_cap: float = 10.0,
-    min_periods: int = 20,
+    min_observations: int = 20,
 ) -> xr.Dataset:
     """Win rate, Sharpe ratio, profit factor and score of each return series.
 
@@ -102,7 +104,7 @@ def performance_scores(
         Annualization of the Sharpe ratio.
     profit_factor_cap : float, default 10
         Cap on the profit factor inside the score (finite, > 1).
-    min_periods : int, default 20
+    min_observations : int, default 20
         Fewest observations accepted per series (at least 2).
 
     Returns
@@ -119,17 +121,17 @@ def performance_scores(
         Bad parameters; wrong dims; infinite returns; a series whose returns
         are all equal and positive (infinite Sharpe ratio).
     InsufficientDataError
-        A series with fewer than ``min_periods`` observations (named).
+        A series with fewer than ``min_observations`` observations (named).
     """
-    _check_params(min_periods, profit_factor_cap, periods_per_year)
+    _check_params(min_observations, profit_factor_cap, periods_per_year)
     values, assets, _ = _returns_values(returns)
     observed = ~np.isnan(values)
     n = observed.sum(axis=1)
-    short = n < min_periods
+    short = n < min_observations
     if short.any():
         i = int(np.argmax(short))
         raise InsufficientDataError(
-            f"returns[{assets[i]}]", int(n[i]), f"observations; need at least {min_periods}"
+            f"returns[{assets[i]}]", int(n[i]), f"observations; need at least {min_observations}"
         )
     x = np.where(observed, values, 0.0)  # zeros are masked out of every sum below
     mean = x.sum(axis=1) / n
@@ -260,7 +262,7 @@ class PerformanceBased(Optimizer):
 
     Parameters
     ----------
-    min_periods : int, default 20
+    min_observations : int, default 20
         Fewest observations per series.
     profit_factor_cap : float, default 10
         Cap on the profit factor in the score (also replaces ``inf``).
@@ -279,18 +281,18 @@ class PerformanceBased(Optimizer):
 
     def __init__(
         self,
-        min_periods: int = 20,
+        min_observations: int = 20,
         profit_factor_cap: float = 10.0,
         if_all_zero: Literal["raise", "equal"] = "raise",
         *,
         constraints: Constraints | None = None,
         periods_per_year: int = 252,
     ) -> None:
-        _check_params(min_periods, profit_factor_cap, periods_per_year)
+        _check_params(min_observations, profit_factor_cap, periods_per_year)
         if if_all_zero not in ("raise", "equal"):
             raise ValidationError("if_all_zero", if_all_zero, "must be 'raise' or 'equal'")
         super().__init__(constraints, periods_per_year=periods_per_year)
-        self.min_periods = int(min_periods)
+        self.min_observations = int(min_observations)
         self.profit_factor_cap = float(profit_factor_cap)
         self.if_all_zero = if_all_zero
 
@@ -321,7 +323,7 @@ class PerformanceBased(Optimizer):
         ValidationError
             No ``returns``; unsupported constraints; bad data (named).
         InsufficientDataError
-            A series shorter than ``min_periods``.
+            A series shorter than ``min_observations``.
         NoSolutionError
             Every score is 0 and ``if_all_zero="raise"``.
         InfeasibleError
@@ -341,7 +343,7 @@ class PerformanceBased(Optimizer):
             returns,
             periods_per_year=self.periods_per_year,
             profit_factor_cap=self.profit_factor_cap,
-            min_periods=self.min_periods,
+            min_observations=self.min_observations,
         )
         scores = metrics["score"].values
         fallback = not (scores > 0).any()
@@ -372,7 +374,7 @@ class PerformanceBased(Optimizer):
 
     def __repr__(self) -> str:
         return (
-            f"PerformanceBased(min_periods={self.min_periods}, "
+            f"PerformanceBased(min_observations={self.min_observations}, "
             f"profit_factor_cap={self.profit_factor_cap:g}, if_all_zero={self.if_all_zero!r}, "
             f"constraints={self.constraints!r})"
         )

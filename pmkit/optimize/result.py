@@ -40,6 +40,11 @@ class OptimizationResult:
         fallback chain); empty for methods that need no solver.
     info : dict
         Method-specific extras (iterations, KKT residuals, VaR level, ...).
+    risk_free : float
+        Annualized risk-free rate (fraction) of the optimizer that produced
+        the result (``MaximumSharpe(risk_free=...)``, ``Kelly``; 0 for methods
+        without one): the rate `sharpe` and `summary` use, so the Sharpe ratio
+        reported is the one the optimizer maximized.
     """
 
     weights: xr.DataArray
@@ -51,6 +56,7 @@ class OptimizationResult:
     cov: xr.DataArray | None = None
     attempts: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    risk_free: float = 0.0
 
     @property
     def cash(self) -> float:
@@ -72,49 +78,99 @@ class OptimizationResult:
         w = self.weights.values
         return float(np.sqrt(max(w @ self.cov.values @ w, 0.0)))
 
-    def sharpe(self, risk_free: float = 0.0) -> float:
-        """Annualized Sharpe ratio ``(mu @ w - risk_free) / volatility``.
+    def sharpe(self, risk_free: float | None = None) -> float:
+        """Annualized Sharpe ratio ``(mu @ w - risk_free * sum(w)) / volatility``.
 
         Parameters
         ----------
-        risk_free : float, default 0
-            Annualized risk-free rate (fraction) earned by cash.
+        risk_free : float, optional
+            Annualized risk-free rate (fraction) earned by cash. Default: the
+            result's own `risk_free`, the rate its optimizer was given.
+
+        Returns
+        -------
+        float
+            Unitless (annual excess return over annual volatility); NaN
+            without ``mu`` or ``cov``.
         """
-        excess = self.expected_return - risk_free * float(self.weights.sum())
+        rate = self.risk_free if risk_free is None else float(risk_free)
+        excess = self.expected_return - rate * float(self.weights.sum())
         return excess / self.volatility
 
-    def risk_contributions(self) -> xr.DataArray:
-        """Euler contributions to variance as fractions of it, ``w_i (cov w)_i / w' cov w``.
+    def variance_contributions(self, relative: bool = False) -> xr.DataArray:
+        """Euler contributions to the annualized variance, ``w_i (cov w)_i``.
+
+        Parameters
+        ----------
+        relative : bool, default False
+            Fractions of the variance instead (summing to 1; the same as
+            ``risk_contributions(relative=True)``).
 
         Returns
         -------
         xarray.DataArray
-            ``risk_contribution(asset)``; sums to 1.
+            ``variance_contribution(asset)``, squared fractions per year
+            summing to ``volatility ** 2`` (or fractions summing to 1).
 
         Raises
         ------
         ValueError
             The result carries no covariance.
         """
+        from pmkit.optimize._risk_budget import variance_contributions
+
         if self.cov is None:
             raise ValueError("this result carries no covariance")
-        w = self.weights.values
-        marginal = self.cov.values @ w
-        total = float(w @ marginal)
-        return self.weights.copy(data=w * marginal / total).rename("risk_contribution")
+        rc = variance_contributions(self.weights.values, self.cov.values, relative)
+        units = "fraction of the variance" if relative else "fraction**2 per year"
+        out = self.weights.copy(data=rc).rename("variance_contribution")
+        out.attrs = {"units": units}
+        return out
+
+    def risk_contributions(self, relative: bool = False) -> xr.DataArray:
+        """Euler contributions to the annualized volatility, ``w_i (cov w)_i / volatility``.
+
+        Parameters
+        ----------
+        relative : bool, default False
+            Fractions of the volatility instead (summing to 1): what risk
+            budgets (`RiskBudgeting`) are stated in.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``risk_contribution(asset)``, fractions per year summing to
+            `volatility` (or fractions summing to 1).
+
+        Raises
+        ------
+        ValueError
+            The result carries no covariance.
+        """
+        var = self.variance_contributions(relative)
+        if relative:
+            return var.rename("risk_contribution")
+        out = (var / self.volatility).rename("risk_contribution")
+        out.attrs = {"units": "fraction per year"}
+        return out
 
     def to_series(self) -> Any:
         """The weights as a `pandas.Series` indexed by asset."""
         return self.weights.to_series()
 
     def summary(self) -> dict[str, float | str]:
-        """Headline figures: method, solver, expected return, volatility, Sharpe, cash."""
+        """Headline figures: method, solver, expected return, volatility, Sharpe, cash.
+
+        ``sharpe`` is measured against ``risk_free`` (the optimizer's own rate),
+        which is listed too.
+        """
         return {
             "method": self.method,
             "solver": self.solver,
             "objective": self.objective,
             "expected_return": self.expected_return,
             "volatility": self.volatility,
+            "risk_free": self.risk_free,
             "sharpe": self.sharpe(),
             "cash": self.cash,
             "holdings": int((np.abs(self.weights.values) > 1e-6).sum()),

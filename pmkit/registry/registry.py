@@ -46,7 +46,7 @@ from pmkit.registry import groups as _groups
 from pmkit.registry import hierarchy as _hierarchy
 from pmkit.registry import users as _users
 from pmkit.registry.access import AccessPolicy, Role
-from pmkit.registry.catalogue import get_group, get_portfolio
+from pmkit.registry.catalogue import free_id, get_group, get_portfolio
 from pmkit.registry.config import from_single_portfolio_config
 from pmkit.registry.context import Mutation, WriteContext
 from pmkit.registry.derived import DerivedCache
@@ -482,12 +482,7 @@ class Registry:
         """Bring an archived portfolio back as inactive (needs OWNER)."""
         lifecycle.transition(self, portfolio_id, "portfolio.restore", ("archived",), "inactive")
 
-    activate_portfolio = activate
-    deactivate_portfolio = deactivate
-
     delete = _delegate(lifecycle.delete)
-
-    delete_portfolio = delete
 
     update_portfolio = _delegate(lifecycle.update_portfolio)
 
@@ -511,14 +506,9 @@ class Registry:
     # -- groups ------------------------------------------------------------------------
     create_group = _delegate(_groups.create_group)
 
-    def create_portfolio_group(
-        self, name: str, portfolio_ids: Iterable[str] = (), **kwargs: Any
-    ) -> str:
-        """Design-note API: a group named ``name``, its id made from it unless ``group_id=``."""
-        from pmkit.registry.catalogue import free_id
-
-        gid = kwargs.pop("group_id", None) or free_id(self.store, name)
-        return self.create_group(gid, portfolio_ids, name=name, **kwargs)
+    def free_id(self, name: str) -> str:
+        """An unused portfolio or group id made from a display name (``growth``, ``growth_2``)."""
+        return free_id(self.store, name)
 
     add_to_group = _delegate(_groups.add_to_group)
 
@@ -589,9 +579,4 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.store!r}, user={self.user!r})"
-
-    # -- design-note aliases --------------------------------------------------------------------
-    def get_all_portfolios(self) -> list[PortfolioInfo]:
-        """Design-note API: every portfolio this user may view (alias of `portfolios`)."""
-        return self.portfolios()
 

@@ -22,7 +22,14 @@ from pmkit.risk.exposures import (
     sector_exposure,
 )
 from pmkit.risk.limits import LimitBreach, breaches_frame, check_limits, limit_metrics
-from pmkit.risk.measures import expected_shortfall, risk_contributions, risk_report, var, volatility
+from pmkit.risk.measures import (
+    expected_shortfall,
+    risk_contributions,
+    risk_report,
+    var,
+    variance_contributions,
+    volatility,
+)
 from pmkit.risk.sizing import (
     fixed_fractional_size,
     kelly_fraction,
@@ -61,6 +68,7 @@ __all__ = [
     "sector_exposure",
     "size_for_portfolio",
     "var",
+    "variance_contributions",
     "vol_target_size",
     "volatility",
 ]

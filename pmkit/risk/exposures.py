@@ -2,7 +2,7 @@
 
 Every function validates its labelled inputs, raises typed `pmkit.errors`
 naming the field and value, hands plain arrays to `pmkit.core.exposures`
-through `pmkit.analytics._apply.apply_core` (so dask-backed inputs chunked
+through `pmkit.model._apply.apply_core` (so dask-backed inputs chunked
 over ``portfolio`` work) and labels the results back.
 
 Weights are a ``weight(portfolio, asset)`` DataArray of fractions of NAV at
@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import exposures as core
 from pmkit.errors import (
     AlignmentError,
@@ -39,6 +38,7 @@ from pmkit.errors import (
     UnknownAssetError,
     ValidationError,
 )
+from pmkit.model._apply import apply_core
 from pmkit.risk._weights import as_weights, squeeze
 
 __all__ = [
@@ -211,7 +211,7 @@ def factor_betas(
     returns: xr.DataArray | xr.Dataset,
     factors: xr.DataArray | None = None,
     *,
-    min_obs: int = 60,
+    min_observations: int = 60,
 ) -> xr.Dataset:
     """OLS factor betas (with intercept) of each series on factor returns.
 
@@ -224,7 +224,7 @@ def factor_betas(
     factors : xarray.DataArray, optional
         Factor returns ``(factor, time)``; default `factor_returns` (the five
         factor ETFs, daily, from 2014).
-    min_obs : int, default 60
+    min_observations : int, default 60
         Fewest common valid dates a series needs (at least ``K + 2``).
 
     Returns
@@ -240,9 +240,9 @@ def factor_betas(
     AlignmentError
         No date in common.
     InsufficientDataError
-        A series has fewer than ``min_obs`` valid common dates (names it).
+        A series has fewer than ``min_observations`` valid common dates (names it).
     ValidationError
-        Bad dims or ``min_obs``.
+        Bad dims or ``min_observations``.
     """
     y = _as_returns(returns)
     x = factor_returns() if factors is None else factors
@@ -251,21 +251,24 @@ def factor_betas(
         raise ValidationError("factors", got, "must be a DataArray with dims ('factor', 'time')")
     x = x.transpose("time", "factor").astype(np.float64)
     k = x.sizes["factor"]
-    if not isinstance(min_obs, int | np.integer) or min_obs < k + 2:
-        raise ValidationError("min_obs", min_obs, f"must be an int >= K + 2 = {k + 2}")
+    if not isinstance(min_observations, int | np.integer) or min_observations < k + 2:
+        raise ValidationError(
+            "min_observations", min_observations, f"must be an int >= K + 2 = {k + 2}"
+        )
     y, x = xr.align(y, x, join="inner", exclude=[d for d in y.dims if d != "time"])
     if y.sizes["time"] == 0:
         raise AlignmentError("time", None, "returns and factors have no date in common")
     series_dim = y.dims[0]
     valid = y.notnull() & x.notnull().all("factor")
     n = valid.sum("time").values
-    short = np.flatnonzero(n < min_obs)
+    short = np.flatnonzero(n < min_observations)
     if short.size:
         label = y[series_dim].values[short[0]]
         raise InsufficientDataError(
             f"returns[{label}]",
             int(n[short[0]]),
-            f"valid dates in common with the factors; at least min_obs={min_obs} needed",
+            "valid dates in common with the factors; at least "
+            f"min_observations={min_observations} needed",
         )
     alpha, beta, n_obs, resid_var = apply_core(
         core.ols_betas,
@@ -285,7 +288,7 @@ def benchmark_beta(
     returns: xr.DataArray | xr.Dataset,
     benchmark: xr.DataArray | None = None,
     *,
-    min_obs: int = 60,
+    min_observations: int = 60,
 ) -> xr.Dataset:
     """OLS beta (with intercept) of each series to a benchmark's simple returns.
 
@@ -296,7 +299,7 @@ def benchmark_beta(
     benchmark : xarray.DataArray, optional
         Benchmark *levels* (prices or index points) on ``time``; default the
         S&P 500 index, `pmkit.datasets.load_benchmark`.
-    min_obs : int, default 60
+    min_observations : int, default 60
         Fewest common valid dates.
 
     Returns
@@ -320,7 +323,7 @@ def benchmark_beta(
     br = (b / b.shift(time=1) - 1.0).isel(time=slice(1, None))
     label = benchmark.name or "benchmark"
     x = br.expand_dims(factor=[str(label)]).reset_coords(drop=True)
-    out = factor_betas(returns, x, min_obs=min_obs)
+    out = factor_betas(returns, x, min_observations=min_observations)
     return out.assign(beta=out["beta"].isel(factor=0, drop=True))
 
 

@@ -15,7 +15,7 @@ horizon. Definitions, horizon scaling (overlapping ``h``-period sums for
 historical, sqrt-of-time for parametric and Monte Carlo) and the exact Euler
 methods are documented in `pmkit.core.risk`.
 
-Missing data (the policy of `pmkit.analytics._missing`, shared with
+Missing data (the policy of `pmkit.model._missing`, shared with
 `pmkit.analytics.performance.performance_table`): leading NaN of an asset
 mean "not listed yet", and each portfolio uses only the times where every
 asset it holds (nonzero weight) is observed; a NaN in a held asset *after*
@@ -37,11 +37,11 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
-from pmkit.analytics._missing import refuse_gaps
 from pmkit.core import risk as _core
 from pmkit.core.risk import monte_carlo_scenarios
 from pmkit.errors import AlignmentError, InsufficientDataError, ValidationError
+from pmkit.model._apply import apply_core
+from pmkit.model._missing import refuse_gaps
 from pmkit.risk._weights import as_weights, squeeze
 from pmkit.risk.covariance import COV_METHODS, _check_unique, _returns_array, covariance_matrix
 
@@ -53,6 +53,7 @@ __all__ = [
     "risk_contributions",
     "risk_report",
     "var",
+    "variance_contributions",
     "volatility",
 ]
 
@@ -488,11 +489,11 @@ def volatility(
 def risk_contributions(
     weights: xr.DataArray,
     returns: xr.DataArray,
-    measure: Measure = "volatility",
-    method: Method = "historical",
     confidence: float = 0.95,
     horizon: int = 1,
+    method: Method = "historical",
     *,
+    measure: Measure = "volatility",
     n_scenarios: int = 10_000,
     dof: float = 5.0,
     seed: int = 0,
@@ -502,20 +503,25 @@ def risk_contributions(
     """Marginal and component (Euler) contributions of volatility, VaR or ES.
 
     ``marginal = d total / d weight`` (by `jax.grad`) and ``component =
-    weight * marginal``; components sum to ``total`` exactly (to rounding) for
-    every method — for historical and Monte Carlo VaR/ES through the
-    scenario-at-the-quantile (VaR) and tail-scenario-average (ES) gradients
-    described in `pmkit.core.risk`.
+    weight * marginal``; components sum to ``total``, the measure itself (a
+    volatility, VaR or ES: not 1, not the variance, see
+    `variance_contributions`), exactly (to rounding) for every method — for
+    historical and Monte Carlo VaR/ES through the scenario-at-the-quantile
+    (VaR) and tail-scenario-average (ES) gradients described in
+    `pmkit.core.risk`. The positional arguments are those of `var`, in its
+    order; ``measure`` is keyword-only.
 
     Parameters
     ----------
     weights, returns : xarray.DataArray
         As in `var`.
-    measure : {"volatility", "var", "es"}, default "volatility"
+    confidence, horizon : float, int
+        As in `var` (``confidence`` is ignored for volatility).
     method : str, default "historical"
         As in `var`; ignored for volatility.
-    confidence, horizon, n_scenarios, dof, seed, covariance_method, min_observations
-        As in `var` (``confidence`` is ignored for volatility).
+    measure : {"volatility", "var", "es"}, default "volatility"
+    n_scenarios, dof, seed, covariance_method, min_observations
+        As in `var`.
 
     Returns
     -------
@@ -556,6 +562,54 @@ def risk_contributions(
     if measure == "volatility":
         ds.attrs.update(volatility_attrs(h))
     return squeeze(ds, inp.squeeze)
+
+
+def variance_contributions(
+    weights: xr.DataArray,
+    returns: xr.DataArray,
+    horizon: int = 1,
+    *,
+    min_observations: int = MIN_OBSERVATIONS,
+) -> xr.Dataset:
+    """Euler contributions to the variance of portfolio returns; they sum to the variance.
+
+    The variance ``sigma^2`` (sample, ``ddof=1``, times ``horizon``) is
+    homogeneous of degree 2 in the weights, so its components are ``w_i
+    d sigma^2 / d w_i / 2 = sigma * c_i`` with ``c_i`` the volatility components
+    of `risk_contributions`: computed from them (one owner), not a second way.
+    As fractions of the total they equal the volatility components' fractions.
+
+    Parameters
+    ----------
+    weights, returns : xarray.DataArray
+        As in `var`.
+    horizon : int, default 1
+        Periods (variance scales with ``horizon``).
+    min_observations : int, default 30
+
+    Returns
+    -------
+    xarray.Dataset
+        ``total(portfolio)`` (the variance, squared return fraction per
+        horizon, not annualized) and ``component(portfolio, asset)`` summing
+        to it (0 for unheld assets).
+
+    Raises
+    ------
+    ValidationError, AlignmentError, InsufficientDataError
+        As in `var`.
+    """
+    vol = risk_contributions(
+        weights, returns, horizon=horizon, measure="volatility", min_observations=min_observations
+    )
+    per = "period" if vol.attrs["horizon"] == 1 else f"{vol.attrs['horizon']} periods"
+    ds = xr.Dataset({
+        "total": vol["total"] ** 2,
+        "component": vol["component"] * vol["total"],
+    })
+    ds.attrs = {"measure": "variance", "horizon": vol.attrs["horizon"], "ddof": 1,
+                "units": f"fraction**2 per {per}, not annualized", "annualized": 0}
+    return ds
 
 
 def _moments_tuple(w: np.ndarray, returns: np.ndarray) -> tuple[Any, ...]:

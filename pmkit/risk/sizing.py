@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import sizing as core
 from pmkit.errors import UnknownAssetError, ValidationError
+from pmkit.model._apply import apply_core
 
 __all__ = [
     "fixed_fractional_size",
@@ -150,28 +150,28 @@ def fixed_fractional_size(
 
 def vol_target_size(
     equity: Number,
-    target_vol: Number,
+    target_volatility: Number,
     price: Number,
-    asset_vol: Number,
+    asset_volatility: Number,
     *,
     lot_size: Number = 1,
     max_position_weight: Number | None = None,
 ) -> Number:
-    """Units whose currency volatility is ``target_vol * equity``.
+    """Units whose currency volatility is ``target_volatility * equity``.
 
-    ``units = target_vol * equity / (price * asset_vol)``, rounded down to
+    ``units = target_volatility * equity / (price * asset_volatility)``, rounded down to
     lots and capped by ``max_position_weight``.
 
     Parameters
     ----------
     equity : float or array
         Account equity (currency), >= 0.
-    target_vol : float or array
+    target_volatility : float or array
         Target position volatility as a fraction of equity, >= 0, in the
-        horizon of ``asset_vol`` (e.g. both annualised).
+        horizon of ``asset_volatility`` (e.g. both annualised).
     price : float or array
         Price per unit (currency), > 0.
-    asset_vol : float or array
+    asset_volatility : float or array
         Volatility of the asset's simple returns (fraction), > 0.
     lot_size : int or array, default 1
         Units per lot.
@@ -184,13 +184,14 @@ def vol_target_size(
         Units (whole lots, >= 0).
     """
     e = _arr("equity", equity, lo=0.0)
-    tv = _arr("target_vol", target_vol, lo=0.0)
+    tv = _arr("target_volatility", target_volatility, lo=0.0)
     p = _arr("price", price, lo=0.0, lo_open=True)
-    av = _arr("asset_vol", asset_vol, lo=0.0, lo_open=True)
+    av = _arr("asset_volatility", asset_volatility, lo=0.0, lo_open=True)
     lots = _lots(lot_size)
     units = core.vol_target(e, tv, p, av)
     return _finish(
-        units, _cap(e, p, max_position_weight), lots, equity, target_vol, price, asset_vol, lot_size
+        units, _cap(e, p, max_position_weight), lots, equity, target_volatility, price,
+        asset_volatility, lot_size,
     )
 
 
@@ -416,7 +417,7 @@ def size_for_portfolio(
         Asset to size.
     method : {"fixed_fractional", "vol_target", "kelly"}
         Which rule. Parameters: ``risk_fraction`` and ``stop`` (the entry is
-        the price) for fixed-fractional; ``target_vol`` and ``asset_vol`` for
+        the price) for fixed-fractional; ``target_volatility`` and ``asset_volatility`` for
         vol-target; ``win_rate``, ``payoff`` and optional ``cap`` for Kelly.
     at : datetime-like, optional
         Market time; default the last.
@@ -450,7 +451,9 @@ def size_for_portfolio(
             equity, need("risk_fraction"), price, need("stop"), lot_size=lot
         )
     elif method == "vol_target":
-        units = vol_target_size(equity, need("target_vol"), price, need("asset_vol"), lot_size=lot)
+        units = vol_target_size(
+            equity, need("target_volatility"), price, need("asset_volatility"), lot_size=lot
+        )
     elif method == "kelly":
         units = kelly_size(
             equity,

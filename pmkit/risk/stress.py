@@ -54,7 +54,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pmkit.analytics._apply import apply_core
 from pmkit.core import stress as core
 from pmkit.errors import (
     AlignmentError,
@@ -63,6 +62,7 @@ from pmkit.errors import (
     UnknownAssetError,
     ValidationError,
 )
+from pmkit.model._apply import apply_core
 from pmkit.risk._weights import squeeze
 from pmkit.risk.exposures import _as_portfolio_values, _as_weights, _check_assets, _drop_unheld
 

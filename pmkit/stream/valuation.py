@@ -284,12 +284,15 @@ class LiveValuation:
     ) -> None:
         import jax.numpy as jnp
 
+        from pmkit.core import precision
+
         dt = self._dtype
-        self._h = jnp.asarray(h, dtype=dt)
-        self._v = jnp.asarray(v, dtype=dt)
-        self._pnl = jnp.asarray(pnl, dtype=dt)
-        self._p = jnp.asarray(p, dtype=dt)
-        self._m = jnp.asarray(m, dtype=dt)
+        with precision(dt.name):  # pmkit no longer sets JAX's x64 flag for the whole process
+            self._h = jnp.asarray(h, dtype=dt)
+            self._v = jnp.asarray(v, dtype=dt)
+            self._pnl = jnp.asarray(pnl, dtype=dt)
+            self._p = jnp.asarray(p, dtype=dt)
+            self._m = jnp.asarray(m, dtype=dt)
 
     # -- lookups ----------------------------------------------------------------------------
     def index(self, symbols: Sequence[str]) -> np.ndarray:

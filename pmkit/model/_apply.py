@@ -1,7 +1,8 @@
 """Run a JAX core function over labelled xarray data, in memory or on dask.
 
-The xarray layer (`pmkit.analytics`, `pmkit.risk`) validates and aligns
-labels, then hands plain arrays to `pmkit.core` through `apply_core`. With
+The labelled services (`pmkit.analytics`, `pmkit.risk`) validate and align
+labels, then hand plain arrays to `pmkit.core` through `apply_core`. It lives
+in `pmkit.model`, the layer both sit on, so neither imports the other for it. With
 dask-backed inputs chunked over ``portfolio`` the core runs once per chunk
 (``dask="parallelized"``), so the same call scales out to a
 `dask.distributed` cluster unchanged.
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from pmkit.core._precision import compute_context
 
 __all__ = ["apply_core"]
 
@@ -46,16 +49,19 @@ def apply_core(
     Returns
     -------
     xarray.DataArray or tuple of xarray.DataArray
-        Float64 (or the core's precision) results, numpy- or dask-backed like
-        the inputs.
+        Results in pmkit's precision (float64 unless `pmkit.core.set_precision`
+        says otherwise), numpy- or dask-backed like the inputs.
     """
     n_out = len(output_core_dims)
 
     def call(*arrays: np.ndarray) -> Any:
-        out = fn(*arrays, **(kwargs or {}))
-        if n_out == 1:
-            return np.asarray(out)
-        return tuple(np.asarray(o) for o in out)
+        # In pmkit's precision: ``fn`` may be a local helper doing its own JAX arithmetic on
+        # the core's results, which outside the context JAX would redo in float32.
+        with compute_context():
+            out = fn(*arrays, **(kwargs or {}))
+            if n_out == 1:
+                return np.asarray(out)
+            return tuple(np.asarray(o) for o in out)
 
     return xr.apply_ufunc(
         call,
