@@ -68,8 +68,9 @@ def _alice_proposes_by_api(server, portfolio: str) -> str:
     reg = _registry(server)
     try:
         alice = reg.as_user("alice")
+        # within client_a's 25% max_position_weight: the pre-trade controls refuse more
         proposal = propose_rebalance(alice, portfolio,
-                                     target_weights={"KO": 0.3, "PEP": 0.3, "PG": 0.3})
+                                     target_weights={"KO": 0.2, "PEP": 0.2, "PG": 0.2})
         return ProposalBook(alice).propose(proposal).id
     finally:
         reg.store.close()

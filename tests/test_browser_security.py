@@ -55,7 +55,8 @@ def hostile(server) -> str:
         reg.add_user(MALLORY[0], display_name=PAYLOADS["svg"])
         reg.grant(MALLORY[0], "client_x", "viewer")
         reg.grant("bob", "client_x", "manager")
-        proposal = propose_rebalance(reg, "client_x/xss1", target_weights={"KO": 0.5},
+        # 25%: within the demo's 30% max_position_weight (the pre-trade controls refuse more)
+        proposal = propose_rebalance(reg, "client_x/xss1", target_weights={"KO": 0.25},
                                      reason=PAYLOADS["img"])
         pid = ProposalBook(reg).propose(proposal).id
         ProposalBook(reg.as_user("bob")).approve(pid, PAYLOADS["script"])
