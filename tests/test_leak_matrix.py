@@ -150,6 +150,10 @@ def test_another_desks_records_are_missing_not_forbidden(desks, user):
         coord.as_user(user).record(theirs)
     with pytest.raises(NotFoundError):
         ProposalBook(reg.as_user(user)).get("rb-1")
+    # the audit trail of another desk's proposal is empty for them; their own desk's is not
+    assert reg.as_user(user).view().audit(target="rb-1") == []
+    assert {a.action for a in reg.as_user(user).view().audit(target="rb-0")} >= {
+        "proposal.create", "proposal.approve"}
     with pytest.raises(PermissionDenied):
         reg.as_user(user).ledger("client_b/balanced")
     with pytest.raises(PermissionDenied):
@@ -174,6 +178,22 @@ def test_a_desks_trader_takes_their_own_signal_whatever_is_ahead(desks):
     assert {s.portfolio for s in taken} == {"client_b/balanced"}
     assert asyncio.run(tess.get_next_signal(timeout=0)) is None
     assert asyncio.run(coord.as_user("carol").get_next_signal(timeout=0)) is None  # a viewer
+
+
+def test_a_trader_can_take_from_one_portfolio_or_group_of_their_own(desks):
+    _, coord = desks
+    alice = coord.as_user("alice")
+    with pytest.raises(NotFoundError):  # another desk's queue is not even there for her
+        asyncio.run(alice.get_next_signal(timeout=0, portfolio="client_b/balanced"))
+    with pytest.raises(NotFoundError):
+        asyncio.run(alice.get_next_signal(timeout=0, portfolio="client_b"))
+    assert asyncio.run(alice.get_next_signal(timeout=0, portfolio="client_a/income")) is None
+    got = asyncio.run(alice.get_next_signal(timeout=0, portfolio="client_a"))
+    assert got is not None and got.portfolio == "client_a/growth"
+    bob = coord.as_user("bob")  # client_b's signal stays for its own desk's queue
+    assert asyncio.run(bob.get_next_signal(timeout=0, portfolio="client_a")) is None
+    taken = asyncio.run(bob.get_next_signal(timeout=0, portfolio="client_b/balanced"))
+    assert taken is not None and taken.portfolio == "client_b/balanced"
 
 
 def _act_in_both_desks(reg: Registry, coord: StrategyCoordinator) -> None:

@@ -1029,9 +1029,9 @@ class StrategyCoordinator:
     def _scope(self, target: str) -> list[str]:
         """The visible portfolios ``target`` means: itself, or a group's portfolios."""
         view = self.registry.view()
-        if view.record("group", target) is not None:
+        # an id the user may not see is missing (NotFoundError), like one that does not exist
+        if view.target_kind(target) == "group":
             return view.group_portfolios(target)
-        view.portfolio(target)  # NotFoundError / PermissionDenied
         return [target]
 
     def record(self, signal_id: str) -> dict[str, Any]:
@@ -1147,9 +1147,6 @@ class StrategyCoordinator:
             stats["latency_ms"]["count"] = 0
         return stats
 
-    def _visible_live(self) -> list[Signal]:
-        return self.live_signals()
-
     def get_active_signals_summary(self) -> dict[str, Any]:
         """Live signals of the portfolios this user may view, counted several ways.
 
@@ -1162,7 +1159,7 @@ class StrategyCoordinator:
             {"long": n, "short": n}) and ``signals``: one dict per signal
             (queue order, then dispatched).
         """
-        live = self._visible_live()
+        live = self.live_signals()
         by_ps: dict[str, dict[str, dict[str, int]]] = {}
         for s in live:
             cell = by_ps.setdefault(s.portfolio, {}).setdefault(s.symbol, {"long": 0, "short": 0})
@@ -1186,7 +1183,7 @@ class StrategyCoordinator:
         import pandas as pd
 
         cols = list(_row_fields)
-        return pd.DataFrame([_row(s) for s in self._visible_live()], columns=cols).set_index("id")
+        return pd.DataFrame([_row(s) for s in self.live_signals()], columns=cols).set_index("id")
 
     def __repr__(self) -> str:
         return f"StrategyCoordinator({self.registry!r}, queued={self.pending})"

@@ -139,11 +139,6 @@ class ReadView:
             raise NotFoundError("portfolio or group", target)
         return kind
 
-    def portfolio_ids(self, statuses: Sequence[str] | None = None) -> list[str]:
-        """Ids of the visible portfolios (default: all but deleted)."""
-        states = list(statuses) if statuses is not None else ["active", "inactive", "archived"]
-        return [r.id for r in self._reader.list("portfolio", states) if self.may_read(r.id)]
-
     def group_portfolios(self, group_id: str) -> list[str]:
         """Visible portfolios of a visible group, nested groups included (each once)."""
         self.require_read(group_id)
