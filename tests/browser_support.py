@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -79,3 +80,91 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=15)
+
+
+# -- what leaves the machine, and what the page complains about -------------------------------
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class Watched:
+    """A playwright browser context that never reaches past loopback, and what it tried.
+
+    Every request to a host other than 127.0.0.1 / localhost is aborted and
+    recorded in ``blocked``; every page's console errors and uncaught
+    exceptions land in ``errors``.
+    """
+
+    def __init__(self, browser, **context_kwargs) -> None:
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.context = browser.new_context(**context_kwargs)
+        self.context.route("**/*", self._route)
+        self.context.on("page", self._watch)
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "about:")) or urlsplit(url).hostname in LOOPBACK_HOSTS:
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def _watch(self, page) -> None:
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def new_page(self):
+        return self.context.new_page()
+
+    def close(self) -> None:
+        self.context.close()
+
+
+SCREENSHOTS_ENV = "PMKIT_SCREENSHOTS"
+
+
+def screenshot_dir(tmp_path_factory) -> Path:
+    """Where browser tests save screenshots: ``$PMKIT_SCREENSHOTS`` if set, else a temp dir."""
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    if chosen:
+        path = Path(chosen)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.getbasetemp() / "screenshots"
+
+
+# -- the app's tabs: when each is usable, how long it took ------------------------------------
+#: What shows that a tab is usable: its main table's cells, chart or controls are visible.
+TAB_READY = {
+    "Portfolios": '.pmkit-portfolios .tabulator-cell[tabulator-field="value"]',
+    "Groups": ".pmkit-groups .tabulator-cell",
+    "Live": ".pmkit-live .tabulator-cell",
+    "Risk": ".pmkit-risk .tabulator-cell",
+    "Optimize": ".pmkit-frontier-chart canvas",
+    "Approvals": ".pmkit-proposal-select select",
+    "Signals": ".pmkit-signals",
+}
+
+#: Seconds from a click on a tab to its first usable content, per (login, tab), this session.
+TAB_TIMINGS: dict[tuple[str, str], float] = {}
+
+
+def sign_in(page, url: str, name: str, password: str) -> None:
+    """Log ``name`` in through the login form at ``url`` and wait for the app's header."""
+    page.goto(url, wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+    form = page.locator("form.login-form")
+    form.locator("input[name='username']").fill(name)
+    form.locator("input[name='password']").fill(password)
+    form.locator("button[type='submit']").click()
+    page.locator(".pmkit-user").first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
+
+
+def open_tab(page, title: str) -> float:
+    """Click the app tab ``title`` and wait until it is usable; seconds from the click."""
+    import re
+
+    tab = page.locator(".bk-tab", has_text=re.compile(rf"^\s*{re.escape(title)}\b")).first
+    start = time.monotonic()
+    tab.click()
+    page.locator(TAB_READY[title]).first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
+    return time.monotonic() - start

@@ -155,14 +155,17 @@ def browser(chromium: str) -> Iterator[Any]:
 
 @pytest.fixture
 def login(browser: Any, server: dict[str, str]) -> Iterator[Callable[..., Any]]:
-    """``login(name, password=None) -> page``: a fresh browser context signed in as ``name``."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    from browser_support import LOGINS, PAGE_TIMEOUT_MS
+    """``login(name, password=None) -> page``: a fresh browser context signed in as ``name``.
 
-    contexts = []
+    The context aborts every request leaving loopback; the test fails if any was made.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser_support import LOGINS, PAGE_TIMEOUT_MS, Watched
+
+    contexts: list[Any] = []
 
     def open_as(name: str, password: str | None = None, user: str | None = None) -> Any:
-        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        context = Watched(browser, viewport={"width": 1500, "height": 1100})
         contexts.append(context)
         pg = context.new_page()
         pg.set_default_timeout(PAGE_TIMEOUT_MS)
@@ -180,3 +183,24 @@ def login(browser: Any, server: dict[str, str]) -> Iterator[Callable[..., Any]]:
     finally:
         for context in contexts:
             context.close()
+    blocked = [url for context in contexts for url in context.blocked]
+    assert blocked == [], f"requests left the machine: {blocked}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report how long each app tab took to become usable in the browser tests."""
+    import sys
+
+    support = sys.modules.get("browser_support")
+    timings = getattr(support, "TAB_TIMINGS", None)
+    if not timings:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("app tabs: seconds from click to usable (browser tests)")
+    logins = sorted({login for login, _ in timings})
+    tabs = list(dict.fromkeys(tab for _, tab in timings))
+    write(f"{'tab':<12}" + "".join(f"{login:>10}" for login in logins))
+    for tab in tabs:
+        cells = "".join(f"{timings[(login, tab)]:>10.2f}" if (login, tab) in timings
+                        else f"{'—':>10}" for login in logins)
+        write(f"{tab:<12}{cells}")

@@ -7,18 +7,23 @@ never imports this package) does not pull in Panel or Bokeh.
 Every view takes the service it shows (a `pmkit.registry.Registry` bound to
 the acting user, a `StrategyCoordinator`, a running `LiveStream`) and holds
 no business logic: its buttons call the same service methods a notebook
-user calls. In a notebook, load Panel's Tabulator extension once first::
+user calls. In a notebook, a view just displays::
 
-    import panel as pn
-    pn.extension("tabulator")
     from pmkit_widgets import RegistryView
     RegistryView(registry)
+
+and renders offline: in a Jupyter kernel, importing this package makes Panel
+load BokehJS, Panel and Tabulator from the installed packages (inline), not
+from public CDNs (`pmkit_widgets.notebook`). ``pn.extension("tabulator")``
+before or after the import works too.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from pmkit_widgets.notebook import enable_inline_resources
 
 if TYPE_CHECKING:
     from pmkit_widgets.approval_view import ApprovalView
@@ -48,6 +53,9 @@ _LAZY = {
     "RegistryView": "pmkit_widgets.registry_view",
     "RiskView": "pmkit_widgets.risk_view",
 }
+
+
+enable_inline_resources()
 
 
 def __getattr__(name: str) -> Any:

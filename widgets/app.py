@@ -39,6 +39,7 @@ __all__ = [
     "TABS",
     "build_app",
     "end_when_signed_out",
+    "role_summary",
     "serve",
 ]
 
@@ -123,19 +124,39 @@ def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
     return tabs
 
 
+#: Grants named in the header; more are summarized ("+3 more") with the full list on hover.
+HEADER_GRANTS = 2
+
+
+def role_summary(grants: Sequence[tuple[str, str]], admin: bool = False) -> tuple[str, str]:
+    """``(short, full)`` texts of a user's roles for the header.
+
+    ``short`` names at most `HEADER_GRANTS` grants, strongest first, and
+    counts the rest; ``full`` lists every grant (the hover text).
+    """
+    if admin:
+        return "administrator", "administrator"
+    if not grants:
+        return "no roles", "no roles"
+    rank = {"admin": 0, "manager": 1, "trader": 2, "viewer": 3}
+    ordered = sorted(grants, key=lambda g: (rank.get(str(g[1]), 9), str(g[0])))
+    named = [f"{role} on {scope}" for scope, role in ordered]
+    short = ", ".join(named[:HEADER_GRANTS])
+    if len(named) > HEADER_GRANTS:
+        short += f" +{len(named) - HEADER_GRANTS} more"
+    return short, "; ".join(named)
+
+
 def _who(registry: Registry, logins: bool) -> str:
-    """Header text: the acting user, their roles, and a logout link when logins are on."""
+    """Header text: the acting user, a summary of their roles, and a logout link."""
     user = registry.user
     data = registry.user_info(user)
     name = data.get("display_name") or user
-    if data.get("admin"):
-        roles = "administrator"
-    else:
-        grants = registry.view().own_grants()
-        roles = ", ".join(f"{role} on {scope}" for scope, role in grants) or "no roles"
+    short, full = role_summary(registry.view().own_grants(), bool(data.get("admin")))
     logout = " · <a href='./logout' class='pmkit-logout'>Log out</a>" if logins else ""
-    return (f"<span class='pmkit-user'>Signed in as <b>{escape_text(name)}</b> "
-            f"(<code>{escape_text(user)}</code>: {escape_text(roles)})</span>{logout}")
+    return (f"<span class='pmkit-user' title='{escape_text(full)}'>Signed in as "
+            f"<b class='pmkit-user-name'>{escape_text(name)}</b> "
+            f"(<code>{escape_text(user)}</code>: {escape_text(short)})</span>{logout}")
 
 
 def build_app(

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import jinja2
 from panel.auth import BasicAuthProvider, BasicLoginHandler, LogoutHandler
 from panel.config import config
 from panel.io.resources import CDN_DIST
@@ -56,6 +57,12 @@ from pmkit.auth import UsersFile
 from pmkit.errors import NotFoundError, ThrottledError
 from pmkit_widgets.sessions import SessionStore
 from pmkit_widgets.throttle import BoundedPool, LoginThrottle
+
+#: pmkit's login and logout pages (autoescaped: they show what a client sent back).
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,
+)
 
 __all__ = [
     "COOKIE_SECRET_ENV",
@@ -232,7 +239,8 @@ class PmkitAuthProvider(BasicAuthProvider):
     login_endpoint, logout_endpoint : str, optional
         URL paths of the login and logout pages (default ``/login``, ``/logout``).
     login_template, logout_template : str, optional
-        Paths of Jinja2 templates replacing Panel's pages.
+        Paths of Jinja2 templates replacing pmkit's pages (``widgets/templates``:
+        pmkit's name, everything inline, nothing fetched from other hosts).
     """
 
     def __init__(
@@ -273,6 +281,10 @@ class PmkitAuthProvider(BasicAuthProvider):
             login_template=login_template,
             logout_template=logout_template,
         )
+        if login_template is None:
+            self._login_template = _TEMPLATES.get_template("login.html")
+        if logout_template is None:
+            self._logout_template = _TEMPLATES.get_template("logout.html")
 
     # -- who may log in ---------------------------------------------------------
     @property

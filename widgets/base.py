@@ -27,6 +27,7 @@ import panel as pn
 import param
 
 from pmkit.errors import PmkitError
+from pmkit_widgets.notebook import NotebookResources
 
 if TYPE_CHECKING:
     from pmkit.events import Event, Subscription
@@ -334,7 +335,7 @@ def run_service_call(
 
 
 
-class Messages:
+class Messages(NotebookResources):
     """A view's red error and green success alerts, with their texts for tests and notebooks.
 
     Call `_init_messages` in ``__init__`` and place ``self._error`` and
