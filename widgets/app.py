@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import panel as pn
 
 from pmkit_widgets.base import escape_text
+from pmkit_widgets.brand import FAVICON
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -197,6 +198,7 @@ def build_app(
         main=[tabs],
         main_max_width="1500px",
         accent="#1f4e79",
+        favicon=FAVICON,
         theme_toggle=False,
     )
 
