@@ -26,6 +26,7 @@ import panel as pn
 
 from pmkit_widgets.base import escape_text
 from pmkit_widgets.brand import FAVICON
+from pmkit_widgets.periodic import background_periodic
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -233,7 +234,7 @@ def end_when_signed_out(
         app.header[0].object = ("<span class='pmkit-user pmkit-signed-out'>Signed out. "
                                 "<a href='./login'>Log in</a></span>")
 
-    callback = pn.state.add_periodic_callback(check, period=period_ms)
+    callback = background_periodic(check, period_ms)
     return callback
 
 
