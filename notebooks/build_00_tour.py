@@ -3,8 +3,10 @@
 The notebook is generated (not edited by hand) so it can be rebuilt after the
 views change. Run, then execute it in place::
 
-    .venv/bin/python notebooks/build_00_tour.py
-    .venv/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/00_tour.ipynb
+    .venv/bin/python notebooks/build_00_tour.py --execute
+
+(``--execute`` runs it and stores its outputs, except Panel's inline
+JavaScript bundles, which every run loads again.)
 
 It runs under nbval in ``make test``: a cell that displays a Panel component
 starts with ``# NBVAL_IGNORE_OUTPUT`` (its output carries random model ids);
@@ -57,7 +59,14 @@ below to check that what is shown is what the services say.
 | `RiskView` | `analytics.overview.risk_overview` |
 | `LiveView` | `stream.LiveStream` over a `FeedServer` |
 """),
+    ("md", """\
+The views need nothing from the internet: in a notebook, importing `pmkit_widgets` makes Panel
+load BokehJS, Panel and Tabulator from the installed packages (inline) instead of public
+CDNs, so everything below renders on a desk without internet access. Import it before
+anything that loads Panel (here `hvplot.pandas`); `pn.extension("tabulator")` is then optional.
+"""),
     ("code", IGNORE + """\
+import pmkit_widgets  # noqa: F401  (first: Panel's JavaScript from the installed packages)
 import hvplot.pandas  # noqa: F401  (the plotting extension: its output carries random ids)
 import panel as pn
 
@@ -294,7 +303,7 @@ feed = FeedServer(market, port=0, start=OPEN, steps_per_day=20, rate=5_000.0, ba
 valuation = LiveValuation(reg, at=OPEN)
 stream = LiveStream(reg, url=feed.url, valuation=valuation)
 stream.start_in_thread()
-stream.wait_for(lambda: stream.metrics()["batches"] >= 3, timeout=60)
+stream.wait_for(lambda: stream.metrics()["batches"] >= 3, timeout=600)
 live_view = LiveView(stream)   # refreshes itself on a timer (the stream's UI rate)
 print("stream running:", stream.running)"""),
     ("code", IGNORE + "live_view"),
@@ -305,7 +314,7 @@ shown are the valuation's, and equal the registry's own valuation at that close.
 """),
     ("code", """\
 last_close = {s: float(market["close"].sel(asset=s, time=END)) for s in stream.symbols}
-stream.wait_for(lambda: stream.last_prices() == last_close, timeout=120)
+stream.wait_for(lambda: stream.last_prices() == last_close, timeout=600)
 stream.stop()
 feed.stop_thread()
 live_view.refresh()
@@ -388,10 +397,50 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
+#: Output types carrying Panel's inline JavaScript (megabytes): executed again on every run,
+#: so not worth storing in the repository.
+RESOURCE_OUTPUTS = ("application/javascript", "application/vnd.holoviews_load.v0+json")
+
+
+#: A rendered Panel component: its HTML (with inlined stylesheets) shows nothing without the
+#: JavaScript above, so only its text form is stored.
+PANEL_OUTPUT = "application/vnd.holoviews_exec.v0+json"
+
+
+def strip_resources(nb: nbformat.NotebookNode, limit: int = 100_000) -> int:
+    """Drop Panel's inline JavaScript bundles and rendered components' HTML; returns how many."""
+    dropped = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if any(len(str(data.get(kind, ""))) > limit for kind in RESOURCE_OUTPUTS):
+                dropped += 1
+                continue
+            if PANEL_OUTPUT in data:
+                dropped += 1
+                if "text/plain" not in data:
+                    continue
+                out.data = {"text/plain": data["text/plain"]}
+            kept.append(out)
+        cell.outputs = kept
+    return dropped
+
+
 def main() -> None:
-    """Write the notebook next to this script."""
+    """Write the notebook next to this script (``--execute``: run it and store its outputs)."""
+    import sys
+
     nb = build()
     nbformat.validate(nb)
+    if "--execute" in sys.argv:
+        from nbclient import NotebookClient
+
+        NotebookClient(nb, kernel_name="python3", timeout=600,
+                       resources={"metadata": {"path": str(HERE)}}).execute()
+        print(f"dropped {strip_resources(nb)} inline resource outputs")
     nbformat.write(nb, TARGET)
     print(f"wrote {TARGET}")
 
