@@ -176,7 +176,17 @@ def run(line: str) -> Any:
     """Run one ``%pm`` command line and return its result."""
     from IPython.core.error import UsageError
 
-    args = _parser().parse_args(shlex.split(line))
+    parser = _parser()
+    args, extra = parser.parse_known_args(shlex.split(line))
+    if extra:
+        # NAME=VALUE parameters may follow the options too (argparse takes a list of
+        # positionals only before them)
+        if args.cmd == "strategy" and args.action == "start" and all(
+            "=" in t and not t.startswith("-") for t in extra
+        ):
+            args.params = [*args.params, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return _dispatch(args)
     except PmkitError as exc:  # a clean message, not a traceback, for expected errors

@@ -210,6 +210,7 @@ class CoordinatorView(Messages, RefreshingView):
         self._lock = threading.RLock()
         self._stats: dict[str, Any] = {}
         self._runs: list[Any] = []
+        self._registered: dict[str, list[str]] = {}
         self._table = pn.widgets.Tabulator(
             typed_frame(None, SIGNAL_COLUMNS, _SIGNAL_DTYPES),
             disabled=True, show_index=False, selectable=False, sortable=True,
@@ -344,6 +345,9 @@ class CoordinatorView(Messages, RefreshingView):
         """Enable what the user's role and the runs' states allow; say why otherwise."""
         pid, name = self._portfolio.value, self._strategy.value
         why = self._why_not(pid)
+        if not why and name not in self._registered.get(pid, ()):
+            why = (f"{name} is not registered in {pid}: a manager registers it with its "
+                   "capital (StrategyManager.register_strategy).")
         if not why and name is not None:
             for run in self._runs:
                 if (run.strategy, run.portfolio) == (name, pid) and run.state != "stopped":
@@ -429,6 +433,10 @@ class CoordinatorView(Messages, RefreshingView):
             tradable = [p for p in visible if runner.may_act(p)]
             self._portfolio.value = current if current in visible else (
                 tradable[0] if tradable else (visible[0] if visible else None))
+        self._registered = {p: runner.registered(p) for p in visible}
+        registered = self._registered.get(self._portfolio.value, [])
+        if registered and self._strategy.value not in registered:
+            self._strategy.value = registered[0]
         may_trade = any(runner.may_act(p) for p in visible)
         hint = ""
         if not self._runs:

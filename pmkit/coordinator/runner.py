@@ -81,7 +81,7 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.registry.catalogue import register_kind
-from pmkit.strategies.live import LiveStrategy, RateLimit, live_strategy
+from pmkit.strategies.live import LIVE_STRATEGIES, LiveStrategy, RateLimit, live_strategy
 from pmkit.strategies.types import StrategyInfo, strategy_id
 from pmkit.validation import MAX_NAME_LENGTH, MAX_PRICE, check_text, safe_text
 
@@ -541,6 +541,19 @@ class StrategyRunner:
 
         rows = [r.row() for r in self.runs(states)]
         return pd.DataFrame(rows, columns=list(RUN_COLUMNS)).set_index("id")
+
+    def registered(self, portfolio: str) -> list[str]:
+        """Live strategies registered and active in ``portfolio`` (those a run may start), sorted.
+
+        Empty for a portfolio the user may not view.
+        """
+        view = self.registry.view()
+        out = []
+        for name in sorted(LIVE_STRATEGIES):
+            rec = view.record("strategy", strategy_id(portfolio, name))
+            if rec is not None and rec.status == "active":
+                out.append(name)
+        return out
 
     def may_act(self, portfolio: str) -> bool:
         """Whether this user may start, pause, resume or stop runs on ``portfolio``."""
