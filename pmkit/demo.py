@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,20 @@ import pandas as pd
 from pmkit.registry import Registry
 from pmkit.store import Store, open_store
 
-__all__ = ["DEMO_CONFIG", "DEMO_TARGETS", "DEMO_USERS", "open_demo", "seed_demo"]
+if TYPE_CHECKING:
+    from pmkit.coordinator import StrategyRun, StrategyRunner
+
+__all__ = [
+    "DEMO_CONFIG",
+    "DEMO_LIVE_STRATEGIES",
+    "DEMO_RUNS",
+    "DEMO_TARGETS",
+    "DEMO_USERS",
+    "open_demo",
+    "register_demo_strategies",
+    "seed_demo",
+    "start_demo_runs",
+]
 
 #: Fee charged on demo trades, as a fraction of notional (1 bp).
 DEMO_FEE_RATE = 1e-4
@@ -196,3 +209,63 @@ def open_demo(store: Store | str = ":memory:", *, user: str = "system") -> Regis
     if not st.list("portfolio"):
         seed_demo(admin)
     return admin if user == "system" else admin.as_user(user)
+
+
+#: Live signal strategies the demo registers: portfolio -> {strategy: fraction of its capital}.
+DEMO_LIVE_STRATEGIES: dict[str, dict[str, float]] = {
+    "client_a/growth": {"ma_crossover": 0.10, "breakout": 0.05, "mean_reversion": 0.05},
+    "client_b/balanced": {"ma_crossover": 0.10, "breakout": 0.05, "mean_reversion": 0.05},
+}
+
+#: Runs the served demo starts: (strategy, portfolio, acting user, symbols watched). The
+#: symbols are held by the other demo books (so the app's stream prices them) and not by
+#: this one, so its signals have room under the position limits.
+DEMO_RUNS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("ma_crossover", "client_a/growth", "alice", ("JNJ", "JPM", "KO", "WMT", "XOM")),
+)
+
+
+def register_demo_strategies(registry: Registry) -> list[str]:
+    """Register `DEMO_LIVE_STRATEGIES` where missing; returns the ``portfolio#name`` ids added.
+
+    ``registry`` acts as an administrator or a manager of the portfolios.
+    Strategies already registered, and portfolios the store does not have,
+    are left alone, so calling it again changes nothing. A live strategy has
+    no return history yet: it is registered with an empty one (its
+    performance is unknown, so its signals rank as average).
+    """
+    from pmkit.strategies import StrategyManager
+    from pmkit.strategies.types import strategy_id
+
+    added = []
+    empty = pd.Series([], dtype=float, index=pd.DatetimeIndex([]))
+    view = registry.view()
+    for pid, strategies in DEMO_LIVE_STRATEGIES.items():
+        if view.record("portfolio", pid) is None:
+            continue
+        manager = StrategyManager(registry, pid)
+        for name, fraction in strategies.items():
+            if view.record("strategy", strategy_id(pid, name)) is None:
+                manager.register_strategy(name, empty, fraction)
+                added.append(strategy_id(pid, name))
+    return added
+
+
+def start_demo_runs(runner: StrategyRunner) -> list[StrategyRun]:
+    """Start the `DEMO_RUNS` that are not live yet, each acting as its user.
+
+    Runs whose portfolio, user or strategy registration the store lacks are
+    skipped (a store that is not the demo's). Returns the runs started.
+    """
+    from pmkit.errors import PmkitError
+
+    live = {(r.strategy, r.portfolio) for r in runner.runs(("running", "paused"))}
+    started = []
+    for strategy, pid, user, symbols in DEMO_RUNS:
+        if (strategy, pid) in live:
+            continue
+        try:
+            started.append(runner.as_user(user).start(strategy, pid, symbols=list(symbols)))
+        except PmkitError:
+            continue  # not the demo's store: nothing to start there
+    return started

@@ -16,6 +16,7 @@ pn = pytest.importorskip("panel")
 
 from pmkit.coordinator import Priority, StrategyCoordinator  # noqa: E402
 from pmkit.demo import open_demo  # noqa: E402
+from pmkit.errors import NotFoundError, PermissionDenied  # noqa: E402
 from pmkit.strategies import StrategyManager  # noqa: E402
 from pmkit_widgets.coordinator_view import SIGNAL_COLUMNS, CoordinatorView  # noqa: E402
 
@@ -253,3 +254,187 @@ def test_a_closed_view_stops_listening_and_cancels_its_timer(reg, coord):
     view.close()
     assert not view.pending
     assert len(reg.bus._subs) == before
+
+
+# -- strategy runs: controls that know the user and the state ------------------------------------
+from pmkit.coordinator import StrategyRunner  # noqa: E402
+
+EMPTY = pd.Series([], dtype=float, index=pd.DatetimeIndex([]))
+
+
+@pytest.fixture
+def runner(reg):
+    StrategyManager(reg.as_user("bob"), GROWTH).register_strategy("ma_crossover", EMPTY, 0.05)
+    StrategyManager(reg.as_user("bob"), BALANCED).register_strategy("ma_crossover", EMPTY, 0.05)
+    runner = StrategyRunner(StrategyCoordinator(reg))
+    yield runner
+    runner.close()
+
+
+def view_as(runner, user, **kw):
+    return CoordinatorView(runner.coordinator.as_user(user), runner=runner.as_user(user), **kw)
+
+
+def click(button) -> None:
+    button.clicks += 1  # what a browser click does on the server
+
+
+def audit_actions(reg, run_id):
+    return [(a.actor, a.action) for a in reg.store.audit(target=run_id)]
+
+
+def test_the_empty_state_says_what_to_do_and_start_works_once(reg, runner):
+    view = view_as(runner, "alice", throttle=0)
+    try:
+        assert view.runs.empty
+        assert "No strategy runs yet" in view._runs_hint.object
+        assert "Start" in view._runs_hint.object and view._signals_empty.visible
+        view._strategy.value, view._portfolio.value = "ma_crossover", GROWTH
+        view._params.value, view._symbols.value = "fast=3 slow=8", "JPM, KO"
+        start = view._start_button
+        assert not start.disabled and "alice" in start.description
+        click(start)
+        click(start)  # the second click of a double click
+        (run,) = runner.runs()
+        assert (run.strategy, run.portfolio, run.started_by, run.symbols) == (
+            "ma_crossover", GROWTH, "alice", ("JPM", "KO"))
+        assert run.params["fast"] == 3 and run.params["slow"] == 8
+        assert audit_actions(reg, run.id) == [("alice", "strategy_run.start")]
+        assert view.message == f"Started ma_crossover on {GROWTH} as alice: {run.id}."
+        assert view.error == ""
+        assert list(view.runs["id"]) == [run.id] and view.runs.loc[0, "state"] == "running"
+        assert "No strategy runs yet" not in view._runs_hint.object
+        # the form is reset, and Start is off for a strategy that runs there already
+        assert (view._params.value, view._symbols.value) == ("", "")
+        assert start.disabled and run.id in start.description
+    finally:
+        view.close()
+
+
+def test_pause_resume_stop_follow_the_runs_state_and_act_once(reg, runner):
+    run = runner.as_user("alice").start("ma_crossover", GROWTH, symbols=["JPM"])
+    view = view_as(runner, "alice", throttle=0)
+    try:
+        buttons = view._run_buttons
+        assert all(b.disabled and b.description == "Select a run in the table."
+                   for b in buttons.values())
+        view.select_run(run.id)
+        assert view.selected_run == run.id
+        assert not buttons["pause"].disabled and not buttons["stop"].disabled
+        assert buttons["resume"].disabled and "is running" in buttons["resume"].description
+        click(buttons["pause"])
+        click(buttons["pause"])
+        assert runner.run(run.id).state == "paused"
+        assert audit_actions(reg, run.id) == [("alice", "strategy_run.start"),
+                                              ("alice", "strategy_run.pause")]
+        assert view.message == f"{run.id} is paused." and view.error == ""
+        assert view.selected_run == run.id  # the selection survives the refresh
+        assert buttons["pause"].disabled and not buttons["resume"].disabled
+        click(buttons["resume"])
+        click(buttons["stop"])
+        assert runner.run(run.id).state == "stopped"
+        assert all(b.disabled for b in buttons.values())
+        assert "is stopped" in buttons["stop"].description
+    finally:
+        view.close()
+
+
+def test_a_viewer_sees_no_enabled_control_and_the_service_still_refuses(reg, runner):
+    run = runner.as_user("alice").start("ma_crossover", GROWTH, symbols=["JPM"])
+    view = view_as(runner, "carol")  # viewer on the firm
+    try:
+        assert list(view.runs["id"]) == [run.id]  # she sees the run
+        assert view._start_button.disabled
+        assert "carol may not trade" in view._start_button.description
+        assert "trader" in view._start_button.description
+        view.select_run(run.id)
+        for button in view._run_buttons.values():
+            assert button.disabled and "carol may not trade" in button.description
+        before = reg.store.dump()
+        click(view._run_buttons["stop"])
+        view._start_clicked()  # even called directly, a disabled control does nothing
+        assert reg.store.dump() == before and view.message == ""
+        with pytest.raises(PermissionDenied):
+            runner.as_user("carol").stop(run.id)
+        assert reg.store.dump() == before
+    finally:
+        view.close()
+    carol_alone = view_as(StrategyRunner(StrategyCoordinator(reg)), "carol")
+    # nothing running in a fresh runner's view? the store's runs are listed (reattached)
+    assert list(carol_alone.runs["id"]) == [run.id]
+    carol_alone.close()
+
+
+def test_a_viewer_is_told_what_starting_needs_in_the_empty_state(reg, runner):
+    view = view_as(runner, "carol")
+    try:
+        assert "needs the trader role" in view._runs_hint.object
+        assert view._start_button.disabled
+    finally:
+        view.close()
+
+
+def test_another_desk_does_not_see_the_run(reg, runner):
+    run = runner.as_user("alice").start("ma_crossover", GROWTH, symbols=["JPM"])
+    view = view_as(runner, "dave")
+    try:
+        assert view.runs.empty
+        assert list(view._portfolio.options) == ["client_b/balanced", "client_b/factors"]
+        assert not view._start_button.disabled  # he may start on his own desk
+        with pytest.raises(NotFoundError):
+            runner.as_user("dave").run(run.id)
+    finally:
+        view.close()
+
+
+def test_a_refused_start_shows_the_services_error(reg, runner):
+    view = view_as(runner, "alice", throttle=0)
+    try:
+        view._portfolio.value = GROWTH
+        view._strategy.value = "breakout"  # not registered in client_a/growth
+        assert view._start_button.disabled
+        assert "breakout is not registered in client_a/growth" in view._start_button.description
+        view._strategy.value = "ma_crossover"
+        view._params.value = "fast=9 slow=4"
+        before = reg.store.dump()
+        click(view._start_button)
+        assert view.error.startswith("ValidationError: fast=9") and view.message == ""
+        assert reg.store.dump() == before and runner.runs() == []
+    finally:
+        view.close()
+
+
+def test_signals_of_a_run_show_in_the_queue(reg, runner):
+    alice = runner.as_user("alice")
+    run = alice.start("ma_crossover", GROWTH, {"fast": 2, "slow": 4, "min_interval": 0},
+                      symbols=["JPM"])
+    view = view_as(runner, "alice", throttle=0)
+    try:
+        base = float(reg.market["close"].isel(time=-1).sel(asset="JPM"))
+        for x in (100.0, 99.0, 98.5, 97.0, 96.0, 95.5, 95.0, 96.5, 98.0, 99.0, 100.5):
+            alice.on_prices({"JPM": base * x / 100})
+        view.flush()
+        (sig,) = runner.coordinator.queued_signals()
+        assert list(view.signals["id"]) == [sig.id] and not view._signals_empty.visible
+        row = view.runs.set_index("id").loc[run.id]
+        assert (row["signals"], row["queued"]) == (1, 1)
+        assert row["observations"] == 11
+    finally:
+        view.close()
+
+
+def test_the_app_tab_controls_the_processes_runner(reg):
+    from pmkit_widgets.app import TABS, build_app
+
+    coord = StrategyCoordinator(reg)
+    page = build_app(reg.as_user("alice"), coordinator=coord, poll_period=None)
+    tabs = page.main.objects[0]
+    tabs.active = TABS.index("Signals")
+    holder = tabs.objects[TABS.index("Signals")].objects[0]
+    view = getattr(holder, "_pmkit_view", holder)
+    assert isinstance(view, CoordinatorView) and view.runner is not None
+    assert view.runner.registry.user == "alice"
+    assert view.runner._sh is StrategyRunner.shared(coord)._sh  # one runner per coordinator
+    assert "No live stream" in view._runs_hint.object  # built without a feed: it says so
+    view.close()
+    StrategyRunner.shared(coord).close()

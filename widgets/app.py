@@ -75,7 +75,12 @@ def _views(
     def coordinator_view() -> Any:
         if coordinator is None:
             return pn.pane.Alert("No strategy coordinator runs in this app.", alert_type="info")
-        return CoordinatorView(coordinator.as_user(registry.user), poll_period=poll_period)
+        from pmkit.coordinator import StrategyRunner
+
+        # the process's one runner of this coordinator (started by serve), as this session's user
+        runner = StrategyRunner.shared(coordinator, stream).as_user(registry.user)
+        return CoordinatorView(coordinator.as_user(registry.user), runner=runner,
+                               poll_period=poll_period)
 
     def live_view() -> Any:
         if stream is None:
@@ -257,7 +262,10 @@ def serve(
     By default the local market-data feed (`pmkit.stream.server.FeedServer`,
     replaying the bundled real closes) runs beside the app, and a
     `pmkit.stream.live.LiveStream` revalues every active portfolio from it,
-    publishing ``stream.valuation`` events on the registry's bus.
+    publishing ``stream.valuation`` events on the registry's bus, and the
+    demo's live strategies (`pmkit.demo.DEMO_RUNS`: alice's moving-average
+    crossover on ``client_a/growth``) run on it, so the Signals tab shows a
+    live signal queue.
 
     Parameters
     ----------
@@ -317,6 +325,16 @@ def serve(
             sock.bind((address, 0))
             port = sock.getsockname()[1]
     feed, stream = _start_feed(registry, feed_port)
+    from pmkit.coordinator import StrategyRunner
+    from pmkit.demo import register_demo_strategies, start_demo_runs
+
+    # the demo's live strategies run on the app's stream, so the Signals tab shows a live queue
+    runner = StrategyRunner.shared(coordinator, stream)
+    if stream is not None:
+        register_demo_strategies(registry)
+        for run in start_demo_runs(runner):
+            print(f"pmkit strategy run {run.id}: {run.strategy} on {run.portfolio} as "
+                  f"{run.started_by}", flush=True)
 
     def page() -> Any:
         acting = user
@@ -358,6 +376,7 @@ def serve(
         server.io_loop.start()
     finally:
         server.stop()
+        runner.close()  # the runs stay running in the store: a restart reattaches them
         if stream is not None:
             stream.stop()
         if feed is not None:

@@ -1,12 +1,16 @@
-"""A live view of a `pmkit.coordinator.StrategyCoordinator`: the signal queue and its statistics.
+"""The Signals tab: strategy runs (start, pause, resume, stop), the live signal queue, statistics.
 
-The view only reads the coordinator (`active_signals_frame`, `live_signals`,
+The view reads the coordinator (`active_signals_frame`, `live_signals`,
 `record`, `resolution_strategy`, `get_processing_stats`) and the signal
-records it stores, and formats them; every decision (priority, conflicts,
-resolution, execution) was made by the coordinator. It refreshes when the
-registry's event bus publishes a ``signal.*`` or ``coordinator.*`` event and,
-optionally, on a timer.
-
+records it stores, and a `pmkit.coordinator.StrategyRunner` (`runs`,
+`may_act`), and formats them; every decision (priority, conflicts,
+resolution, who may act) is the services'. Its buttons call
+``runner.start`` / ``pause`` / ``resume`` / ``stop``, the same calls as
+``%pm strategy ...`` or a notebook. Buttons the user's role or the run's
+state does not allow are disabled with a tooltip saying why; the service
+still refuses what it must. It refreshes when the registry's event bus
+publishes a ``signal.*``, ``coordinator.*`` or ``strategy_run.*`` event
+and, optionally, on a timer.
 """
 
 from __future__ import annotations
@@ -19,31 +23,43 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit.display import format_time
 from pmkit.errors import PmkitError
 from pmkit_widgets.base import (
     Messages,
     RefreshingView,
+    error_text,
     escape_text,
     typed_frame,
     update_table,
 )
+from pmkit_widgets.formatting import tabulator_formatters
 
 if TYPE_CHECKING:
-    from pmkit.coordinator import StrategyCoordinator
+    from pmkit.coordinator import StrategyCoordinator, StrategyRunner
 
 __all__ = [
     "CLOSED_COLUMNS",
     "COORDINATOR_TOPICS",
+    "RUN_TABLE_COLUMNS",
     "SIGNAL_COLUMNS",
     "CoordinatorView",
 ]
 
 #: Event topics after which the coordinator view re-reads (the coordinator publishes
 #: ``signal.accepted|rejected|superseded|dispatched|executed`` and
-#: ``coordinator.settings_changed``).
-COORDINATOR_TOPICS = ("signal.*", "coordinator.*")
+#: ``coordinator.settings_changed``; the runner ``strategy_run.started|paused|...``).
+COORDINATOR_TOPICS = ("signal.*", "coordinator.*", "strategy_run.*")
+
+#: Columns of the strategy runs table (`StrategyRunner.runs_frame`, its ``id`` index first).
+RUN_TABLE_COLUMNS = (
+    "id", "strategy", "portfolio", "state", "started_by", "started_at", "symbols",
+    "observations", "signals", "queued", "refused", "throttled", "last_error",
+)
+_RUN_DTYPES = dict.fromkeys(("observations", "signals", "queued", "refused", "throttled"),
+                            "int64")
+_RUN_KINDS: dict[str, Any] = dict.fromkeys(_RUN_DTYPES, "count")
 
 #: Columns of `StrategyCoordinator.active_signals_frame` (its ``id`` index first).
 _FRAME_COLUMNS = (
@@ -64,7 +80,11 @@ _FLOAT_COLUMNS = ("confidence", "risk_reward", "entry", "stop", "target", "size"
 #: Column dtypes of the tables. Tabulator in the browser keeps the column types of the
 #: first data it got, so even an empty table starts with the final dtypes.
 _SIGNAL_DTYPES = {**dict.fromkeys(_FLOAT_COLUMNS, "float64"), "seq": "int64",
-                  "time": "datetime64[ns]", "conflict": "bool"}
+                  "conflict": "bool"}
+#: How the numbers read (`pmkit.display` kinds); times are preformatted text.
+_SIGNAL_KINDS: dict[str, Any] = {"entry": "money", "stop": "money", "target": "money",
+                                 "allocation": "money", "size": "count",
+                                 "confidence": "ratio", "risk_reward": "ratio"}
 _CLOSED_DTYPES = {"seq": "int64"}
 
 #: Statistics shown as indicators, in order.
@@ -84,6 +104,14 @@ _TITLES = {
     "resolution": "Resolution", "superseded_by": "Superseded by", "reason": "Reason",
     "detail": "Detail",
 }
+_RUN_TITLES = {
+    "id": "Run", "strategy": "Strategy", "portfolio": "Portfolio", "state": "State",
+    "started_by": "Acting as", "started_at": "Started (UTC)", "symbols": "Symbols",
+    "observations": "Prices seen", "signals": "Signals", "queued": "Queued",
+    "refused": "Refused", "throttled": "Throttled", "last_error": "Last refusal",
+}
+#: Least role to start, pause, resume or stop a run (the service's rule, for the tooltips).
+_ACT_ROLE = "trader"
 
 
 # -- formatting helpers (no decisions: they describe what the coordinator recorded) ----------
@@ -119,7 +147,15 @@ def _closed_row(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class CoordinatorView(Messages, RefreshingView):
-    """The coordinator's live signal queue, its conflicts and resolutions, and statistics.
+    """Strategy runs and their controls, the live signal queue, conflicts, and statistics.
+
+    With a ``runner``, the top of the view starts a live strategy on a
+    portfolio (acting as the view's user) and lists the runs the user may
+    view, with Pause, Resume and Stop for the selected one. Start is enabled
+    only for a portfolio the user may trade and a strategy that has no live
+    run there; Pause, Resume and Stop only for the states they apply to.
+    Each disabled button's tooltip says why. A click on a disabled button
+    (a double click's second click) does nothing, so an action happens once.
 
     Live signals (queued and dispatched, those of portfolios the
     coordinator's user may view) are listed by priority, highest first, then
@@ -143,6 +179,9 @@ class CoordinatorView(Messages, RefreshingView):
     ----------
     coordinator : StrategyCoordinator
         The coordinator to show, as seen by its acting user.
+    runner : StrategyRunner, optional
+        The strategy runner to control, acting as the same user (default:
+        none; the runs section then says how to get one).
     poll_period : int, optional
         Milliseconds between re-reads (default: no polling; events only).
     **params
@@ -162,29 +201,27 @@ class CoordinatorView(Messages, RefreshingView):
     topics = param.List(default=list(COORDINATOR_TOPICS), item_type=str, constant=True,
                         doc="Event topic patterns that trigger a refresh.")
 
-    def __init__(self, coordinator: StrategyCoordinator, *, poll_period: int | None = None,
+    def __init__(self, coordinator: StrategyCoordinator, *,
+                 runner: StrategyRunner | None = None, poll_period: int | None = None,
                  **params: Any) -> None:
         super().__init__(poll_period=poll_period, **params)
         self.coordinator = coordinator
+        self.runner = runner
         self._lock = threading.RLock()
         self._stats: dict[str, Any] = {}
-        # One formatter model per column: Tabulator mis-assigns a model shared by columns.
-        def money() -> NumberFormatter:
-            return NumberFormatter(format="0,0.00", nan_format="—")
-
-        def ratio() -> NumberFormatter:
-            return NumberFormatter(format="0.00", nan_format="—")
-
+        self._runs: list[Any] = []
+        self._registered: dict[str, list[str]] = {}
         self._table = pn.widgets.Tabulator(
             typed_frame(None, SIGNAL_COLUMNS, _SIGNAL_DTYPES),
             disabled=True, show_index=False, selectable=False, sortable=True,
-            layout="fit_data_stretch", sizing_mode="stretch_width", max_height=480,
+            layout="fit_data_table", sizing_mode="stretch_width", max_height=480,
             titles=_TITLES, hidden_columns=["seq"],
-            formatters={"entry": money(), "stop": money(), "target": money(),
-                        "allocation": money(), "size": NumberFormatter(format="0,0"),
-                        "confidence": ratio(), "risk_reward": ratio()},
+            formatters=tabulator_formatters(_SIGNAL_KINDS),
             css_classes=["pmkit-signals"],
         )
+        self._signals_empty = pn.pane.Markdown(
+            "No live signals. Running strategies submit them here as prices move.",
+            margin=(0, 10), css_classes=["pmkit-signals-empty"], visible=False)
         self._table.style.apply(_highlight, axis=1, column="conflict", css=_CONFLICT_BG)
         self._closed_table = pn.widgets.Tabulator(
             typed_frame(None, CLOSED_COLUMNS, _CLOSED_DTYPES),
@@ -205,19 +242,221 @@ class CoordinatorView(Messages, RefreshingView):
         )
         self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
         self._init_messages()
+        runs = self._build_runs()
         self._layout = pn.Column(
             self._status,
             self._error,
-            pn.pane.Markdown("### Processing statistics", margin=(0, 10)),
+            self._message,
+            pn.pane.Markdown("### Strategy runs", margin=(0, 10)),
+            runs,
+            pn.pane.Markdown("### Live signals by priority", margin=(10, 10, 0, 10)),
+            self._signals_empty,
+            self._table,
+            pn.pane.Markdown("### Processing statistics", margin=(10, 10, 0, 10)),
             pn.FlexBox(*self._numbers.values()),
             self._details,
-            pn.pane.Markdown("### Live signals by priority", margin=(10, 10, 0, 10)),
-            self._table,
             pn.pane.Markdown("### Recently closed", margin=(10, 10, 0, 10)),
             self._closed_table,
             sizing_mode="stretch_width",
         )
         self._start_live(coordinator.registry, self.topics, self._layout)
+
+    # -- the strategy runs section ------------------------------------------------------
+    def _build_runs(self) -> pn.Column:
+        from pmkit.strategies import LIVE_STRATEGIES
+
+        names = sorted(LIVE_STRATEGIES)
+        self._strategy = pn.widgets.Select(
+            label="Strategy", options=names, value=names[0] if names else None, width=170,
+            css_classes=["pmkit-run-strategy"])
+        self._portfolio = pn.widgets.Select(label="Portfolio", options=[], width=190,
+                                            css_classes=["pmkit-run-portfolio"])
+        self._params = pn.widgets.TextInput(
+            label="Parameters (NAME=VALUE …)", placeholder="defaults", width=230,
+            css_classes=["pmkit-run-params"])
+        self._symbols = pn.widgets.TextInput(
+            label="Symbols (comma-separated)", placeholder="what the portfolio holds",
+            width=230, css_classes=["pmkit-run-symbols"])
+        self._start_button = pn.widgets.Button(
+            label="Start", color="primary", width=90, disabled=True,
+            css_classes=["pmkit-run-start"], align="end")
+        self._start_button.on_click(lambda _event: self._start_clicked())
+        self._run_buttons = {}
+        for action in ("pause", "resume", "stop"):
+            button = pn.widgets.Button(
+                label=action.capitalize(), width=90, disabled=True,
+                color="danger" if action == "stop" else "default",
+                css_classes=[f"pmkit-run-{action}"])
+            button.on_click(lambda _event, a=action: self._run_clicked(a))
+            self._run_buttons[action] = button
+        self._run_table = pn.widgets.Tabulator(
+            typed_frame(None, RUN_TABLE_COLUMNS, _RUN_DTYPES),
+            disabled=True, show_index=False, selectable=1, sortable=True,
+            layout="fit_data_table", sizing_mode="stretch_width", max_height=260,
+            titles=_RUN_TITLES, formatters=tabulator_formatters(_RUN_KINDS),
+            css_classes=["pmkit-runs"])
+        self._runs_hint = pn.pane.Markdown("", margin=(0, 10), css_classes=["pmkit-runs-empty"])
+        for widget in (self._strategy, self._portfolio):
+            widget.param.watch(lambda _e: self._update_controls(), "value")
+        self._run_table.param.watch(lambda _e: self._update_controls(), "selection")
+        if self.runner is None:
+            return pn.Column(self._runs_hint, sizing_mode="stretch_width")
+        return pn.Column(
+            pn.Row(self._strategy, self._portfolio, self._params, self._symbols,
+                   self._start_button),
+            self._runs_hint,
+            self._run_table,
+            pn.Row(*self._run_buttons.values()),
+            sizing_mode="stretch_width",
+        )
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The strategy runs shown (a copy), one row per run."""
+        return self._run_table.value.copy()
+
+    @property
+    def selected_run(self) -> str | None:
+        """Id of the run selected in the runs table (None when none is)."""
+        rows = self._run_table.selection
+        frame = self._run_table.value
+        return str(frame.iloc[rows[0]]["id"]) if rows and rows[0] < len(frame) else None
+
+    def select_run(self, run_id: str | None) -> None:
+        """Select ``run_id``'s row (None clears the selection)."""
+        ids = list(self._run_table.value["id"])
+        self._run_table.selection = [] if run_id is None else [ids.index(run_id)]
+
+    def _user(self) -> str:
+        return self.coordinator.registry.user
+
+    def _why_not(self, portfolio: str | None) -> str:
+        """Why the user may not act on runs of ``portfolio`` ("" when they may)."""
+        if self.runner is None:
+            return "No strategy runner in this session."
+        if portfolio is None:
+            return "Choose a portfolio you trade."
+        if self.runner.may_act(portfolio):
+            return ""
+        return (f"{self._user()} may not trade {portfolio}: starting, pausing and stopping "
+                f"strategies needs the {_ACT_ROLE} role.")
+
+    def _update_controls(self) -> None:
+        """Enable what the user's role and the runs' states allow; say why otherwise."""
+        pid, name = self._portfolio.value, self._strategy.value
+        why = self._why_not(pid)
+        if not why and name not in self._registered.get(pid, ()):
+            why = (f"{name} is not registered in {pid}: a manager registers it with its "
+                   "capital (StrategyManager.register_strategy).")
+        if not why and name is not None:
+            for run in self._runs:
+                if (run.strategy, run.portfolio) == (name, pid) and run.state != "stopped":
+                    why = (f"{name} already runs on {pid} ({run.id}, {run.state}): "
+                           "pause, resume or stop it below.")
+        self._start_button.disabled = bool(why)
+        self._start_button.description = why or f"Start {name} on {pid} as {self._user()}."
+        chosen = next((r for r in self._runs if r.id == self.selected_run), None)
+        for action, button in self._run_buttons.items():
+            if chosen is None:
+                why = "Select a run in the table."
+            else:
+                why = self._why_not(chosen.portfolio)
+                if not why and not self._allowed(action, chosen.state):
+                    why = f"{chosen.id} is {chosen.state}: it cannot be {action}d."
+            button.disabled = bool(why)
+            button.description = why or f"{action.capitalize()} {chosen.id}."
+
+    @staticmethod
+    def _allowed(action: str, state: str) -> bool:
+        from pmkit.coordinator.runner import RUN_TRANSITIONS
+
+        return state in RUN_TRANSITIONS[action][0]
+
+    def _start_clicked(self) -> None:
+        if self._start_button.disabled or self.runner is None:
+            return  # a second click of a double click, or a refused one: nothing to do
+        from pmkit.coordinator.runner import parse_assignments
+
+        runner = self.runner
+        name, pid = self._strategy.value, self._portfolio.value
+        params_text, symbols_text = self._params.value, self._symbols.value
+
+        def call() -> Any:
+            params = parse_assignments(params_text.split())
+            symbols = [s.strip() for s in symbols_text.split(",") if s.strip()] or None
+            return runner.start(name, pid, params, symbols=symbols)
+
+        run = self._act(call, lambda r: f"Started {r.strategy} on {r.portfolio} as "
+                                        f"{r.started_by}: {r.id}.")
+        if run is not None:
+            self._params.value = self._symbols.value = ""
+
+    def _run_clicked(self, action: str) -> None:
+        run_id = self.selected_run
+        if self._run_buttons[action].disabled or self.runner is None or run_id is None:
+            return
+        call = getattr(self.runner, action)
+        self._act(lambda: call(run_id), lambda r: f"{r.id} is {r.state}.")
+
+    def _act(self, call: Any, success: Any) -> Any:
+        try:
+            result = call()
+        except PmkitError as exc:
+            self.show_error(error_text(exc))
+            return None
+        self.show_message(success(result))
+        self._safe_refresh()
+        return result
+
+    def _refresh_runs(self) -> bool:
+        if self.runner is None:
+            text = ("No strategy runner in this session: strategies are started from a "
+                    "notebook (`StrategyRunner`, `%pm strategy start`).")
+            changed = self._runs_hint.object != text
+            self._runs_hint.object = text
+            return changed
+        runner = self.runner
+        self._runs = runner.runs()
+        frame = pd.DataFrame([r.row() for r in self._runs],
+                             columns=[*RUN_TABLE_COLUMNS, "last_signal"])
+        frame["started_at"] = [format_time(t) for t in frame["started_at"]]
+        frame = typed_frame(frame, RUN_TABLE_COLUMNS, _RUN_DTYPES)
+        keep = self.selected_run
+        changed = update_table(self._run_table, frame)
+        if changed:
+            ids = list(frame["id"])
+            self._run_table.selection = [ids.index(keep)] if keep in ids else []
+        visible = [p.id for p in self.coordinator.registry.portfolios()]
+        if list(self._portfolio.options) != visible:
+            current = self._portfolio.value
+            self._portfolio.options = visible
+            tradable = [p for p in visible if runner.may_act(p)]
+            self._portfolio.value = current if current in visible else (
+                tradable[0] if tradable else (visible[0] if visible else None))
+        self._registered = {p: runner.registered(p) for p in visible}
+        registered = self._registered.get(self._portfolio.value, [])
+        if registered and self._strategy.value not in registered:
+            self._strategy.value = registered[0]
+        may_trade = any(runner.may_act(p) for p in visible)
+        hint = ""
+        if not self._runs:
+            if may_trade:
+                hint = ("**No strategy runs yet.** Choose a strategy and a portfolio you "
+                        "trade, then **Start**: it watches live prices and its signals queue "
+                        "below.")
+            else:
+                hint = (f"**No strategy runs yet.** Starting a strategy needs the {_ACT_ROLE} "
+                        f"role on a portfolio; {escape_text(self._user())} can watch the runs "
+                        "and signals of the portfolios they view here.")
+        if runner.stream is None:
+            hint += (" No live stream is attached to this runner: runs get no prices "
+                     "(`pmkit serve` starts one; in a notebook, `%pm stream start`).")
+        hint = hint.strip()
+        if self._runs_hint.object != hint:
+            self._runs_hint.object = hint
+        self._runs_hint.visible = bool(hint)
+        self._update_controls()
+        return changed
 
     # -- reading ----------------------------------------------------------------------
     @property
@@ -262,6 +501,8 @@ class CoordinatorView(Messages, RefreshingView):
         frame["_rank"] = frame["priority"].map(_PRIORITY_RANK).fillna(0)
         frame = frame.sort_values(["_rank", "time", "seq"], ascending=[False, True, True],
                                   kind="stable")
+        # sorted on the times themselves, shown as people read them (UTC, to the minute)
+        frame["time"] = [format_time(t) for t in frame["time"]]
         return typed_frame(frame.reset_index(drop=True), SIGNAL_COLUMNS, _SIGNAL_DTYPES)
 
     def _resolution_text(self, seq: int, conflicts: Sequence[dict[str, Any]],
@@ -314,13 +555,16 @@ class CoordinatorView(Messages, RefreshingView):
             closed = self._closed_frame(records)
             stats = self.coordinator.get_processing_stats()
             changed = update_table(self._table, signals) | update_table(self._closed_table, closed)
+            changed |= self._refresh_runs()
+            self._signals_empty.visible = signals.empty
+            self._table.visible = not signals.empty
             if stats != self._stats:
                 self._stats = stats
                 for k, number in self._numbers.items():
                     number.value = int(stats.get(k, 0))
                 self._details.value = _stats_details(stats)
                 changed = True
-            if self.error:  # a refresh that failed before works again
+            if self.error.startswith("Could not refresh"):  # a failed refresh works again
                 self.clear_messages()
                 changed = True
             if changed or self.last_refresh is None:

@@ -1,6 +1,8 @@
 """Strategy signal coordination: validation, enrichment, conflicts, a priority queue.
 
 `StrategyCoordinator` is the service (store-backed, audited, restartable);
+`StrategyRunner` runs live signal strategies on a price stream and submits
+their signals to it (`pmkit.coordinator.runner`);
 `pmkit.coordinator.signals` and `pmkit.coordinator.conflicts` hold the pure
 parts (validation, enrichment, detection and resolution rules).
 """
@@ -16,6 +18,7 @@ from pmkit.coordinator.conflicts import (
     resolve_signal_conflicts,
 )
 from pmkit.coordinator.coordinator import DEFAULT_RESOLUTION, StrategyCoordinator
+from pmkit.coordinator.runner import RunState, StrategyRun, StrategyRunner
 from pmkit.coordinator.signals import (
     LIVE_STATES,
     TRANSITIONS,
@@ -40,10 +43,13 @@ __all__ = [
     "PriorityRule",
     "Resolution",
     "ResolutionStrategy",
+    "RunState",
     "Side",
     "Signal",
     "SignalState",
     "StrategyCoordinator",
+    "StrategyRun",
+    "StrategyRunner",
     "enrich_signal",
     "find_duplicate",
     "find_opposing",

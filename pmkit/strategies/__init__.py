@@ -6,6 +6,14 @@ from pmkit.strategies.library import (
     RankingStrategy,
     ShortTermReversal,
 )
+from pmkit.strategies.live import (
+    LIVE_STRATEGIES,
+    Idea,
+    LiveStrategy,
+    RateLimit,
+    live_strategy,
+    register_live_strategy,
+)
 from pmkit.strategies.manager import ALLOCATION_TOLERANCE, PortfolioManager, StrategyManager
 from pmkit.strategies.session import RealTimePerformanceMonitor, RiskManager, session_of
 from pmkit.strategies.types import (
@@ -21,11 +29,15 @@ from pmkit.strategies.types import (
 
 __all__ = [
     "ALLOCATION_TOLERANCE",
+    "LIVE_STRATEGIES",
     "AllocationDecision",
     "CrossSectionalMomentum",
+    "Idea",
+    "LiveStrategy",
     "LowVolatility",
     "PortfolioManager",
     "RankingStrategy",
+    "RateLimit",
     "RealTimePerformanceMonitor",
     "RebalanceOutcome",
     "RiskManager",
@@ -34,7 +46,9 @@ __all__ = [
     "StrategyInfo",
     "StrategyManager",
     "StrategyPerformance",
+    "live_strategy",
     "performance_of",
+    "register_live_strategy",
     "session_of",
     "strategy_id",
     "validated_returns",
