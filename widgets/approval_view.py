@@ -638,9 +638,9 @@ def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[st
         # bottom to top on the axis: cash, then the smallest to the largest exposure
         size = s.groupby("sector")["value"].max().drop("cash", errors="ignore")
         order = ["cash", *size.sort_values(kind="stable").index]
-        s = _when_ordered(s.assign(rank=s["sector"].map({k: i for i, k in enumerate(order)}))
-                          .sort_values(["rank", "when"], kind="stable")
-                          .drop(columns="rank").reset_index(drop=True))
+        rank = s["sector"].map({k: i for i, k in enumerate(order)})
+        s = (_when_ordered(s).assign(rank=rank).sort_values(["rank", "when"], kind="stable")
+             .drop(columns="rank").reset_index(drop=True))
         out[pid] = {
             "risk": r.hvplot.bar(x="measure", y="value", by="when", xlabel="",
                                  ylabel="% (volatility annualized)", title="Volatility and VaR",
