@@ -399,8 +399,9 @@ def test_sector_exposure_is_grouped_before_beside_after_in_percent(reg, proposal
     factors = list(fig.y_range.factors)
     sectors = set(proposal.risk_before[GROWTH].sectors) | set(proposal.risk_after[GROWTH].sectors)
     assert {s for s, _ in factors} == sectors | {"cash"}  # every sector is labelled
-    # grouped bars: each sector's before and after are neighbours, before first
-    assert [w for _, w in factors] == ["before", "after"] * (len(factors) // 2)
+    # grouped bars: each sector's before and after are neighbours, before above after
+    # (a vertical factor axis runs bottom up)
+    assert [w for _, w in factors] == ["after", "before"] * (len(factors) // 2)
     assert all(factors[i][0] == factors[i + 1][0] for i in range(0, len(factors), 2))
     assert isinstance(fig.xaxis[0].formatter, NumeralTickFormatter)
     assert "%" in fig.xaxis[0].formatter.format

@@ -194,7 +194,8 @@ class ApprovalView(ServiceView):
         self._trades = _table(TRADE_COLUMNS, "pmkit-trades", _TRADE_KINDS, max_height=360,
                               titles={"estimated_cost": "est. cost", "notional": "notional"})
         self._costs = _table(COST_COLUMNS, "pmkit-costs", _COST_KINDS,
-                             titles={"cost_fraction": "cost / NAV",
+                             titles={"nav": "NAV", "estimated_cost": "est. cost",
+                                     "cost_fraction": "cost / NAV",
                                      "turnover": "turnover (one-way)"})
         self._transfers = _table(("source", "destination", "amount"), "pmkit-transfers",
                                  {"amount": "money"}, visible=False)
@@ -610,9 +611,19 @@ class ApprovalView(ServiceView):
         self._chart_box.objects = panes
 
 
-def _when_ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``when`` ordered before, after (bars side by side in that order)."""
-    return frame.assign(when=pd.Categorical(frame["when"], ["before", "after"]))
+def _when_ordered(frame: pd.DataFrame, order: tuple[str, str] = ("before", "after")
+                  ) -> pd.DataFrame:
+    """``frame`` with ``when`` as a categorical in ``order`` (the order bars are drawn in)."""
+    return frame.assign(when=pd.Categorical(frame["when"], list(order)))
+
+
+def _level_sector_labels(plot: Any, element: Any) -> None:
+    """Sector names read level beside their bars, "before" and "after" beside each bar."""
+    axis = plot.state.yaxis[0]
+    axis.group_label_orientation = "horizontal"
+    axis.group_text_font_style = "normal"
+    axis.group_text_font_size = "12px"
+    axis.major_label_text_font_size = "10px"  # "before" / "after" beside each bar
 
 
 def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -639,16 +650,20 @@ def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[st
         size = s.groupby("sector")["value"].max().drop("cash", errors="ignore")
         order = ["cash", *size.sort_values(kind="stable").index]
         rank = s["sector"].map({k: i for i, k in enumerate(order)})
-        s = (_when_ordered(s).assign(rank=rank).sort_values(["rank", "when"], kind="stable")
+        # a vertical axis runs bottom up: "after" first puts "before" above it, read first
+        s = (_when_ordered(s, ("after", "before")).assign(rank=rank)
+             .sort_values(["rank", "when"], kind="stable")
              .drop(columns="rank").reset_index(drop=True))
         out[pid] = {
             "risk": r.hvplot.bar(x="measure", y="value", by="when", xlabel="",
-                                 ylabel="% (volatility annualized)", title="Volatility and VaR",
+                                 ylabel="% (volatility annualized, VaR 1 day)",
+                                 title="Volatility and VaR",
                                  yformatter=NumeralTickFormatter(format="0.0%"), height=300,
                                  **common),
             "sectors": s.hvplot.barh(x="sector", y="value", by="when", xlabel="",
                                      ylabel="% of NAV", title="Sector exposure",
                                      xformatter=NumeralTickFormatter(format="0%"),
-                                     height=max(300, 70 + 24 * len(s)), **common),
+                                     height=max(300, 70 + 24 * len(s)), **common)
+                         .opts(hooks=[_level_sector_labels]),
         }
     return out

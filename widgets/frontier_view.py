@@ -119,10 +119,11 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
                                                      align="center",
                                                      css_classes=["pmkit-progress"])
         self._progress = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
-        self._picker = pn.widgets.Select(label="Frontier point", options={}, width=420,
+        self._picker = pn.widgets.Select(label="Frontier point", options={},
+                                         sizing_mode="stretch_width",
                                          css_classes=["pmkit-frontier-point"])
         self._propose_button = pn.widgets.Button(label="Propose rebalance", color="success",
-                                                 align="end", disabled=True,
+                                                 align="end", disabled=True, width=160,
                                                  css_classes=["pmkit-propose"])
         self._empty = pn.pane.Markdown(
             f"**No active portfolio is visible to <code>{escape_text(registry.user)}</code>.** "
@@ -149,8 +150,9 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
             self._message,
             pn.Row(
                 self._chart,
-                pn.Column(pn.Row(self._picker, self._propose_button), self._stats,
-                          self._weights, width=560),
+                # the picker shrinks so that the button stays inside the column at 1280 px
+                pn.Column(pn.Row(self._picker, self._propose_button, sizing_mode="stretch_width"),
+                          self._stats, self._weights, width=560),
                 sizing_mode="stretch_width",
             ),
             sizing_mode="stretch_width",

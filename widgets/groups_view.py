@@ -103,13 +103,12 @@ class GroupsView(ServiceView):
             pn.pane.Markdown("### Groups: consolidated value, P&L and risk", margin=(0, 10)),
             self._empty,
             self._table,
-            pn.Row(
-                pn.Column(pn.pane.Markdown("### Hierarchy: target vs actual", margin=(0, 10)),
-                          self._tree, sizing_mode="stretch_width"),
-                pn.Column(pn.pane.Markdown("### Allocation by group", margin=(0, 10)),
-                          self._chart, sizing_mode="stretch_width"),
-                sizing_mode="stretch_width",
-            ),
+            # one above the other: side by side, the tree's columns and the chart's axis
+            # overlap at 1280 px
+            pn.pane.Markdown("### Hierarchy: target vs actual", margin=(0, 10)),
+            self._tree,
+            pn.pane.Markdown("### Allocation by group", margin=(0, 10)),
+            self._chart,
             sizing_mode="stretch_width",
         )
         self._start(layout)
@@ -171,10 +170,14 @@ def _allocation_chart(allocation: pd.DataFrame) -> Any:
         return None
     # a portfolio may sit in several groups: label bars by group and member
     labelled = allocation.assign(member=allocation["group"] + " › " + allocation["member"])
-    long = labelled.melt(id_vars=["member"], value_vars=["target", "actual"],
-                         var_name="weight", value_name="fraction")
+    # target beside actual, members in the tree's order (the data's order is the axis's)
+    long = pd.DataFrame(
+        [(row.member, weight, getattr(row, weight)) for row in labelled.itertuples()
+         for weight in ("target", "actual")],
+        columns=["member", "weight", "fraction"])
+    long = long.assign(weight=pd.Categorical(long["weight"], ["target", "actual"]))
     return long.hvplot.bar(
         x="member", y="fraction", by="weight", ylabel="% of the group's value",
-        xlabel="", rot=20, height=320, responsive=True, title="Target vs actual allocation",
+        xlabel="", height=320, responsive=True, title="Target vs actual allocation",
         yformatter=NumeralTickFormatter(format="0%"), color=["#9ca3af", "#1f4e79"],
-    ).opts(legend_position="top_right")
+    )
