@@ -269,6 +269,10 @@ def typed_frame(df: pd.DataFrame | None, columns: Sequence[str],
     return frame.astype(casts)
 
 
+#: Least width (px) of a numeric column by kind: "-1,234,567.89", "-12.34%", "12,345".
+_MIN_WIDTHS = {"money": 110, "percent": 80, "ratio": 70, "count": 70}
+
+
 def desk_table(
     columns: Sequence[str],
     kinds: Mapping[str, Kind],
@@ -310,8 +314,11 @@ def desk_table(
         Other `panel.widgets.Tabulator` parameters.
     """
     numeric = [c for c in columns if kinds.get(c) in TABULATOR_FORMATS]
-    config = [{"field": c, "maxWidth": int(w), "tooltip": True}
+    config: list[dict[str, Any]] = [{"field": c, "maxWidth": int(w), "tooltip": True}
               for c, w in (truncate or {}).items()]
+    # Tabulator sizes columns to the first data: a live table's later, longer numbers
+    # would be cut, so numbers get room for seven digits and more from the start
+    config += [{"field": c, "minWidth": _MIN_WIDTHS[kinds[c]]} for c in numeric]
     options: dict[str, Any] = {
         "disabled": True, "show_index": False, "selectable": False, "sortable": True,
         "layout": "fit_data_table", "sizing_mode": "stretch_width",
@@ -323,7 +330,7 @@ def desk_table(
         formatters=tabulator_formatters({c: kinds[c] for c in numeric}),
         header_align=dict.fromkeys(numeric, "right"),  # the formatters align the cells
         frozen_columns=[columns[0]] if frozen and columns else [],
-        configuration={"columns": config} if config else {},
+        configuration={"columns": config},
         css_classes=[css],
         **options,
     )
