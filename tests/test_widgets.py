@@ -47,7 +47,7 @@ def test_table_is_the_portfolio_overview(demo):
     shown = view.table.set_index("id")
     expected = portfolio_overview(demo)
     assert list(shown.index) == sorted(DEMO_CONFIG["portfolios"])
-    pd.testing.assert_frame_equal(shown, expected, check_names=False)
+    pd.testing.assert_frame_equal(shown, expected, check_names=False, check_like=True)
     # the value column is the registry's own valuation
     for pid in shown.index:
         assert shown.loc[pid, "value"] == pytest.approx(demo.value(pid), abs=1e-9)
@@ -125,7 +125,7 @@ def test_an_action_without_a_selection_says_so(demo):
 def test_groups_view_shows_tree_allocation_and_consolidated_figures(demo):
     view = GroupsView(demo)
     pd.testing.assert_frame_equal(view.table.set_index("id"), group_overview(demo),
-                                  check_names=False)
+                                  check_names=False, check_like=True)
     html = view.tree_html
     for spec in DEMO_CONFIG["groups"].values():
         assert spec["name"] in html
@@ -212,3 +212,271 @@ def test_websocket_origins_name_the_listening_address_and_extras():
 
     wildcard = _origins("0.0.0.0", 80, ())
     assert f"{socket.gethostname()}:80" in wildcard and "0.0.0.0:80" not in wildcard
+
+
+# -- controls that know the user and the state ------------------------------------------------
+LIFECYCLE_ACTIONS = {"activate": "portfolio.activate", "deactivate": "portfolio.deactivate",
+                     "delete": "portfolio.archive", "restore": "portfolio.restore"}
+
+
+@pytest.mark.parametrize(
+    ("user", "enabled", "may_create"),
+    [
+        ("carol", set(), False),  # a viewer: nothing to press
+        ("alice", set(), False),  # a trader manages no lifecycle
+        ("bob", {"activate", "deactivate"}, True),  # a manager; archiving needs an owner
+        ("system", {"activate", "deactivate", "delete", "restore"}, True),  # administrator
+    ],
+)
+def test_buttons_follow_the_users_roles(demo, user, enabled, may_create):
+    view = RegistryView(demo.as_user(user))
+    buttons = view._buttons
+    # nothing selected: every lifecycle button waits for a selection, saying so
+    assert all(b.disabled and "Select a portfolio" in b.description for b in buttons.values())
+    assert view._create_btn.disabled is not may_create
+    if not may_create:
+        assert view._create_btn.description == (
+            f"Creating a portfolio needs a user allowed to create; {user} is not.")
+    view.select(GROWTH)
+    assert {v for v, b in buttons.items() if not b.disabled} == enabled
+    role = demo.role_of(user, GROWTH)
+    for verb, button in buttons.items():
+        if verb in enabled:
+            assert button.description is None
+        else:
+            assert f"{button.name} needs the " in button.description
+            assert f"role on {GROWTH}; {user} is {role} there." in button.description
+    # each disabled button is one the registry refuses, asked directly as the user would
+    for verb in set(buttons) - enabled:
+        assert not demo.as_user(user).can(LIFECYCLE_ACTIONS[verb], GROWTH)
+
+
+def test_buttons_follow_the_selection(demo):
+    demo.grant("dave", "client_a/growth", "viewer")  # dave owns client_b, views one of client_a
+    view = RegistryView(demo.as_user("dave"))
+    view.select("client_b/balanced")
+    assert not view._buttons["delete"].disabled and view._buttons["delete"].description is None
+    view.select(GROWTH)
+    delete = view._buttons["delete"]
+    assert delete.disabled
+    assert delete.description == f"Delete needs the owner role on {GROWTH}; dave is viewer there."
+    view._hard.value = True  # a hard delete is another action: asked again
+    assert delete.disabled and "owner role" in delete.description
+    view.select("client_b/balanced")
+    assert not delete.disabled
+
+
+def test_buttons_follow_grants_through_events(demo):
+    view = RegistryView(demo.as_user("carol"))  # no polling: only the bus can tell it
+    view.select(GROWTH)
+    deactivate = view._buttons["deactivate"]
+    assert deactivate.disabled
+    demo.grant("carol", GROWTH, "manager")
+    assert not deactivate.disabled and deactivate.description is None
+    demo.revoke("carol", GROWTH)  # still a viewer through the firm
+    assert deactivate.disabled and "carol is viewer" in deactivate.description
+
+
+def _messages_shown(view) -> list[str]:
+    shown: list[str] = []
+    view._message.param.watch(lambda e: shown.append(e.new) if e.new else None, "object")
+    return shown
+
+
+def test_a_double_click_acts_once_and_says_so_once(demo):
+    view = RegistryView(demo.as_user("bob"))
+    view.select(GROWTH)
+    shown = _messages_shown(view)
+    button = view._buttons["deactivate"]
+    button.clicks += 1
+    button.clicks += 1  # the second click of a double click
+    records = [r for r in demo.store.audit(target=GROWTH) if r.action == "portfolio.deactivate"]
+    assert len(records) == 1 and demo.portfolio(GROWTH).status == "inactive"
+    assert len(shown) == 1 and view.error == "" and view.message == f"{GROWTH} deactivated"
+
+
+def test_a_click_after_the_double_click_window_acts_again(demo, monkeypatch):
+    import pmkit_widgets.base as base
+
+    monkeypatch.setattr(base, "DOUBLE_CLICK_S", 0.0)  # every click is a new request
+    view = RegistryView(demo.as_user("bob"))
+    view.select(GROWTH)
+    view._buttons["deactivate"].clicks += 1
+    view._buttons["deactivate"].clicks += 1
+    # the second request reached the registry, which refused it: the window is what held it
+    assert view.error.startswith("LifecycleError: ")
+
+
+def test_a_double_click_on_create_creates_one_portfolio(demo):
+    view = RegistryView(demo)
+    shown = _messages_shown(view)
+    view._new_id.value = "client_c/new"
+    view._create_btn.clicks += 1
+    view._create_btn.clicks += 1
+    creations = [r for r in demo.store.audit() if r.action == "portfolio.create"
+                 and r.target.startswith("client_c/")]
+    assert [r.target for r in creations] == ["client_c/new"]
+    assert len(shown) == 1 and view.error == ""
+
+
+def test_a_click_while_a_call_runs_is_ignored(demo, monkeypatch):
+    """Inside an event loop the call runs on a worker and the button is disabled meanwhile."""
+    import asyncio
+    import threading
+
+    bob = demo.as_user("bob")
+    view = RegistryView(bob)
+    view.select(GROWTH)
+    shown = _messages_shown(view)
+    release = threading.Event()
+    real = type(bob).deactivate
+
+    def slow(self, *args, **kwargs):
+        release.wait(10)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(bob), "deactivate", slow)
+    button = view._buttons["deactivate"]
+    seen: list[bool] = []
+
+    async def main() -> None:
+        button.clicks += 1
+        await asyncio.sleep(0.05)
+        seen.append(button.disabled)
+        button.clicks += 1  # arrives while the first runs
+        release.set()
+        for _ in range(1000):
+            await asyncio.sleep(0.01)
+            if not view.acting:
+                return
+
+    asyncio.run(main())
+    assert seen == [True]
+    records = [r for r in demo.store.audit(target=GROWTH) if r.action == "portfolio.deactivate"]
+    assert len(records) == 1 and len(shown) == 1 and view.error == ""
+    assert button.disabled is False  # a manager may press it again (to be refused: inactive)
+
+
+# -- forms -----------------------------------------------------------------------------------
+def test_the_form_resets_completely_after_a_creation(demo):
+    from pmkit_widgets.registry_view import FORM_DEFAULTS
+
+    view = RegistryView(demo)
+    assert view.form == FORM_DEFAULTS
+    view._new_id.value = "client_c/new"
+    view._new_name.value = "New book"
+    view._new_capital.value = 25_000.0
+    view._new_currency.value = "EUR"
+    view._new_tags.value = "core, euro"
+    view._create_btn.clicks += 1
+    info = demo.portfolio("client_c/new")
+    assert (info.name, info.currency, list(info.tags)) == ("New book", "EUR", ["core", "euro"])
+    assert demo.positions("client_c/new").cash == pytest.approx(25_000.0)
+    assert view.form == FORM_DEFAULTS  # every field, not only the name
+
+
+def test_negative_capital_is_the_registrys_error_not_a_silent_reset(demo):
+    view = RegistryView(demo)
+    before = demo.store.dump()
+    view._new_id.value = "client_c/neg"
+    view._new_capital.value = -5_000.0
+    assert view._new_capital.value == -5_000.0  # the input does not clamp it
+    view._create_btn.clicks += 1
+    assert view.error.startswith("ValidationError: ") and "initial_capital" in view.error
+    assert "-5000" in view.error.replace(",", "")
+    assert demo.store.dump() == before
+    assert "client_c/neg" not in {p.id for p in demo.portfolios()}
+    # what was typed stays, for the user to correct
+    assert view.form["id"] == "client_c/neg" and view.form["capital"] == -5_000.0
+
+
+# -- a screen an operations desk can read --------------------------------------------------
+def test_key_columns_come_first_and_long_text_is_cut_with_a_tooltip(demo):
+    view = RegistryView(demo)
+    assert list(view.table.columns[:7]) == ["id", "name", "value", "day_pnl", "day_return",
+                                           "volatility", "var"]
+    table = view._table
+    assert table.frozen_columns == ["id"]
+    assert table.layout == "fit_data_table"
+    model = table.get_root()  # the column definitions the browser receives
+    sent = {c["field"]: c for c in model.configuration["columns"] if "field" in c}
+    for column in ("name", "segment", "tags"):
+        assert sent[column]["tooltip"] is True and 0 < sent[column]["maxWidth"] <= 240
+    assert sent["id"]["frozen"] is True
+    assert not {"tooltip", "maxWidth"} & set(sent["value"])  # numbers are never cut
+    groups = GroupsView(demo)
+    assert list(groups.table.columns[:7]) == ["id", "name", "value", "day_pnl", "day_return",
+                                             "volatility", "var"]
+    assert groups._table.layout == "fit_data_table"
+
+
+def test_money_and_percent_columns_format_through_pmkit_display(demo):
+    from pmkit.display import TABULATOR_FORMATS
+
+    view = RegistryView(demo)
+    formats = {c: f.format for c, f in view._table.formatters.items()}
+    assert formats == {"cash": TABULATOR_FORMATS["money"], "value": TABULATOR_FORMATS["money"],
+                       "day_pnl": TABULATOR_FORMATS["money"],
+                       "day_return": TABULATOR_FORMATS["percent"],
+                       "volatility": TABULATOR_FORMATS["percent"],
+                       "var": TABULATOR_FORMATS["percent"]}
+
+
+def test_the_portfolios_view_says_what_its_values_are_as_of(demo):
+    view = RegistryView(demo)
+    last = pd.Timestamp(demo.market["time"].values[-1]).strftime("%Y-%m-%d")
+    assert (f"as of the last close {last}; positions valued at the last available price"
+            in view._status.object)
+    assert "T00:00:00" not in view._status.object
+
+
+def test_empty_views_say_what_to_do_next(demo):
+    demo.add_user("erin")  # no role anywhere, may not create
+    view = RegistryView(demo.as_user("erin"))
+    assert view.table.empty and view._empty.visible
+    assert "No portfolio is visible" in view._empty.object
+    assert "ask an owner" in view._empty.object.lower()
+    assert "administrator to let you create" in view._empty.object
+    demo.add_user("fay", can_create=True)
+    assert "Create one with the form below" in RegistryView(demo.as_user("fay"))._empty.object
+    assert not RegistryView(demo)._empty.visible
+    groups = GroupsView(demo.as_user("erin"))
+    assert groups._empty.visible and "No group is visible" in groups._empty.object
+
+
+def test_the_allocation_chart_reads_in_percent_of_its_container(demo):
+    import holoviews as hv
+
+    fig = hv.render(GroupsView(demo)._chart.object)
+    assert "%" in fig.yaxis[0].formatter.format and fig.sizing_mode == "stretch_width"
+
+
+# -- the busy indicator ------------------------------------------------------------------------
+def test_polling_does_not_make_the_page_busy(demo):
+    """A poll re-reads in the background; Panel's busy state is for work a person started."""
+    import asyncio
+
+    phase = ["polling"]
+    busy: list[tuple[str, bool]] = []
+    watcher = pn.state.param.watch(lambda e: busy.append((phase[0], e.new)), "busy")
+    polls: list[int] = []
+
+    async def main() -> None:
+        view = RegistryView(demo, poll_period=30)
+        real = view.refresh
+        view.refresh = lambda: (polls.append(1), real())[1]
+        await asyncio.sleep(0.6)
+        view.close()
+        # the control: Panel's plain periodic callback does count as busy
+        phase[0] = "plain"
+        plain = pn.state.add_periodic_callback(lambda: None, period=30)
+        await asyncio.sleep(0.3)
+        plain.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        pn.state.param.unwatch(watcher)
+    assert len(polls) >= 3  # the poll ran
+    assert ("polling", True) not in busy
+    assert ("plain", True) in busy  # the check can see a busy flash when there is one

@@ -127,3 +127,40 @@ def test_view_renders_with_stable_css_classes(running):
         assert model is not None
     finally:
         view.close()
+
+
+def test_the_view_says_it_is_a_replay_not_the_last_close(running):
+    from pmkit_widgets.base import escape_text
+    from pmkit_widgets.live_view import REPLAY_NOTE
+
+    _, _, stream = running
+    view = LiveView(stream)
+    try:
+        assert "Replay of the bundled daily closes" in REPLAY_NOTE
+        assert "not live exchange data" in REPLAY_NOTE
+        assert escape_text(REPLAY_NOTE) in view._note.object
+        view.refresh()
+        status = str(view._status_pane.object)
+        assert f"replay from the close of {OPEN}" in status  # a date, not "2022-11-30T00:00:00"
+        assert "T00:00" not in status
+    finally:
+        view.close()
+
+
+def test_numbers_format_through_pmkit_display(running):
+    from pmkit.display import TABULATOR_FORMATS
+    from pmkit_widgets.live_view import _metrics_html
+
+    _, _, stream = running
+    view = LiveView(stream)
+    try:
+        formats = {c: f.format for c, f in view._values_table.formatters.items()}
+        assert formats == {"value": TABULATOR_FORMATS["money"], "pnl": TABULATOR_FORMATS["money"],
+                           "open": TABULATOR_FORMATS["money"], "flows": TABULATOR_FORMATS["money"],
+                           "pnl_pct": TABULATOR_FORMATS["percent"]}
+        assert view._values_table.layout == "fit_data_table"
+        html = _metrics_html({"ticks_received": 12345, "latency_p50_ms": float("nan"),
+                              "messages_per_s": 2.25})
+        assert ">12,345<" in html and ">—<" in html and ">2.2<" in html
+    finally:
+        view.close()

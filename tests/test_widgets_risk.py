@@ -118,7 +118,9 @@ def test_frontier_view_shows_the_service_frontier_and_picks(reg):
         point = view.frontier.dataset.isel(point=k)
         assert view.stats == {name: float(point[name])
                               for name in ("expected_return", "volatility", "sharpe")}
-        assert f"{float(point['volatility']):.2%}" in view._stats.object
+        from pmkit.display import format_percent  # the one rule for percentages
+
+        assert format_percent(float(point["volatility"])) in view._stats.object
 
     # the current weights shown are the ledger's, priced at the last close
     from pmkit.risk import current_weights

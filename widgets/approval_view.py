@@ -2,12 +2,17 @@
 
 A view over `pmkit.rebalance.ProposalBook`: it lists the proposals the user
 may view, shows the selected one (trade list, estimated costs, turnover, risk
-before and after as hvplot charts, history, audit trail) and its Approve and
-Reject buttons call ``ProposalBook(registry).approve`` / ``.reject``, the
-same methods a notebook user calls. Roles and maker-checker are the
+and sector exposure before and after as hvplot charts, history, audit trail)
+and its Approve and Reject buttons call ``ProposalBook(registry).approve`` /
+``.reject``, the same methods a notebook user calls. The buttons follow the
+proposal and the user: a proposal whose state has no approval or rejection
+ahead (approved, rejected, ...) shows neither; one the user may not approve
+(a trader, a viewer, the proposer under the four-eyes rule) shows Approve
+disabled, its tooltip saying why. Roles and maker-checker stay the
 service's: a refused action shows the service's error (type and message) and
-changes nothing. The view refreshes on ``proposal.*`` events and, optionally,
-on a timer, so proposals made by other sessions or processes appear.
+changes nothing. The view refreshes on ``proposal.*`` and ``access.*``
+events and, optionally, on a timer, so proposals made by other sessions or
+processes appear.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit.display import format_money, format_percent, format_time
 from pmkit.errors import ValidationError
-from pmkit.rebalance import ProposalBook, ProposalState
-from pmkit_widgets.base import ServiceView, error_text, escape_text, typed_frame
+from pmkit.rebalance import TRANSITIONS, ProposalBook, ProposalState
+from pmkit_widgets.base import (
+    ServiceView,
+    desk_table,
+    error_text,
+    escape_text,
+    refusal_text,
+    typed_frame,
+)
 
 if TYPE_CHECKING:
     from pmkit.rebalance import RebalanceProposal
@@ -31,14 +43,17 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_COLUMNS",
     "COST_COLUMNS",
+    "EMPTY_TEXT",
     "HISTORY_COLUMNS",
     "PROPOSAL_TOPICS",
     "TRADE_COLUMNS",
     "ApprovalView",
+    "proposer_note",
 ]
 
-#: Event topics after which the view re-reads (ProposalBook publishes ``proposal.<state>``).
-PROPOSAL_TOPICS = ("proposal.*",)
+#: Event topics after which the view re-reads (ProposalBook publishes ``proposal.<state>``;
+#: a grant changes which buttons the user may press).
+PROPOSAL_TOPICS = ("proposal.*", "access.*")
 
 #: Columns of the trades table (`RebalanceProposal.trades_frame`; costs in currency).
 TRADE_COLUMNS = (
@@ -49,11 +64,15 @@ TRADE_COLUMNS = (
 #: Columns of the per-portfolio cost and turnover table.
 COST_COLUMNS = ("portfolio", "currency", "nav", "estimated_cost", "cost_fraction", "turnover")
 
-#: Columns of the proposal's state history.
+#: Columns of the proposal's state history (``ts`` formatted for people).
 HISTORY_COLUMNS = ("ts", "state", "actor", "note")
 
-#: Columns of the audit trail (`Store.audit(target=proposal.id)`).
+#: Columns of the audit trail (`ReadView.audit(target=proposal.id)`; ``ts`` formatted).
 AUDIT_COLUMNS = ("seq", "ts", "actor", "action", "note")
+
+#: What the view says when there is no proposal at all to show.
+EMPTY_TEXT = ("No proposal to review. Proposals appear here when a trader proposes a "
+              "rebalance from the Optimize tab or `%pm propose`.")
 
 _TRADE_DTYPES = {c: "float64" for c in TRADE_COLUMNS if c not in ("portfolio", "asset")}
 _COST_DTYPES = dict.fromkeys(("nav", "estimated_cost", "cost_fraction", "turnover"), "float64")
@@ -62,10 +81,15 @@ _TRANSFER_DTYPES = {"amount": "float64"}
 _DTYPES = {TRADE_COLUMNS: _TRADE_DTYPES, COST_COLUMNS: _COST_DTYPES, AUDIT_COLUMNS: _AUDIT_DTYPES,
            HISTORY_COLUMNS: {}, ("source", "destination", "amount"): _TRANSFER_DTYPES}
 
-_RISK_MEASURES = {"volatility": "volatility (annualized)", "var": "1-day VaR"}
+_TRADE_KINDS = {"quantity": "count", "filled": "count",
+                **dict.fromkeys(("price", "notional", "commission", "spread", "impact",
+                                 "estimated_cost"), "money")}
+_COST_KINDS = {"nav": "money", "estimated_cost": "money", "cost_fraction": "percent",
+               "turnover": "percent"}
 
-_money = NumberFormatter(format="0,0.00", nan_format="—")
-_pct = NumberFormatter(format="0.0000%", nan_format="—")
+_RISK_MEASURES = {"volatility": "volatility (annualized)", "var": "1-day VaR"}
+#: Bar colours: before grey, after the app's accent.
+_WHEN_COLORS = ["#9ca3af", "#1f4e79"]
 
 
 def _order(proposals: list[RebalanceProposal]) -> list[RebalanceProposal]:
@@ -75,7 +99,7 @@ def _order(proposals: list[RebalanceProposal]) -> list[RebalanceProposal]:
 
 
 def _label(p: RebalanceProposal) -> str:
-    return f"{p.id} · {p.state} · {p.scope} · by {p.created_by} · {p.created_at[:16]}"
+    return f"{p.id} · {p.state} · {p.scope} · by {p.created_by} · {format_time(p.created_at)}"
 
 
 def _audit_note(after: Any) -> str:
@@ -84,12 +108,17 @@ def _audit_note(after: Any) -> str:
     return ""
 
 
-def _table(columns: tuple[str, ...], css: str, **kw: Any) -> pn.widgets.Tabulator:
-    return pn.widgets.Tabulator(
-        typed_frame(None, columns, _DTYPES[columns]), disabled=True, show_index=False,
-        selectable=False, sortable=True, layout="fit_data_stretch", sizing_mode="stretch_width",
-        css_classes=[css], **kw,
-    )
+def proposer_note(p: RebalanceProposal) -> str:
+    """The note the proposer gave (``%pm propose --note``), or ``""`` when none was given."""
+    first = next((h for h in p.history if h.get("state") == str(ProposalState.PROPOSED)), None)
+    note = str((first or {}).get("note") or "")
+    return "" if note == p.reason else note  # the book stores the reason when no note is given
+
+
+def _table(columns: tuple[str, ...], css: str, kinds: dict[str, Any] | None = None,
+           **kw: Any) -> pn.widgets.Tabulator:
+    return desk_table(columns, kinds or {}, css=css,
+                      frame=typed_frame(None, columns, _DTYPES[columns]), **kw)
 
 
 class ApprovalView(ServiceView):
@@ -97,7 +126,7 @@ class ApprovalView(ServiceView):
 
     Works inline in a notebook (after ``pn.extension("tabulator")``) and in
     the served app. Everything it shows is read from `ProposalBook` (as the
-    registry's user) and the store's audit log; the buttons call
+    registry's user) and the registry's audit log; the buttons call
     `approve` / `reject`, which call the book.
 
     Parameters
@@ -122,6 +151,9 @@ class ApprovalView(ServiceView):
                              doc="List proposals in every state, not only pending ones.")
     topics = param.List(default=list(PROPOSAL_TOPICS), item_type=str, constant=True,
                         doc="Event topic patterns that trigger a refresh.")
+
+    #: The book's refusals and anything else it raises are shown, never raised at a click.
+    refusals = (Exception,)
 
     def __init__(self, registry: Registry, *, poll_period: int | None = None,
                  **params: Any) -> None:
@@ -149,44 +181,42 @@ class ApprovalView(ServiceView):
         self._note = pn.widgets.TextInput(label="Note (approve) / reason (reject)",
                                           placeholder="why", sizing_mode="stretch_width",
                                           css_classes=["pmkit-note"])
-        self._approve_btn = pn.widgets.Button(label="Approve", color="success",
+        self._approve_btn = pn.widgets.Button(label="Approve", color="success", align="end",
                                               css_classes=["pmkit-approve"], disabled=True)
-        self._reject_btn = pn.widgets.Button(label="Reject", color="danger",
+        self._reject_btn = pn.widgets.Button(label="Reject", color="danger", align="end",
                                              css_classes=["pmkit-reject"], disabled=True)
-        self._approve_btn.on_click(lambda _e: self.approve(self._note.value))
-        self._reject_btn.on_click(lambda _e: self.reject(self._note.value))
-        self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
-        money_cols = ("price", "notional", "commission", "spread", "impact", "estimated_cost")
-        self._trades = _table(
-            TRADE_COLUMNS, "pmkit-trades", max_height=360,
-            formatters={**dict.fromkeys(money_cols, _money),
-                        "quantity": NumberFormatter(format="0,0"),
-                        "filled": NumberFormatter(format="0,0")},
-            text_align=dict.fromkeys((*money_cols, "quantity", "filled"), "right"),
-            titles={"estimated_cost": "est. cost", "notional": "notional"},
-        )
-        self._costs = _table(
-            COST_COLUMNS, "pmkit-costs",
-            formatters={"nav": _money, "estimated_cost": _money, "cost_fraction": _pct,
-                        "turnover": _pct},
-            titles={"cost_fraction": "cost / NAV", "turnover": "turnover (one-way)"},
-        )
+        self._approve_btn.on_click(
+            lambda _e: self._act("approve", self._note.value, button=self._approve_btn))
+        self._reject_btn.on_click(
+            lambda _e: self._act("reject", self._note.value, button=self._reject_btn))
+        self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"},
+                                        css_classes=["pmkit-status"])
+        self._trades = _table(TRADE_COLUMNS, "pmkit-trades", _TRADE_KINDS, max_height=360,
+                              titles={"estimated_cost": "est. cost", "notional": "notional"})
+        self._costs = _table(COST_COLUMNS, "pmkit-costs", _COST_KINDS,
+                             titles={"nav": "NAV", "estimated_cost": "est. cost",
+                                     "cost_fraction": "cost / NAV",
+                                     "turnover": "turnover (one-way)"})
         self._transfers = _table(("source", "destination", "amount"), "pmkit-transfers",
-                                 formatters={"amount": _money}, visible=False)
-        self._history = _table(HISTORY_COLUMNS, "pmkit-history")
-        self._audit = _table(AUDIT_COLUMNS, "pmkit-audit", hidden_columns=["seq"])
+                                 {"amount": "money"}, visible=False)
+        self._history = _table(HISTORY_COLUMNS, "pmkit-history", truncate={"note": 420})
+        self._audit = _table(AUDIT_COLUMNS, "pmkit-audit", hidden_columns=["seq"],
+                             frozen=False, truncate={"note": 420})
         self._chart_box = pn.Column(sizing_mode="stretch_width", css_classes=["pmkit-risk-charts"])
+        self._actions = pn.Row(self._note, self._approve_btn, self._reject_btn,
+                               sizing_mode="stretch_width")
         self._detail = pn.Column(
             self._state,
             self._summary,
-            pn.Row(self._note, self._approve_btn, self._reject_btn, sizing_mode="stretch_width"),
+            self._actions,
             self._message,
             pn.pane.Markdown("#### Trades", margin=(10, 10, 0, 10)),
             self._trades,
             self._transfers,
             pn.pane.Markdown("#### Estimated cost and turnover", margin=(10, 10, 0, 10)),
             self._costs,
-            pn.pane.Markdown("#### Risk before and after", margin=(10, 10, 0, 10)),
+            pn.pane.Markdown("#### Risk and sector exposure, before and after",
+                             margin=(10, 10, 0, 10)),
             self._chart_box,
             pn.pane.Markdown("#### History", margin=(10, 10, 0, 10)),
             self._history,
@@ -195,7 +225,7 @@ class ApprovalView(ServiceView):
             sizing_mode="stretch_width",
             visible=False,
         )
-        self._empty = pn.pane.Markdown("No proposal to review.", margin=(5, 10))
+        self._empty = pn.pane.Markdown(EMPTY_TEXT, margin=(5, 10), css_classes=["pmkit-empty"])
         layout = pn.Column(
             self._status,
             pn.Row(self._select, self._show_all, sizing_mode="stretch_width"),
@@ -228,6 +258,11 @@ class ApprovalView(ServiceView):
         return "" if self._current is None else str(self._current.state)
 
     @property
+    def empty_text(self) -> str:
+        """What the view says instead of a proposal (``""`` while one is shown)."""
+        return "" if self._current is not None else str(self._empty.object)
+
+    @property
     def trades(self) -> pd.DataFrame:
         """The trade lines shown (a copy); costs in currency."""
         return self._trades.value.copy()
@@ -239,12 +274,12 @@ class ApprovalView(ServiceView):
 
     @property
     def history(self) -> pd.DataFrame:
-        """The proposal's state transitions shown, oldest first."""
+        """The proposal's state transitions shown, oldest first (``ts`` as shown)."""
         return self._history.value.copy()
 
     @property
     def audit(self) -> pd.DataFrame:
-        """The audit records of the proposal shown, oldest first."""
+        """The audit records of the proposal shown, oldest first (``ts`` as shown)."""
         return self._audit.value.copy()
 
     @property
@@ -277,7 +312,7 @@ class ApprovalView(ServiceView):
                 try:
                     self._proposals[proposal_id] = ProposalBook(self.registry).get(proposal_id)
                 except Exception as exc:  # the service's error is the message
-                    self._fail(exc)
+                    self.show_error(error_text(exc))
                     return None
             self._sticky = proposal_id
             self.refresh()
@@ -285,6 +320,8 @@ class ApprovalView(ServiceView):
 
     def approve(self, note: str = "") -> RebalanceProposal | None:
         """Approve the selected proposal: ``ProposalBook(registry).approve(id, note)``.
+
+        Called directly it always asks the book, whatever the buttons show.
 
         Returns
         -------
@@ -301,27 +338,32 @@ class ApprovalView(ServiceView):
         """
         return self._act("reject", reason)
 
-    def _act(self, verb: str, text: str) -> RebalanceProposal | None:
+    def _act(self, verb: str, text: str, *,
+             button: pn.widgets.Button | None = None) -> RebalanceProposal | None:
         with self._lock:
+            if button is not None and not self.pressable(button):
+                return None
             self.clear_messages()
             pid = self.selected
-            try:
+            book = ProposalBook(self.registry)
+
+            def call() -> RebalanceProposal:
                 if pid is None:
                     raise ValidationError("proposal", None, "select a proposal first")
-                after = getattr(ProposalBook(self.registry), verb)(pid, text)
-            except Exception as exc:  # the service's error is the message
-                self._fail(exc)
-                return None
-            self._sticky = pid
-            self._note.value = ""
-            state = escape_text(str(after.state))
-            self.show_message(f"Proposal {pid} is now {state}.",
-                              f"Proposal <code>{escape_text(pid)}</code> is now <b>{state}</b>.")
-            self.refresh()
-            return after
+                return getattr(book, verb)(pid, text)
 
-    def _fail(self, exc: Exception) -> None:
-        self.show_error(error_text(exc))
+            def then(after: RebalanceProposal) -> None:
+                self._sticky = pid
+                self._note.value = ""
+                state = escape_text(str(after.state))
+                html = f"Proposal <code>{escape_text(pid)}</code> is now <b>{state}</b>."
+                self.show_message(f"Proposal {pid} is now {after.state}.", html)
+
+            return self.act(call, button=button, then=then)
+
+    def show_error(self, text: str) -> None:
+        """Show ``text`` as the view's error (and hide the success message)."""
+        super().show_error(text)
         self._error_from_refresh = False
 
     def _on_select(self, event: Any) -> None:
@@ -331,6 +373,40 @@ class ApprovalView(ServiceView):
             self.clear_messages()
             self._sticky = event.new
             self._safe_refresh()
+
+    # -- buttons --------------------------------------------------------------------------
+    def update_controls(self) -> None:
+        """Set Approve and Reject for the proposal shown and the user.
+
+        Shown only when the proposal's state allows them (`TRANSITIONS`);
+        enabled only when the user may (roles, the four-eyes rule), the
+        tooltip saying why otherwise.
+        """
+        p = self._current
+        can_approve = p is not None and ProposalState.APPROVED in TRANSITIONS[p.state]
+        can_reject = p is not None and ProposalState.REJECTED in TRANSITIONS[p.state]
+        self._approve_btn.visible = can_approve
+        self._reject_btn.visible = can_reject
+        self._note.visible = can_approve or can_reject
+        if p is None:
+            return
+        view = self.registry.view()
+        role = view.role(p.scope)
+        refusal = view.refusal("proposal.approve", p.scope)
+        if refusal is not None:
+            approve_why: str | None = refusal_text("Approving", refusal, role)
+        elif p.created_by == self.registry.user:
+            # the book's four-eyes rule (MakerCheckerError), administrators included
+            approve_why = (f"{self.registry.user} proposed {p.id}: another manager must "
+                           "approve it (four-eyes rule).")
+        else:
+            approve_why = None
+        refusal = view.refusal("proposal.reject", p.scope)
+        reject_why = None if refusal is None else refusal_text("Rejecting", refusal, role)
+        for button, why in ((self._approve_btn, approve_why), (self._reject_btn, reject_why)):
+            button.disabled = why is not None or self.acting
+            button.description = why
+        self._note.disabled = approve_why is not None and reject_why is not None
 
     # -- reading ------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -369,6 +445,9 @@ class ApprovalView(ServiceView):
                 self._render(p, audit)
                 self._shown_key = key
                 changed = True
+            empty = self._empty_text(found)
+            if empty != self._empty.object:
+                self._empty.object = empty
             if self.error and self._error_from_refresh:
                 self.clear_messages()
                 changed = True
@@ -382,7 +461,16 @@ class ApprovalView(ServiceView):
                     f" visible to <code>{escape_text(self.registry.user)}</code>"
                     f" · updated {now:%H:%M:%S}"
                 )
+            self.update_controls()  # a grant may have changed though the proposal did not
             return changed
+
+    def _empty_text(self, found: dict[str, RebalanceProposal]) -> str:
+        if not found or self.show_all:
+            return EMPTY_TEXT
+        n = len(found)
+        return (f"No pending proposal. Tick **Show all states** to see the {n} decided "
+                f"one{'s' if n != 1 else ''}. New proposals appear here when a trader proposes "
+                "a rebalance from the Optimize tab or `%pm propose`.")
 
     def _show_refresh_error(self, exc: Exception) -> None:
         super()._show_refresh_error(exc)
@@ -393,8 +481,6 @@ class ApprovalView(ServiceView):
         has = p is not None
         self._detail.visible = has
         self._empty.visible = not has
-        self._approve_btn.disabled = not has
-        self._reject_btn.disabled = not has
         if p is None:
             self._state.object = ""
             for table, cols in ((self._trades, TRADE_COLUMNS), (self._costs, COST_COLUMNS),
@@ -417,11 +503,12 @@ class ApprovalView(ServiceView):
         self._costs.value = costs
         self._summary.object = self._summary_html(p, costs)
         self._history.value = typed_frame(pd.DataFrame(
-            [{k: h.get(k) for k in HISTORY_COLUMNS} for h in p.history],
+            [{**{k: h.get(k) for k in HISTORY_COLUMNS}, "ts": format_time(h.get("ts"))}
+             for h in p.history],
             columns=list(HISTORY_COLUMNS),
         ), HISTORY_COLUMNS, {})
         self._audit.value = typed_frame(pd.DataFrame(
-            [(a.seq, a.ts, a.actor, a.action, _audit_note(a.after)) for a in audit],
+            [(a.seq, format_time(a.ts), a.actor, a.action, _audit_note(a.after)) for a in audit],
             columns=list(AUDIT_COLUMNS),
         ), AUDIT_COLUMNS, _AUDIT_DTYPES)
         if self._charts_for != p.id:
@@ -466,18 +553,25 @@ class ApprovalView(ServiceView):
         ccy = ccys[0] if len(ccys) == 1 else ""
         nav = costs["nav"].sum(min_count=len(costs)) if len(costs) else float("nan")
         frac = p.estimated_cost / nav if nav == nav and nav else float("nan")
-        frac_text = "—" if frac != frac else f"{frac:.4%} of NAV"
+        frac_text = "—" if frac != frac else f"{format_percent(frac)} of NAV"
+        note = proposer_note(p)
+        method = escape_text(p.method)
         rows = [
             ("Scope", f"{escape_text(p.scope_kind)} <code>{escape_text(p.scope)}</code>"),
             ("Portfolios", escape_text(", ".join(p.portfolios))),
-            ("Proposed by", f"{escape_text(p.created_by)} at {escape_text(p.created_at)}"),
-            ("Expires", escape_text(p.expires_at or "never")),
-            ("Prices as of", escape_text(p.as_of)),
-            ("Method · reason", f"{escape_text(p.method)} · {escape_text(p.reason)}"),
+            ("Proposed by", f"{escape_text(p.created_by)} at "
+                            f"{escape_text(format_time(p.created_at))}"),
+            # the proposer's note is the reason when given; the method's own label stays
+            ("Reason", f"<span class='pmkit-proposal-reason'>"
+                       f"{escape_text(note or p.reason)}</span>"),
+            ("Method", f"{method} · {escape_text(p.reason)}" if note else method),
+            ("Expires", escape_text(format_time(p.expires_at) if p.expires_at else "never")),
+            ("Prices as of", escape_text(format_time(p.as_of))),
             ("Trades", str(len(p.trades))),
-            ("Estimated cost", f"<b>{p.estimated_cost:,.2f} {escape_text(ccy)}</b> ({frac_text})"),
+            ("Estimated cost",
+             f"<b>{escape_text(format_money(p.estimated_cost, ccy or None))}</b> ({frac_text})"),
         ]
-        th = "<th style='text-align:left;padding-right:1em'>"
+        th = "<th style='text-align:left;padding-right:1em;vertical-align:top'>"
         body = "".join(f"<tr>{th}{k}</th><td>{v}</td></tr>" for k, v in rows)
         return f"<table class='pmkit-proposal-summary'>{body}</table>"
 
@@ -506,29 +600,70 @@ class ApprovalView(ServiceView):
         panes: list[Any] = []
         for pid, charts in self._charts.items():
             panes.append(pn.pane.Markdown(f"**{escape_text(pid)}**", margin=(5, 10, 0, 10)))
-            panes.append(pn.Row(*(pn.pane.HoloViews(c, backend="bokeh") for c in charts.values()),
-                                sizing_mode="stretch_width"))
+            panes.append(pn.Row(
+                pn.pane.HoloViews(charts["risk"], backend="bokeh", sizing_mode="stretch_width",
+                                  css_classes=["pmkit-risk-chart"]),
+                pn.pane.HoloViews(charts["sectors"], backend="bokeh",
+                                  sizing_mode="stretch_width", css_classes=["pmkit-sector-chart"]),
+                sizing_mode="stretch_width"))
         if not panes:
             panes = [pn.pane.Markdown("No risk snapshot in this proposal.", margin=(0, 10))]
         self._chart_box.objects = panes
 
+
+def _when_ordered(frame: pd.DataFrame, order: tuple[str, str] = ("before", "after")
+                  ) -> pd.DataFrame:
+    """``frame`` with ``when`` as a categorical in ``order`` (the order bars are drawn in)."""
+    return frame.assign(when=pd.Categorical(frame["when"], list(order)))
+
+
+def _level_sector_labels(plot: Any, element: Any) -> None:
+    """Sector names read level beside their bars, "before" and "after" beside each bar."""
+    axis = plot.state.yaxis[0]
+    axis.group_label_orientation = "horizontal"
+    axis.group_text_font_style = "normal"
+    axis.group_text_font_size = "12px"
+    axis.major_label_text_font_size = "10px"  # "before" / "after" beside each bar
+
+
 def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Bar charts of risk and sector exposure before vs after, per portfolio."""
+    """Grouped bars of risk and of sector exposure, before beside after, per portfolio.
+
+    Values stay fractions in the charts' data; the value axes read in percent.
+    Sector exposure is horizontal (the sector names read level), largest at the
+    top, cash last; the charts take the width of their container.
+    """
     if risk.empty and sectors.empty:
         return {}
+    from bokeh.models import NumeralTickFormatter
+
     from pmkit._hvplot import ensure_hvplot
 
     ensure_hvplot()
 
     out: dict[str, dict[str, Any]] = {}
-    opts = {"height": 280, "width": 420, "legend": "top_right", "color": ["#9ca3af", "#1f4e79"]}
+    common = {"legend": "top_right", "color": _WHEN_COLORS, "responsive": True}
     for pid in dict.fromkeys([*risk["portfolio"], *sectors["portfolio"]]):
-        r = risk[risk["portfolio"] == pid].reset_index(drop=True)
-        s = sectors[sectors["portfolio"] == pid].reset_index(drop=True)
+        r = _when_ordered(risk[risk["portfolio"] == pid].reset_index(drop=True))
+        s = sectors[sectors["portfolio"] == pid]
+        # bottom to top on the axis: cash, then the smallest to the largest exposure
+        size = s.groupby("sector")["value"].max().drop("cash", errors="ignore")
+        order = ["cash", *size.sort_values(kind="stable").index]
+        rank = s["sector"].map({k: i for i, k in enumerate(order)})
+        # a vertical axis runs bottom up: "after" first puts "before" above it, read first
+        s = (_when_ordered(s, ("after", "before")).assign(rank=rank)
+             .sort_values(["rank", "when"], kind="stable")
+             .drop(columns="rank").reset_index(drop=True))
         out[pid] = {
-            "risk": r.hvplot.bar(x="measure", y="value", by="when", ylabel="fraction",
-                                 title="Volatility and VaR", **opts),
-            "sectors": s.hvplot.barh(x="sector", y="value", by="when", ylabel="fraction of NAV",
-                                     title="Sector exposure", **opts),
+            "risk": r.hvplot.bar(x="measure", y="value", by="when", xlabel="",
+                                 ylabel="% (volatility annualized, VaR 1 day)",
+                                 title="Volatility and VaR",
+                                 yformatter=NumeralTickFormatter(format="0.0%"), height=300,
+                                 **common),
+            "sectors": s.hvplot.barh(x="sector", y="value", by="when", xlabel="",
+                                     ylabel="% of NAV", title="Sector exposure",
+                                     xformatter=NumeralTickFormatter(format="0%"),
+                                     height=max(300, 70 + 24 * len(s)), **common)
+                         .opts(hooks=[_level_sector_labels]),
         }
     return out

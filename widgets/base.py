@@ -5,9 +5,15 @@
 - `run_service_call` runs a slow service call off the session's loop while
   the view shows progress.
 - `ServiceView` is the base of the registry views: a button calls a service
-  method through `ServiceView.act`, which shows a refused call's typed error
-  and leaves everything as it was (the service guarantees the store is
+  method through `ServiceView.act`, which disables the button while the call
+  runs (a double click acts once), shows a refused call's typed error and
+  leaves everything as it was (the service guarantees the store is
   untouched; the view only reports).
+- `refusal_text` says why a control is disabled, from the service's own
+  answer (`pmkit.registry.view.ReadView.refusal`).
+- `desk_table` builds the read-only tables of the views: key columns first,
+  numbers formatted by `pmkit.display`, long text truncated with the full
+  text on hover, a frozen first column, no stretched last column.
 - `typed_frame` gives tables stable column types from their first (even
   empty) data.
 """
@@ -18,7 +24,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,25 +32,35 @@ import pandas as pd
 import panel as pn
 import param
 
-from pmkit.errors import PmkitError
+from pmkit.display import TABULATOR_FORMATS, Kind
+from pmkit.errors import PermissionDenied, PmkitError
+from pmkit_widgets.formatting import tabulator_formatters
 from pmkit_widgets.notebook import NotebookResources
 
 if TYPE_CHECKING:
     from pmkit.events import Event, Subscription
     from pmkit.registry import Registry
+    from pmkit.registry.access import Role
 
 __all__ = [
+    "DOUBLE_CLICK_S",
     "LiveRefresh",
     "Messages",
     "RefreshingView",
     "ServiceView",
+    "desk_table",
     "error_text",
     "escape_text",
+    "refusal_text",
     "run_service_call",
     "served_document",
     "typed_frame",
     "update_table",
 ]
+
+#: Seconds after a button's call succeeded during which another click on the same
+#: button is the rest of a double click, not a second request.
+DOUBLE_CLICK_S = 0.5
 
 #: Characters that Markdown panes (and so `pn.pane.Alert`) would read as markup.
 _MARKDOWN_MARKUP = {c: f"&#{ord(c)};" for c in "`*[]\\~|"}
@@ -196,12 +212,21 @@ class LiveRefresh:
     def start_polling(self, period: int | None = None) -> None:
         """Re-read every ``period`` milliseconds (default: ``poll_period``, else 2000).
 
-        Inside a served session the timer belongs to that session and stops with it.
+        Inside a served session the timer belongs to that session and stops
+        with it. Polling is background work: it does not set Panel's
+        ``pn.state.busy``, so the page's busy indicator shows what a person
+        started, not a re-read every two seconds.
         """
+        from panel.io.callbacks import PeriodicCallback
+
         period = int(period or getattr(self, "poll_period", None) or 2000)
         self.stop_polling()
         self.poll_period = period
-        self._callback = pn.state.add_periodic_callback(self._safe_refresh, period=period)
+        # `pn.state.add_periodic_callback` counts every run as busy; Panel's own pollers
+        # (its file selector) run in the background like this.
+        callback = PeriodicCallback(callback=self._safe_refresh, period=period, background=True)
+        callback.start()
+        self._callback = callback
 
     def stop_polling(self) -> None:
         """Stop the timer started by `start_polling` (no error if none)."""
@@ -243,6 +268,93 @@ def typed_frame(df: pd.DataFrame | None, columns: Sequence[str],
         if c not in dtypes and frame[c].dtype.kind in "biufcmM":
             casts[c] = object
     return frame.astype(casts)
+
+
+#: Least width (px) of a numeric column by kind: "-1,234,567.89", "-12.34%", "12,345".
+_MIN_WIDTHS = {"money": 110, "percent": 80, "ratio": 70, "count": 70}
+
+
+def desk_table(
+    columns: Sequence[str],
+    kinds: Mapping[str, Kind],
+    *,
+    css: str,
+    titles: Mapping[str, str] | None = None,
+    truncate: Mapping[str, int] | None = None,
+    frozen: bool = True,
+    frame: pd.DataFrame | None = None,
+    **params: Any,
+) -> pn.widgets.Tabulator:
+    """A read-only Tabulator laid out for an operations desk.
+
+    Columns appear in the order given (put the key figures first); numbers
+    are formatted by `pmkit.display` (`tabulator_formatters`) and
+    right-aligned; the table is as wide as its data (``fit_data_table``: no
+    last column stretched across the page) and scrolls sideways inside its
+    box, with the first column frozen.
+
+    Parameters
+    ----------
+    columns : sequence of str
+        Column order.
+    kinds : mapping
+        column -> `pmkit.display.Kind` of the numeric columns (time and text
+        columns are preformatted text).
+    css : str
+        The table's CSS class (browsers and tests find it by that).
+    titles : mapping, optional
+        Header text per column.
+    truncate : mapping, optional
+        column -> widest it may be, in px: longer text ends in "…", and the
+        full text shows on hover.
+    frozen : bool, default True
+        Freeze the first column (the row's name) when scrolling sideways.
+    frame : DataFrame, optional
+        First data (default: empty, with ``columns``).
+    **params
+        Other `panel.widgets.Tabulator` parameters.
+    """
+    numeric = [c for c in columns if kinds.get(c) in TABULATOR_FORMATS]
+    config: list[dict[str, Any]] = [{"field": c, "maxWidth": int(w), "tooltip": True}
+              for c, w in (truncate or {}).items()]
+    # Tabulator sizes columns to the first data: a live table's later, longer numbers
+    # would be cut, so numbers get room for seven digits and more from the start
+    config += [{"field": c, "minWidth": _MIN_WIDTHS[kinds[c]]} for c in numeric]
+    options: dict[str, Any] = {
+        "disabled": True, "show_index": False, "selectable": False, "sortable": True,
+        "layout": "fit_data_table", "sizing_mode": "stretch_width",
+    }
+    options.update(params)
+    return pn.widgets.Tabulator(
+        frame if frame is not None else pd.DataFrame(columns=list(columns)),
+        titles=dict(titles or {}),
+        formatters=tabulator_formatters({c: kinds[c] for c in numeric}),
+        header_align=dict.fromkeys(numeric, "right"),  # the formatters align the cells
+        frozen_columns=[columns[0]] if frozen and columns else [],
+        configuration={"columns": config},
+        css_classes=[css],
+        **options,
+    )
+
+
+def refusal_text(what: str, refusal: PermissionDenied, role: Role | None = None) -> str:
+    """Why a control is disabled, for its tooltip: ``"Approve needs the manager role on …"``.
+
+    Parameters
+    ----------
+    what : str
+        What the control does (``"Approve"``, ``"Creating a portfolio"``).
+    refusal : PermissionDenied
+        The service's answer (`pmkit.registry.view.ReadView.refusal`).
+    role : Role, optional
+        The user's role on the target, named in the text when known.
+    """
+    user, target, needed = refusal.user, refusal.target, refusal.needed
+    if needed not in ("viewer", "trader", "manager", "owner"):  # not a role on a target
+        who = "an administrator" if needed == "admin" else needed or "another user"
+        return f"{what} needs {who}; {user} is not."
+    has = f"{user} is {role}" if role is not None else f"{user} has no role"
+    return f"{what} needs the {needed} role on {target}; {has} there."
 
 
 
@@ -400,8 +512,14 @@ class ServiceView(Messages, RefreshingView):
     """Base of the registry views: live refresh (`LiveRefresh`), error and success messages.
 
     Subclasses set ``topics``, build their layout (including ``self._error``
-    and ``self._message``), implement ``refresh()`` and call ``_start(layout)``
-    last in ``__init__``.
+    and ``self._message``), implement ``refresh()`` (ending with
+    `update_controls`) and call ``_start(layout)`` last in ``__init__``.
+
+    Buttons act through `act` with ``button=``: the button is disabled while
+    its call runs, a click that arrives meanwhile (or the second click of a
+    double click, within `DOUBLE_CLICK_S` of a success) does nothing, and
+    afterwards `update_controls` sets every button for the user's roles and
+    the state shown.
 
     Parameters
     ----------
@@ -417,39 +535,110 @@ class ServiceView(Messages, RefreshingView):
     #: Event topic patterns after which the view refreshes.
     topics: tuple[str, ...] = ()
 
+    #: Exceptions `act` shows as the call's refusal; anything else is a bug and propagates.
+    refusals: tuple[type[Exception], ...] = (PmkitError,)
+
     def __init__(self, registry: Registry, **params: Any) -> None:
         super().__init__(**params)
         self.registry = registry
         self._lock = threading.RLock()
+        self._acting = False
+        self._succeeded: dict[int, float] = {}  # id(button) -> monotonic time of its last success
         self._init_messages()
 
+    @property
+    def acting(self) -> bool:
+        """Whether a button's service call is running."""
+        return self._acting
+
+    def pressable(self, button: pn.widgets.Button) -> bool:
+        """Whether a click on ``button`` acts now.
+
+        Not when it is hidden or disabled (a click the browser sent before it
+        learnt so), while another call of this view runs, or within
+        `DOUBLE_CLICK_S` of its own last success (the second click of a
+        double click).
+        """
+        if self._acting or button.disabled or not button.visible:
+            return False
+        last = self._succeeded.get(id(button), float("-inf"))
+        return time.monotonic() - last >= DOUBLE_CLICK_S
+
     def act(
-        self, call: Callable[[], T], success: Callable[[T], str] | str | None = None
+        self,
+        call: Callable[[], T],
+        success: Callable[[T], str] | str | None = None,
+        *,
+        button: pn.widgets.Button | None = None,
+        then: Callable[[T], None] | None = None,
     ) -> T | None:
-        """Run one service call for a button; show its error or its success.
+        """Run one service call; show its error or its success.
 
         Parameters
         ----------
         call : callable
-            The service call, e.g. ``lambda: registry.deactivate(pid)``.
+            The service call, e.g. ``lambda: registry.deactivate(pid)``; it
+            must not touch Panel objects.
         success : str or callable, optional
             Message on success, or a function of the result giving it.
+        button : panel.widgets.Button, optional
+            The button that was clicked. It is disabled while the call runs
+            and clicks that are not `pressable` do nothing. Inside an event
+            loop (served app, notebook) the call then runs on a worker thread
+            and ``act`` returns None at once; the outcome shows when it is done.
+        then : callable, optional
+            Receives the result on success, before the message and the
+            refresh (e.g. to reset a form).
 
         Returns
         -------
         The call's result, or None when the service refused it (the error
         is shown: ``"{type}: {message}"``).
         """
-        try:
-            result = call()
-        except PmkitError as exc:
+        if button is not None:
+            if not self.pressable(button):
+                return None
+            # at once, not when the worker starts: a click queued behind this one must see it
+            self._acting = True
+            button.disabled = True
+        out: list[T] = []
+
+        def done(result: T) -> None:
+            self.clear_messages()
+            if then is not None:
+                then(result)
+            if success is not None:
+                self.show_message(success(result) if callable(success) else success)
+            if button is not None:
+                self._succeeded[id(button)] = time.monotonic()
+            out.append(result)
+            self._safe_refresh()
+
+        def failed(exc: Exception) -> None:
+            if not isinstance(exc, self.refusals):
+                raise exc
             self.show_error(error_text(exc))
-            return None
-        self.clear_messages()
-        if success is not None:
-            self.show_message(success(result) if callable(success) else success)
-        self._safe_refresh()
-        return result
+
+        def finish() -> None:
+            if button is None:
+                return
+            self._acting = False
+            button.disabled = False
+            try:
+                self.update_controls()
+            except Exception as exc:  # the store went away meanwhile: say so, keep the page
+                self._show_refresh_error(exc)
+
+        run_service_call(call, on_start=lambda: None, on_done=done, on_error=failed,
+                         on_finish=finish, inline=button is None)
+        return out[0] if out else None
+
+    def update_controls(self) -> None:
+        """Enable, disable, show or hide the buttons for the user's roles and the state shown.
+
+        Subclasses ask the services (`pmkit.registry.view.ReadView.refusal`)
+        rather than repeat their rules; the services still check every call.
+        """
 
     # -- refreshing -----------------------------------------------------------------
     def refresh(self) -> bool:

@@ -6,11 +6,15 @@ picked point's weights and `propose_frontier_point` stores the proposal (with
 the acting user's rights: a viewer is refused, and the refusal is shown with
 nothing changed). A point is picked on the chart (tap) or in a select box.
 Slow calls run on a worker thread while a spinner shows when an event loop
-runs (served app, notebook); inline otherwise.
+runs (served app, notebook); inline otherwise. "Propose rebalance" is
+enabled only for a user who may propose on the selected portfolio (its
+tooltip says why otherwise, from the registry's own answer), is disabled
+while a call runs, and a double click proposes once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +22,16 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit.display import format_percent, format_ratio
 from pmkit_widgets.base import (
+    DOUBLE_CLICK_S,
+    LiveRefresh,
     Messages,
+    desk_table,
     error_text,
     escape_text,
+    refusal_text,
     run_service_call,
     served_document,
 )
@@ -36,12 +44,17 @@ if TYPE_CHECKING:
 __all__ = ["FrontierView"]
 
 
+#: Event topics after which the view asks again what the user may do.
+FRONTIER_TOPICS = ("access.*",)
+
+
 def _point_label(k: int, ret: float, vol: float, sharpe: float, best: bool) -> str:
     star = " (max Sharpe)" if best else ""
-    return f"{k}: return {ret:.1%} · volatility {vol:.1%} · Sharpe {sharpe:.2f}{star}"
+    return (f"{k}: return {format_percent(ret)} · volatility {format_percent(vol)} · "
+            f"Sharpe {format_ratio(sharpe)}{star}")
 
 
-class FrontierView(Messages, pn.viewable.Viewer):
+class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
     """A portfolio's efficient frontier; pick a point and propose rebalancing to it.
 
     The frontier is `pmkit.rebalance.frontier.portfolio_frontier` (long-only,
@@ -89,6 +102,7 @@ class FrontierView(Messages, pn.viewable.Viewer):
         self._pick_stream: Any = None
         self._result_text = ""
         self._selection: Any = None
+        self._proposed_at = float("-inf")  # monotonic time of the last stored proposal
 
         ids = [p.id for p in registry.portfolios(status="active")]
         if portfolio is not None and portfolio not in ids:
@@ -105,36 +119,40 @@ class FrontierView(Messages, pn.viewable.Viewer):
                                                      align="center",
                                                      css_classes=["pmkit-progress"])
         self._progress = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
-        self._picker = pn.widgets.Select(label="Frontier point", options={}, width=420,
+        self._picker = pn.widgets.Select(label="Frontier point", options={},
+                                         sizing_mode="stretch_width",
                                          css_classes=["pmkit-frontier-point"])
         self._propose_button = pn.widgets.Button(label="Propose rebalance", color="success",
-                                                 align="end", disabled=True,
+                                                 align="end", disabled=True, width=160,
                                                  css_classes=["pmkit-propose"])
+        self._empty = pn.pane.Markdown(
+            f"**No active portfolio is visible to <code>{escape_text(registry.user)}</code>.** "
+            "The efficient frontier is computed for an active portfolio with holdings: "
+            "create or activate one on the Portfolios tab, or ask an owner for a role on one.",
+            visible=not ids, margin=(0, 10), css_classes=["pmkit-empty"])
         self._chart = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=380,
                                         css_classes=["pmkit-frontier-chart"])
         self._stats = pn.pane.HTML("", sizing_mode="stretch_width",
                                    css_classes=["pmkit-frontier-stats"])
-        self._weights = pn.widgets.Tabulator(
-            pd.DataFrame(columns=["asset", "target", "current", "change"]), disabled=True,
-            show_index=False, selectable=False, sortable=True, layout="fit_data_stretch",
-            sizing_mode="stretch_width", max_height=420,
+        self._weights = desk_table(
+            ("asset", "target", "current", "change"),
+            dict.fromkeys(("target", "current", "change"), "percent"),
+            css="pmkit-frontier-weights", max_height=420,
             titles={"asset": "Asset", "target": "Target", "current": "Current",
                     "change": "Change"},
-            formatters={c: NumberFormatter(format="0.00%", nan_format="—")
-                        for c in ("target", "current", "change")},
-            text_align=dict.fromkeys(("target", "current", "change"), "right"),
-            css_classes=["pmkit-frontier-weights"],
         )
         self._init_messages()
         self._layout = pn.Column(
+            self._empty,
             pn.Row(self._portfolio, self._points, self._compute_button, self._spinner),
             self._progress,
             self._error,
             self._message,
             pn.Row(
                 self._chart,
-                pn.Column(pn.Row(self._picker, self._propose_button), self._stats,
-                          self._weights, width=560),
+                # the picker shrinks so that the button stays inside the column at 1280 px
+                pn.Column(pn.Row(self._picker, self._propose_button, sizing_mode="stretch_width"),
+                          self._stats, self._weights, width=560),
                 sizing_mode="stretch_width",
             ),
             sizing_mode="stretch_width",
@@ -147,6 +165,8 @@ class FrontierView(Messages, pn.viewable.Viewer):
         self._points.param.watch(lambda event: setattr(self, "points", int(event.new)), "value")
         self.param.watch(lambda event: setattr(self._points, "value", int(event.new)), "points")
         self._portfolio.param.watch(self._portfolio_changed, "value")
+        # grants change what the user may propose: follow them on the bus
+        self._start_live(registry, FRONTIER_TOPICS, self._layout)
         if self.auto_compute and self._portfolio.value is not None:
             if served_document() is not None:
                 pn.state.onload(self.compute_async)
@@ -268,7 +288,16 @@ class FrontierView(Messages, pn.viewable.Viewer):
         return out[0] if out else None
 
     def propose_async(self) -> None:
-        """Like `propose`, but off the session's thread when an event loop runs (the button)."""
+        """Like `propose`, but off the session's thread when an event loop runs (the button).
+
+        A click while a call runs, on the disabled button, or within
+        `DOUBLE_CLICK_S` of the last stored proposal (the second click of a
+        double click) does nothing.
+        """
+        button = self._propose_button
+        if (self.busy or button.disabled or not button.visible
+                or time.monotonic() - self._proposed_at < DOUBLE_CLICK_S):
+            return
         call = self._propose_call()
         if call is not None:
             self._run(call, self._show_proposal, "Building the proposal…", inline=False)
@@ -287,10 +316,10 @@ class FrontierView(Messages, pn.viewable.Viewer):
              inline: bool) -> None:
         if self.busy:
             return
-
-        run_service_call(call, on_start=lambda: self._set_busy(True, label), on_done=done,
-                         on_error=self._show_error, on_finish=lambda: self._set_busy(False, ""),
-                         inline=inline)
+        # busy at once, not when the worker starts: a click queued behind this one sees it
+        self._set_busy(True, label)
+        run_service_call(call, on_start=lambda: None, on_done=done, on_error=self._show_error,
+                         on_finish=lambda: self._set_busy(False, ""), inline=inline)
 
     def _set_busy(self, busy: bool, label: str) -> None:
         with param.edit_constant(self):
@@ -299,8 +328,34 @@ class FrontierView(Messages, pn.viewable.Viewer):
         self._spinner.visible = busy
         # while busy say what runs; afterwards show what the last result was
         self._progress.object = label if busy else self._result_text
-        self._compute_button.disabled = busy
-        self._propose_button.disabled = busy or self._frontier is None or self.point is None
+        self.update_controls()
+
+    def update_controls(self) -> None:
+        """Enable Compute and Propose when they can act; say why Propose cannot otherwise.
+
+        Whether the user may propose on the portfolio is the registry's answer
+        (`ReadView.refusal`); the service checks again when it stores.
+        """
+        pid = self.portfolio
+        self._compute_button.disabled = self.busy or pid is None
+        reason: str | None = None
+        if self._frontier is None or self.point is None:
+            reason = "Compute the frontier and pick a point first."
+        elif pid is not None:
+            view = self.registry.view()
+            refusal = view.refusal("proposal.create", pid)
+            if refusal is not None:
+                reason = refusal_text("Proposing a rebalance", refusal, view.role(pid))
+        self._propose_button.disabled = self.busy or reason is not None
+        self._propose_button.description = reason
+
+    def refresh(self) -> bool:
+        """Ask again what the user may do (after a grant changed); the frontier stays."""
+        self.update_controls()
+        return False
+
+    def _show_refresh_error(self, exc: Exception) -> None:
+        self.show_error(f"Could not refresh: {error_text(exc)}")
 
     # -- showing ------------------------------------------------------------------------------
     def _show_error(self, exc: Exception) -> None:
@@ -358,19 +413,20 @@ class FrontierView(Messages, pn.viewable.Viewer):
         self._stats.object = (
             f'<div style="display:flex;gap:2em">'
             f'<div><div style="color:#6b7280">expected return</div>'
-            f'<b data-key="expected_return">{s["expected_return"]:.2%}</b></div>'
+            f'<b data-key="expected_return">{format_percent(s["expected_return"])}</b></div>'
             f'<div><div style="color:#6b7280">volatility</div>'
-            f'<b data-key="volatility">{s["volatility"]:.2%}</b></div>'
+            f'<b data-key="volatility">{format_percent(s["volatility"])}</b></div>'
             f'<div><div style="color:#6b7280">Sharpe</div>'
-            f'<b data-key="sharpe">{s["sharpe"]:.2f}</b></div>'
+            f'<b data-key="sharpe">{format_ratio(s["sharpe"])}</b></div>'
             f'<div style="color:#6b7280">annualized · point {point}</div></div>'
         )
         if self._pick_stream is not None:
             self._pick_stream.event(point=int(point))
-        self._propose_button.disabled = self.busy
+        self.update_controls()
 
     def _show_proposal(self, proposal: RebalanceProposal) -> None:
         self._proposal = proposal
+        self._proposed_at = time.monotonic()
         state = getattr(proposal.state, "value", proposal.state)
         n = len(proposal.trades)
         text = (f"Proposal {proposal.id} stored: state {state} · {proposal.scope} · "
@@ -383,6 +439,7 @@ class FrontierView(Messages, pn.viewable.Viewer):
 
     def _portfolio_changed(self, event: Any) -> None:
         self.clear_messages()
+        self.update_controls()
         if self.auto_compute and event.new is not None:
             self.compute_async()
 

@@ -2,7 +2,8 @@
 
 It shows `Registry.group_tree` (the tree with values and weights) and
 `pmkit.analytics.overview.group_overview` (consolidated value, day P&L and
-risk), and charts each group's target against its actual allocation.
+risk), and charts each group's target against its actual allocation
+(grouped bars, percent of the group's value, sized to the page).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import ServiceView, update_table
-from pmkit_widgets.registry_view import DEFAULT_TOPICS
+from pmkit.display import format_time
+from pmkit_widgets.base import ServiceView, desk_table, escape_text, update_table
+from pmkit_widgets.registry_view import DEFAULT_TOPICS, last_close
 
 if TYPE_CHECKING:
     from pmkit.registry import Registry
@@ -22,9 +23,12 @@ if TYPE_CHECKING:
 
 __all__ = ["GROUP_COLUMNS", "GroupsView", "allocation_frame"]
 
-#: Columns of the consolidated table (`group_overview` plus its ``id`` index).
-GROUP_COLUMNS = ("id", "name", "status", "members", "value", "day_pnl", "day_return",
-                 "volatility", "var")
+#: Columns of the consolidated table (`group_overview` plus its ``id`` index): the group,
+#: then value, P&L, return and risk, the less important ones after.
+GROUP_COLUMNS = ("id", "name", "value", "day_pnl", "day_return", "volatility", "var",
+                 "members", "status")
+_KINDS = {"value": "money", "day_pnl": "money", "day_return": "percent",
+          "volatility": "percent", "var": "percent", "members": "count"}
 
 _TITLES = {"id": "Group", "name": "Name", "status": "Status", "members": "Portfolios",
            "value": "Value", "day_pnl": "Day P&L", "day_return": "Day %",
@@ -83,30 +87,28 @@ class GroupsView(ServiceView):
 
     def __init__(self, registry: Registry, **params: Any) -> None:
         super().__init__(registry, **params)
-        money = NumberFormatter(format="0,0.00", nan_format="—")
-        pct = NumberFormatter(format="0.00%", nan_format="—")
-        self._table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=list(GROUP_COLUMNS)), disabled=True, show_index=False,
-            selectable=False, layout="fit_data_stretch", sizing_mode="stretch_width",
-            titles=_TITLES, css_classes=["pmkit-groups"],
-            formatters={"value": money, "day_pnl": money, "day_return": pct,
-                        "volatility": pct, "var": pct},
-            text_align=dict.fromkeys(GROUP_COLUMNS[3:], "right"),
-        )
+        self._table = desk_table(GROUP_COLUMNS, _KINDS, css="pmkit-groups", titles=_TITLES,
+                                 truncate={"name": 220})
+        self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"},
+                                        css_classes=["pmkit-status"])
+        self._empty = pn.pane.Markdown("", margin=(0, 10), visible=False,
+                                       css_classes=["pmkit-empty"])
         self._tree = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["pmkit-tree-pane"])
-        self._chart = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300)
+        self._chart = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300,
+                                        css_classes=["pmkit-allocation-chart"])
         self._allocation = pd.DataFrame()
         layout = pn.Column(
+            self._status,
             self._error,
             pn.pane.Markdown("### Groups: consolidated value, P&L and risk", margin=(0, 10)),
+            self._empty,
             self._table,
-            pn.Row(
-                pn.Column(pn.pane.Markdown("### Hierarchy: target vs actual", margin=(0, 10)),
-                          self._tree, sizing_mode="stretch_width"),
-                pn.Column(pn.pane.Markdown("### Allocation by group", margin=(0, 10)),
-                          self._chart, sizing_mode="stretch_width"),
-                sizing_mode="stretch_width",
-            ),
+            # one above the other: side by side, the tree's columns and the chart's axis
+            # overlap at 1280 px
+            pn.pane.Markdown("### Hierarchy: target vs actual", margin=(0, 10)),
+            self._tree,
+            pn.pane.Markdown("### Allocation by group", margin=(0, 10)),
+            self._chart,
             sizing_mode="stretch_width",
         )
         self._start(layout)
@@ -139,12 +141,27 @@ class GroupsView(ServiceView):
             allocation = allocation_frame(tree)
             self._allocation = allocation
             self._chart.object = _allocation_chart(allocation)
+            self._chart.visible = not allocation.empty
             changed = True
+        if changed or not self._status.object:
+            close = last_close(self.registry)
+            asof = "" if close is None else f" · as of the last close {format_time(close)}"
+            n = len(df)
+            self._status.object = (f"**{n}** group{'s' if n != 1 else ''} visible to "
+                                   f"<code>{escape_text(self.registry.user)}</code>{asof}")
+            self._empty.object = (
+                f"**No group is visible to <code>{escape_text(self.registry.user)}</code>.** "
+                "Groups gather portfolios for consolidated figures and target allocations: "
+                "create one with `registry.create_group(...)`, or ask an owner to grant you "
+                "a role on one.")
+            self._empty.visible = df.empty
         return changed
 
 
 def _allocation_chart(allocation: pd.DataFrame) -> Any:
-    """Grouped bars of target and actual weight of each member of each group."""
+    """Grouped bars of target and actual weight of each member of each group (percent)."""
+    from bokeh.models import NumeralTickFormatter
+
     from pmkit._hvplot import ensure_hvplot
 
     ensure_hvplot()
@@ -153,9 +170,14 @@ def _allocation_chart(allocation: pd.DataFrame) -> Any:
         return None
     # a portfolio may sit in several groups: label bars by group and member
     labelled = allocation.assign(member=allocation["group"] + " › " + allocation["member"])
-    long = labelled.melt(id_vars=["member"], value_vars=["target", "actual"],
-                         var_name="weight", value_name="fraction")
+    # target beside actual, members in the tree's order (the data's order is the axis's)
+    long = pd.DataFrame(
+        [(row.member, weight, getattr(row, weight)) for row in labelled.itertuples()
+         for weight in ("target", "actual")],
+        columns=["member", "weight", "fraction"])
+    long = long.assign(weight=pd.Categorical(long["weight"], ["target", "actual"]))
     return long.hvplot.bar(
-        x="member", y="fraction", by="weight", ylabel="fraction of the group's value",
-        xlabel="", rot=20, height=320, responsive=True, title="Target vs actual allocation",
-    ).opts(legend_position="top_right")
+        x="member", y="fraction", by="weight", ylabel="% of the group's value",
+        xlabel="", height=320, responsive=True, title="Target vs actual allocation",
+        yformatter=NumeralTickFormatter(format="0%"), color=["#9ca3af", "#1f4e79"],
+    )

@@ -8,11 +8,15 @@ stream's callbacks: a periodic callback at the stream's UI rate
 under the valuation's lock) and the stream metrics, and updates the tables
 only when what they show changed. The view holds no business logic: every
 number comes from the stream.
+
+What the demo app streams is a replay of the bundled daily closes (the local
+feed, `pmkit.stream.server.FeedServer`), not live exchange data; the view
+says so above its tables, so nobody compares it with the Portfolios tab
+(values as of the last close) by mistake.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,11 +25,12 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit.display import format_count, format_ratio, format_time
 from pmkit_widgets.base import (
     Messages,
     RefreshingView,
+    desk_table,
     error_text,
     escape_text,
     update_table,
@@ -34,7 +39,13 @@ from pmkit_widgets.base import (
 if TYPE_CHECKING:
     from pmkit.stream.live import LiveStream
 
-__all__ = ["METRIC_KEYS", "PRICE_COLUMNS", "STATUSES", "VALUE_COLUMNS", "LiveView"]
+__all__ = ["METRIC_KEYS", "PRICE_COLUMNS", "REPLAY_NOTE", "STATUSES", "VALUE_COLUMNS",
+           "LiveView"]
+
+#: What the view says about its data: a replay, not a market feed.
+REPLAY_NOTE = ("Replay of the bundled daily closes (not live exchange data): values and P&L "
+               "move with the replayed prices since the reference close. The Portfolios tab "
+               "shows values as of the last close instead; the two are not comparable.")
 
 #: Columns of the per-portfolio table (`LiveView.values`), after its ``id`` column.
 VALUE_COLUMNS = ("value", "pnl", "pnl_pct", "open", "flows")
@@ -65,33 +76,10 @@ _STATUS_COLORS = {
 }
 
 
-def _money() -> NumberFormatter:
-    return NumberFormatter(format="0,0.00", nan_format="—")
-
-
-def _pct() -> NumberFormatter:
-    # values are fractions; numbro's percent format multiplies by 100
-    return NumberFormatter(format="0.00%", nan_format="—")
-
-
 def _table(columns: list[str], titles: dict[str, str], money: list[str], pct: list[str],
            css: str) -> pn.widgets.Tabulator:
-    numeric = money + pct
-    return pn.widgets.Tabulator(
-        pd.DataFrame(columns=columns),
-        disabled=True,
-        show_index=False,
-        selectable=False,
-        sortable=True,
-        layout="fit_data_stretch",
-        sizing_mode="stretch_width",
-        titles=titles,
-        formatters={**{c: _money() for c in money}, **{c: _pct() for c in pct}},
-        text_align=dict.fromkeys(numeric, "right"),
-        header_align=dict.fromkeys(numeric, "right"),
-        max_height=420,
-        css_classes=[css],
-    )
+    kinds: dict[str, Any] = {**dict.fromkeys(money, "money"), **dict.fromkeys(pct, "percent")}
+    return desk_table(columns, kinds, css=css, titles=titles, max_height=420)
 
 
 class LiveView(Messages, RefreshingView):
@@ -142,13 +130,23 @@ class LiveView(Messages, RefreshingView):
         )
         self._status_pane = pn.pane.HTML("", sizing_mode="stretch_width",
                                          css_classes=["pmkit-live-status"])
+        self._note = pn.pane.HTML(
+            f'<span class="pmkit-replay-note" style="color:#6b7280">{escape_text(REPLAY_NOTE)}'
+            "</span>", sizing_mode="stretch_width", margin=(0, 10),
+            css_classes=["pmkit-replay"])
+        self._empty = pn.pane.Markdown(
+            "**No portfolio is streamed.** The live stream revalues the active portfolios "
+            "visible to its user: activate one on the Portfolios tab.",
+            visible=False, margin=(0, 10), css_classes=["pmkit-empty"])
         self._metrics_pane = pn.pane.HTML("", sizing_mode="stretch_width",
                                           css_classes=["pmkit-live-metrics"])
         self._init_messages()
         self._layout = pn.Column(
             self._status_pane,
+            self._note,
             self._error,
-            pn.pane.Markdown("### Portfolios, live", margin=(0, 10)),
+            pn.pane.Markdown("### Portfolios, replayed", margin=(0, 10)),
+            self._empty,
             self._values_table,
             pn.pane.Markdown("### Prices", margin=(10, 10, 0, 10)),
             self._prices_table,
@@ -222,6 +220,7 @@ class LiveView(Messages, RefreshingView):
             "flows": ports["flows"].to_numpy(dtype=float),
         })
         changed |= update_table(self._values_table, values)
+        self._empty.visible = values.empty
 
         reference = self._reference_closes(list(prices.index))
         px = prices.to_numpy(dtype=float)
@@ -291,8 +290,8 @@ class LiveView(Messages, RefreshingView):
             f'<span class="pmkit-live-state" data-status="{status}" '
             f'style="font-weight:600;color:{color}">&#9679; {status}</span>'
             f"<span>feed <code>{escape_text(self.url)}</code></span>"
-            f"<span>{n_ports} portfolios · {n_symbols} symbols · reference close "
-            f"{pd.Timestamp(self.stream.valuation.at):%Y-%m-%d}</span></div>"
+            f"<span>{n_ports} portfolios · {n_symbols} symbols · replay from the close of "
+            f"{escape_text(format_time(self.stream.valuation.at))}</span></div>"
         )
 
     # -- timer and lifecycle --------------------------------------------------------------
@@ -346,9 +345,9 @@ def _metrics_html(metrics: dict[str, Any]) -> str:
             continue
         v = metrics[key]
         if isinstance(v, float):
-            text = "—" if math.isnan(v) else f"{v:,.1f}"
+            text = format_ratio(v, digits=1)
         else:
-            text = f"{v:,}" if isinstance(v, int) else escape_text(str(v))
+            text = format_count(v) if isinstance(v, int) else escape_text(str(v))
         cells.append(
             f'<div class="pmkit-metric" data-key="{key}" style="min-width:7em">'
             f'<div style="color:#6b7280;font-size:0.8em">{label}</div>'

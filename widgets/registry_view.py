@@ -2,7 +2,9 @@
 
 The table is `pmkit.analytics.overview.portfolio_overview`; the buttons call
 `Registry.create_portfolio`, `activate`, `deactivate`, `delete` and
-`restore` as the session's user. A refused call shows the service's error
+`restore` as the session's user. A button the user's roles do not allow on
+the selected portfolio is disabled, its tooltip saying why (the registry's
+own answer, `ReadView.refusal`); a refused call shows the service's error
 and changes nothing (the registry guarantees it; the view only reports).
 """
 
@@ -14,18 +16,19 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
 
-from pmkit_widgets.base import ServiceView, escape_text, update_table
+from pmkit.display import format_time
+from pmkit_widgets.base import ServiceView, desk_table, escape_text, refusal_text, update_table
 
 if TYPE_CHECKING:
     from pmkit.registry import Registry
 
-__all__ = ["DEFAULT_TOPICS", "SUMMARY_COLUMNS", "RegistryView"]
+__all__ = ["DEFAULT_TOPICS", "SUMMARY_COLUMNS", "RegistryView", "last_close"]
 
-#: Columns of the portfolios table, in order (`portfolio_overview` plus its ``id`` index).
-SUMMARY_COLUMNS = ("id", "name", "status", "segment", "tags", "currency", "cash", "value",
-                   "day_pnl", "day_return", "volatility", "var")
+#: Columns of the portfolios table, in order (`portfolio_overview` plus its ``id`` index):
+#: the name, then value, P&L, return and risk, the less important ones after.
+SUMMARY_COLUMNS = ("id", "name", "value", "day_pnl", "day_return", "volatility", "var", "cash",
+                   "currency", "status", "segment", "tags")
 
 #: Event topics after which the view re-reads the registry.
 DEFAULT_TOPICS = ("portfolio.*", "group.*", "ledger.*", "access.*")
@@ -35,8 +38,33 @@ _TITLES = {
     "currency": "Ccy", "cash": "Cash", "value": "Value", "day_pnl": "Day P&L",
     "day_return": "Day %", "volatility": "Vol 1y (ann.)", "var": "VaR 95% 1d (1y)",
 }
-_MONEY = ("cash", "value", "day_pnl")
-_PERCENT = ("day_return", "volatility", "var")
+_KINDS = {"cash": "money", "value": "money", "day_pnl": "money", "day_return": "percent",
+          "volatility": "percent", "var": "percent"}
+#: Widest (px) the free-text columns may be: longer text is cut, the full text shows on hover.
+_TRUNCATE = {"name": 220, "segment": 200, "tags": 200}
+
+#: What the form's fields hold before anything is typed (and again after a creation).
+FORM_DEFAULTS = {"id": "", "name": "", "capital": 100_000.0, "currency": "USD", "tags": ""}
+
+#: Lifecycle buttons: verb -> (label, CSS class, colour, action the registry checks).
+_LIFECYCLE = {
+    "activate": ("Activate", "pmkit-activate", "success", "portfolio.activate"),
+    "deactivate": ("Deactivate", "pmkit-deactivate", "warning", "portfolio.deactivate"),
+    "delete": ("Delete", "pmkit-delete", "danger", "portfolio.archive"),
+    "restore": ("Restore", "pmkit-restore", "default", "portfolio.restore"),
+}
+
+
+def last_close(registry: Registry) -> pd.Timestamp | None:
+    """Time of the last close in the registry's market data (None without market data).
+
+    Values on the Portfolios tab are as of this close: positions are valued
+    at each asset's last available price up to it, cash as booked.
+    """
+    market = registry.market
+    if market is None or "time" not in market.indexes or not len(market.indexes["time"]):
+        return None
+    return pd.Timestamp(market.indexes["time"][-1])
 
 
 def _overview_frame(registry: Registry) -> pd.DataFrame:
@@ -47,12 +75,18 @@ def _overview_frame(registry: Registry) -> pd.DataFrame:
 
 
 class RegistryView(ServiceView):
-    """Portfolios with status, segment, tags, value, day P&L and risk; create and lifecycle actions.
+    """Portfolios with value, day P&L, risk, status and tags; create and lifecycle actions.
 
     Works inline in a notebook (after ``pn.extension("tabulator")``) and in
     the served app. It follows the registry's event bus, so changes made
     through the same bus show at once; with ``poll_period`` it also re-reads
     the store on a timer, which picks up other processes' changes.
+
+    Buttons follow the user and the selection: one the user's roles do not
+    allow on the selected portfolio (or with nothing selected) is disabled
+    and its tooltip says why; they are set again when the selection or the
+    user's grants change. The methods (`activate`, `create`, ...) always
+    call the registry, which refuses what it must.
 
     Parameters
     ----------
@@ -65,11 +99,12 @@ class RegistryView(ServiceView):
 
     Notes
     -----
-    Values are at the last market close; ``Day P&L`` is in the portfolio
-    currency net of external cash flows; ``Day %``, ``Vol 1y (ann.)``
-    (annualized, ex ante: today's weights over the last 252 daily returns) and
-    ``VaR 95% 1d (1y)`` (historical over the same window, loss positive) are
-    fractions shown as percentages.
+    Values are as of the last close of the market data (`last_close`):
+    positions at each asset's last available price, cash as booked.
+    ``Day P&L`` is in the portfolio currency net of external cash flows;
+    ``Day %``, ``Vol 1y (ann.)`` (annualized, ex ante: today's weights over
+    the last 252 daily returns) and ``VaR 95% 1d (1y)`` (historical over the
+    same window, loss positive) are fractions shown as percentages.
 
     Examples
     --------
@@ -82,62 +117,53 @@ class RegistryView(ServiceView):
 
     def __init__(self, registry: Registry, **params: Any) -> None:
         super().__init__(registry, **params)
-        self._table = pn.widgets.Tabulator(
-            pd.DataFrame(columns=list(SUMMARY_COLUMNS)),
-            disabled=True,
-            show_index=False,
-            selectable=1,
-            sortable=True,
-            layout="fit_data_stretch",
-            sizing_mode="stretch_width",
-            titles=_TITLES,
-            formatters={
-                **{c: NumberFormatter(format="0,0.00", nan_format="—") for c in _MONEY},
-                **{c: NumberFormatter(format="0.00%", nan_format="—") for c in _PERCENT},
-            },
-            text_align=dict.fromkeys((*_MONEY, *_PERCENT), "right"),
-            header_align=dict.fromkeys((*_MONEY, *_PERCENT), "right"),
-            max_height=520,
-            css_classes=["pmkit-portfolios"],
+        self._table = desk_table(
+            SUMMARY_COLUMNS, _KINDS, css="pmkit-portfolios", titles=_TITLES,
+            truncate=_TRUNCATE, selectable=1, max_height=520,
         )
         self._table.param.watch(self._on_select, "selection")
-        self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
+        self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"},
+                                        css_classes=["pmkit-status"])
+        self._empty = pn.pane.Markdown("", margin=(0, 10), visible=False,
+                                       css_classes=["pmkit-empty"])
         self._selected = pn.pane.Markdown("Select a portfolio in the table.", margin=(5, 10),
                                           css_classes=["pmkit-selected"])
         self._hard = pn.widgets.Checkbox(label="permanently (hard delete)", value=False,
                                          css_classes=["pmkit-hard"])
-        buttons = []
-        for label, kind, css, handler in (
-            ("Activate", "success", "pmkit-activate", self.activate),
-            ("Deactivate", "warning", "pmkit-deactivate", self.deactivate),
-            ("Delete", "danger", "pmkit-delete", self._delete_clicked),
-            ("Restore", "default", "pmkit-restore", self.restore),
-        ):
-            button = pn.widgets.Button(label=label, color=kind, css_classes=[css], width=110)
-            button.on_click(lambda _event, h=handler: h())
-            buttons.append(button)
+        self._hard.param.watch(lambda _e: self.update_controls(), "value")
+        self._buttons: dict[str, pn.widgets.Button] = {}
+        for verb, (label, css, color, _action) in _LIFECYCLE.items():
+            button = pn.widgets.Button(label=label, color=color, css_classes=[css],
+                                       width=110, disabled=True)
+            button.on_click(lambda _event, v=verb: self._lifecycle(v, clicked=True))
+            self._buttons[verb] = button
         self._new_id = pn.widgets.TextInput(label="Portfolio id", placeholder="client_c/core",
                                             css_classes=["pmkit-new-id"], width=200)
         self._new_name = pn.widgets.TextInput(label="Name", css_classes=["pmkit-new-name"],
                                               width=200)
-        self._new_capital = pn.widgets.FloatInput(label="Initial capital", value=100_000.0,
-                                                  start=0.0, step=1000.0, width=160,
-                                                  css_classes=["pmkit-new-capital"])
-        self._new_currency = pn.widgets.TextInput(label="Currency", value="USD", width=80)
-        self._new_tags = pn.widgets.TextInput(label="Tags (comma-separated)", width=200)
-        create = pn.widgets.Button(label="Create portfolio", color="primary",
-                                   css_classes=["pmkit-create"], align="end")
-        create.on_click(lambda _event: self._create_clicked())
+        # no lower bound: a negative capital reaches the registry, whose typed refusal
+        # is shown (a bounded input would silently clamp it)
+        self._new_capital = pn.widgets.FloatInput(label="Initial capital", step=1000.0,
+                                                  width=160, css_classes=["pmkit-new-capital"])
+        self._new_currency = pn.widgets.TextInput(label="Currency", width=80,
+                                                  css_classes=["pmkit-new-currency"])
+        self._new_tags = pn.widgets.TextInput(label="Tags (comma-separated)", width=200,
+                                              css_classes=["pmkit-new-tags"])
+        self.reset_form()
+        self._create_btn = pn.widgets.Button(label="Create portfolio", color="primary",
+                                             css_classes=["pmkit-create"], align="end")
+        self._create_btn.on_click(lambda _event: self._create_clicked())
         layout = pn.Column(
             self._status,
             self._error,
             self._message,
             pn.pane.Markdown("### Portfolios", margin=(0, 10)),
+            self._empty,
             self._table,
-            pn.Row(self._selected, *buttons, self._hard, align="center"),
+            pn.Row(self._selected, *self._buttons.values(), self._hard, align="center"),
             pn.Card(
                 pn.Row(self._new_id, self._new_name, self._new_capital, self._new_currency,
-                       self._new_tags, create),
+                       self._new_tags, self._create_btn),
                 title="New portfolio", collapsed=False, sizing_mode="stretch_width",
             ),
             sizing_mode="stretch_width",
@@ -159,6 +185,13 @@ class RegistryView(ServiceView):
         value = self._table.value
         return str(value["id"].iloc[rows[0]]) if rows[0] < len(value) else None
 
+    @property
+    def form(self) -> dict[str, Any]:
+        """The new-portfolio form: ``id``, ``name``, ``capital``, ``currency``, ``tags``."""
+        return {"id": self._new_id.value, "name": self._new_name.value,
+                "capital": self._new_capital.value, "currency": self._new_currency.value,
+                "tags": self._new_tags.value}
+
     def select(self, portfolio_id: str | None) -> None:
         """Select ``portfolio_id``'s row (None clears the selection)."""
         ids = list(self._table.value["id"])
@@ -178,22 +211,58 @@ class RegistryView(ServiceView):
                 with param.edit_constant(self):
                     self.last_refresh = now
                 self._status.object = self._status_text(df, now)
+                self._empty.object = self._empty_text()
+                self._empty.visible = df.empty
+            self.update_controls()  # grants may have changed though the rows did not
             return changed
 
     def _status_text(self, df: pd.DataFrame, now: datetime) -> str:
-        market = self.registry.market
-        asof = ""
-        if market is not None and "time" in market.indexes and len(market.indexes["time"]):
-            last = pd.Timestamp(market.indexes["time"][-1])
-            asof = f" · values at the {last:%Y-%m-%d} close"
+        close = last_close(self.registry)
+        asof = ("" if close is None else
+                f" · as of the last close {format_time(close)}; positions valued at the "
+                f"last available price")
         n = len(df)
         return (f"**{n}** portfolio{'s' if n != 1 else ''} visible to "
                 f"<code>{escape_text(self.registry.user)}</code>{asof} · updated {now:%H:%M:%S}")
+
+    def _empty_text(self) -> str:
+        user = escape_text(self.registry.user)
+        if self.registry.view().creation_refusal() is None:
+            todo = "Create one with the form below, or ask an owner to grant you a role on one."
+        else:
+            todo = ("Ask an owner to grant you a role on a portfolio or group, or an "
+                    "administrator to let you create portfolios.")
+        return f"**No portfolio is visible to <code>{user}</code>.** {todo}"
 
     def _on_select(self, *_: Any) -> None:
         pid = self.selected
         self._selected.object = ("Select a portfolio in the table." if pid is None
                                  else f"Selected: **{escape_text(pid)}**")
+        self.update_controls()
+
+    def update_controls(self) -> None:
+        """Enable the buttons the user's roles allow on the selection; say why for the others."""
+        view = self.registry.view()
+        pid = self.selected
+        for verb, button in self._buttons.items():
+            label, _css, _color, action = _LIFECYCLE[verb]
+            if verb == "delete" and self._hard.value:
+                action = "portfolio.delete"
+            if pid is None:
+                reason: str | None = f"Select a portfolio in the table to {label.lower()} it."
+            else:
+                refusal = view.refusal(action, pid)
+                reason = (None if refusal is None
+                          else refusal_text(label, refusal, view.role(pid)))
+            self._set_control(button, reason)
+        refusal = view.creation_refusal()
+        self._set_control(self._create_btn, None if refusal is None
+                          else refusal_text("Creating a portfolio", refusal))
+
+    def _set_control(self, button: pn.widgets.Button, reason: str | None) -> None:
+        # kept disabled while a call runs; the tooltip says why otherwise
+        button.disabled = reason is not None or self.acting
+        button.description = reason
 
     # -- actions (each is one service call as this session's user) ------------------
     def _target(self) -> str | None:
@@ -202,51 +271,80 @@ class RegistryView(ServiceView):
             self.show_error("Select a portfolio first.")
         return pid
 
+    def _lifecycle(self, verb: str, *, clicked: bool = False) -> bool:
+        button = self._buttons[verb] if clicked else None
+        if button is not None and not self.pressable(button):
+            return False
+        pid = self._target()
+        if pid is None:
+            return False
+        registry = self.registry
+        hard = bool(self._hard.value)
+        calls = {
+            "activate": (lambda: registry.activate(pid), f"{pid} activated"),
+            "deactivate": (lambda: registry.deactivate(pid), f"{pid} deactivated"),
+            "delete": (lambda: registry.delete(pid, hard=hard),
+                       f"{pid} deleted" if hard else f"{pid} archived (Restore brings it back)"),
+            "restore": (lambda: registry.restore(pid), f"{pid} restored (inactive)"),
+        }
+        call, text = calls[verb]
+        return self.act(lambda: call() or True, text, button=button) is not None
+
     def activate(self) -> bool:
         """`Registry.activate` the selected portfolio; False when refused."""
-        pid = self._target()
-        return pid is not None and self.act(
-            lambda: self.registry.activate(pid) or True, f"{pid} activated") is not None
+        return self._lifecycle("activate")
 
     def deactivate(self) -> bool:
         """`Registry.deactivate` the selected portfolio; False when refused."""
-        pid = self._target()
-        return pid is not None and self.act(
-            lambda: self.registry.deactivate(pid) or True, f"{pid} deactivated") is not None
+        return self._lifecycle("deactivate")
 
     def delete(self, hard: bool = False) -> bool:
         """`Registry.delete` the selected portfolio; False when refused.
 
         Archives it (``Restore`` undoes that); ``hard=True`` leaves a tombstone.
         """
-        pid = self._target()
+        registry, pid = self.registry, self._target()
         what = "deleted" if hard else "archived (Restore brings it back)"
         return pid is not None and self.act(
-            lambda: self.registry.delete(pid, hard=hard) or True, f"{pid} {what}") is not None
+            lambda: registry.delete(pid, hard=hard) or True, f"{pid} {what}") is not None
 
     def restore(self) -> bool:
         """`Registry.restore` the selected (archived) portfolio; False when refused."""
-        pid = self._target()
-        return pid is not None and self.act(
-            lambda: self.registry.restore(pid) or True, f"{pid} restored (inactive)") is not None
+        return self._lifecycle("restore")
 
-    def create(self, portfolio_id: str, initial_capital: float, *, name: str | None = None,
-               currency: str = "USD", tags: tuple[str, ...] = ()) -> str | None:
+    def create(self, portfolio_id: str, initial_capital: float | None, *,
+               name: str | None = None, currency: str = "USD",
+               tags: tuple[str, ...] = ()) -> str | None:
         """`Registry.create_portfolio`; returns the new id, or None when refused."""
+        registry = self.registry
         return self.act(
-            lambda: self.registry.create_portfolio(
+            lambda: registry.create_portfolio(
                 portfolio_id, initial_capital, name=name or None, currency=currency, tags=tags),
             lambda pid: f"{pid} created",
         )
 
-    def _delete_clicked(self) -> None:
-        self.delete(hard=self._hard.value)
+    def reset_form(self) -> None:
+        """Put every field of the new-portfolio form back to `FORM_DEFAULTS`."""
+        self._new_id.value = FORM_DEFAULTS["id"]
+        self._new_name.value = FORM_DEFAULTS["name"]
+        self._new_capital.value = FORM_DEFAULTS["capital"]
+        self._new_currency.value = FORM_DEFAULTS["currency"]
+        self._new_tags.value = FORM_DEFAULTS["tags"]
 
     def _create_clicked(self) -> None:
-        tags = tuple(t.strip() for t in self._new_tags.value.split(",") if t.strip())
-        created = self.create(self._new_id.value.strip(), self._new_capital.value,
-                              name=self._new_name.value.strip() or None,
-                              currency=self._new_currency.value.strip(), tags=tags)
-        if created is not None:
-            self._new_id.value = ""
-            self._new_name.value = ""
+        form = self.form
+        tags = tuple(t.strip() for t in str(form["tags"]).split(",") if t.strip())
+        registry = self.registry
+        pid = str(form["id"]).strip()
+        name = str(form["name"]).strip() or None
+        currency = str(form["currency"]).strip()
+        capital = form["capital"]
+        # the form is cleared only once the registry has accepted it; a refusal keeps
+        # what was typed, beside the error, for the user to correct
+        self.act(
+            lambda: registry.create_portfolio(pid, capital, name=name, currency=currency,
+                                              tags=tags),
+            lambda created: f"{created} created",
+            button=self._create_btn,
+            then=lambda _created: self.reset_form(),
+        )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pmkit.errors import NotFoundError, PermissionDenied
 from pmkit.events import Event
 from pmkit.ledger import LedgerEntry, Positions
-from pmkit.registry.access import AccessPolicy
+from pmkit.registry.access import AccessPolicy, Role
 from pmkit.registry.catalogue import get_portfolio, service_record_scope, target_kind
 from pmkit.registry.catalogue import kind as catalogue_kind
 from pmkit.registry.hierarchy import leaf_portfolios
@@ -71,6 +71,36 @@ class ReadView:
     def may(self, action: str, target: str) -> bool:
         """Whether the reader may perform ``action`` on ``target``."""
         return self._policy.may(self._reader, self.user, action, target)
+
+    def refusal(self, action: str, target: str) -> PermissionDenied | None:
+        """The `PermissionDenied` a service would raise for ``action`` on ``target``, or None.
+
+        The same check the write path makes (`AccessPolicy.require`), as an
+        answer instead of an exception, so that a front end can disable a
+        control and say why (``exc.needed`` is the least role that would do)
+        without a rule of its own. The service still checks when it acts.
+        """
+        try:
+            self._policy.require(self._reader, self.user, action, target)
+        except PermissionDenied as exc:
+            return exc
+        return None
+
+    def creation_refusal(self, target: str = "?") -> PermissionDenied | None:
+        """The `PermissionDenied` creating a portfolio or group would raise, or None.
+
+        Creating needs an administrator or a user allowed to create
+        (``can_create``); ``target`` only names the refused id in the error.
+        """
+        try:
+            self._policy.require_creator(self._reader, self.user, "portfolio.create", target)
+        except PermissionDenied as exc:
+            return exc
+        return None
+
+    def role(self, target: str) -> Role | None:
+        """The reader's effective role on ``target`` (grants on it and on its groups), or None."""
+        return self._policy.role_of(self._reader, self.user, target)
 
     def may_read(self, target: str | None) -> bool:
         """Whether the reader may see the portfolio or group ``target`` (None: registry-wide)."""
