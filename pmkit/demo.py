@@ -252,14 +252,17 @@ def register_demo_strategies(registry: Registry) -> list[str]:
 
 
 def start_demo_runs(runner: StrategyRunner) -> list[StrategyRun]:
-    """Start the `DEMO_RUNS` that are not live yet, each acting as its user.
+    """Start the `DEMO_RUNS` the store has never run, each acting as its user.
 
-    Runs whose portfolio, user or strategy registration the store lacks are
-    skipped (a store that is not the demo's). Returns the runs started.
+    A demo run that exists in any state is left alone: a running one is
+    reattached by the runner, and one somebody paused or stopped stays so
+    across restarts of the app. Runs whose portfolio, user or strategy
+    registration the store lacks are skipped (a store that is not the
+    demo's). Returns the runs started.
     """
     from pmkit.errors import PmkitError
 
-    live = {(r.strategy, r.portfolio) for r in runner.runs(("running", "paused"))}
+    live = {(r.strategy, r.portfolio) for r in runner.runs()}
     started = []
     for strategy, pid, user, symbols in DEMO_RUNS:
         if (strategy, pid) in live:

@@ -448,6 +448,32 @@ def test_a_new_runner_reattaches_live_runs(reg):
     assert int(nxt.id.split("-")[1]) == 3  # ids go on from the store's
 
 
+
+def test_the_demo_runs_start_once_per_store_and_a_stopped_one_stays_stopped():
+    from pmkit.demo import DEMO_RUNS, register_demo_strategies, start_demo_runs
+
+    reg = open_demo()
+    added = register_demo_strategies(reg)
+    assert register_demo_strategies(reg) == []  # a second call registers nothing
+    assert {s for _, pid, _, _ in DEMO_RUNS for s in added if s.startswith(pid)}
+    runner = StrategyRunner(StrategyCoordinator(reg), FakeStream())
+    started = start_demo_runs(runner)
+    assert [(r.strategy, r.portfolio, r.started_by, r.state) for r in started] == [
+        (name, pid, user, "running") for name, pid, user, _ in DEMO_RUNS]
+    assert start_demo_runs(runner) == []  # already running
+    runner.as_user(started[0].started_by).stop(started[0].id)
+    runner.close()
+    # the app restarts: what somebody stopped is not started again behind their back
+    again = StrategyRunner(StrategyCoordinator(reg), FakeStream())
+    assert start_demo_runs(again) == []
+    assert again.run(started[0].id).state == "stopped"
+    again.close()
+    # a store that is not the demo's gets nothing
+    bare = open_demo()
+    bare_runner = StrategyRunner(StrategyCoordinator(bare), FakeStream())
+    assert start_demo_runs(bare_runner) == []  # no demo strategy is registered there
+    bare_runner.close()
+
 # -- hostile input -----------------------------------------------------------------------------
 TEXT = st.one_of(st.sampled_from(NASTY_TEXT), st.text(max_size=30))
 VALUE = st.one_of(TEXT, st.integers(-10**6, 10**6), st.floats(allow_nan=True),
