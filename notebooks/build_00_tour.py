@@ -329,7 +329,11 @@ print("values shown == live valuation == registry values at the last close")""")
 ## 8. The `%pm` magics
 
 The same services from the IPython prompt. `pmkit.magics.use` makes an existing registry (here
-bob's session) the one `%pm` acts on; each command returns the object the Python API returns.
+bob's session) the one `%pm` acts on. Commands that list things return a table that reads
+well: money, percentages and dates formatted as on the app's screens, as HTML in a notebook and
+as a short text at the prompt. The table's `.frame` holds the unformatted numbers, and the
+service's own result stays at hand: `%pm risk` keeps `risk_overview`'s Dataset as `.dataset`,
+and `%pm proposals` iterates over the `Proposal` objects it shows.
 """),
     ("code", """\
 %load_ext pmkit
@@ -339,8 +343,9 @@ pmkit.magics.use(bob)
 %pm whoami"""),
     ("code", """\
 risk = %pm risk
-assert np.allclose(risk["es"].values, risk_view.summary["es"].values, rtol=1e-12)  # = RiskView
-risk[["es", "var", "volatility"]].to_dataframe().round(5)"""),
+assert np.allclose(risk.dataset["es"].values, risk_view.summary["es"].values, rtol=1e-12)
+assert np.allclose(risk.frame["es"].values, risk_view.summary["es"].values, rtol=1e-12)
+risk   # = RiskView's numbers, formatted"""),
     ("code", """\
 proposals = %pm proposals
 pd.DataFrame([(p.id, str(p.state), p.scope, p.created_by, p.reason) for p in proposals],

@@ -115,6 +115,7 @@ def _run_all(page: Any, lab: dict[str, str], name: str) -> float:
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
     prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
     deadline = start + RUN_TIMEOUT_S
+    stalled = 0
     while time.monotonic() < deadline:
         texts = [t.strip() for t in prompts.all_inner_texts()]
         if texts and all(re.fullmatch(r"\[\d+\]:", t) for t in texts):
@@ -122,14 +123,24 @@ def _run_all(page: Any, lab: dict[str, str], name: str) -> float:
         errors = _errors_shown(page)
         if errors:  # JupyterLab stops a run at the first error
             pytest.fail(f"{name}: a cell failed in JupyterLab:\n{errors[0][-3000:]}")
+        # the run stopped short without a traceback (seen 5 times: not the instant of the click)
+        stalled = stalled + 1 if "[ ]:" in texts and "[*]:" not in texts else 0
+        if stalled >= 5:
+            page.screenshot(path=str(Path(lab["work"]) / f"{name}-stopped.png"))
+            pytest.fail(f"{name}: the run stopped at code cell {texts.index('[ ]:')}: {texts}")
         time.sleep(1.0)
     pytest.fail(f"{name}: not every cell ran within {RUN_TIMEOUT_S} s: {texts}")
 
 
 def _errors_shown(page: Any) -> list[str]:
-    """Tracebacks shown in the notebook (warnings on stderr are not errors)."""
-    return page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
-                        ).all_inner_texts()
+    """Tracebacks shown in the notebook (warnings on stderr are not errors).
+
+    JupyterLab renders an error output as ``application/vnd.jupyter.stderr``,
+    like a stream on stderr; the traceback's header tells them apart.
+    """
+    shown = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
+                         ).all_inner_texts()
+    return [t for t in shown if "Traceback (most recent call last)" in t]
 
 
 def _expect_interactive(cell: Any, what: str) -> None:
