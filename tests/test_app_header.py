@@ -44,3 +44,12 @@ def test_a_hostile_display_name_is_shown_as_text():
     reg.add_user("mallory", display_name="<img src=x onerror=alert(1)>")
     text = _who(reg.as_user("mallory"), logins=False)
     assert "<img" not in text and "&lt;img" in text
+
+
+def test_the_favicon_file_is_the_mark() -> None:
+    from urllib.parse import unquote
+
+    from pmkit_widgets.brand import FAVICON, FAVICON_FILE, mark_svg
+
+    assert FAVICON_FILE.read_text().strip() == mark_svg(32)
+    assert unquote(FAVICON.split(",", 1)[1]) == mark_svg(32)  # the sign-in pages' copy

@@ -9,6 +9,7 @@ with a plain HTTP client that replays cookies exactly as an attacker would.
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import threading
 import time
@@ -225,6 +226,38 @@ def serve(serve_panel, users_path, demo):
         return port, provider
 
     return start
+
+
+_EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+_PMKIT_TITLE = re.compile(r"<title>[^<]*\bpmkit\b[^<]*</title>")
+
+
+def test_the_pages_are_pmkits_and_fetch_nothing_from_elsewhere(serve_panel, users_path,
+                                                               demo) -> None:
+    """Sign-in, app and signed-out pages: pmkit's name, favicon inline, no external URL."""
+    from pmkit_widgets.app import build_app
+    from pmkit_widgets.auth import session_login
+
+    provider = PmkitAuthProvider(users_path, is_allowed=functools.partial(is_active_user, demo))
+
+    def app():
+        return build_app(demo.as_user(session_login(provider)), poll_period=None, logins=True)
+
+    port = serve_panel(app, auth_provider=provider, cookie_secret=SECRET)
+    client = Client(port)
+    login = client.request("GET", "/login")
+    assert login.status == 200
+    assert _PMKIT_TITLE.search(login.body) and "Panel" not in login.body
+    assert 'rel="icon"' in login.body and "data:image/svg+xml" in login.body
+    assert not _EXTERNAL.search(login.body), _EXTERNAL.search(login.body)
+    assert client.login("alice", PASSWORD).status == 302
+    page = client.request("GET", "/")
+    assert page.status == 200, page.body[-2000:]
+    assert "data:image/svg+xml;base64," in page.body  # the favicon, embedded
+    assert "cdn.holoviz.org" not in page.body and "cdn.bokeh.org" not in page.body
+    logout = client.request("GET", "/logout")
+    assert logout.status == 200 and _PMKIT_TITLE.search(logout.body)
+    assert not _EXTERNAL.search(logout.body)
 
 
 @pytest.mark.parametrize("hostile", ["///evil.example", "//evil.example", "/\\evil.example",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import panel as pn
 
 from pmkit_widgets.base import escape_text
-from pmkit_widgets.brand import FAVICON
+from pmkit_widgets.brand import FAVICON_FILE
 from pmkit_widgets.periodic import background_periodic
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def build_app(
         main=[tabs],
         main_max_width="1500px",
         accent="#1f4e79",
-        favicon=FAVICON,
+        favicon=str(FAVICON_FILE),
         theme_toggle=False,
     )
 

@@ -287,6 +287,9 @@ class PmkitAuthProvider(BasicAuthProvider):
             self._login_template = _TEMPLATES.get_template("login.html")
         if logout_template is None:
             self._logout_template = _TEMPLATES.get_template("logout.html")
+        # Bokeh's AuthProvider asks for the handlers while it starts, caching them with
+        # Panel's default pages: build them again with pmkit's.
+        self._handler = self._logout = None
 
     # -- who may log in ---------------------------------------------------------
     @property

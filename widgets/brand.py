@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["FAVICON", "LOGO_SVG", "NAME", "mark_svg"]
+__all__ = ["FAVICON", "FAVICON_FILE", "LOGO_SVG", "NAME", "mark_svg"]
 
 #: The product's name as every page shows it.
 NAME = "pmkit"
@@ -23,3 +24,7 @@ LOGO_SVG = mark_svg(36)
 
 #: The favicon of every page, as a data URL.
 FAVICON = "data:image/svg+xml," + quote(mark_svg(32))
+
+#: The favicon as a file (``mark_svg(32)``): Panel's templates take a path, not a data URL,
+#: and embed the file in the page.
+FAVICON_FILE = Path(__file__).with_name("static") / "favicon.svg"
