@@ -11,11 +11,24 @@ __all__ = ["ensure_hvplot"]
 
 
 def ensure_hvplot() -> None:
-    """Make ``DataFrame.hvplot`` and ``DataArray.hvplot`` available (needs ``pmkit[ui]``)."""
+    """Make ``DataFrame.hvplot`` and ``DataArray.hvplot`` available (needs ``pmkit[ui]``).
+
+    Raises
+    ------
+    MissingDependencyError
+        hvplot is not installed (the ``ui`` extra).
+    """
     import pandas as pd
     import xarray as xr
 
-    if not hasattr(pd.DataFrame, "hvplot"):
-        import hvplot.pandas
-    if not hasattr(xr.DataArray, "hvplot"):
-        import hvplot.xarray  # noqa: F401
+    from pmkit.errors import MissingDependencyError
+
+    try:
+        if not hasattr(pd.DataFrame, "hvplot"):
+            import hvplot.pandas
+        if not hasattr(xr.DataArray, "hvplot"):
+            import hvplot.xarray  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "hvplot":
+            raise
+        raise MissingDependencyError("hvplot", "ui") from exc

@@ -380,7 +380,14 @@ def _run_feed(args: argparse.Namespace) -> int:
         )
         return 2
     try:
+        # The server imports websockets only once listening: check the extra up front.
+        import websockets  # noqa: F401
+
         server = _feed_server(args)
+    except ImportError as exc:  # websockets, or skfolio's prices (MissingDependencyError)
+        print(f"pmkit feed: needs the stream extra: pip install 'pmkit[stream]' ({exc})",
+              file=sys.stderr)
+        return 2
     except ValidationError as exc:
         print(f"pmkit feed: {exc}", file=sys.stderr)
         return 2

@@ -14,17 +14,39 @@ by an elastic relaxation of each constraint family. When every solver fails,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from pmkit.errors import InfeasibleError, SolverError
+from pmkit.errors import InfeasibleError, MissingDependencyError, SolverError
 
-__all__ = ["LP_CHAIN", "QP_CHAIN", "elastic_conflicts", "solve_chain"]
+__all__ = ["LP_CHAIN", "QP_CHAIN", "elastic_conflicts", "needs_cvxpy", "solve_chain"]
 
 QP_CHAIN: tuple[str, ...] = ("CLARABEL", "OSQP", "SCS")
 LP_CHAIN: tuple[str, ...] = ("HIGHS", "CLARABEL", "SCS")
+
+
+@contextlib.contextmanager
+def needs_cvxpy() -> Iterator[None]:
+    """Turn a missing cvxpy into `MissingDependencyError` naming the ``optimize`` extra.
+
+    cvxpy is imported only by the problems that need it (the closed-form and
+    active-set paths run on the core install), so the refusal comes at solve time.
+
+    Raises
+    ------
+    MissingDependencyError
+        cvxpy is not installed (the ``optimize`` extra).
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name != "cvxpy":
+            raise
+        raise MissingDependencyError("cvxpy", "optimize") from exc
+
 
 # OSQP's defaults stop at 1e-3 accuracy, far too loose for portfolio weights.
 _SOLVER_OPTIONS: dict[str, dict[str, Any]] = {

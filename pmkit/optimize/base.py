@@ -9,7 +9,7 @@ import xarray as xr
 
 from pmkit.errors import InfeasibleError, ValidationError
 from pmkit.optimize._inputs import Estimator, ProblemData, prepare
-from pmkit.optimize._solve import QP_CHAIN
+from pmkit.optimize._solve import QP_CHAIN, needs_cvxpy
 from pmkit.optimize._threads import blas_threads
 from pmkit.optimize.constraints import Constraints, ResolvedConstraints
 from pmkit.optimize.result import OptimizationResult
@@ -110,6 +110,8 @@ class Optimizer:
             Every solver of the chain failed; the statuses are attached.
         ValidationError
             Bad inputs or parameters (named).
+        MissingDependencyError
+            The problem needs cvxpy and the ``optimize`` extra is not installed.
         """
         with blas_threads():
             data = self.prepare(returns, mu, cov)
@@ -117,7 +119,8 @@ class Optimizer:
             conflicts = cons.diagnose()
             if conflicts:
                 raise InfeasibleError(conflicts)
-            w, objective, solver, attempts, info = self._solve(data, cons)
+            with needs_cvxpy():
+                w, objective, solver, attempts, info = self._solve(data, cons)
         info = {**data.info, **info}
         result = OptimizationResult(
             weights=data.weights(w),

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pmkit.errors import ValidationError
+from pmkit.errors import MissingDependencyError, ValidationError
 from pmkit.optimize._inputs import Estimator, prepare
-from pmkit.optimize._solve import QP_CHAIN, solve_chain
+from pmkit.optimize._solve import QP_CHAIN, needs_cvxpy, solve_chain
 from pmkit.optimize.constraints import Constraints
 from pmkit.optimize.mean_variance import MinimumVariance, _risk, attainable_returns
 
@@ -112,8 +112,15 @@ def efficient_frontier(
     Returns
     -------
     EfficientFrontier
+
+    Raises
+    ------
+    MissingDependencyError
+        cvxpy (the ``optimize`` extra), or tqdm with ``progress=True`` (``ui``),
+        is not installed.
     """
-    import cvxpy as cp
+    with needs_cvxpy():
+        import cvxpy as cp
 
     if isinstance(points, bool) or not isinstance(points, int) or points < 2:
         raise ValidationError("points", points, "must be an integer >= 2")
@@ -137,8 +144,10 @@ def efficient_frontier(
     weights = np.empty((points, data.n))
     steps: Any = range(points)
     if progress:
-        from tqdm.auto import tqdm
-
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as exc:
+            raise MissingDependencyError("tqdm", "ui") from exc
         steps = tqdm(steps, desc="efficient frontier")
     for k in steps:
         if k == 0:
