@@ -427,6 +427,28 @@ def test_a_proposals_note_is_its_reason_as_typed(ip, fresh):
     assert fresh.store.dump() == before
 
 
+
+def test_records_read_in_one_line_and_their_html_is_escaped(ip, fresh):
+    """``%pm use``, ``show`` and ``propose`` answer with objects whose text is one short line."""
+    info = ip.run_line_magic("pm", "use client_b/factors")
+    assert repr(info) == ("PortfolioInfo(id='client_b/factors', name='Factor ETFs', "
+                          "status='active', currency='USD')")
+    group = ip.run_line_magic("pm", "show client_a")
+    assert repr(group) == ("GroupInfo(id='client_a', name='Client A Portfolios', "
+                           "status='active', members=2)")
+    ip.run_line_magic("pm", "as alice")
+    hostile = "<img src=x onerror=alert(1)> & trim"
+    p = ip.run_line_magic("pm", f"propose client_a/growth --method min_variance --note '{hostile}'")
+    text = repr(p)
+    assert "\n" not in text and len(text) < 250, text
+    assert f"id={p.id!r}" in text and f"reason={hostile!r}" in text
+    assert f"estimated_cost={money(p.estimated_cost)!r}" in text
+    assert f"trades={len(p.trades)}" in text
+    html = p._repr_html_()
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt; &amp; trim" in html
+    first = p.trades[0]
+    assert f">{money(first.notional)}</td>" in html  # money as on every screen
+
 # -- strategy runs ------------------------------------------------------------------------------
 def test_strategy_runs_from_the_magics(fresh):
     import time

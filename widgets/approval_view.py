@@ -27,6 +27,7 @@ import param
 from pmkit.display import format_money, format_percent, format_time
 from pmkit.errors import ValidationError
 from pmkit.rebalance import TRANSITIONS, ProposalBook, ProposalState
+from pmkit.rebalance.types import TRADE_KINDS
 from pmkit_widgets.base import (
     ServiceView,
     desk_table,
@@ -81,9 +82,6 @@ _TRANSFER_DTYPES = {"amount": "float64"}
 _DTYPES = {TRADE_COLUMNS: _TRADE_DTYPES, COST_COLUMNS: _COST_DTYPES, AUDIT_COLUMNS: _AUDIT_DTYPES,
            HISTORY_COLUMNS: {}, ("source", "destination", "amount"): _TRANSFER_DTYPES}
 
-_TRADE_KINDS = {"quantity": "count", "filled": "count",
-                **dict.fromkeys(("price", "notional", "commission", "spread", "impact",
-                                 "estimated_cost"), "money")}
 _COST_KINDS = {"nav": "money", "estimated_cost": "money", "cost_fraction": "percent",
                "turnover": "percent"}
 
@@ -191,7 +189,7 @@ class ApprovalView(ServiceView):
             lambda _e: self._act("reject", self._note.value, button=self._reject_btn))
         self._status = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"},
                                         css_classes=["pmkit-status"])
-        self._trades = _table(TRADE_COLUMNS, "pmkit-trades", _TRADE_KINDS, max_height=360,
+        self._trades = _table(TRADE_COLUMNS, "pmkit-trades", TRADE_KINDS, max_height=360,
                               titles={"estimated_cost": "est. cost", "notional": "notional"})
         self._costs = _table(COST_COLUMNS, "pmkit-costs", _COST_KINDS,
                              titles={"nav": "NAV", "estimated_cost": "est. cost",

@@ -12,9 +12,11 @@ from enum import StrEnum
 from typing import Any
 
 from pmkit.codec import decode, encode
+from pmkit.display import format_money
 
 __all__ = [
     "FINAL_STATES",
+    "TRADE_KINDS",
     "TRANSITIONS",
     "CashTransfer",
     "ProposalState",
@@ -148,6 +150,14 @@ class RiskSnapshot:
     cash: float = 0.0
 
 
+#: How `RebalanceProposal.trades_frame`'s columns read (`pmkit.display` kinds).
+TRADE_KINDS: dict[str, str] = {
+    "quantity": "count", "filled": "count",
+    **dict.fromkeys(("price", "notional", "commission", "spread", "impact", "estimated_cost"),
+                    "money"),
+}
+
+
 @dataclass(frozen=True)
 class RebalanceProposal:
     """A proposed rebalance of one portfolio or of a group's member portfolios.
@@ -260,11 +270,22 @@ class RebalanceProposal:
         """Inverse of `to_record`."""
         return decode(cls, d)
 
+    def __repr__(self) -> str:
+        # the key facts: the whole proposal is `to_record()` and the notebook's HTML
+        return (f"RebalanceProposal(id={self.id!r}, scope={self.scope!r}, "
+                f"state={str(self.state)!r}, trades={len(self.trades)}, "
+                f"estimated_cost={format_money(self.estimated_cost)!r}, reason={self.reason!r})")
+
     def _repr_html_(self) -> str:
+        from html import escape
+
+        from pmkit.display import html_table
+
         head = (
-            f"<b>RebalanceProposal {self.id}</b> — {self.scope_kind} <code>{self.scope}</code>,"
-            f" state <b>{self.state}</b>, {len(self.trades)} trades, estimated cost"
-            f" {self.estimated_cost:,.2f}; reason: {self.reason}"
+            f"<b>RebalanceProposal {escape(self.id)}</b> — {escape(self.scope_kind)} "
+            f"<code>{escape(self.scope)}</code>, state <b>{escape(str(self.state))}</b>, "
+            f"{len(self.trades)} trades, estimated cost {format_money(self.estimated_cost)}; "
+            f"reason: {escape(self.reason)}"
         )
         frame = self.trades_frame()
-        return head + ("" if frame.empty else frame.to_html(index=False, float_format="%.4g"))
+        return head + ("" if frame.empty else html_table(frame, TRADE_KINDS))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from pmkit.display import format_money
 from pmkit.errors import ValidationError
 from pmkit.validation import MAX_NAME_LENGTH, check_text
 
@@ -52,9 +53,7 @@ class Segment:
 
 
 def _money(x: float | None, ccy: str = "") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{x:,.2f} {ccy}".strip()
+    return format_money(x, ccy or None)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -121,6 +120,11 @@ class PortfolioInfo:
             "config": self.config,
         }
 
+    def __repr__(self) -> str:
+        # the key facts: the full record is `data()` and the notebook's HTML
+        return (f"PortfolioInfo(id={self.id!r}, name={self.name!r}, status={self.status!r}, "
+                f"currency={self.currency!r})")
+
     def _repr_html_(self) -> str:
         status_color = {"active": "#1a7f37", "inactive": "#9a6700"}.get(self.status, "#cf222e")
         rows = [
@@ -167,6 +171,10 @@ class GroupInfo:
     config: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     updated_at: str = ""
+
+    def __repr__(self) -> str:
+        return (f"GroupInfo(id={self.id!r}, name={self.name!r}, status={self.status!r}, "
+                f"members={len(self.members)})")
 
     def _repr_html_(self) -> str:
         members = "".join(
