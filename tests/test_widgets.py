@@ -17,6 +17,8 @@ import pytest
 
 pn = pytest.importorskip("panel")
 
+from view_support import double_click_while_running  # noqa: E402
+
 from pmkit.analytics.overview import group_overview, portfolio_overview  # noqa: E402
 from pmkit.demo import DEMO_CONFIG, seed_demo  # noqa: E402
 from pmkit.registry import Registry  # noqa: E402
@@ -321,7 +323,6 @@ def test_a_double_click_on_create_creates_one_portfolio(demo):
 
 def test_a_click_while_a_call_runs_is_ignored(demo, monkeypatch):
     """Inside an event loop the call runs on a worker and the button is disabled meanwhile."""
-    import asyncio
     import threading
 
     bob = demo.as_user("bob")
@@ -337,21 +338,7 @@ def test_a_click_while_a_call_runs_is_ignored(demo, monkeypatch):
 
     monkeypatch.setattr(type(bob), "deactivate", slow)
     button = view._buttons["deactivate"]
-    seen: list[bool] = []
-
-    async def main() -> None:
-        button.clicks += 1
-        await asyncio.sleep(0.05)
-        seen.append(button.disabled)
-        button.clicks += 1  # arrives while the first runs
-        release.set()
-        for _ in range(1000):
-            await asyncio.sleep(0.01)
-            if not view.acting:
-                return
-
-    asyncio.run(main())
-    assert seen == [True]
+    assert double_click_while_running(button, view, release) == [True]
     records = [r for r in demo.store.audit(target=GROWTH) if r.action == "portfolio.deactivate"]
     assert len(records) == 1 and len(shown) == 1 and view.error == ""
     assert button.disabled is False  # a manager may press it again (to be refused: inactive)

@@ -9,6 +9,8 @@ import pytest
 
 pn = pytest.importorskip("panel")
 
+from view_support import double_click_while_running  # noqa: E402
+
 from pmkit.demo import open_demo  # noqa: E402
 from pmkit.rebalance import ProposalBook, propose_rebalance  # noqa: E402
 from pmkit.registry import Registry  # noqa: E402
@@ -306,7 +308,6 @@ def test_a_double_click_approves_once(reg, proposal):
 
 def test_a_click_while_the_approval_runs_is_ignored(reg, proposal, monkeypatch):
     """Inside an event loop the call runs on a worker; the button is disabled meanwhile."""
-    import asyncio
     import threading
 
     view = ApprovalView(reg.as_user("bob"))
@@ -319,21 +320,7 @@ def test_a_click_while_the_approval_runs_is_ignored(reg, proposal, monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(ProposalBook, "approve", slow_approve)
-    states: list[bool] = []
-
-    async def main() -> None:
-        view._approve_btn.clicks += 1
-        await asyncio.sleep(0.05)
-        states.append(view._approve_btn.disabled)
-        view._approve_btn.clicks += 1  # the second click of a double click
-        release.set()
-        for _ in range(1000):
-            await asyncio.sleep(0.01)
-            if not view.acting:
-                return
-
-    asyncio.run(main())
-    assert states == [True]
+    assert double_click_while_running(view._approve_btn, view, release) == [True]
     approvals = [a for a in reg.store.audit(target=proposal.id) if a.action == "proposal.approve"]
     assert len(approvals) == 1
     assert len(shown) == 1 and view.state == "approved" and view.error == ""
