@@ -137,12 +137,13 @@ def screenshot_dir(tmp_path_factory) -> Path:
 #: What shows that a tab is usable: its main table's cells, chart or controls are visible.
 TAB_READY = {
     "Portfolios": '.pmkit-portfolios .tabulator-cell[tabulator-field="value"]',
-    "Groups": ".pmkit-groups .tabulator-cell",
-    "Live": ".pmkit-live .tabulator-cell",
-    "Risk": ".pmkit-risk .tabulator-cell",
+    "Groups": '.pmkit-groups .tabulator-cell[tabulator-field="value"]',
+    "Live": '.pmkit-live-values .tabulator-cell[tabulator-field="value"]',
+    "Risk": '.pmkit-risk-summary .tabulator-cell[tabulator-field="es"]',
     "Optimize": ".pmkit-frontier-chart canvas",
     "Approvals": ".pmkit-proposal-select select",
-    "Signals": ".pmkit-signals",
+    # the runs of the strategies (the demo starts one), or the hint saying how to start one
+    "Signals": '.pmkit-runs .tabulator-cell[tabulator-field="strategy"], .pmkit-runs-empty p',
 }
 
 #: Seconds from a click on a tab to its first usable content, per (login, tab), this session.

@@ -47,6 +47,10 @@ KERNEL_TIMEOUT_MS = 180_000
 #: The last line of a code cell that displays a pmkit view (a name ending in ``view``).
 _DISPLAYS_VIEW = re.compile(r"^(\w*view|\w+View\(.*\))$")
 
+#: The notebook on screen, and its cells (in document order; no cell holds another).
+_PANEL = ".jp-NotebookPanel:visible"
+_CELLS = f"{_PANEL} .jp-Notebook .jp-Cell"
+
 #: JupyterLab settings for a test: every cell in the DOM (no virtual scrolling), no news.
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
@@ -105,15 +109,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 def _run_all(page: Any, lab: dict[str, str], name: str) -> float:
     """Open ``name`` in JupyterLab, run every cell, wait until all ran; seconds taken."""
-    page.goto(f"{lab['url']}lab/tree/{name}?token={lab['token']}")
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+    # a workspace of its own, reset: the notebook of another test does not open beside it
+    workspace = Path(name).stem.replace("_", "-")
+    page.goto(f"{lab['url']}lab/workspaces/{workspace}/tree/{name}?reset&token={lab['token']}")
+    page.locator(_CELLS).first.wait_for(timeout=RENDER_TIMEOUT_MS)
     # the kernel starts after the page (tens of seconds on a loaded machine)
     sync_api.expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(
         r"Python 3.*\|\s*Idle")).first).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
     start = time.monotonic()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-    prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+    prompts = page.locator(f"{_PANEL} .jp-CodeCell .jp-InputPrompt")
     deadline = start + RUN_TIMEOUT_S
     stalled = 0
     while time.monotonic() < deadline:
@@ -138,14 +144,14 @@ def _errors_shown(page: Any) -> list[str]:
     JupyterLab renders an error output as ``application/vnd.jupyter.stderr``,
     like a stream on stderr; the traceback's header tells them apart.
     """
-    shown = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
-                         ).all_inner_texts()
+    stderr = ".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']"
+    shown = page.locator(f"{_PANEL} {stderr}").all_inner_texts()
     return [t for t in shown if "Traceback (most recent call last)" in t]
 
 
 def _expect_interactive(cell: Any, what: str) -> None:
     """``cell``'s output shows a Tabulator cell or a Bokeh canvas (inside Bokeh's shadow DOM)."""
-    content = cell.locator(".jp-OutputArea").locator(".tabulator-cell, canvas")
+    content = cell.locator(".jp-OutputArea").locator(".tabulator-cell:visible, canvas:visible")
     try:
         sync_api.expect(content.first).to_be_visible(timeout=RENDER_TIMEOUT_MS)
     except AssertionError as exc:
@@ -168,7 +174,7 @@ def test_the_tour_renders_every_component_in_jupyterlab_offline(browser, lab,
         took = _run_all(page, lab, "00_tour.ipynb")
         print(f"\nthe tour ran in JupyterLab in {took:.1f} s")
         assert _errors_shown(page) == []
-        cells = page.locator(".jp-NotebookPanel .jp-Notebook > .jp-Cell")
+        cells = page.locator(_CELLS)
         assert cells.count() == len(nb["cells"])
         for index, what in shows.items():
             cell = cells.nth(index)
@@ -187,7 +193,7 @@ def test_a_view_renders_offline_after_panel_loaded_from_its_cdn(browser, lab) ->
         page = watched.new_page()
         _run_all(page, lab, "cdn_first.ipynb")
         assert any("cdn" in url for url in watched.blocked)  # Panel did try its CDN
-        cells = page.locator(".jp-NotebookPanel .jp-Notebook > .jp-Cell")
+        cells = page.locator(_CELLS)
         _expect_interactive(cells.nth(2), "RegistryView after a CDN load")
         sync_api.expect(cells.nth(2).locator(
             '.tabulator-cell[tabulator-field="id"]', has_text="client_a/growth").first

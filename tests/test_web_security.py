@@ -255,6 +255,7 @@ def test_the_pages_are_pmkits_and_fetch_nothing_from_elsewhere(serve_panel, user
     assert page.status == 200, page.body[-2000:]
     assert "data:image/svg+xml;base64," in page.body  # the favicon, embedded
     assert "cdn.holoviz.org" not in page.body and "cdn.bokeh.org" not in page.body
+    assert "fonts.googleapis.com" not in page.body  # the Fast design's web font is left out
     logout = client.request("GET", "/logout")
     assert logout.status == 200 and _PMKIT_TITLE.search(logout.body)
     assert not _EXTERNAL.search(logout.body)

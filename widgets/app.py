@@ -18,14 +18,14 @@ import contextlib
 import signal
 import socket
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
 from pmkit_widgets.base import escape_text
-from pmkit_widgets.brand import FAVICON_FILE
+from pmkit_widgets.brand import FAVICON_FILE, FONTS
 from pmkit_widgets.periodic import background_periodic
 
 if TYPE_CHECKING:
@@ -205,8 +205,20 @@ def build_app(
         main_max_width="1500px",
         accent="#1f4e79",
         favicon=str(FAVICON_FILE),
+        design=_offline_design(),
+        font=FONTS,
         theme_toggle=False,
     )
+
+
+@cache
+def _offline_design() -> type:
+    """Panel's Fast design without its web font (Open Sans, fetched from Google's servers)."""
+    from panel.theme.fast import Fast
+
+    resources = {kind: value for kind, value in Fast._resources.items() if kind != "font"}
+    # named Fast: Panel serves a design's own files under its lowercased class name
+    return type("Fast", (Fast,), {"_resources": resources})
 
 
 #: How often an open page checks that its login session still lives, in milliseconds.

@@ -55,7 +55,7 @@ from tornado.websocket import WebSocketHandler
 
 from pmkit.auth import UsersFile
 from pmkit.errors import NotFoundError, ThrottledError
-from pmkit_widgets.brand import FAVICON, LOGO_SVG, NAME
+from pmkit_widgets.brand import FAVICON, FONTS, LOGO_SVG, NAME
 from pmkit_widgets.sessions import SessionStore
 from pmkit_widgets.throttle import BoundedPool, LoginThrottle
 
@@ -64,7 +64,7 @@ _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
     autoescape=True,
 )
-_TEMPLATES.globals.update(favicon=FAVICON, logo_svg=LOGO_SVG, name=NAME)
+_TEMPLATES.globals.update(favicon=FAVICON, fonts=FONTS, logo_svg=LOGO_SVG, name=NAME)
 
 __all__ = [
     "COOKIE_SECRET_ENV",

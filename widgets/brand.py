@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["FAVICON", "FAVICON_FILE", "LOGO_SVG", "NAME", "mark_svg"]
+__all__ = ["FAVICON", "FAVICON_FILE", "FONTS", "LOGO_SVG", "NAME", "mark_svg"]
 
 #: The product's name as every page shows it.
 NAME = "pmkit"
+
+#: The fonts of every page: the system's own, so no page fetches a web font.
+FONTS = 'system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif'
 
 
 def mark_svg(size: int) -> str:
