@@ -233,6 +233,10 @@ def test_text_columns_stay_text_when_a_started_empty_table_fills(reg, coord):
     for field in ("id", "status", "conflicts", "rule", "resolution"):
         assert isinstance(formatters[field], StringFormatter), field
     assert isinstance(formatters["size"], NumberFormatter)
+    # the conflict flag reads as a mark (Tabulator's lookup of the JSON value), not "true"
+    assert view._table.formatters["conflict"] == {
+        "type": "lookup", "params": {"true": "⚠", "false": ""}}
+    assert view.signals["conflict"].tolist() == [True]  # the pair opposed: the winner is flagged
     assert view.signals["rule"].tolist() == [str(coord.resolution_strategy(GROWTH))]
     view.close()
 

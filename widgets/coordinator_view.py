@@ -216,7 +216,9 @@ class CoordinatorView(Messages, RefreshingView):
             disabled=True, show_index=False, selectable=False, sortable=True,
             layout="fit_data_table", sizing_mode="stretch_width", max_height=480,
             titles=_TITLES, hidden_columns=["seq"],
-            formatters=tabulator_formatters(_SIGNAL_KINDS),
+            # the flag reads as the column's mark; the row's colour says the same
+            formatters={**tabulator_formatters(_SIGNAL_KINDS),
+                        "conflict": {"type": "lookup", "params": {"true": "⚠", "false": ""}}},
             css_classes=["pmkit-signals"],
         )
         self._signals_empty = pn.pane.Markdown(
