@@ -182,7 +182,7 @@ def test_the_tour_renders_every_component_in_jupyterlab_offline(browser, lab,
             _expect_interactive(cell, f"cell {index} ({what})")
             cell.screenshot(path=str(shots / f"tour-{index:02d}-{what[:30]}.png"))
         page.screenshot(path=str(shots / "tour-last.png"))
-        assert watched.blocked == [], "requests left the machine"
+        assert watched.blocked == [], f"requests left the machine: {sorted(set(watched.blocked))}"
     finally:
         watched.close()
 

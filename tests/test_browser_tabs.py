@@ -53,7 +53,7 @@ def test_every_tab_renders_offline_without_console_errors(browser, server, shots
             TAB_TIMINGS[(login, title)] = open_tab(page, title)
             page.screenshot(path=str(shots / f"{login}-{index}-{title.lower()}.png"),
                             full_page=True)
-        assert watched.blocked == [], "requests left the machine"
+        assert watched.blocked == [], f"requests left the machine: {sorted(set(watched.blocked))}"
         assert watched.errors == [], "the browser console reported errors"
     finally:
         watched.close()

@@ -82,6 +82,54 @@ def ensure_resources() -> None:
         pn.extension("tabulator")
     elif _state["loaded_from_cdn"]:  # loaded before pmkit_widgets was imported
         load_notebook(inline=True, reloading=False)
+    pn.config.inline = True  # the stylesheets of what is displayed, too
+    _inline_stylesheet_updates()
+
+
+def _inline_stylesheet_updates() -> None:
+    """Inline Panel's own stylesheets in every update sent to the page, not only the first.
+
+    Panel inlines a component's cdn.holoviz.org stylesheets when it is first
+    displayed, but models sent later (a table that appears, an alert shown, a
+    theme's sheet for a new widget) still import theirs from the CDN: offline
+    they go unstyled, online the page tells cdn.holoviz.org who is looking.
+    Every outgoing update passes through ``panel.io.model.monkeypatch_events``
+    (Panel's own hook for patching events before they are serialized): the
+    stylesheets are inlined there, from the installed package's files.
+    """
+    import panel.io.model as model_io
+
+    if getattr(model_io.monkeypatch_events, "pmkit_inline", False):
+        return
+    original = model_io.monkeypatch_events
+
+    def monkeypatch_events(events: Any) -> None:
+        original(events)
+        _inline_stylesheets_of(events)
+
+    monkeypatch_events.pmkit_inline = True  # type: ignore[attr-defined]
+    model_io.monkeypatch_events = monkeypatch_events
+
+
+def _inline_stylesheets_of(events: Any) -> None:
+    """Replace the CDN stylesheets that ``events`` would send by their inline text."""
+    from bokeh.document.events import ModelChangedEvent
+    from bokeh.model.util import collect_models
+    from bokeh.models import ImportedStyleSheet, UIElement
+    from panel.config import config
+    from panel.io.notebook import patch_inline_stylesheets, replace_inline_css
+
+    if not config.inline:
+        return
+    for event in events:
+        if not isinstance(event, ModelChangedEvent):
+            continue
+        if event.attr == "stylesheets" and isinstance(event.new, list | tuple):
+            event.new = [replace_inline_css(s) if isinstance(s, ImportedStyleSheet) else s
+                         for s in event.new]
+        for model in collect_models(event.new):
+            if isinstance(model, UIElement):
+                patch_inline_stylesheets(model)
 
 
 class _HoloViewsInline(importlib.abc.MetaPathFinder):
