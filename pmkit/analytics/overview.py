@@ -53,7 +53,7 @@ from pmkit.errors import ConfigError, InsufficientDataError, PmkitError, Validat
 if TYPE_CHECKING:
     from pmkit.registry import Registry
 
-__all__ = ["TRADING_DAYS", "group_overview", "portfolio_overview", "risk_overview"]
+__all__ = ["TRADING_DAYS", "group_overview", "portfolio_overview", "risk_overview", "warm_up"]
 
 #: Trading days per year used to annualize daily volatility.
 TRADING_DAYS = 252
@@ -270,16 +270,12 @@ def _risk(weights: xr.DataArray, returns: xr.DataArray, confidence: float) -> pd
     Rows are independent: a NaN (no value) or unmeasurable row is NaN, a
     zero row (cash only) is 0, and neither touches the others.
     """
-    from pmkit.risk import volatility
-    from pmkit.risk.measures import risk_contributions
+    from pmkit.risk import var, volatility
 
     def measures(w: xr.DataArray) -> xr.Dataset:
-        # VaR through the contributions program: the one risk_overview compiles for ES
-        tail = risk_contributions(w, returns, confidence=confidence, measure="var",
-                                  method="historical")
         vol = volatility(w, returns) * math.sqrt(TRADING_DAYS)
         return xr.Dataset({"volatility": vol.reset_coords(drop=True),
-                           "var": tail["total"].reset_coords(drop=True)})
+                           "var": var(w, returns, confidence=confidence).reset_coords(drop=True)})
 
     out = _rows(weights, _observed(weights, returns), measures)
     # + 0.0: a cash-only book's VaR is 0, not the -0.0 of negating a zero loss
@@ -644,3 +640,43 @@ def _stress(weights: xr.DataArray, nav: xr.DataArray, market: xr.Dataset) -> xr.
 
     ok = np.isfinite(weights.values).all(axis=1)
     return _rows(weights, ok, stress)
+
+
+def warm_up(registry: Registry) -> dict[str, float]:
+    """Compute every overview once, so the screens opened next find their programs compiled.
+
+    JAX compiles each jitted program on its first call with a new shape,
+    which takes seconds on a busy machine (the risk overview's several). A
+    served app calls this on a background thread as it starts, acting as an
+    administrator: risk batches are padded to a common size (8, 16, ...
+    rows), so the programs it compiles are those every user with up to as
+    many portfolios needs, and the first person to open the Risk tab does
+    not wait for them. Its own results stay cached for ``registry.user``.
+    With `pmkit.jit_cache.enable_compile_cache` the compiled programs also
+    outlive the process.
+
+    Parameters
+    ----------
+    registry : Registry
+        With market data (without, nothing is done).
+
+    Returns
+    -------
+    dict of str to float
+        Seconds per overview (``portfolios``, ``groups``, ``risk``); an
+        overview that refused (nothing invested yet) is left out.
+    """
+    import time
+
+    took: dict[str, float] = {}
+    if registry.market is None:
+        return took
+    for name, fn in (("portfolios", portfolio_overview), ("groups", group_overview),
+                     ("risk", risk_overview)):
+        start = time.perf_counter()
+        try:
+            fn(registry)
+        except PmkitError:
+            continue
+        took[name] = time.perf_counter() - start
+    return took
