@@ -151,7 +151,7 @@ def _book(registry: Registry, ids: Sequence[str], days: Sequence[pd.Timestamp]) 
         snap = market.sel(time=times).assign(
             close=(("asset", "time"),
                    marks["price"].sel(asset=market.indexes["asset"]).values))
-        nav = portfolio_values(priced, snap).transpose("portfolio", "time").values
+        nav = _unpad(portfolio_values(_pad(priced), snap)).transpose("portfolio", "time").values
         nav = np.where(unpriced, np.nan, nav)
         stamp = marks["priced_at"].sel(asset=q.indexes["asset"]).values.astype("datetime64[ns]")
         far = np.iinfo(np.int64).max
@@ -206,24 +206,46 @@ def _day_figures(registry: Registry, ids: Sequence[str], days: Sequence[pd.Times
     nav = book["nav"]
     finite = np.isfinite(nav.values).all(axis=1)
     flows = _flows(registry, ids, days)
-    pnl = daily_pnl(nav.fillna(0.0), flows).isel(time=-1).values
+    pnl = _unpad(daily_pnl(_pad(nav.fillna(0.0)), _pad(flows))).isel(time=-1).values
     return book, np.where(finite, pnl, np.nan)
 
 
 # ---------------------------------------------------------------- batched risk, row by row
 
 
+def _bucket(n: int) -> int:
+    return max(_BATCH, 1 << max(n - 1, 0).bit_length())
+
+
+def _pad(obj: Any) -> Any:
+    """``obj`` with zero rows appended on ``portfolio`` up to the next batch bucket.
+
+    The pad rows are books holding nothing (0 everywhere), labelled so they
+    can never be ids (`_unpad` drops them): the jitted programs see one
+    shape per bucket, whatever the number of books.
+    """
+    n = obj.sizes["portfolio"]
+    size = _bucket(n)
+    if size == n or n == 0:
+        return obj
+    labels = [f" pad {i}" for i in range(size - n)]
+    pad = xr.zeros_like(obj.isel(portfolio=np.zeros(size - n, dtype=int)))
+    return xr.concat([obj, pad.assign_coords(portfolio=labels)], dim="portfolio")
+
+
+def _unpad(obj: Any) -> Any:
+    real = [p for p in obj["portfolio"].values if not str(p).startswith(" pad ")]
+    return obj.sel(portfolio=real)
+
+
 def _padded(weights: xr.DataArray) -> xr.DataArray:
-    """``weights`` with zero rows appended up to the next batch bucket (labels never ids)."""
-    n = weights.sizes["portfolio"]
-    size = max(_BATCH, 1 << max(n - 1, 0).bit_length())
+    """``weights(portfolio, asset)`` padded with empty books (no row at all: only pads)."""
     w = weights.reset_coords(drop=True).transpose("portfolio", "asset")
-    if size == n:
-        return w
-    pad = xr.DataArray(np.zeros((size - n, w.sizes["asset"])), dims=("portfolio", "asset"),
-                       coords={"portfolio": [f" pad {i}" for i in range(size - n)],
-                               "asset": w["asset"].values})
-    return xr.concat([w, pad], dim="portfolio")
+    if w.sizes["portfolio"] == 0:
+        return xr.DataArray(np.zeros((_BATCH, w.sizes["asset"])), dims=("portfolio", "asset"),
+                            coords={"portfolio": [f" pad {i}" for i in range(_BATCH)],
+                                    "asset": w["asset"].values})
+    return _pad(w)
 
 
 def _observed(weights: xr.DataArray, returns: xr.DataArray) -> np.ndarray:
@@ -260,8 +282,7 @@ def _rows(weights: xr.DataArray, ok: np.ndarray,
             parts.append(part.isel(portfolio=[0]))
         # the all-cash pad rows give the shape of the result when no row is left
         out = xr.concat(parts, dim="portfolio") if parts else fn(_padded(rows.isel(portfolio=[])))
-    real = [p for p in out["portfolio"].values if not str(p).startswith(" pad ")]
-    return out.sel(portfolio=real).reindex(portfolio=ids)
+    return _unpad(out).reindex(portfolio=ids)
 
 
 def _risk(weights: xr.DataArray, returns: xr.DataArray, confidence: float) -> pd.DataFrame:
@@ -474,12 +495,15 @@ def _drawdowns(registry: Registry, ids: Sequence[str], as_of: pd.Timestamp) -> x
     start = pd.Timestamp(min(starts)).normalize() if starts else as_of
     days = times[(times >= start) & (times <= as_of)]
     if len(days) < 3:
-        raise InsufficientDataError("drawdown", len(days), "needs three market days of history")
+        # books started on (or after) the last days have no drawdown yet: NaN, not a refusal
+        days = days if len(days) else pd.DatetimeIndex([as_of])
+        return xr.DataArray(np.full((len(ids), len(days)), np.nan), dims=("portfolio", "time"),
+                            coords={"portfolio": list(ids), "time": days}, name="drawdown")
     days_t = tuple(pd.Timestamp(d) for d in days)
     values = _book(registry, ids, days_t)["nav"]
     flows = _flows(registry, ids, days_t)
     finite = np.isfinite(values.values).all(axis=1)
-    daily = time_weighted_returns(values.fillna(0.0), flows)["daily_return"]
+    daily = _unpad(time_weighted_returns(_pad(values.fillna(0.0)), _pad(flows))["daily_return"])
     daily = daily.isel(time=slice(1, None))
     # a portfolio whose first deposit comes later has NaN (not started) before it
     daily = daily.where(values.isel(time=slice(None, -1)).values > 0)
