@@ -281,9 +281,13 @@ def historical_stress(
 def _coverage(w: xr.DataArray, listed: np.ndarray, names: list[str]) -> xr.DataArray:
     """Share of each book's gross position value (``sum |w|``) listed at each window start."""
     gross = np.abs(np.asarray(w.values, dtype=np.float64))  # (P, N)
-    total = gross.sum(axis=1, keepdims=True)
+    inside = gross @ listed.T.astype(np.float64)  # (P, W)
+    outside = gross @ (~listed).T.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(total > 0, (gross @ listed.T.astype(np.float64)) / total, np.nan)
+        # both parts from the same sums: exactly 1 when all is listed, exactly 0 when none
+        # is (against a separate total the rounding could make a full book look partial)
+        total = inside + outside
+        share = np.where(total > 0, inside / total, np.nan)
     out = xr.DataArray(share, dims=("portfolio", "window"),
                        coords={"portfolio": w.portfolio.values, "window": names})
     out.attrs["units"] = "fraction of gross position value"
