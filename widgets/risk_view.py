@@ -20,7 +20,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from pmkit.display import MISSING, format_percent, format_time
+from pmkit.display import MISSING, TABULATOR_FORMATS, Kind, format_percent, format_time
 from pmkit.errors import ValidationError
 from pmkit_widgets.base import (
     Messages,
@@ -433,14 +433,23 @@ def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any
     rest = c.iloc[TOP_CONTRIBUTIONS:]
     if len(rest):
         top = pd.concat([top, pd.Series({f"other ({len(rest)})": float(rest.sum())})])
-    frame = pd.DataFrame({"asset": top.index.astype(str), "contribution": top.to_numpy() * 100})
+    frame = pd.DataFrame({"asset": top.index.astype(str), "contribution": top.to_numpy() * 100,
+                          "fraction": top.to_numpy(),
+                          "share": top.to_numpy() / es if es else np.nan})
     # barh draws the first row at the bottom: reverse so the largest is on top
     return frame.iloc[::-1].hvplot.barh(
         x="asset", y="contribution", height=max(240, 24 * len(frame) + 80), responsive=True,
         xlabel="", ylabel="contribution to 1-day ES (% of value)", color="#1f4e79",
         title=f"{portfolio}: ES {format_percent(es)} by asset",
-        hover_cols=["asset", "contribution"],
+        hover_cols=["fraction", "share"],
+        hover_tooltips=[("asset", "@asset"), ("contribution", _tip("fraction", "percent")),
+                        ("share of ES", _tip("share", "percent"))],
     )
+
+
+def _tip(column: str, kind: Kind) -> str:
+    """A Bokeh tooltip field showing ``column`` as `pmkit.display` formats ``kind``."""
+    return f"@{{{column}}}{{{TABULATOR_FORMATS[kind]}}}"
 
 
 def _stress_chart(stress: pd.DataFrame) -> Any:
@@ -449,12 +458,14 @@ def _stress_chart(stress: pd.DataFrame) -> Any:
     ensure_hvplot()
 
     # a scenario that replays none of the book draws no bar (not a bar at 0)
-    frame = stress.assign(return_pct=stress["return"].where(stress["coverage"] > 0) * 100,
-                          covers_pct=stress["coverage"] * 100)
+    frame = stress.assign(return_pct=stress["return"].where(stress["coverage"] > 0) * 100)
     return frame.hvplot.bar(
         x="scenario", y="return_pct", by="portfolio", height=300, responsive=True,
         ylabel="stress return (%)", xlabel="", title="Historical stress by scenario",
-        hover_cols=["pnl", "covers_pct"], rot=0, legend="bottom_right",
+        hover_cols=["return", "pnl", "coverage"], rot=0, legend="bottom_right",
+        hover_tooltips=[("portfolio", "@portfolio"), ("scenario", "@scenario"),
+                        ("return", _tip("return", "percent")), ("P&L", _tip("pnl", "money")),
+                        ("covers", _tip("coverage", "percent"))],
     )
 
 
@@ -463,9 +474,17 @@ def _drawdown_chart(drawdown: pd.DataFrame) -> Any:
 
     ensure_hvplot()
 
-    frame = drawdown * 100
-    frame.columns = pd.Index([str(c) for c in frame.columns], name="portfolio")
+    # long form: one curve per portfolio with the same columns, however many there are
+    frame = pd.DataFrame({
+        "time": np.repeat(drawdown.index.to_numpy(), drawdown.shape[1]),
+        "portfolio": np.tile([str(c) for c in drawdown.columns], drawdown.shape[0]),
+        "drawdown": drawdown.to_numpy(dtype=float).reshape(-1) * 100,
+    })
     return frame.hvplot.line(
-        height=300, responsive=True, ylabel="drawdown (%)", xlabel="",
-        title="Drawdown of the time-weighted return", legend="bottom_left",
+        x="time", y="drawdown", by="portfolio", height=300, responsive=True,
+        ylabel="drawdown (%)", xlabel="", title="Drawdown of the time-weighted return",
+        legend="bottom_left",
+        # the curve is in percent already: the ratio format, then the sign
+        hover_tooltips=[("portfolio", "@{portfolio}"), ("date", "@{time}{%F}"),
+                        ("drawdown", f"{_tip('drawdown', 'ratio')} %")],
     )
