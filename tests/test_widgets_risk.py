@@ -182,6 +182,7 @@ def test_risk_view_formats_through_pmkit_display(reg):
                           (view._stress_plot, {"return", "P&L", "covers"}),
                           (view._drawdown_plot, {"drawdown"})):
         fig = hv.render(pane.object)
+        assert fig.output_backend == "canvas"  # not WebGL: software-rendered without a GPU
         tools = list(fig.select(HoverTool))
         assert tools
         for tool in tools:
