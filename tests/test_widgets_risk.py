@@ -201,6 +201,28 @@ def test_risk_view_formats_through_pmkit_display(reg):
             assert seen == numbers
 
 
+def test_each_computation_draws_each_chart_once(reg, monkeypatch):
+    """The browser builds every chart sent: a chart drawn twice is a second of work twice."""
+    import pmkit_widgets.risk_view as module
+
+    drawn: list[str] = []
+    for name in ("_contribution_chart", "_stress_chart", "_drawdown_chart"):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name,
+                            lambda *a, real=real, name=name: (drawn.append(name), real(*a))[1])
+    view = RiskView(reg)
+    once = ["_stress_chart", "_contribution_chart", "_drawdown_chart"]
+    assert drawn == once
+    view._button.clicks += 1
+    assert drawn == once * 2
+    view._select.value = "client_b/balanced"  # another portfolio: its contributions only
+    assert drawn == [*once * 2, "_contribution_chart"]
+    view._button.clicks += 1  # and it stays the one shown
+    assert drawn == [*once * 2, "_contribution_chart", *once]
+    assert view._contrib_plot.object.opts.get("plot").kwargs["title"].startswith(
+        "client_b/balanced")
+
+
 def test_risk_view_shows_a_refusal_and_nothing_else(reg):
     alice = reg.as_user("alice")  # trader on client_a only
     before = reg.store.dump()

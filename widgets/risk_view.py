@@ -390,8 +390,10 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._stress_table.value = typed_frame(shown, _STRESS, {"pnl": "float"})
         self._stress_plot.object = _stress_chart(stress)
         keep = self._select.value if self._select.value in ids else ids[0] if ids else None
+        changed = keep != self._select.value
         self._select.param.update(options=ids, value=keep)
-        self._show_portfolio()
+        if not changed:  # a changed value has drawn the chart already (its watcher)
+            self._show_portfolio()
         self._info.object = self._info_text(ds)
 
     def _show_drawdown(self, ds: xr.Dataset) -> None:
