@@ -223,6 +223,35 @@ def test_each_computation_draws_each_chart_once(reg, monkeypatch):
         "client_b/balanced")
 
 
+def test_a_rendered_table_never_has_its_rows_replaced(reg):
+    """New figures come in new tables: Panel's browser side drops rows sent to a table
+    that is still being built there, which left a just-opened Risk tab without its figures."""
+    view = RiskView(reg, auto_compute=False)
+    root = view.__panel__().get_root()  # rendered, as in a served page
+    replaced: list[str] = []
+
+    def watch(table):
+        table.param.watch(lambda e: replaced.append(e.obj.css_classes[0]) if e.obj._models
+                          else None, "value")
+
+    for table in (view._summary, view._stress_table):
+        watch(table)
+    shown = []
+    for clicks in (1, 2):
+        view._button.clicks = clicks
+        tables = list(view.__panel__().select(pn.widgets.Tabulator))
+        assert tables == [view._summary, view._stress_table]
+        assert all(t not in shown for t in tables)  # fresh ones each time
+        assert all(root.ref["id"] in t._models for t in tables)  # and in the page
+        shown += tables
+        for table in tables:
+            watch(table)
+    assert replaced == []
+    np.testing.assert_allclose(view.summary["es"], risk_overview(reg)["es"].values, rtol=1e-12)
+    assert len(view._stress_table.value) == view.dataset.sizes["portfolio"] * view.dataset.sizes[
+        "scenario"]
+
+
 def test_risk_view_shows_a_refusal_and_nothing_else(reg):
     alice = reg.as_user("alice")  # trader on client_a only
     before = reg.store.dump()

@@ -73,10 +73,35 @@ def stress_text(value: float, coverage: float) -> str:
     return f"{format_percent(value)} (covers {format_percent(coverage, 0)} of the book)"
 
 
-def _table(columns: Sequence[str], titles: dict[str, str], formatters: dict[str, Any],
-           css: str, right: Sequence[str]) -> pn.widgets.Tabulator:
+def _summary_table(frame: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+    return _table(
+        _SUMMARY if frame is None else frame,
+        {"portfolio": "Portfolio", "es": "ES (1d)", "var": "VaR (1d)",
+         "volatility": "Volatility (ann.)"},
+        tabulator_formatters({"es": "percent", "var": "percent", "volatility": "percent"}),
+        "pmkit-risk-summary", _SUMMARY[1:])
+
+
+def _stress_table(frame: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+    return _table(
+        _STRESS if frame is None else frame,
+        {"portfolio": "Portfolio", "scenario": "Scenario", "return": "Return", "pnl": "P&L"},
+        tabulator_formatters({"pnl": "money"}), "pmkit-risk-stress", ("return", "pnl"))
+
+
+def _table(data: Sequence[str] | pd.DataFrame, titles: dict[str, str],
+           formatters: dict[str, Any], css: str, right: Sequence[str]) -> pn.widgets.Tabulator:
+    """A read-only table of ``data`` (a frame, or the column names of an empty one).
+
+    A view makes a new table for new figures instead of setting ``value``:
+    Panel's browser side drops a ``value`` that arrives while the table is
+    still being built there (``setData`` returns early during Tabulator's
+    set-up), which left the first figures of a just-opened tab unseen on a
+    busy machine. A new table carries its rows in its first render.
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(columns=list(data))
     return pn.widgets.Tabulator(
-        pd.DataFrame(columns=list(columns)), disabled=True, show_index=False, selectable=False,
+        frame, disabled=True, show_index=False, selectable=False,
         sortable=True, layout="fit_data_table", sizing_mode="stretch_width", titles=titles,
         # the number formatters align right themselves; preformatted text is told to
         formatters=formatters,
@@ -145,17 +170,10 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._empty = pn.pane.Alert("", alert_type="info", visible=False,
                                     sizing_mode="stretch_width", css_classes=["pmkit-empty"])
         self._init_messages()
-        self._summary = _table(
-            _SUMMARY,
-            {"portfolio": "Portfolio", "es": "ES (1d)", "var": "VaR (1d)",
-             "volatility": "Volatility (ann.)"},
-            tabulator_formatters({"es": "percent", "var": "percent", "volatility": "percent"}),
-            "pmkit-risk-summary", _SUMMARY[1:])
-        self._stress_table = _table(
-            _STRESS,
-            {"portfolio": "Portfolio", "scenario": "Scenario", "return": "Return",
-             "pnl": "P&L"},
-            tabulator_formatters({"pnl": "money"}), "pmkit-risk-stress", ("return", "pnl"))
+        self._summary = _summary_table()
+        self._stress_table = _stress_table()
+        self._summary_box = pn.Column(self._summary, sizing_mode="stretch_width", margin=0)
+        self._stress_box = pn.Column(self._stress_table, sizing_mode="stretch_width", margin=0)
         self._contrib_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width",
                                                min_height=320, css_classes=["pmkit-risk-contrib"])
         self._stress_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300,
@@ -170,12 +188,12 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._results = pn.Column(
             pn.Row(
                 pn.Column(pn.pane.Markdown("### Risk by portfolio", margin=(0, 10)),
-                          self._summary, width=460),
+                          self._summary_box, width=460),
                 pn.Column(self._contrib_plot, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
             pn.pane.Markdown("### Historical stress", margin=(10, 10, 0, 10)),
-            pn.Row(self._stress_plot, pn.Column(self._stress_table, width=560),
+            pn.Row(self._stress_plot, pn.Column(self._stress_box, width=560),
                    sizing_mode="stretch_width"),
             pn.pane.Markdown("### Drawdowns", margin=(10, 10, 0, 10)),
             self._drawdown_wait,
@@ -380,14 +398,17 @@ class RiskView(Messages, pn.viewable.Viewer):
             "var": ds["var"].values.astype(float),
             "volatility": ds["volatility"].values.astype(float),
         })
-        self._summary.value = typed_frame(summary, _SUMMARY, dict.fromkeys(_SUMMARY[1:], "float"))
+        self._summary = _summary_table(
+            typed_frame(summary, _SUMMARY, dict.fromkeys(_SUMMARY[1:], "float")))
+        self._summary_box.objects = [self._summary]
         stress = _stress_frame(ds)
         shown = stress.assign(
             **{"return": [stress_text(r, c) for r, c in zip(stress["return"], stress["coverage"],
                                                               strict=True)],
                # a scenario that replays nothing has no P&L to show, not a P&L of 0
                "pnl": stress["pnl"].where(stress["coverage"] > 0)})
-        self._stress_table.value = typed_frame(shown, _STRESS, {"pnl": "float"})
+        self._stress_table = _stress_table(typed_frame(shown, _STRESS, {"pnl": "float"}))
+        self._stress_box.objects = [self._stress_table]
         self._stress_plot.object = _stress_chart(stress)
         keep = self._select.value if self._select.value in ids else ids[0] if ids else None
         changed = keep != self._select.value
