@@ -170,10 +170,12 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._empty = pn.pane.Alert("", alert_type="info", visible=False,
                                     sizing_mode="stretch_width", css_classes=["pmkit-empty"])
         self._init_messages()
+        # the tables join the page with their first figures (see `_table`): a browser then
+        # builds each once, not an empty one first
         self._summary = _summary_table()
         self._stress_table = _stress_table()
-        self._summary_box = pn.Column(self._summary, sizing_mode="stretch_width", margin=0)
-        self._stress_box = pn.Column(self._stress_table, sizing_mode="stretch_width", margin=0)
+        self._summary_box = pn.Column(sizing_mode="stretch_width", margin=0)
+        self._stress_box = pn.Column(sizing_mode="stretch_width", margin=0)
         self._contrib_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width",
                                                min_height=320, css_classes=["pmkit-risk-contrib"])
         self._stress_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300,
