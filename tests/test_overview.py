@@ -203,6 +203,10 @@ def test_positions_are_marked_at_the_last_real_close():
     assert ports.loc["client_a/growth", "value"] == pytest.approx(expected, rel=1e-12)
     assert ports.loc["client_a/growth", "priced_at"] == times[-9]  # the oldest price behind it
     assert ports.loc["client_a/income", "priced_at"] == times[-1]
+    # the risk overview values the same books at the same prices, and says so
+    risk = risk_overview(reg, ["client_a/growth", "client_a/income"], drawdown=False)
+    assert risk["priced_at"].to_series().to_dict() == \
+        ports.loc[["client_a/growth", "client_a/income"], "priced_at"].to_dict()
 
 
 def test_stress_says_how_much_of_the_book_it_covers(reg):

@@ -252,6 +252,26 @@ def test_a_rendered_table_never_has_its_rows_replaced(reg):
         "scenario"]
 
 
+def test_the_as_of_line_names_books_priced_before_the_close(reg):
+    from pmkit.display import format_time
+    from pmkit.registry import Registry
+
+    plain = RiskView(reg, portfolios=[PID])._info.object
+    assert "positions priced at it;" in plain and "except" not in plain
+    market = reg.market.copy(deep=True)
+    times = market.indexes["time"]
+    close = market["close"].sel(asset="AAPL").copy()
+    close.loc[{"time": times[-8:]}] = np.nan  # AAPL suspended for the last 8 days
+    market["close"].loc[{"asset": "AAPL"}] = close
+    stale = Registry(reg.store, user="system", market=market)
+    held = {p: stale.positions(p).quantities.get("AAPL", 0) for p in (PID, "client_a/income")}
+    assert held[PID] != 0 and held["client_a/income"] == 0
+    info = RiskView(stale, portfolios=[PID, "client_a/income"])._info.object
+    assert f"except {PID} at the close of {format_time(times[-9])}" in info
+    assert "client_a/income at" not in info
+    assert f"**{format_time(times[-1])}**" in info
+
+
 def test_risk_view_shows_a_refusal_and_nothing_else(reg):
     alice = reg.as_user("alice")  # trader on client_a only
     before = reg.store.dump()

@@ -433,14 +433,29 @@ class RiskView(Messages, pn.viewable.Viewer):
     def _info_text(self, ds: xr.Dataset) -> str:
         a = ds.attrs
         day = escape_text(format_time(a.get("as_of")))
-        return (f"As of the close of **{day}** (positions priced at it; cash booked since "
-                f"counts) · 1-day VaR and ES at "
+        priced = f"positions priced at it{_older_prices(ds)}; cash booked since counts"
+        return (f"As of the close of **{day}** ({priced}) · 1-day VaR and ES at "
                 f"{format_percent(float(a.get('confidence', self.confidence)), 1)} from "
                 f"{a.get('lookback', self.lookback)} daily returns · "
                 f"seen by <code>{escape_text(self.registry.user)}</code>")
 
     def __panel__(self) -> pn.Column:
         return self._layout
+
+
+def _older_prices(ds: xr.Dataset, most: int = 3) -> str:
+    """``", except client_a/x at the close of 2022-12-20"`` for books priced before ``as_of``."""
+    if "priced_at" not in ds:
+        return ""
+    as_of = pd.Timestamp(ds.attrs["as_of"])
+    when = ds["priced_at"].to_series().dropna()
+    older = when[when < as_of].sort_values()
+    if older.empty:
+        return ""
+    parts = [f"{escape_text(str(p))} at the close of {escape_text(format_time(t))}"
+             for p, t in older.iloc[:most].items()]
+    more = f" and {len(older) - most} more" if len(older) > most else ""
+    return ", except " + ", ".join(parts) + more + " (their last prices)"
 
 
 def _stress_frame(ds: xr.Dataset) -> pd.DataFrame:

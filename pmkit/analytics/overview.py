@@ -566,6 +566,9 @@ def risk_overview(
           stress figure covers (1: all of it).
         - ``drawdown(portfolio, time)``: of the time-weighted return since the
           first ledger day (fraction, <= 0); left out with ``drawdown=False``.
+        - ``priced_at(portfolio)``: the close the weights are valued at, the
+          oldest price behind the positions (as in `portfolio_overview`):
+          ``as_of`` unless a position's last real close is older.
 
         ``attrs``: ``as_of`` (the market day, ISO date), ``confidence``,
         ``lookback``, ``horizon_days``.
@@ -611,6 +614,7 @@ def risk_overview(
                                  .to_dataset(name="drawdown")))
         out = xr.merge(parts, combine_attrs="drop_conflicts")
         out = out.drop_vars([c for c in out.coords if c not in out.dims], errors="ignore")
+        out["priced_at"] = book["priced_at"].reset_coords(drop=True)
         out["contribution"].attrs.update(units="fraction of value", measure="expected shortfall")
         out["volatility"].attrs.update(units="fraction per year", annualized=1)
         out["stress_coverage"].attrs.update(units="fraction of gross position value")
