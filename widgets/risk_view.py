@@ -388,6 +388,11 @@ class RiskView(Messages, pn.viewable.Viewer):
 
     # -- drawing --------------------------------------------------------------------------
     def _show(self, ds: xr.Dataset) -> None:
+        # one message to the browser for the whole change, so it lays the page out once
+        with pn.io.hold():
+            self._draw(ds)
+
+    def _draw(self, ds: xr.Dataset) -> None:
         self._dataset = ds
         self.clear_messages()
         self._empty_text = ""
@@ -421,7 +426,8 @@ class RiskView(Messages, pn.viewable.Viewer):
 
     def _show_drawdown(self, ds: xr.Dataset) -> None:
         self._dataset = ds
-        self._drawdown_plot.object = _drawdown_chart(self.drawdown)
+        with pn.io.hold():
+            self._drawdown_plot.object = _drawdown_chart(self.drawdown)
 
     def _show_portfolio(self) -> None:
         if self._dataset is None or self.portfolio is None:
