@@ -107,6 +107,9 @@ def _table(data: Sequence[str] | pd.DataFrame, titles: dict[str, str],
         formatters=formatters,
         text_align={c: "right" for c in right if c not in formatters},
         header_align=dict.fromkeys(right, "right"), max_height=320, css_classes=[css],
+        # a few dozen rows at most: drawn at once, without the virtual renderer's
+        # row-by-row measuring
+        configuration={"renderVertical": "basic"},
     )
 
 
