@@ -329,6 +329,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         from pmkit_widgets.app import serve
     except ImportError as exc:  # the UI extra is optional
         return refuse(f"needs the UI extra: pip install 'pmkit[ui]' ({exc})")
+    from pmkit.jit_cache import enable_compile_cache
+
+    enable_compile_cache()  # compiled risk programs outlive restarts; PMKIT_JAX_CACHE=off: not
     serve(
         store=store,
         port=args.port,

@@ -30,7 +30,19 @@ Text
 Text is a ``str`` without NUL or lone surrogates (which cannot be encoded as
 UTF-8); single-line text (names, tags, ids) has no control characters at
 all, free text (descriptions, notes, memos, reasons) may hold tabs and line
-breaks. Lengths are counted in characters:
+breaks. C1 control characters (U+0080 to U+009F) are refused in both.
+
+Bidirectional formatting characters are refused too, because they reorder
+the text *around* them wherever it is shown (a table cell, a log line, an
+audit record), and HTML escaping does not neutralize them: a portfolio named
+``"\u202eXYZ"`` (RIGHT-TO-LEFT OVERRIDE) can display as another name, or flip
+the figures beside it. The embeddings, overrides and isolates (U+202A to
+U+202E, U+2066 to U+2069) are refused in all text; single-line text also
+refuses the direction marks (U+200E, U+200F, U+061C) and the line and
+paragraph separators (U+2028, U+2029). Right-to-left letters (Arabic,
+Hebrew) are ordinary text and accepted everywhere.
+
+Lengths are counted in characters:
 
 =======================  =====  =================================================
 limit                    value  applies to
@@ -50,6 +62,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -102,8 +115,12 @@ MAX_JSON_BYTES = 65_536
 MAX_JSON_DEPTH = 16
 
 _MAX_KEY_LENGTH = 256
-_CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_FREE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_FREE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: Embeddings, overrides and isolates: they reorder the neighbouring text (Trojan Source).
+_BIDI_FREE = re.compile("[\u202a-\u202e\u2066-\u2069]")
+#: In names, also the direction marks and the line and paragraph separators.
+_BIDI_ANY = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u2028\u2029]")
 
 
 def _numeric(value: Any) -> bool:
@@ -214,7 +231,9 @@ def check_text(
         Longest accepted length in characters (one of the ``MAX_*_LENGTH`` constants).
     multiline : bool
         Whether tabs and line breaks are allowed (free text); other control
-        characters never are.
+        characters never are, nor bidirectional embeddings, overrides and
+        isolates; single-line text also refuses direction marks and the
+        Unicode line and paragraph separators (see the module docstring).
     allow_empty : bool
         Whether an empty or all-blank string is accepted.
 
@@ -222,7 +241,8 @@ def check_text(
     ------
     ValidationError
         (or ``error``) naming ``field``: not a string, NUL or another control
-        character, a lone surrogate, too long, or blank when not allowed.
+        character, a bidirectional formatting character, a lone surrogate,
+        too long, or blank when not allowed.
     """
     if not isinstance(value, str):
         raise error(field, value, "must be a string")
@@ -232,6 +252,14 @@ def check_text(
     bad = (_CONTROL_FREE if multiline else _CONTROL_ANY).search(text)
     if bad is not None:
         raise error(field, value, f"contains the control character {bad.group()!r}")
+    bad = (_BIDI_FREE if multiline else _BIDI_ANY).search(text)
+    if bad is not None:
+        char = bad.group()
+        what = f"U+{ord(char):04X} ({unicodedata.name(char, 'FORMAT CHARACTER')})"
+        if char in "\u2028\u2029":
+            raise error(field, value, f"contains {what}: a line break in single-line text")
+        raise error(field, value, f"contains {what}, a bidirectional formatting character "
+                    "that can reorder the text around it")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -242,12 +270,15 @@ def check_text(
 
 
 def safe_text(value: str, max_length: int = MAX_MEMO_LENGTH) -> str:
-    """``value`` made storable as given-but-defanged: lone surrogates escaped, NUL dropped, cut.
+    r"""``value`` made storable as given-but-defanged: lone surrogates escaped, NUL dropped, cut.
 
-    For keeping a record of refused input (a rejected signal) without
-    refusing to record it.
+    Bidirectional formatting characters are written as escapes (``\u202e``),
+    so the record cannot reorder the text around it where it is shown. For
+    keeping a record of refused input (a rejected signal) without refusing
+    to record it.
     """
     text = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "")
+    text = _BIDI_ANY.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text if len(text) <= max_length else text[: max_length - 1] + "…"
 
 

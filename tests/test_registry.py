@@ -641,12 +641,19 @@ def test_bad_input_at_every_entry_point_changes_nothing(seed, call, error, field
 
 
 def test_summary_cash_and_value_are_as_of_the_same_time(demo):
+    prev = demo.market.indexes["time"][-2]
+    before, before_prev = demo.summary(), demo.value("client_a/income", at=prev)
     demo.record_cash(1_000.0, portfolio="client_a/income", ts=datetime(2026, 1, 5))
     s = demo.summary()
     t = demo.market.indexes["time"][-1]
     assert s.attrs["as_of"] == t
+    # a deposit after the last close is cash at once, valued with positions at that close
     pos = demo.positions("client_a/income")  # now: includes the 2026 deposit
-    assert s.loc["client_a/income", "cash"] == pytest.approx(pos.cash - 1_000.0, rel=1e-12)
+    assert s.loc["client_a/income", "cash"] == pytest.approx(pos.cash, rel=1e-12)
+    assert s.loc["client_a/income", "value"] == pytest.approx(
+        before.loc["client_a/income", "value"] + 1_000.0, rel=1e-12)
+    # ...but not at an earlier close: that replay stops at its own day
+    assert demo.value("client_a/income", at=prev) == before_prev
     early = demo.summary(at="2021-01-04")
     assert early.loc["client_a/income", "value"] == pytest.approx(
         demo.value("client_a/income", at=pd.Timestamp("2021-01-04")), rel=1e-12)

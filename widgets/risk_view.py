@@ -2,9 +2,12 @@
 
 The view calls `pmkit.analytics.overview.risk_overview`, the same function a
 notebook user (and ``%pm risk``) calls, and draws what it returns with
-hvplot; it computes nothing itself. The service call can take seconds, so in
-a served session (or a notebook) it runs on a worker thread while a spinner
-shows; without an event loop (scripts, tests) it runs inline.
+hvplot; it computes nothing itself. It asks in two steps: first without
+drawdowns (the table, the contributions and the stress figures show as soon
+as they are ready), then with them, which reuses the service's cached parts
+and fills in the drawdown chart. In a served session (or a notebook) each
+step runs on a worker thread while a spinner shows; without an event loop
+(scripts, tests) both run inline.
 """
 
 from __future__ import annotations
@@ -16,22 +19,26 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
 
+from pmkit.display import MISSING, TABULATOR_FORMATS, Kind, format_percent, format_time
+from pmkit.errors import ValidationError
 from pmkit_widgets.base import (
     Messages,
     error_text,
     escape_text,
     run_service_call,
     served_document,
+    typed_frame,
 )
+from pmkit_widgets.formatting import tabulator_formatters
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from pmkit.registry import Registry
 
-__all__ = ["CONFIDENCE_LEVELS", "TOP_CONTRIBUTIONS", "RiskView"]
+__all__ = ["CONFIDENCE_LEVELS", "FULL_COVERAGE", "TOP_CONTRIBUTIONS", "RiskView",
+           "stress_text"]
 
 #: Confidence levels offered for VaR and expected shortfall (fractions).
 CONFIDENCE_LEVELS = (0.9, 0.95, 0.975, 0.99)
@@ -39,19 +46,70 @@ CONFIDENCE_LEVELS = (0.9, 0.95, 0.975, 0.99)
 #: Assets drawn individually in the contributions chart; the rest form one "other" bar.
 TOP_CONTRIBUTIONS = 12
 
-def _pct(digits: int = 2) -> NumberFormatter:
-    # values are fractions; numbro's percent format multiplies by 100
-    return NumberFormatter(format="0." + "0" * digits + "%", nan_format="—")
+#: A stress figure covering less of the book than this (fraction of gross position
+#: value listed at the window start) says how much it covers.
+FULL_COVERAGE = 0.995
+
+#: The charts draw at most a few thousand points: the 2D canvas draws them sooner than
+#: WebGL (HoloViews' default), which without a GPU (remote desktops, headless browsers)
+#: goes through a software rasterizer and a copy onto the page.
+_CANVAS = {"plot.output_backend": "canvas"}
+
+_SUMMARY = ("portfolio", "es", "var", "volatility")
+_STRESS = ("portfolio", "scenario", "return", "pnl")
 
 
-def _table(columns: Sequence[str], titles: dict[str, str], formatters: dict[str, Any],
-           css: str) -> pn.widgets.Tabulator:
-    numeric = list(formatters)
+def stress_text(value: float, coverage: float) -> str:
+    """A stress return for people, saying how much of the book it covers when not all.
+
+    ``-0.031, 0.12`` -> ``"-3.10 % (covers 12 % of the book)"``; with no
+    position listed in the window (``coverage`` 0) the figure is no loss at
+    all but no figure: ``"— (no position was listed then)"``.
+    """
+    if not np.isfinite(coverage) or coverage >= FULL_COVERAGE:
+        return format_percent(value)
+    if coverage <= 0:
+        return f"{MISSING} (no position was listed then)"
+    return f"{format_percent(value)} (covers {format_percent(coverage, 0)} of the book)"
+
+
+def _summary_table(frame: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+    return _table(
+        _SUMMARY if frame is None else frame,
+        {"portfolio": "Portfolio", "es": "ES (1d)", "var": "VaR (1d)",
+         "volatility": "Volatility (ann.)"},
+        tabulator_formatters({"es": "percent", "var": "percent", "volatility": "percent"}),
+        "pmkit-risk-summary", _SUMMARY[1:])
+
+
+def _stress_table(frame: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+    return _table(
+        _STRESS if frame is None else frame,
+        {"portfolio": "Portfolio", "scenario": "Scenario", "return": "Return", "pnl": "P&L"},
+        tabulator_formatters({"pnl": "money"}), "pmkit-risk-stress", ("return", "pnl"))
+
+
+def _table(data: Sequence[str] | pd.DataFrame, titles: dict[str, str],
+           formatters: dict[str, Any], css: str, right: Sequence[str]) -> pn.widgets.Tabulator:
+    """A read-only table of ``data`` (a frame, or the column names of an empty one).
+
+    A view makes a new table for new figures instead of setting ``value``:
+    Panel's browser side drops a ``value`` that arrives while the table is
+    still being built there (``setData`` returns early during Tabulator's
+    set-up), which left the first figures of a just-opened tab unseen on a
+    busy machine. A new table carries its rows in its first render.
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(columns=list(data))
     return pn.widgets.Tabulator(
-        pd.DataFrame(columns=list(columns)), disabled=True, show_index=False, selectable=False,
-        sortable=True, layout="fit_data_stretch", sizing_mode="stretch_width", titles=titles,
-        formatters=formatters, text_align=dict.fromkeys(numeric, "right"),
-        header_align=dict.fromkeys(numeric, "right"), max_height=320, css_classes=[css],
+        frame, disabled=True, show_index=False, selectable=False,
+        sortable=True, layout="fit_data_table", sizing_mode="stretch_width", titles=titles,
+        # the number formatters align right themselves; preformatted text is told to
+        formatters=formatters,
+        text_align={c: "right" for c in right if c not in formatters},
+        header_align=dict.fromkeys(right, "right"), max_height=320, css_classes=[css],
+        # a few dozen rows at most: drawn at once, without the virtual renderer's
+        # row-by-row measuring
+        configuration={"renderVertical": "basic"},
     )
 
 
@@ -62,9 +120,12 @@ class RiskView(Messages, pn.viewable.Viewer):
     shortfall (fractions of value, at ``confidence``) and annualized
     volatility; the selected portfolio's Euler contributions to expected
     shortfall as horizontal bars (they add up to its ES); historical stress
-    returns by scenario (chart and table, with P&L in currency); and the
-    drawdowns of each portfolio's time-weighted return. Works inline in a
-    notebook (after ``pn.extension("tabulator")``) and in the served app.
+    returns by scenario (chart and table, with P&L in currency, and how much
+    of the book each scenario covers when some positions were not listed
+    then); and the drawdowns of each portfolio's time-weighted return. When
+    the user has no portfolio with positions, it says what to do instead.
+    Works inline in a notebook (after ``pn.extension("tabulator")``) and in
+    the served app.
 
     Parameters
     ----------
@@ -85,7 +146,8 @@ class RiskView(Messages, pn.viewable.Viewer):
                              doc="Daily returns behind contributions, VaR, ES and volatility.")
     auto_compute = param.Boolean(default=True, constant=True,
                                  doc="Compute once when the view is created (or served).")
-    busy = param.Boolean(default=False, constant=True, doc="Whether a computation runs.")
+    busy = param.Boolean(default=False, constant=True,
+                         doc="Whether a computation runs (either step).")
 
     def __init__(self, registry: Registry, *, portfolios: Sequence[str] | None = None,
                  confidence: float = 0.95, **params: Any) -> None:
@@ -93,51 +155,62 @@ class RiskView(Messages, pn.viewable.Viewer):
         self.registry = registry
         self.portfolios = None if portfolios is None else [str(p) for p in portfolios]
         self._dataset: xr.Dataset | None = None
+        self._empty_text = ""
 
         levels = sorted({*CONFIDENCE_LEVELS, float(confidence)})
         self._select = pn.widgets.Select(label="Portfolio", options=[], width=220,
                                          css_classes=["pmkit-risk-portfolio"])
         self._confidence = pn.widgets.Select(
-            label="Confidence", options={f"{c:.1%}": c for c in levels}, value=float(confidence),
-            width=110, css_classes=["pmkit-risk-confidence"])
+            label="Confidence", options={format_percent(c, 1): c for c in levels},
+            value=float(confidence), width=110, css_classes=["pmkit-risk-confidence"])
         self._button = pn.widgets.Button(label="Compute risk", color="primary",
                                          css_classes=["pmkit-compute-risk"], align="end")
         self._spinner = pn.indicators.LoadingSpinner(value=False, size=28, visible=False,
                                                      align="center",
                                                      css_classes=["pmkit-progress"])
-        self._info = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"})
+        self._info = pn.pane.Markdown("", margin=(0, 10), styles={"color": "#6b7280"},
+                                      css_classes=["pmkit-risk-info"])
+        self._empty = pn.pane.Alert("", alert_type="info", visible=False,
+                                    sizing_mode="stretch_width", css_classes=["pmkit-empty"])
         self._init_messages()
-        self._summary = _table(
-            ["portfolio", "es", "var", "volatility"],
-            {"portfolio": "Portfolio", "es": "ES (1d)", "var": "VaR (1d)",
-             "volatility": "Volatility (ann.)"},
-            {"es": _pct(), "var": _pct(), "volatility": _pct()}, "pmkit-risk-summary")
-        self._stress_table = _table(
-            ["portfolio", "scenario", "return", "pnl", "unlisted"],
-            {"portfolio": "Portfolio", "scenario": "Scenario", "return": "Return",
-             "pnl": "P&L", "unlisted": "Unlisted weight"},
-            {"return": _pct(), "pnl": NumberFormatter(format="0,0", nan_format="—"),
-             "unlisted": _pct(1)}, "pmkit-risk-stress")
+        # the tables join the page with their first figures (see `_table`): a browser then
+        # builds each once, not an empty one first
+        self._summary = _summary_table()
+        self._stress_table = _stress_table()
+        self._summary_box = pn.Column(sizing_mode="stretch_width", margin=0)
+        self._stress_box = pn.Column(sizing_mode="stretch_width", margin=0)
         self._contrib_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width",
                                                min_height=320, css_classes=["pmkit-risk-contrib"])
-        self._stress_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300)
+        self._stress_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300,
+                                              css_classes=["pmkit-risk-stress-chart"])
         self._drawdown_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width",
                                                 min_height=300,
                                                 css_classes=["pmkit-risk-drawdown"])
-        self._layout = pn.Column(
-            pn.Row(self._select, self._confidence, self._button, self._spinner),
-            self._info,
-            self._error,
+        self._drawdown_wait = pn.Row(
+            pn.indicators.LoadingSpinner(value=True, size=20, align="center"),
+            pn.pane.Markdown("Computing drawdowns…", margin=(0, 6)),
+            visible=False, css_classes=["pmkit-risk-drawdown-progress"])
+        self._results = pn.Column(
             pn.Row(
                 pn.Column(pn.pane.Markdown("### Risk by portfolio", margin=(0, 10)),
-                          self._summary, width=460),
+                          self._summary_box, width=460),
                 pn.Column(self._contrib_plot, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
             pn.pane.Markdown("### Historical stress", margin=(10, 10, 0, 10)),
-            pn.Row(self._stress_plot, self._stress_table, sizing_mode="stretch_width"),
+            pn.Row(self._stress_plot, pn.Column(self._stress_box, width=560),
+                   sizing_mode="stretch_width"),
             pn.pane.Markdown("### Drawdowns", margin=(10, 10, 0, 10)),
+            self._drawdown_wait,
             self._drawdown_plot,
+            sizing_mode="stretch_width",
+        )
+        self._layout = pn.Column(
+            pn.Row(self._select, self._confidence, self._button, self._spinner),
+            self._info,
+            self._empty,
+            self._error,
+            self._results,
             sizing_mode="stretch_width",
             css_classes=["pmkit-risk"],
         )
@@ -155,13 +228,21 @@ class RiskView(Messages, pn.viewable.Viewer):
     # -- reading ------------------------------------------------------------------------
     @property
     def dataset(self) -> xr.Dataset | None:
-        """The `risk_overview` dataset shown (None before the first computation)."""
+        """The `risk_overview` dataset shown (None before the first computation).
+
+        Without ``drawdown`` while the second step still runs.
+        """
         return self._dataset
 
     @property
     def portfolio(self) -> str | None:
         """The portfolio whose contributions are shown."""
         return self._select.value
+
+    @property
+    def empty_state(self) -> str:
+        """What the view says instead of figures when there is nothing to show (or ``""``)."""
+        return self._empty_text
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -179,7 +260,7 @@ class RiskView(Messages, pn.viewable.Viewer):
         if ds is None or pid is None:
             return pd.DataFrame(columns=["contribution", "share"], index=pd.Index([], name="asset"))
         c = ds["contribution"].sel(portfolio=pid).to_series()
-        c = c[c != 0].sort_values(ascending=False)
+        c = c[c != 0].dropna().sort_values(ascending=False)
         es = float(ds["es"].sel(portfolio=pid))
         out = pd.DataFrame({"contribution": c, "share": c / es if es else np.nan})
         out.index.name = "asset"
@@ -187,31 +268,36 @@ class RiskView(Messages, pn.viewable.Viewer):
 
     @property
     def stress(self) -> pd.DataFrame:
-        """The stress table shown, one row per portfolio and scenario.
+        """The stress figures shown, one row per portfolio and scenario.
 
         Columns ``portfolio``, ``scenario``, ``return`` (fraction), ``pnl``
-        (currency) and ``unlisted`` (weight held as cash for lack of prices).
+        (currency), ``unlisted`` (net weight held as cash for lack of
+        prices) and ``coverage`` (share of the book's gross position value
+        the scenario replays); the table shows ``return`` as `stress_text`.
         """
-        return self._stress_table.value.copy()
+        if self._dataset is None:
+            return pd.DataFrame(columns=["portfolio", "scenario", "return", "pnl", "unlisted",
+                                         "coverage"])
+        return _stress_frame(self._dataset)
 
     @property
     def drawdown(self) -> pd.DataFrame:
-        """Drawdowns shown (fractions, <= 0), time × portfolio."""
-        if self._dataset is None:
+        """Drawdowns shown (fractions, <= 0), time × portfolio (empty until computed)."""
+        if self._dataset is None or "drawdown" not in self._dataset:
             return pd.DataFrame()
         return self._dataset["drawdown"].transpose("time", "portfolio").to_pandas()
 
     # -- actions --------------------------------------------------------------------------
-    def _call(self) -> Callable[[], xr.Dataset]:
+    def _call(self, drawdown: bool) -> Callable[[], xr.Dataset]:
         from pmkit.analytics.overview import risk_overview
 
         registry, portfolios = self.registry, self.portfolios
         confidence, lookback = float(self.confidence), int(self.lookback)
         return lambda: risk_overview(registry, portfolios, confidence=confidence,
-                                     lookback=lookback)
+                                     lookback=lookback, drawdown=drawdown)
 
     def compute(self) -> xr.Dataset | None:
-        """Call `risk_overview` now and show the result (or the error).
+        """Call `risk_overview` now (both steps) and show the result, the empty state or the error.
 
         Returns
         -------
@@ -219,25 +305,39 @@ class RiskView(Messages, pn.viewable.Viewer):
             The dataset shown, or None when the service refused.
         """
         done: list[xr.Dataset] = []
-        self._run(self._call(), done.append, inline=True)
-        return done[0] if done else None
+        self._run(done.append, inline=True)
+        return done[-1] if done else None
 
     def compute_async(self) -> None:
         """Like `compute`, but off the session's thread when an event loop runs (the button)."""
-        self._run(self._call(), lambda ds: None, inline=False)
+        self._run(lambda ds: None, inline=False)
 
-    def _run(self, call: Callable[[], xr.Dataset], sink: Callable[[xr.Dataset], None], *,
-             inline: bool) -> None:
+    def _run(self, sink: Callable[[xr.Dataset], None], *, inline: bool) -> None:
         if self.busy:
             return
+        first, second = self._call(False), self._call(True)
 
-        def done(ds: xr.Dataset) -> None:
-            self._show(ds)
+        def whole(ds: xr.Dataset) -> None:
+            self._show_drawdown(ds)
             sink(ds)
 
-        run_service_call(call, on_start=lambda: self._set_busy(True), on_done=done,
-                         on_error=self._show_error, on_finish=lambda: self._set_busy(False),
-                         inline=inline)
+        def ended_second() -> None:
+            self._drawdown_wait.visible = False
+            self._set_busy(False)
+
+        def quick(ds: xr.Dataset) -> None:
+            self._show(ds)
+            # the second step reuses the service's cached parts and adds the drawdowns
+            self._drawdown_wait.visible = True
+            run_service_call(second, on_start=lambda: None, on_done=whole,
+                             on_error=self._show_error, on_finish=ended_second, inline=inline)
+
+        def ended_first() -> None:
+            if not self._drawdown_wait.visible:
+                self._set_busy(False)
+
+        run_service_call(first, on_start=lambda: self._set_busy(True), on_done=quick,
+                         on_error=self._show_error, on_finish=ended_first, inline=inline)
 
     def _confidence_picked(self, event: Any) -> None:
         self.confidence = float(event.new)
@@ -246,7 +346,7 @@ class RiskView(Messages, pn.viewable.Viewer):
         value = float(event.new)
         options = dict(self._confidence.options)
         if value not in options.values():
-            options[f"{value:.1%}"] = value
+            options[format_percent(value, 1)] = value
             options = dict(sorted(options.items(), key=lambda kv: kv[1]))
         self._confidence.param.update(options=options, value=value)
 
@@ -258,18 +358,49 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._button.disabled = busy
         if busy:
             self._info.object = "Computing risk…"
+        elif self._dataset is not None:
+            self._info.object = self._info_text(self._dataset)
 
     def _show_error(self, exc: Exception) -> None:
-        self.show_error(error_text(exc))
-        if self._dataset is not None:
-            self._info.object = self._info_text(self._dataset)
-        else:
+        empty = self._empty_for(exc)
+        if empty:
+            self.clear_messages()
+            self._dataset = None
+            self._empty_text = empty
+            self._empty.object = escape_text(empty)
+            self._empty.visible = True
+            self._results.visible = False
             self._info.object = ""
+            return
+        self.show_error(error_text(exc))
+        self._info.object = self._info_text(self._dataset) if self._dataset is not None else ""
+
+    def _empty_for(self, exc: Exception) -> str:
+        """The empty-state text when ``exc`` is the service saying there is nothing to show."""
+        if self.portfolios is not None or not isinstance(exc, ValidationError):
+            return ""
+        if exc.field != "portfolios":
+            return ""
+        if not self.registry.portfolios():
+            return ("You see no portfolio yet. Create one in the Portfolios tab, or ask an "
+                    "owner or administrator to give you access to one; its risk shows here "
+                    "once it holds positions.")
+        return ("None of the portfolios you see holds a position yet, so there is no risk to "
+                "show. Buy assets (propose a rebalance in Optimize and have it approved, or "
+                "record trades), then press Compute risk.")
 
     # -- drawing --------------------------------------------------------------------------
     def _show(self, ds: xr.Dataset) -> None:
+        # one message to the browser for the whole change, so it lays the page out once
+        with pn.io.hold():
+            self._draw(ds)
+
+    def _draw(self, ds: xr.Dataset) -> None:
         self._dataset = ds
         self.clear_messages()
+        self._empty_text = ""
+        self._empty.visible = False
+        self._results.visible = True
         ids = [str(p) for p in ds["portfolio"].values]
         summary = pd.DataFrame({
             "portfolio": ids,
@@ -277,20 +408,29 @@ class RiskView(Messages, pn.viewable.Viewer):
             "var": ds["var"].values.astype(float),
             "volatility": ds["volatility"].values.astype(float),
         })
-        self._summary.value = summary
-        stress = pd.DataFrame({
-            "return": ds["stress_return"].to_series(),
-            "pnl": ds["stress_pnl"].to_series(),
-            "unlisted": ds["stress_unlisted"].to_series(),
-        }).reset_index()
-        self._stress_table.value = stress.loc[:, ["portfolio", "scenario", "return", "pnl",
-                                                  "unlisted"]]
+        self._summary = _summary_table(
+            typed_frame(summary, _SUMMARY, dict.fromkeys(_SUMMARY[1:], "float")))
+        self._summary_box.objects = [self._summary]
+        stress = _stress_frame(ds)
+        shown = stress.assign(
+            **{"return": [stress_text(r, c) for r, c in zip(stress["return"], stress["coverage"],
+                                                              strict=True)],
+               # a scenario that replays nothing has no P&L to show, not a P&L of 0
+               "pnl": stress["pnl"].where(stress["coverage"] > 0)})
+        self._stress_table = _stress_table(typed_frame(shown, _STRESS, {"pnl": "float"}))
+        self._stress_box.objects = [self._stress_table]
         self._stress_plot.object = _stress_chart(stress)
-        self._drawdown_plot.object = _drawdown_chart(self.drawdown)
         keep = self._select.value if self._select.value in ids else ids[0] if ids else None
+        changed = keep != self._select.value
         self._select.param.update(options=ids, value=keep)
-        self._show_portfolio()
+        if not changed:  # a changed value has drawn the chart already (its watcher)
+            self._show_portfolio()
         self._info.object = self._info_text(ds)
+
+    def _show_drawdown(self, ds: xr.Dataset) -> None:
+        self._dataset = ds
+        with pn.io.hold():
+            self._drawdown_plot.object = _drawdown_chart(self.drawdown)
 
     def _show_portfolio(self) -> None:
         if self._dataset is None or self.portfolio is None:
@@ -301,13 +441,40 @@ class RiskView(Messages, pn.viewable.Viewer):
 
     def _info_text(self, ds: xr.Dataset) -> str:
         a = ds.attrs
-        return (f"As of **{escape_text(str(a.get('as_of', '')))}** · 1-day VaR and ES at "
-                f"{float(a.get('confidence', self.confidence)):.1%} from "
+        day = escape_text(format_time(a.get("as_of")))
+        priced = f"positions priced at it{_older_prices(ds)}; cash booked since counts"
+        return (f"As of the close of **{day}** ({priced}) · 1-day VaR and ES at "
+                f"{format_percent(float(a.get('confidence', self.confidence)), 1)} from "
                 f"{a.get('lookback', self.lookback)} daily returns · "
                 f"seen by <code>{escape_text(self.registry.user)}</code>")
 
     def __panel__(self) -> pn.Column:
         return self._layout
+
+
+def _older_prices(ds: xr.Dataset, most: int = 3) -> str:
+    """``", except client_a/x at the close of 2022-12-20"`` for books priced before ``as_of``."""
+    if "priced_at" not in ds:
+        return ""
+    as_of = pd.Timestamp(ds.attrs["as_of"])
+    when = ds["priced_at"].to_series().dropna()
+    older = when[when < as_of].sort_values()
+    if older.empty:
+        return ""
+    parts = [f"{escape_text(str(p))} at the close of {escape_text(format_time(t))}"
+             for p, t in older.iloc[:most].items()]
+    more = f" and {len(older) - most} more" if len(older) > most else ""
+    return ", except " + ", ".join(parts) + more + " (their last prices)"
+
+
+def _stress_frame(ds: xr.Dataset) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "return": ds["stress_return"].to_series(),
+        "pnl": ds["stress_pnl"].to_series(),
+        "unlisted": ds["stress_unlisted"].to_series(),
+        "coverage": ds["stress_coverage"].to_series(),
+    }).reset_index()
+    return frame.loc[:, ["portfolio", "scenario", "return", "pnl", "unlisted", "coverage"]]
 
 
 def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any:
@@ -320,13 +487,24 @@ def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any
     rest = c.iloc[TOP_CONTRIBUTIONS:]
     if len(rest):
         top = pd.concat([top, pd.Series({f"other ({len(rest)})": float(rest.sum())})])
-    frame = pd.DataFrame({"asset": top.index.astype(str), "contribution": top.to_numpy() * 100})
+    frame = pd.DataFrame({"asset": top.index.astype(str), "contribution": top.to_numpy() * 100,
+                          "fraction": top.to_numpy(),
+                          "share": top.to_numpy() / es if es else np.nan})
     # barh draws the first row at the bottom: reverse so the largest is on top
     return frame.iloc[::-1].hvplot.barh(
         x="asset", y="contribution", height=max(240, 24 * len(frame) + 80), responsive=True,
         xlabel="", ylabel="contribution to 1-day ES (% of value)", color="#1f4e79",
-        title=f"{portfolio}: ES {es:.2%} by asset", hover_cols=["asset", "contribution"],
+        title=f"{portfolio}: ES {format_percent(es)} by asset",
+        hover_cols=["fraction", "share"],
+        backend_opts=_CANVAS,
+        hover_tooltips=[("asset", "@asset"), ("contribution", _tip("fraction", "percent")),
+                        ("share of ES", _tip("share", "percent"))],
     )
+
+
+def _tip(column: str, kind: Kind) -> str:
+    """A Bokeh tooltip field showing ``column`` as `pmkit.display` formats ``kind``."""
+    return f"@{{{column}}}{{{TABULATOR_FORMATS[kind]}}}"
 
 
 def _stress_chart(stress: pd.DataFrame) -> Any:
@@ -334,11 +512,19 @@ def _stress_chart(stress: pd.DataFrame) -> Any:
 
     ensure_hvplot()
 
-    frame = stress.assign(return_pct=stress["return"] * 100)
-    return frame.hvplot.bar(
-        x="scenario", y="return_pct", by="portfolio", height=300, responsive=True,
-        ylabel="stress return (%)", xlabel="", title="Historical stress by scenario",
-        hover_cols=["pnl"], rot=0, legend="bottom_right",
+    # a scenario that replays none of the book draws no bar (not a bar at 0)
+    frame = stress.assign(return_pct=stress["return"].where(stress["coverage"] > 0) * 100)
+    # horizontal: the scenario/portfolio labels read in full side by side (a vertical
+    # chart overlaps them from four portfolios on)
+    return frame.hvplot.barh(
+        x="scenario", y="return_pct", by="portfolio", responsive=True,
+        height=max(240, 22 * len(frame) + 90), ylabel="stress return (%)", xlabel="",
+        title="Historical stress by scenario", hover_cols=["return", "pnl", "coverage"],
+        legend=False,
+        backend_opts=_CANVAS,
+        hover_tooltips=[("portfolio", "@portfolio"), ("scenario", "@scenario"),
+                        ("return", _tip("return", "percent")), ("P&L", _tip("pnl", "money")),
+                        ("covers", _tip("coverage", "percent"))],
     )
 
 
@@ -347,9 +533,18 @@ def _drawdown_chart(drawdown: pd.DataFrame) -> Any:
 
     ensure_hvplot()
 
-    frame = drawdown * 100
-    frame.columns = pd.Index([str(c) for c in frame.columns], name="portfolio")
+    # long form: one curve per portfolio with the same columns, however many there are
+    frame = pd.DataFrame({
+        "time": np.repeat(drawdown.index.to_numpy(), drawdown.shape[1]),
+        "portfolio": np.tile([str(c) for c in drawdown.columns], drawdown.shape[0]),
+        "drawdown": drawdown.to_numpy(dtype=float).reshape(-1) * 100,
+    })
     return frame.hvplot.line(
-        height=300, responsive=True, ylabel="drawdown (%)", xlabel="",
-        title="Drawdown of the time-weighted return", legend="bottom_left",
+        x="time", y="drawdown", by="portfolio", height=300, responsive=True,
+        ylabel="drawdown (%)", xlabel="", title="Drawdown of the time-weighted return",
+        legend="bottom_left",
+        # the curve is in percent already: the ratio format, then the sign
+        backend_opts=_CANVAS,
+        hover_tooltips=[("portfolio", "@{portfolio}"), ("date", "@{time}{%F}"),
+                        ("drawdown", f"{_tip('drawdown', 'ratio')} %")],
     )

@@ -43,6 +43,7 @@ __all__ = [
     "daily_pnl",
     "fx_rates",
     "group_values",
+    "last_prices",
     "membership_matrix",
     "portfolio_values",
     "realized_unrealized_pnl",
@@ -293,6 +294,106 @@ def portfolio_values(
         output_core_dims=[["time"]],
     )
     return out(nav)
+
+
+# ---------------------------------------------------------------- last available prices
+
+
+def last_prices(
+    market: xr.Dataset, times: Any, entries: Iterable[LedgerEntry] = ()
+) -> xr.Dataset:
+    """Each asset's last available price at each of ``times``: what a position is marked at.
+
+    The price at ``t`` is the last real close at or before ``t``: cells the
+    market forward-filled (``close_filled``) carry the price of an earlier
+    day, and a gap of any length keeps the last close before it (a
+    suspended or delisted asset). An asset with no close at or before ``t``
+    (held from an allocation before its listing) is marked at the price of
+    its last trade among ``entries`` that counts at ``t`` (with daily, all
+    midnight, times: traded on or before ``t``'s date), when that trade is
+    in the asset's currency. ``priced_at`` says which day each price is from,
+    so a screen can say how old a mark is.
+
+    Parameters
+    ----------
+    market : xarray.Dataset
+        ``close(asset, time)`` (and optionally ``close_filled``) in each
+        asset's ``currency(asset)``.
+    times : array-like of datetime
+        Market times to mark at.
+    entries : iterable of LedgerEntry
+        Ledger rows whose trades may stand in for missing closes.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``price(asset, time)`` (asset currency per unit; NaN where there is
+        neither a close nor a trade) and ``priced_at(asset, time)``
+        (``datetime64[ns]``: the day of that close, or of that trade; NaT
+        where there is no price).
+
+    Raises
+    ------
+    AlignmentError
+        A time is not a market time (names it).
+    """
+    stamps = _time_index(times)
+    known = market.indexes["time"]
+    absent = stamps.difference(known)
+    if len(absent):
+        raise AlignmentError("times", str(absent[0]), "is not a time of the market data")
+    assets = market.indexes["asset"]
+    if len(stamps) == 0:
+        empty = np.empty((len(assets), 0))
+        return xr.Dataset(
+            {"price": (("asset", "time"), empty),
+             "priced_at": (("asset", "time"), empty.astype("datetime64[ns]"))},
+            coords={"asset": assets, "time": stamps},
+        )
+    close = market["close"].sel(time=slice(None, stamps.max())).transpose("time", "asset")
+    days = close.indexes["time"]
+    values = np.asarray(close.values, dtype=np.float64)
+    real = np.isfinite(values)
+    if "close_filled" in market.data_vars:
+        filled = market["close_filled"].sel(time=days).transpose("time", "asset").values
+        real &= ~np.asarray(filled, dtype=bool)
+    # forward fill "last real close" with pandas (xarray's ffill needs bottleneck)
+    price = pd.DataFrame(np.where(real, values, np.nan), index=days, columns=assets).ffill()
+    stamp = np.where(real, days.to_numpy()[:, None], np.datetime64("NaT", "ns"))
+    dated = pd.DataFrame(stamp, index=days, columns=assets).ffill()
+    price = price.loc[stamps].to_numpy(dtype=np.float64, copy=True)
+    dated = dated.loc[stamps].to_numpy(dtype="datetime64[ns]", copy=True)
+
+    unpriced = np.isnan(price)
+    if unpriced.any():
+        daily = bool((stamps == stamps.normalize()).all())
+        currency = (np.asarray(market["currency"].values).astype(str)
+                    if "currency" in market.coords else None)
+        column = {a: j for j, a in enumerate(assets.tolist())}
+        trades: dict[int, list[tuple[pd.Timestamp, float]]] = {}
+        for e in entries:
+            j = column.get(e.asset) if e.kind == "trade" else None
+            if j is None or not unpriced[:, j].any():
+                continue
+            if currency is not None and e.currency != currency[j]:
+                continue
+            ts = pd.Timestamp(e.ts)
+            trades.setdefault(j, []).append((ts.normalize() if daily else ts, float(e.price)))
+        for j, rows in trades.items():
+            rows.sort(key=lambda r: r[0])
+            when = pd.DatetimeIndex([r[0] for r in rows])
+            for i in np.flatnonzero(unpriced[:, j]):
+                k = int(when.searchsorted(stamps[i], side="right")) - 1
+                if k >= 0:
+                    price[i, j] = rows[k][1]
+                    dated[i, j] = when[k].normalize().to_datetime64()
+    return xr.Dataset(
+        {
+            "price": (("asset", "time"), price.T.astype(np.float64)),
+            "priced_at": (("asset", "time"), dated.T.astype("datetime64[ns]")),
+        },
+        coords={"asset": assets, "time": stamps},
+    )
 
 
 # ---------------------------------------------------------------- P&L

@@ -6,9 +6,11 @@ Every function reads only what the session's user may view.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pmkit.errors import CurrencyMismatchError
+from pmkit.ledger import LedgerEntry
 from pmkit.registry.catalogue import get_portfolio, group_info, portfolio_info
 from pmkit.registry.hierarchy import leaf_portfolios
 from pmkit.registry.ids import namespace_of
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from pmkit.registry.registry import Registry
 
 __all__ = [
+    "at_last_close",
     "group_holdings",
     "group_tree",
     "group_value",
@@ -52,7 +55,10 @@ def holdings(
     -------
     xarray.Dataset
         ``quantity(portfolio, asset, time)`` in units and
-        ``cash(portfolio, time)`` in each portfolio's currency.
+        ``cash(portfolio, time)`` in each portfolio's currency. At the
+        market's last time, entries made after it (a deposit today, after
+        the last close) count too: the last close is the latest price there
+        is, so they are valued at it (`at_last_close`).
     """
     from pmkit.model import holdings_from_ledger
 
@@ -62,13 +68,35 @@ def holdings(
     for p in pids:
         reg._require(reg.store, "view", p)
     entries = [e for p in pids for e in reg.store.ledger(p)]
+    stamps = market.indexes["time"] if times is None else times
     return holdings_from_ledger(
-        entries,
+        at_last_close(entries, market, stamps),
         pids,
         list(market.indexes["asset"]),
-        market.indexes["time"] if times is None else times,
+        stamps,
         currency={i.id: i.currency for i in infos},
     )
+
+
+def at_last_close(
+    entries: Sequence[LedgerEntry], market: xr.Dataset, times: Any
+) -> list[LedgerEntry]:
+    """``entries`` with those after the market's last time moved onto it, if ``times`` end there.
+
+    Valuing "now" means valuing at the last close: an entry made after it
+    (cash deposited after the close, a trade booked today) belongs to the
+    current book, so it counts at the last market time instead of being left
+    out of every replay. Over times ending earlier, nothing changes.
+    """
+    import pandas as pd
+
+    last = pd.Timestamp(market.indexes["time"][-1])
+    stamps = pd.DatetimeIndex(pd.to_datetime(list(times) if not hasattr(times, "dtype")
+                                             else times))
+    if len(stamps) == 0 or stamps[-1] != last:
+        return list(entries)
+    moved = last.to_pydatetime()
+    return [replace(e, ts=moved) if e.ts > moved else e for e in entries]
 
 
 def values(

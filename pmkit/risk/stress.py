@@ -18,8 +18,11 @@ day before the window, e.g. the factor ETFs, listed 2014, in 2008) has no
 history to replay. It is never silently given
 a zero return: ``unlisted="cash"`` (default) treats its weight as cash
 *and warns* naming portfolio, window and assets, and reports it in
-``unlisted_weight``; ``"renormalize"`` spreads it over the listed positions
-in proportion to their weights (also warned and reported); ``"raise"``
+``unlisted_weight``, and ``coverage`` says how much of the book (by gross
+position value) the window replays at all, so a screen can say "covers 12 %
+of the book" beside a small loss instead of passing it off as a mild one;
+``"renormalize"`` spreads it over the listed positions in proportion to
+their weights (also warned and reported); ``"raise"``
 refuses with `MissingPriceError`.
 
 Hypothetical shocks
@@ -192,7 +195,13 @@ def historical_stress(
     xarray.Dataset
         ``asset_return(window, asset)`` (fraction; NaN where not listed),
         ``return(portfolio, window)`` (fraction of NAV),
-        ``unlisted_weight(portfolio, window)``; with values
+        ``unlisted_weight(portfolio, window)`` (net weight of the held
+        assets not listed at the window start, fraction of NAV),
+        ``coverage(portfolio, window)`` (the share of the book's gross
+        position value, ``sum |w|`` over held assets, that was listed at the
+        window start: the part of the book the window actually replays; 1
+        when every position was listed, NaN for a book with no position);
+        with values
         ``pnl(portfolio, window)`` (currency); with membership
         ``group_pnl(group, window)``, ``group_value(group)``,
         ``group_return(group, window)``. Coordinates on ``window``:
@@ -261,11 +270,28 @@ def historical_stress(
             "asset_return": (("window", "asset"), asset_ret),
             "return": ret.assign_coords(window=names),
             "unlisted_weight": unl.assign_coords(window=names),
+            "coverage": _coverage(w, listed, names),
         },
         coords={**coords, "asset": w.asset.values},
     )
     out.attrs["unlisted"] = unlisted
     return squeeze(_with_pnl(out, values, membership, "window"), one)
+
+
+def _coverage(w: xr.DataArray, listed: np.ndarray, names: list[str]) -> xr.DataArray:
+    """Share of each book's gross position value (``sum |w|``) listed at each window start."""
+    gross = np.abs(np.asarray(w.values, dtype=np.float64))  # (P, N)
+    inside = gross @ listed.T.astype(np.float64)  # (P, W)
+    outside = gross @ (~listed).T.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # both parts from the same sums: exactly 1 when all is listed, exactly 0 when none
+        # is (against a separate total the rounding could make a full book look partial)
+        total = inside + outside
+        share = np.where(total > 0, inside / total, np.nan)
+    out = xr.DataArray(share, dims=("portfolio", "window"),
+                       coords={"portfolio": w.portfolio.values, "window": names})
+    out.attrs["units"] = "fraction of gross position value"
+    return out
 
 
 def _report_unlisted(w: xr.DataArray, names: list[str], listed: np.ndarray, policy: str) -> None:
