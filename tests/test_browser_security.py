@@ -121,7 +121,8 @@ def test_user_text_renders_literally_in_every_tab(login, hostile, tmp_path) -> N
 
     # Signals and Live render too, with nothing run. Risk and Optimize show only
     # validated ids and numbers, and computing them costs a minute each here: not opened.
-    for title, marker in (("Signals", ".pmkit-signals"), ("Live", ".pmkit-live-status")):
+    for title, marker in (("Signals", ".pmkit-signals:visible, .pmkit-signals-empty:visible"),
+                              ("Live", ".pmkit-live-status")):
         _tab(page, title)
         page.locator(marker).first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
         _no_script_ran(page, dialogs)
