@@ -26,13 +26,13 @@ __all__ = ["GROUP_COLUMNS", "GroupsView", "allocation_frame"]
 #: Columns of the consolidated table (`group_overview` plus its ``id`` index): the group,
 #: then value, P&L, return and risk, the less important ones after.
 GROUP_COLUMNS = ("id", "name", "value", "day_pnl", "day_return", "volatility", "var",
-                 "members", "status")
+                 "members", "priced_at", "status")
 _KINDS = {"value": "money", "day_pnl": "money", "day_return": "percent",
-          "volatility": "percent", "var": "percent", "members": "count"}
+          "volatility": "percent", "var": "percent", "members": "count", "priced_at": "time"}
 
 _TITLES = {"id": "Group", "name": "Name", "status": "Status", "members": "Portfolios",
            "value": "Value", "day_pnl": "Day P&L", "day_return": "Day %",
-           "volatility": "Vol 1y (ann.)", "var": "VaR 95% 1d (1y)"}
+           "volatility": "Vol 1y (ann.)", "var": "VaR 95% 1d (1y)", "priced_at": "Priced at"}
 
 
 def allocation_frame(tree: GroupNode) -> pd.DataFrame:

@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_TOPICS", "SUMMARY_COLUMNS", "RegistryView", "last_close"]
 #: Columns of the portfolios table, in order (`portfolio_overview` plus its ``id`` index):
 #: the name, then value, P&L, return and risk, the less important ones after.
 SUMMARY_COLUMNS = ("id", "name", "value", "day_pnl", "day_return", "volatility", "var", "cash",
-                   "currency", "status", "segment", "tags")
+                   "currency", "priced_at", "status", "segment", "tags")
 
 #: Event topics after which the view re-reads the registry.
 DEFAULT_TOPICS = ("portfolio.*", "group.*", "ledger.*", "access.*")
@@ -37,9 +37,10 @@ _TITLES = {
     "id": "ID", "name": "Name", "status": "Status", "segment": "Segment", "tags": "Tags",
     "currency": "Ccy", "cash": "Cash", "value": "Value", "day_pnl": "Day P&L",
     "day_return": "Day %", "volatility": "Vol 1y (ann.)", "var": "VaR 95% 1d (1y)",
+    "priced_at": "Priced at",
 }
 _KINDS = {"cash": "money", "value": "money", "day_pnl": "money", "day_return": "percent",
-          "volatility": "percent", "var": "percent"}
+          "volatility": "percent", "var": "percent", "priced_at": "time"}
 #: Widest (px) the free-text columns may be: longer text is cut, the full text shows on hover.
 _TRUNCATE = {"name": 220, "segment": 200, "tags": 200}
 
