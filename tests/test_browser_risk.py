@@ -77,6 +77,7 @@ def test_the_risk_tab_shows_each_user_the_services_figures(login, server, tmp_pa
                     assert text.startswith(format_percent(float(point["stress_return"])))
                     assert ("covers" in text) == (cover < 0.995)
             page.screenshot(path=str(tmp_path / f"risk-{name}.png"), full_page=True)
+            page.context.close()  # its session stops polling: the next login is timed alone
     finally:
         reg.store.close()
     # the demo's factor book holds ETFs listed in 2014: its Lehman row says so
