@@ -9,7 +9,7 @@ kind         example                 Tabulator format     rule
 ============ ======================= ==================== ===================================
 ``money``    ``1,234,567.89``        ``0,0.00``           thousands separators, 2 decimals,
                                                           never scientific notation
-``percent``  ``12.34 %``             ``0.00%``            a fraction shown as percent,
+``percent``  ``12.34 %``             ``0.00 %``           a fraction shown as percent,
                                                           2 decimals
 ``ratio``    ``1.23``                ``0.00``             plain number, 2 decimals
 ``count``    ``1,200``               ``0,0``              whole number with separators
@@ -54,7 +54,7 @@ MISSING = "—"
 #: numbro formats (Bokeh's ``NumberFormatter``) giving the same text as the functions below.
 TABULATOR_FORMATS: dict[str, str] = {
     "money": "0,0.00",
-    "percent": "0.00%",
+    "percent": "0.00 %",
     "ratio": "0.00",
     "count": "0,0",
 }

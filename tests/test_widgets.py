@@ -21,6 +21,7 @@ from view_support import double_click_while_running  # noqa: E402
 
 from pmkit.analytics.overview import group_overview, portfolio_overview  # noqa: E402
 from pmkit.demo import DEMO_CONFIG, seed_demo  # noqa: E402
+from pmkit.display import format_time  # noqa: E402
 from pmkit.registry import Registry  # noqa: E402
 from pmkit.store import open_store  # noqa: E402
 from pmkit_widgets import GroupsView, RegistryView  # noqa: E402
@@ -49,6 +50,8 @@ def test_table_is_the_portfolio_overview(demo):
     shown = view.table.set_index("id")
     expected = portfolio_overview(demo)
     assert list(shown.index) == sorted(DEMO_CONFIG["portfolios"])
+    # the close each row is priced at reads as people read times (no 00:00:00)
+    assert list(shown.pop("priced_at")) == [format_time(t) for t in expected.pop("priced_at")]
     pd.testing.assert_frame_equal(shown, expected, check_names=False, check_like=True)
     # the value column is the registry's own valuation
     for pid in shown.index:
@@ -126,8 +129,9 @@ def test_an_action_without_a_selection_says_so(demo):
 
 def test_groups_view_shows_tree_allocation_and_consolidated_figures(demo):
     view = GroupsView(demo)
-    pd.testing.assert_frame_equal(view.table.set_index("id"), group_overview(demo),
-                                  check_names=False, check_like=True)
+    shown, expected = view.table.set_index("id"), group_overview(demo)
+    assert list(shown.pop("priced_at")) == [format_time(t) for t in expected.pop("priced_at")]
+    pd.testing.assert_frame_equal(shown, expected, check_names=False, check_like=True)
     html = view.tree_html
     for spec in DEMO_CONFIG["groups"].values():
         assert spec["name"] in html

@@ -15,8 +15,10 @@ scripts) appear within seconds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from functools import cache, partial
 from pathlib import Path
@@ -27,6 +29,8 @@ import panel as pn
 from pmkit_widgets.base import escape_text
 from pmkit_widgets.brand import FAVICON_FILE, FONTS
 from pmkit_widgets.periodic import background_periodic
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pmkit.coordinator import StrategyCoordinator
@@ -221,6 +225,17 @@ def _offline_design() -> type:
     return type("Fast", (Fast,), {"_resources": resources})
 
 
+def _warm_up(registry: Registry) -> None:
+    from pmkit.analytics.overview import warm_up
+
+    try:
+        seconds = warm_up(registry)
+    except Exception:  # a warm-up is an optimization: the tabs compute on demand anyway
+        log.exception("pmkit serve: warming up the overviews failed")
+        return
+    log.info("pmkit serve: overviews warmed up in %s", seconds)
+
+
 #: How often an open page checks that its login session still lives, in milliseconds.
 SESSION_CHECK_MS = 3000
 
@@ -337,6 +352,9 @@ def serve(
             sock.bind((address, 0))
             port = sock.getsockname()[1]
     feed, stream = _start_feed(registry, feed_port)
+    # compile the overviews' programs now, so the first person to open a tab does not wait
+    threading.Thread(target=_warm_up, args=(registry,), name="pmkit-warm-up",
+                     daemon=True).start()
     from pmkit.coordinator import StrategyRunner
     from pmkit.demo import register_demo_strategies, start_demo_runs
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import panel as pn
 
-from pmkit.display import format_time
+from pmkit.display import format_time, formatted_frame
 from pmkit_widgets.base import ServiceView, desk_table, escape_text, update_table
 from pmkit_widgets.registry_view import DEFAULT_TOPICS, last_close
 
@@ -133,6 +133,7 @@ class GroupsView(ServiceView):
         from pmkit.analytics.overview import group_overview
 
         df = group_overview(self.registry).reset_index().loc[:, list(GROUP_COLUMNS)]
+        df = formatted_frame(df, {"priced_at": "time"})  # times are text for Tabulator
         tree = self.registry.group_tree()
         html = tree._repr_html_()
         changed = update_table(self._table, df)

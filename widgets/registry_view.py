@@ -17,7 +17,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from pmkit.display import format_time
+from pmkit.display import format_time, formatted_frame
 from pmkit_widgets.base import ServiceView, desk_table, escape_text, refusal_text, update_table
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ def last_close(registry: Registry) -> pd.Timestamp | None:
 def _overview_frame(registry: Registry) -> pd.DataFrame:
     from pmkit.analytics.overview import portfolio_overview
 
-    df = portfolio_overview(registry).reset_index()
-    return df.loc[:, list(SUMMARY_COLUMNS)]
+    df = portfolio_overview(registry).reset_index().loc[:, list(SUMMARY_COLUMNS)]
+    return formatted_frame(df, {"priced_at": "time"})  # times are text for Tabulator
 
 
 class RegistryView(ServiceView):
