@@ -452,16 +452,23 @@ def test_polling_does_not_make_the_page_busy(demo):
     watcher = pn.state.param.watch(lambda e: busy.append((phase[0], e.new)), "busy")
     polls: list[int] = []
 
+    async def until(done, seconds: float = 20.0) -> None:
+        # wait for what the test needs, not a fixed time: a loaded CI machine is slow
+        for _ in range(int(seconds / 0.05)):
+            if done():
+                return
+            await asyncio.sleep(0.05)
+
     async def main() -> None:
         view = RegistryView(demo, poll_period=30)
         real = view.refresh
         view.refresh = lambda: (polls.append(1), real())[1]
-        await asyncio.sleep(0.6)
+        await until(lambda: len(polls) >= 3)
         view.close()
         # the control: Panel's plain periodic callback does count as busy
         phase[0] = "plain"
         plain = pn.state.add_periodic_callback(lambda: None, period=30)
-        await asyncio.sleep(0.3)
+        await until(lambda: ("plain", True) in busy)
         plain.stop()
 
     try:
