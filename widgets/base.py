@@ -217,16 +217,12 @@ class LiveRefresh:
         ``pn.state.busy``, so the page's busy indicator shows what a person
         started, not a re-read every two seconds.
         """
-        from panel.io.callbacks import PeriodicCallback
+        from pmkit_widgets.periodic import background_periodic
 
         period = int(period or getattr(self, "poll_period", None) or 2000)
         self.stop_polling()
         self.poll_period = period
-        # `pn.state.add_periodic_callback` counts every run as busy; Panel's own pollers
-        # (its file selector) run in the background like this.
-        callback = PeriodicCallback(callback=self._safe_refresh, period=period, background=True)
-        callback.start()
-        self._callback = callback
+        self._callback = background_periodic(self._safe_refresh, period)
 
     def stop_polling(self) -> None:
         """Stop the timer started by `start_polling` (no error if none)."""
