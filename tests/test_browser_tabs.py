@@ -20,6 +20,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from browser_support import (  # noqa: E402
     LOGINS,
     PAGE_TIMEOUT_MS,
+    TAB_READY,
     TAB_TIMINGS,
     Watched,
     open_tab,
@@ -53,6 +54,11 @@ def test_every_tab_renders_offline_without_console_errors(browser, server, shots
             TAB_TIMINGS[(login, title)] = open_tab(page, title)
             page.screenshot(path=str(shots / f"{login}-{index}-{title.lower()}.png"),
                             full_page=True)
+        # shown again, each tab comes back (its view left the page while hidden, and only the
+        # shown tab's view is on it), still without a request leaving the machine
+        for title, previous in zip([*TABS[1:], TABS[0]], TABS, strict=True):
+            open_tab(page, title)
+            assert page.locator(TAB_READY[previous]).count() == 0, f"{previous} stayed on the page"
         assert watched.blocked == [], f"requests left the machine: {sorted(set(watched.blocked))}"
         assert watched.errors == [], "the browser console reported errors"
     finally:

@@ -67,6 +67,72 @@ def test_a_portfolio_created_through_the_api_appears_via_events(demo):
     assert row["status"] == "inactive"
 
 
+def test_a_paused_view_skips_events_and_catches_up_when_resumed(demo):
+    view = RegistryView(demo)
+    refreshes: list[int] = []
+    real = view.refresh
+    view.refresh = lambda: (refreshes.append(1), real())[1]
+    view.pause_updates()
+    demo.create_portfolio("client_c/new", 1000.0, name="Newcomer")
+    view.flush()  # nothing runs while paused, not even an explicit flush
+    assert refreshes == [] and "client_c/new" not in set(view.table["id"])
+    view.resume_updates()
+    assert refreshes == [1] and "client_c/new" in set(view.table["id"])
+    view.resume_updates()  # not paused: nothing to catch up
+    demo.deactivate("client_c/new")  # events reach it again
+    assert refreshes == [1, 1] and view.table.set_index("id").loc["client_c/new", "status"] == (
+        "inactive")
+
+
+def test_a_paused_poll_stops_and_starts_again_on_resume(demo):
+    view = RegistryView(demo, poll_period=50)
+    try:
+        assert view._callback is not None and view._callback.running
+        view.pause_updates()
+        assert view._callback is None
+        view.resume_updates()
+        assert view._callback is not None and view._callback.running
+        assert view.poll_period == 50
+    finally:
+        view.close()
+    unpolled = RegistryView(demo)  # events only: resuming starts no timer
+    unpolled.pause_updates()
+    unpolled.resume_updates()
+    assert unpolled._callback is None
+
+
+def test_the_app_keeps_only_the_shown_tab_on_the_page(demo):
+    """Hidden tabs leave the page (a spinner stands in) and stop refreshing; shown again they
+    come back as they were left, with what changed meanwhile, built once per session."""
+    from pmkit_widgets.app import TABS, build_app
+
+    page = build_app(demo, poll_period=None)
+    tabs = page.main[0]
+    holders = list(tabs.objects)
+
+    def on_page(index: int) -> object:
+        (shown,) = holders[index].objects
+        return getattr(shown, "_pmkit_view", shown)
+
+    def waiting(index: int) -> bool:
+        (shown,) = holders[index].objects
+        return isinstance(shown, pn.indicators.LoadingSpinner)
+
+    portfolios = on_page(0)
+    assert isinstance(portfolios, RegistryView)
+    assert all(waiting(i) for i in range(1, len(TABS)))
+    tabs.active = TABS.index("Groups")
+    groups = on_page(1)
+    assert waiting(0) and not waiting(1)
+    demo.create_portfolio("client_c/new", 1000.0, name="Newcomer")  # while Portfolios hides
+    assert "client_c/new" not in set(portfolios.table["id"])
+    tabs.active = 0
+    assert on_page(0) is portfolios and waiting(1)  # the same view, not a new one
+    assert "client_c/new" in set(portfolios.table["id"])
+    tabs.active = 1
+    assert on_page(1) is groups
+
+
 def test_lifecycle_buttons_call_the_registry(demo):
     bob = demo.as_user("bob")  # manager on firm, may create
     view = RegistryView(bob)

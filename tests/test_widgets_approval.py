@@ -413,3 +413,17 @@ def test_tables_fit_their_data_and_format_through_pmkit_display(reg, proposal):
                        "estimated_cost": TABULATOR_FORMATS["money"],
                        "cost_fraction": TABULATOR_FORMATS["percent"],
                        "turnover": TABULATOR_FORMATS["percent"]}
+
+
+def test_every_chart_of_the_app_draws_on_the_canvas(reg, proposal):
+    """WebGL (HoloViews' default) is software-rendered without a GPU: remote desks, CI."""
+    import holoviews as hv
+
+    from pmkit_widgets import FrontierView, GroupsView, RiskView
+
+    bob = reg.as_user("bob")
+    for view in (ApprovalView(bob), GroupsView(bob), RiskView(bob), FrontierView(bob)):
+        panes = [p for p in view.__panel__().select(pn.pane.HoloViews) if p.object is not None]
+        assert panes, type(view).__name__
+        for pane in panes:
+            assert hv.render(pane.object).output_backend == "canvas", type(view).__name__

@@ -93,3 +93,26 @@ def test_no_portfolio_says_what_to_do(reg):
     assert view.portfolio is None and view._empty.visible
     assert "No active portfolio is visible" in view._empty.object
     assert view._compute_button.disabled and view._propose_button.disabled
+
+
+def test_the_chart_marks_the_picked_point(reg):
+    """The ring on the chart sits on the point picked, after a new frontier and after a pick."""
+    view = FrontierView(reg.as_user("alice"), portfolio=PID, points=POINTS)
+    ds = view.frontier.dataset
+
+    def marked() -> tuple[float, float]:
+        overlay = view._chart.object[()]  # the chart as drawn now (its marker is dynamic)
+        (ring,) = [layer for layer in overlay if layer.label == "picked"]
+        return tuple(ring.array()[0])
+
+    def at(point: int) -> tuple[float, float]:  # chart axes are in percent
+        row = ds.isel(point=point)
+        return (float(row["volatility"]) * 100, float(row["expected_return"]) * 100)
+
+    first = view.point
+    assert first == view.frontier.max_sharpe_point() and marked() == pytest.approx(at(first))
+    other = (first + 2) % ds.sizes["point"]
+    view.pick(other)
+    assert view.point == other and marked() == pytest.approx(at(other))
+    view.compute()  # a new frontier keeps the pick and draws the ring there
+    assert view.point == other and marked() == pytest.approx(at(other))

@@ -105,34 +105,59 @@ def _views(
 
 
 def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
-    """Tabs whose views are built the first time they are shown (with a spinner meanwhile)."""
-    holders = [
-        pn.Column(pn.indicators.LoadingSpinner(value=True, size=40),
-                  sizing_mode="stretch_width", name=title)
-        for title, _ in factories
-    ]
-    built: set[int] = set()
+    """Tabs whose views are built the first time they are shown, and on the page only then.
 
-    def build(index: int) -> None:
-        if index in built:
-            return
-        built.add(index)
+    A browser lays out and restyles every element of a page on each update,
+    so the page holds the shown tab's view only: a hidden view leaves the
+    page (a spinner stands in for it) and stops refreshing
+    (``pause_updates``); shown again it reads the store afresh
+    (``resume_updates``) and returns as it was left.
+    """
+    holders = [pn.Column(sizing_mode="stretch_width", name=title) for title, _ in factories]
+    waiting = [pn.indicators.LoadingSpinner(value=True, size=40) for _ in factories]
+    for holder, spinner in zip(holders, waiting, strict=True):
+        holder.objects = [spinner]
+    views: dict[int, Any] = {}
+    shown: list[int | None] = [None]
+
+    def build(index: int) -> Any:
         title, factory = factories[index]
         try:
-            view = factory()
+            return factory()
         except Exception as exc:  # a broken tab must not take the page down
             # The message may quote what a user typed: escaped like every user text.
             text = f"Could not open {title}: {type(exc).__name__}: {exc}"
-            view = pn.pane.Alert(escape_text(text), alert_type="danger",
+            return pn.pane.Alert(escape_text(text), alert_type="danger",
                                  css_classes=["pmkit-error"])
-        holders[index].objects = [view]
+
+    def show(index: int) -> None:
+        previous = shown[0]
+        if previous == index:
+            return
+        with pn.io.hold():  # one message: the browser lays the page out once
+            if previous is not None:
+                _call_if_any(views[previous], "pause_updates")
+                holders[previous].objects = [waiting[previous]]
+            if index not in views:
+                views[index] = build(index)
+            else:
+                _call_if_any(views[index], "resume_updates")
+            holders[index].objects = [views[index]]
+            shown[0] = index
 
     tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(factories, holders,
                                                                     strict=True)],
                    dynamic=False, sizing_mode="stretch_width", css_classes=["pmkit-tabs"])
-    tabs.param.watch(lambda event: build(event.new), "active")
-    build(0)
+    tabs.param.watch(lambda event: show(event.new), "active")
+    show(0)
     return tabs
+
+
+def _call_if_any(view: Any, method: str) -> None:
+    # an error tab (an Alert) has nothing to pause
+    call = getattr(view, method, None)
+    if call is not None:
+        call()
 
 
 #: Grants named in the header; more are summarized ("+3 more") with the full list on hover.

@@ -36,6 +36,7 @@ from pmkit_widgets.base import (
     refusal_text,
     typed_frame,
 )
+from pmkit_widgets.charts import CANVAS
 
 if TYPE_CHECKING:
     from pmkit.rebalance import RebalanceProposal
@@ -640,7 +641,8 @@ def _risk_charts(risk: pd.DataFrame, sectors: pd.DataFrame) -> dict[str, dict[st
     ensure_hvplot()
 
     out: dict[str, dict[str, Any]] = {}
-    common = {"legend": "top_right", "color": _WHEN_COLORS, "responsive": True}
+    common = {"legend": "top_right", "color": _WHEN_COLORS, "responsive": True,
+              "backend_opts": CANVAS}
     for pid in dict.fromkeys([*risk["portfolio"], *sectors["portfolio"]]):
         r = _when_ordered(risk[risk["portfolio"] == pid].reset_index(drop=True))
         s = sectors[sectors["portfolio"] == pid]

@@ -129,6 +129,8 @@ class LiveRefresh:
     """
 
     _closed: bool = False
+    _paused: bool = False
+    _poll_on_resume: bool = False
 
     def _start_live(
         self, registry: Registry, topics: Sequence[str], layout: pn.viewable.Viewable
@@ -167,7 +169,7 @@ class LiveRefresh:
         self._safe_refresh()
 
     def _safe_refresh(self) -> None:
-        if self._closed:
+        if self._closed or self._paused:
             return
         with self._tlock:
             self._last_run = time.monotonic()
@@ -177,7 +179,7 @@ class LiveRefresh:
             self._show_refresh_error(exc)  # type: ignore[attr-defined]
 
     def _on_event(self, event: Event) -> None:
-        if self._closed:
+        if self._closed or self._paused:
             return
         period = float(getattr(self, "throttle", 0) or 0) / 1000.0
         with self._tlock:
@@ -229,6 +231,27 @@ class LiveRefresh:
         if self._callback is not None:
             self._callback.stop()
             self._callback = None
+
+    def pause_updates(self) -> None:
+        """Stop refreshing while the view is off screen (the app's hidden tabs).
+
+        The timer stops and events are ignored until `resume_updates`, which
+        reads everything again: nothing a paused view missed stays missing.
+        """
+        if self._paused or self._closed:
+            return
+        self._paused = True
+        self._poll_on_resume = self._callback is not None
+        self.stop_polling()
+
+    def resume_updates(self) -> None:
+        """Refresh now and restart the timer stopped by `pause_updates` (no-op if not paused)."""
+        if not self._paused or self._closed:
+            return
+        self._paused = False
+        self._safe_refresh()
+        if self._poll_on_resume:
+            self.start_polling(getattr(self, "poll_period", None))
 
     def close(self) -> None:
         """Stop listening to the bus, polling and any scheduled refresh."""

@@ -35,6 +35,7 @@ from pmkit_widgets.base import (
     run_service_call,
     served_document,
 )
+from pmkit_widgets.charts import CANVAS
 
 if TYPE_CHECKING:
     from pmkit.optimize.frontier import EfficientFrontier
@@ -134,13 +135,10 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
                                         css_classes=["pmkit-frontier-chart"])
         self._stats = pn.pane.HTML("", sizing_mode="stretch_width",
                                    css_classes=["pmkit-frontier-stats"])
-        self._weights = desk_table(
-            ("asset", "target", "current", "change"),
-            dict.fromkeys(("target", "current", "change"), "percent"),
-            css="pmkit-frontier-weights", max_height=420,
-            titles={"asset": "Asset", "target": "Target", "current": "Current",
-                    "change": "Change"},
-        )
+        self._weights = _weights_table()
+        # the table joins the page with its first figures (see `_show_point`): a browser
+        # then builds it once, not an empty one first
+        self._weights_box = pn.Column(sizing_mode="stretch_width", margin=0)
         self._init_messages()
         self._layout = pn.Column(
             self._empty,
@@ -152,7 +150,7 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
                 self._chart,
                 # the picker shrinks so that the button stays inside the column at 1280 px
                 pn.Column(pn.Row(self._picker, self._propose_button, sizing_mode="stretch_width"),
-                          self._stats, self._weights, width=560),
+                          self._stats, self._weights_box, width=560),
                 sizing_mode="stretch_width",
             ),
             sizing_mode="stretch_width",
@@ -362,6 +360,11 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
         self.show_error(error_text(exc))
 
     def _show_frontier(self, frontier: EfficientFrontier, current: pd.Series) -> None:
+        # one message to the browser for the whole change, so it lays the page out once
+        with pn.io.hold():
+            self._draw_frontier(frontier, current)
+
+    def _draw_frontier(self, frontier: EfficientFrontier, current: pd.Series) -> None:
         self.clear_messages()
         self._frontier = frontier
         self._current = current
@@ -374,9 +377,11 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
         }
         previous = self._picker.value
         keep = previous if previous is not None and previous in options.values() else best
-        self._chart.object = self._build_chart(frontier, keep)
+        self._chart.object = self._build_chart(frontier, keep)  # its marker is on `keep`
+        changed = keep != previous
         self._picker.param.update(options=options, value=keep)
-        self._show_point(keep)  # also when the value did not change (a new frontier)
+        if not changed:  # a changed value has shown the point already (its watcher)
+            self._show_point(keep)
         attrs = ds.attrs
         cap = attrs.get("max_position_weight", float("nan"))
         cap_text = "no cap" if cap != cap else f"cap {float(cap):.0%} per asset"
@@ -405,10 +410,15 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
                                      *current.sort_values(ascending=False).index]))
         tgt = target.reindex(assets).fillna(0.0)  # absent from the targets: sold to zero
         cur = self._current.reindex(assets).fillna(0.0)  # not held now
-        self._weights.value = pd.DataFrame({
+        frame = pd.DataFrame({
             "asset": assets, "target": tgt.to_numpy(), "current": cur.to_numpy(),
             "change": (tgt - cur).to_numpy(),
         })
+        if self._weights_box.objects:
+            self._weights.value = frame
+        else:
+            self._weights = _weights_table(frame)
+            self._weights_box.objects = [self._weights]
         s = self.stats
         self._stats.object = (
             f'<div style="display:flex;gap:2em">'
@@ -420,8 +430,9 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
             f'<b data-key="sharpe">{format_ratio(s["sharpe"])}</b></div>'
             f'<div style="color:#6b7280">annualized · point {point}</div></div>'
         )
-        if self._pick_stream is not None:
-            self._pick_stream.event(point=int(point))
+        stream = self._pick_stream
+        if stream is not None and stream.point != int(point):  # a new chart has it already
+            stream.event(point=int(point))
         self.update_controls()
 
     def _show_proposal(self, proposal: RebalanceProposal) -> None:
@@ -487,7 +498,8 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
         selection.add_subscriber(self._tapped)
         self._pick_stream, self._selection = pick_stream, selection
         return (line * dots * best * marker).opts(legend_position="bottom_right",
-                                                  responsive=True, height=380)
+                                                  responsive=True, height=380,
+                                                  backend_opts=CANVAS)
 
     def _tapped(self, index: list[int]) -> None:
         if index:
@@ -495,3 +507,13 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
 
     def __panel__(self) -> pn.Column:
         return self._layout
+
+
+def _weights_table(frame: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+    """The picked point's target, current and change of weight per asset (fractions of NAV)."""
+    return desk_table(
+        ("asset", "target", "current", "change"),
+        dict.fromkeys(("target", "current", "change"), "percent"),
+        css="pmkit-frontier-weights", max_height=420, frame=frame,
+        titles={"asset": "Asset", "target": "Target", "current": "Current", "change": "Change"},
+    )

@@ -15,6 +15,7 @@ import panel as pn
 
 from pmkit.display import format_time, formatted_frame
 from pmkit_widgets.base import ServiceView, desk_table, escape_text, update_table
+from pmkit_widgets.charts import CANVAS
 from pmkit_widgets.registry_view import DEFAULT_TOPICS, last_close
 
 if TYPE_CHECKING:
@@ -181,4 +182,5 @@ def _allocation_chart(allocation: pd.DataFrame) -> Any:
         x="member", y="fraction", by="weight", ylabel="% of the group's value",
         xlabel="", height=320, responsive=True, title="Target vs actual allocation",
         yformatter=NumeralTickFormatter(format="0%"), color=["#9ca3af", "#1f4e79"],
+        backend_opts=CANVAS,
     )

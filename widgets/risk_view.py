@@ -30,6 +30,7 @@ from pmkit_widgets.base import (
     served_document,
     typed_frame,
 )
+from pmkit_widgets.charts import CANVAS
 from pmkit_widgets.formatting import tabulator_formatters
 
 if TYPE_CHECKING:
@@ -50,10 +51,6 @@ TOP_CONTRIBUTIONS = 12
 #: value listed at the window start) says how much it covers.
 FULL_COVERAGE = 0.995
 
-#: The charts draw at most a few thousand points: the 2D canvas draws them sooner than
-#: WebGL (HoloViews' default), which without a GPU (remote desktops, headless browsers)
-#: goes through a software rasterizer and a copy onto the page.
-_CANVAS = {"plot.output_backend": "canvas"}
 
 _SUMMARY = ("portfolio", "es", "var", "volatility")
 _STRESS = ("portfolio", "scenario", "return", "pnl")
@@ -496,7 +493,7 @@ def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any
         xlabel="", ylabel="contribution to 1-day ES (% of value)", color="#1f4e79",
         title=f"{portfolio}: ES {format_percent(es)} by asset",
         hover_cols=["fraction", "share"],
-        backend_opts=_CANVAS,
+        backend_opts=CANVAS,
         hover_tooltips=[("asset", "@asset"), ("contribution", _tip("fraction", "percent")),
                         ("share of ES", _tip("share", "percent"))],
     )
@@ -521,7 +518,7 @@ def _stress_chart(stress: pd.DataFrame) -> Any:
         height=max(240, 22 * len(frame) + 90), ylabel="stress return (%)", xlabel="",
         title="Historical stress by scenario", hover_cols=["return", "pnl", "coverage"],
         legend=False,
-        backend_opts=_CANVAS,
+        backend_opts=CANVAS,
         hover_tooltips=[("portfolio", "@portfolio"), ("scenario", "@scenario"),
                         ("return", _tip("return", "percent")), ("P&L", _tip("pnl", "money")),
                         ("covers", _tip("coverage", "percent"))],
@@ -544,7 +541,7 @@ def _drawdown_chart(drawdown: pd.DataFrame) -> Any:
         ylabel="drawdown (%)", xlabel="", title="Drawdown of the time-weighted return",
         legend="bottom_left",
         # the curve is in percent already: the ratio format, then the sign
-        backend_opts=_CANVAS,
+        backend_opts=CANVAS,
         hover_tooltips=[("portfolio", "@{portfolio}"), ("date", "@{time}{%F}"),
                         ("drawdown", f"{_tip('drawdown', 'ratio')} %")],
     )
