@@ -48,6 +48,7 @@ __all__ = [
     "Messages",
     "RefreshingView",
     "ServiceView",
+    "after_this_update",
     "desk_table",
     "error_text",
     "escape_text",
@@ -91,6 +92,22 @@ def served_document() -> Any | None:
     """The Bokeh document of the served session running this code (None in a notebook)."""
     doc = pn.state.curdoc
     return doc if doc is not None and doc.session_context is not None else None
+
+
+def after_this_update(step: Callable[[], None]) -> None:
+    """Run ``step`` once the browser has been sent what changed so far (now, without a page).
+
+    In a served session ``step`` runs on the session's next tick, after the
+    current changes have gone out: a view sends what people look for first
+    (a table of figures) ahead of what takes longer to draw (charts, more
+    tables), and the browser shows the first part while the server prepares
+    the rest. In a notebook or a script it runs at once.
+    """
+    doc = served_document()
+    if doc is None:
+        step()
+        return
+    doc.add_next_tick_callback(step)
 
 
 def _weak_handler(view: Any) -> Callable[[Event], None]:

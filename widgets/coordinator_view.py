@@ -29,6 +29,7 @@ from pmkit.errors import PmkitError
 from pmkit_widgets.base import (
     Messages,
     RefreshingView,
+    after_this_update,
     error_text,
     escape_text,
     typed_frame,
@@ -251,6 +252,12 @@ class CoordinatorView(Messages, RefreshingView):
             self._message,
             pn.pane.Markdown("### Strategy runs", margin=(0, 10)),
             runs,
+            sizing_mode="stretch_width",
+        )
+        self._start_live(coordinator.registry, self.topics, self._layout)
+        # the runs first; the queue, statistics and closed signals (three more tables for the
+        # browser to build) join right after
+        after_this_update(lambda: self._layout.extend([
             pn.pane.Markdown("### Live signals by priority", margin=(10, 10, 0, 10)),
             self._signals_empty,
             self._table,
@@ -259,9 +266,7 @@ class CoordinatorView(Messages, RefreshingView):
             self._details,
             pn.pane.Markdown("### Recently closed", margin=(10, 10, 0, 10)),
             self._closed_table,
-            sizing_mode="stretch_width",
-        )
-        self._start_live(coordinator.registry, self.topics, self._layout)
+        ]))
 
     # -- the strategy runs section ------------------------------------------------------
     def _build_runs(self) -> pn.Column:

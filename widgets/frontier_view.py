@@ -28,6 +28,7 @@ from pmkit_widgets.base import (
     DOUBLE_CLICK_S,
     LiveRefresh,
     Messages,
+    after_this_update,
     desk_table,
     error_text,
     escape_text,
@@ -416,9 +417,9 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
         })
         if self._weights_box.objects:
             self._weights.value = frame
-        else:
+        else:  # the first table joins after the chart: the browser shows that meanwhile
             self._weights = _weights_table(frame)
-            self._weights_box.objects = [self._weights]
+            after_this_update(lambda: self._place_weights(self._weights))
         s = self.stats
         self._stats.object = (
             f'<div style="display:flex;gap:2em">'
@@ -434,6 +435,10 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
         if stream is not None and stream.point != int(point):  # a new chart has it already
             stream.event(point=int(point))
         self.update_controls()
+
+    def _place_weights(self, table: pn.widgets.Tabulator) -> None:
+        if not self._weights_box.objects:
+            self._weights_box.objects = [table]
 
     def _show_proposal(self, proposal: RebalanceProposal) -> None:
         self._proposal = proposal

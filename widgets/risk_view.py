@@ -24,6 +24,7 @@ from pmkit.display import MISSING, TABULATOR_FORMATS, Kind, format_percent, form
 from pmkit.errors import ValidationError
 from pmkit_widgets.base import (
     Messages,
+    after_this_update,
     error_text,
     escape_text,
     run_service_call,
@@ -153,6 +154,7 @@ class RiskView(Messages, pn.viewable.Viewer):
         self.portfolios = None if portfolios is None else [str(p) for p in portfolios]
         self._dataset: xr.Dataset | None = None
         self._empty_text = ""
+        self._charts_pending = False
 
         levels = sorted({*CONFIDENCE_LEVELS, float(confidence)})
         self._select = pn.widgets.Select(label="Portfolio", options=[], width=220,
@@ -388,11 +390,19 @@ class RiskView(Messages, pn.viewable.Viewer):
 
     # -- drawing --------------------------------------------------------------------------
     def _show(self, ds: xr.Dataset) -> None:
-        # one message to the browser for the whole change, so it lays the page out once
+        # The figures first, in one message (the browser lays the page out once), then the
+        # charts and the stress table, which take longer to draw on both ends.
+        self._charts_pending = True
         with pn.io.hold():
-            self._draw(ds)
+            self._draw_figures(ds)
+        after_this_update(lambda: self._show_charts(ds))
 
-    def _draw(self, ds: xr.Dataset) -> None:
+    def _show_charts(self, ds: xr.Dataset) -> None:
+        self._charts_pending = False
+        with pn.io.hold():
+            self._draw_charts(ds)
+
+    def _draw_figures(self, ds: xr.Dataset) -> None:
         self._dataset = ds
         self.clear_messages()
         self._empty_text = ""
@@ -408,6 +418,11 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._summary = _summary_table(
             typed_frame(summary, _SUMMARY, dict.fromkeys(_SUMMARY[1:], "float")))
         self._summary_box.objects = [self._summary]
+        keep = self._select.value if self._select.value in ids else ids[0] if ids else None
+        self._select.param.update(options=ids, value=keep)
+        self._info.object = self._info_text(ds)
+
+    def _draw_charts(self, ds: xr.Dataset) -> None:
         stress = _stress_frame(ds)
         shown = stress.assign(
             **{"return": [stress_text(r, c) for r, c in zip(stress["return"], stress["coverage"],
@@ -417,12 +432,7 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._stress_table = _stress_table(typed_frame(shown, _STRESS, {"pnl": "float"}))
         self._stress_box.objects = [self._stress_table]
         self._stress_plot.object = _stress_chart(stress)
-        keep = self._select.value if self._select.value in ids else ids[0] if ids else None
-        changed = keep != self._select.value
-        self._select.param.update(options=ids, value=keep)
-        if not changed:  # a changed value has drawn the chart already (its watcher)
-            self._show_portfolio()
-        self._info.object = self._info_text(ds)
+        self._show_portfolio()
 
     def _show_drawdown(self, ds: xr.Dataset) -> None:
         self._dataset = ds
@@ -430,6 +440,8 @@ class RiskView(Messages, pn.viewable.Viewer):
             self._drawdown_plot.object = _drawdown_chart(self.drawdown)
 
     def _show_portfolio(self) -> None:
+        if self._charts_pending:  # the charts step draws it
+            return
         if self._dataset is None or self.portfolio is None:
             self._contrib_plot.object = None
             return
