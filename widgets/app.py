@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
-from pmkit_widgets.base import escape_text
+from pmkit_widgets.base import after_this_update, escape_text, served_document
 from pmkit_widgets.brand import FAVICON_FILE, FONTS
 from pmkit_widgets.periodic import background_periodic
 
@@ -105,13 +105,16 @@ def _views(
 
 
 def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
-    """Tabs whose views are built the first time they are shown, and on the page only then.
+    """Tabs that hold only the shown tab's view on the page.
 
     A browser lays out and restyles every element of a page on each update,
     so the page holds the shown tab's view only: a hidden view leaves the
     page (a spinner stands in for it) and stops refreshing
     (``pause_updates``); shown again it reads the store afresh
-    (``resume_updates``) and returns as it was left.
+    (``resume_updates``) and returns as it was left. In a served session
+    the views of `PREPARED_TABS` are built in the background once the page
+    is up, so their service calls have answered by the time someone opens
+    them; every other view (or one opened sooner) is built when first shown.
     """
     holders = [pn.Column(sizing_mode="stretch_width", name=title) for title, _ in factories]
     waiting = [pn.indicators.LoadingSpinner(value=True, size=40) for _ in factories]
@@ -145,12 +148,35 @@ def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
             holders[index].objects = [views[index]]
             shown[0] = index
 
+    def prepare(order: list[int]) -> None:
+        # one hidden view per tick, so the session's own clicks are served in between
+        while order and order[0] in views:
+            order.pop(0)
+        if not order:
+            return
+        index = order.pop(0)
+        views[index] = build(index)  # its first service calls start now, off the page
+        _call_if_any(views[index], "pause_updates")
+        after_this_update(lambda: prepare(order))
+
     tabs = pn.Tabs(*[(title, holder) for (title, _), holder in zip(factories, holders,
                                                                     strict=True)],
                    dynamic=False, sizing_mode="stretch_width", css_classes=["pmkit-tabs"])
     tabs.param.watch(lambda event: show(event.new), "active")
     show(0)
+    if served_document() is not None:
+        # Once the page is up, the views of the slow tabs are built in the background, so a
+        # click shows a view that has its figures already.
+        slow = [i for i, (title, _) in enumerate(factories) if title in PREPARED_TABS]
+        pn.state.onload(lambda: prepare(slow))
     return tabs
+
+
+#: Tabs whose views a served page builds in the background once it is up: their first
+#: service call takes longest (the efficient frontier: a quadratic program per point).
+#: Risk is not among them: its overview is cached from the server's warm-up, and shown
+#: at once it sends its figures ahead of its charts.
+PREPARED_TABS = ("Optimize",)
 
 
 def _call_if_any(view: Any, method: str) -> None:

@@ -15,6 +15,7 @@ by an elastic relaxation of each constraint family. When every solver fails,
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -90,7 +91,7 @@ def solve_chain(
     """
     import cvxpy as cp
 
-    installed = set(cp.installed_solvers())
+    installed = _installed_solvers()
     attempts: dict[str, str] = {}
     for name in chain:
         if name not in installed:
@@ -165,3 +166,12 @@ def elastic_conflicts(
         reverse=True,
     )
     return [f"{k} must be relaxed by {v:.6g} (least total relaxation)" for v, k in found]
+
+
+@functools.cache
+def _installed_solvers() -> frozenset[str]:
+    # cvxpy probes every solver's package on each call (an import lookup apiece): a
+    # frontier of 20 points asked 20 times, and a busy server felt it
+    import cvxpy as cp
+
+    return frozenset(cp.installed_solvers())
