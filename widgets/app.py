@@ -174,8 +174,8 @@ def _lazy_tabs(factories: list[tuple[str, Callable[[], Any]]]) -> pn.Tabs:
 
 #: Tabs whose views a served page builds in the background once it is up: their first
 #: service call takes longest (the efficient frontier: a quadratic program per point).
-#: Risk is not among them: its overview is cached from the server's warm-up, and shown
-#: at once it sends its figures ahead of its charts.
+#: Risk is not among them: its programs are compiled by the server's warm-up, and shown it
+#: sends its figures ahead of its charts (prepared, it would arrive as one slower message).
 PREPARED_TABS = ("Optimize",)
 
 
