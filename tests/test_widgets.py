@@ -133,6 +133,55 @@ def test_the_app_keeps_only_the_shown_tab_on_the_page(demo):
     assert on_page(1) is groups
 
 
+def test_lifecycle_buttons_follow_the_portfolios_state(demo):
+    """What the state does not allow is disabled, saying why; each change moves the buttons."""
+    view = RegistryView(demo)  # an administrator: no role refuses any of them
+
+    def enabled() -> set[str]:
+        return {verb for verb, button in view._buttons.items() if not button.disabled}
+
+    view.select(GROWTH)  # active
+    assert enabled() == {"deactivate", "delete"}
+    assert view._buttons["activate"].description == (
+        f"Cannot activate {GROWTH} while it is active.")
+    assert view.deactivate()
+    assert enabled() == {"activate", "delete"}
+    assert view._buttons["deactivate"].description == (
+        f"Cannot deactivate {GROWTH} while it is inactive.")
+    assert view.delete() and demo.portfolio(GROWTH).status == "archived"
+    view.select(GROWTH)
+    assert enabled() == {"restore"}
+    assert view.restore() and enabled() == {"activate", "delete"}
+    view._hard.value = True  # a hard delete has no state rule (the service checks positions)
+    assert "delete" in enabled()
+
+
+@pytest.mark.parametrize("action", ["portfolio.activate", "portfolio.deactivate",
+                                    "portfolio.restore", "portfolio.archive"])
+@pytest.mark.parametrize("state", ["active", "inactive", "archived"])
+def test_the_state_answer_is_the_write_paths(demo, state, action):
+    """`ReadView.state_refusal` says None exactly when the registry makes the change."""
+    from pmkit.errors import LifecycleError
+
+    if state != "active":
+        demo.deactivate(GROWTH)
+    if state == "archived":
+        demo.delete(GROWTH)
+    assert demo.portfolio(GROWTH).status == state
+    refusal = demo.view().state_refusal(action, GROWTH)
+    call = {"portfolio.activate": demo.activate, "portfolio.deactivate": demo.deactivate,
+            "portfolio.restore": demo.restore,
+            "portfolio.archive": lambda pid: demo.delete(pid)}[action]
+    before = demo.store.dump()
+    try:
+        call(GROWTH)
+    except LifecycleError as exc:
+        assert refusal is not None and str(refusal) == str(exc)
+        assert demo.store.dump() == before
+    else:
+        assert refusal is None
+
+
 def test_lifecycle_buttons_call_the_registry(demo):
     bob = demo.as_user("bob")  # manager on firm, may create
     view = RegistryView(bob)
@@ -296,8 +345,9 @@ LIFECYCLE_ACTIONS = {"activate": "portfolio.activate", "deactivate": "portfolio.
     [
         ("carol", set(), False),  # a viewer: nothing to press
         ("alice", set(), False),  # a trader manages no lifecycle
-        ("bob", {"activate", "deactivate"}, True),  # a manager; archiving needs an owner
-        ("system", {"activate", "deactivate", "delete", "restore"}, True),  # administrator
+        # GROWTH is active: activating or restoring it is refused by its state, for anyone
+        ("bob", {"deactivate"}, True),  # a manager; archiving needs an owner
+        ("system", {"deactivate", "delete"}, True),  # administrator
     ],
 )
 def test_buttons_follow_the_users_roles(demo, user, enabled, may_create):
@@ -313,14 +363,19 @@ def test_buttons_follow_the_users_roles(demo, user, enabled, may_create):
     assert {v for v, b in buttons.items() if not b.disabled} == enabled
     role = demo.role_of(user, GROWTH)
     for verb, button in buttons.items():
+        allowed = demo.as_user(user).can(LIFECYCLE_ACTIONS[verb], GROWTH)
         if verb in enabled:
             assert button.description is None
-        else:
+        elif not allowed:  # the role says no first
             assert f"{button.name} needs the " in button.description
             assert f"role on {GROWTH}; {user} is {role} there." in button.description
+        else:
+            assert button.description == f"Cannot {verb} {GROWTH} while it is active."
     # each disabled button is one the registry refuses, asked directly as the user would
     for verb in set(buttons) - enabled:
-        assert not demo.as_user(user).can(LIFECYCLE_ACTIONS[verb], GROWTH)
+        refused_by_role = not demo.as_user(user).can(LIFECYCLE_ACTIONS[verb], GROWTH)
+        refused_by_state = demo.view().state_refusal(LIFECYCLE_ACTIONS[verb], GROWTH)
+        assert refused_by_role or refused_by_state is not None
 
 
 def test_buttons_follow_the_selection(demo):
@@ -371,12 +426,23 @@ def test_a_click_after_the_double_click_window_acts_again(demo, monkeypatch):
     import pmkit_widgets.base as base
 
     monkeypatch.setattr(base, "DOUBLE_CLICK_S", 0.0)  # every click is a new request
-    view = RegistryView(demo.as_user("bob"))
-    view.select(GROWTH)
-    view._buttons["deactivate"].clicks += 1
-    view._buttons["deactivate"].clicks += 1
+    bob = demo.as_user("bob")
+    view = RegistryView(bob)
+    asked: list[str] = []
+    real = type(bob).create_portfolio
+
+    def create(self, spec, *args, **kwargs):
+        asked.append(spec)
+        return real(self, spec, *args, **kwargs)
+
+    monkeypatch.setattr(type(bob), "create_portfolio", create)
+    view._new_id.value = "client_c/new"
+    view._create_btn.clicks += 1
+    view._new_id.value = "client_c/new"  # the form reset after the first creation
+    view._create_btn.clicks += 1
     # the second request reached the registry, which refused it: the window is what held it
-    assert view.error.startswith("LifecycleError: ")
+    assert asked == ["client_c/new", "client_c/new"]
+    assert "client_c/new" in view.error
 
 
 def test_a_double_click_on_create_creates_one_portfolio(demo):
@@ -411,7 +477,10 @@ def test_a_click_while_a_call_runs_is_ignored(demo, monkeypatch):
     assert double_click_while_running(button, view, release) == [True]
     records = [r for r in demo.store.audit(target=GROWTH) if r.action == "portfolio.deactivate"]
     assert len(records) == 1 and len(shown) == 1 and view.error == ""
-    assert button.disabled is False  # a manager may press it again (to be refused: inactive)
+    # the call over, the buttons follow the new state (not the running call)
+    assert button.disabled and button.description == (
+        f"Cannot deactivate {GROWTH} while it is inactive.")
+    assert view._buttons["activate"].disabled is False
 
 
 # -- forms -----------------------------------------------------------------------------------

@@ -255,6 +255,9 @@ class RegistryView(ServiceView):
                 refusal = view.refusal(action, pid)
                 reason = (None if refusal is None
                           else refusal_text(label, refusal, view.role(pid)))
+                state = view.state_refusal(action, pid)  # what the portfolio's state allows
+                if reason is None and state is not None:
+                    reason = f"Cannot {label.lower()} {pid} while it is {state.status}."
             self._set_control(button, reason)
         refusal = view.creation_refusal()
         self._set_control(self._create_btn, None if refusal is None

@@ -36,12 +36,14 @@ if TYPE_CHECKING:
     from pmkit.registry.registry import Registry
 
 __all__ = [
+    "TRANSITIONS",
     "create_portfolio",
     "create_portfolio_in",
     "delete",
     "detach",
     "set_config",
     "set_portfolio_status",
+    "state_refusal",
     "transition",
     "update_portfolio",
     "validated_portfolio",
@@ -203,10 +205,27 @@ def create_portfolio_in(
     return pid
 
 
-def transition(
-    reg: Registry, pid: str | None, action: str, allowed: Sequence[str], new: str
-) -> None:
-    """Move a portfolio from one of ``allowed`` states to ``new`` in its own transaction."""
+#: A portfolio's state changes: action -> (the states it may start from, the state it leads to).
+#: The write path and front ends (`ReadView.state_refusal`) both read it.
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "portfolio.activate": (("inactive",), "active"),
+    "portfolio.deactivate": (("active",), "inactive"),
+    "portfolio.restore": (("archived",), "inactive"),
+    "portfolio.archive": (("active", "inactive"), "archived"),
+}
+
+
+def state_refusal(info: PortfolioInfo, action: str) -> LifecycleError | None:
+    """The `LifecycleError` ``action`` would raise in ``info``'s state, or None (`TRANSITIONS`)."""
+    allowed = TRANSITIONS.get(action)
+    if allowed is None or info.status in allowed[0]:
+        return None
+    return LifecycleError(info.id, info.status, action.split(".")[-1])
+
+
+def transition(reg: Registry, pid: str | None, action: str) -> None:
+    """Make the state change ``action`` (`TRANSITIONS`) on a portfolio, in its own transaction."""
+    allowed, new = TRANSITIONS[action]
     pid = reg._pid(pid)
     with reg._tx(action, pid) as (tx, events):
         info = get_portfolio(tx, pid)
@@ -256,7 +275,7 @@ def delete(
     """
     pid = reg._pid(portfolio_id)
     if not hard:
-        transition(reg, pid, "portfolio.archive", ("active", "inactive"), "archived")
+        transition(reg, pid, "portfolio.archive")
         return
     with reg._tx("portfolio.delete", pid) as (tx, events):
         info = get_portfolio(tx, pid)

@@ -472,15 +472,15 @@ class Registry:
 
     def activate(self, portfolio_id: str | None = None) -> None:
         """Activate an inactive portfolio (needs MANAGER)."""
-        lifecycle.transition(self, portfolio_id, "portfolio.activate", ("inactive",), "active")
+        lifecycle.transition(self, portfolio_id, "portfolio.activate")
 
     def deactivate(self, portfolio_id: str | None = None) -> None:
         """Deactivate an active portfolio: it stops trading (needs MANAGER)."""
-        lifecycle.transition(self, portfolio_id, "portfolio.deactivate", ("active",), "inactive")
+        lifecycle.transition(self, portfolio_id, "portfolio.deactivate")
 
     def restore(self, portfolio_id: str) -> None:
         """Bring an archived portfolio back as inactive (needs OWNER)."""
-        lifecycle.transition(self, portfolio_id, "portfolio.restore", ("archived",), "inactive")
+        lifecycle.transition(self, portfolio_id, "portfolio.restore")
 
     delete = _delegate(lifecycle.delete)
 

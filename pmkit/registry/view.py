@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pmkit.errors import NotFoundError, PermissionDenied
+from pmkit.errors import LifecycleError, NotFoundError, PermissionDenied
 from pmkit.events import Event
 from pmkit.ledger import LedgerEntry, Positions
 from pmkit.registry.access import AccessPolicy, Role
 from pmkit.registry.catalogue import get_portfolio, service_record_scope, target_kind
 from pmkit.registry.catalogue import kind as catalogue_kind
 from pmkit.registry.hierarchy import leaf_portfolios
+from pmkit.registry.lifecycle import state_refusal as lifecycle_state_refusal
 from pmkit.registry.resolution import read_settings
 from pmkit.store.base import AuditRecord, Reader, Record
 
@@ -85,6 +86,24 @@ class ReadView:
         except PermissionDenied as exc:
             return exc
         return None
+
+    def state_refusal(self, action: str, portfolio_id: str) -> LifecycleError | None:
+        """The `LifecycleError` ``action`` would raise in the portfolio's current state, or None.
+
+        For the state changes ``portfolio.activate``, ``portfolio.deactivate``,
+        ``portfolio.restore`` and ``portfolio.archive`` (a soft delete): the
+        rule the write path applies (`pmkit.registry.lifecycle.TRANSITIONS`),
+        as an answer, so a front end disables what the state does not allow
+        and says why. Other actions, and a portfolio the reader may not see,
+        get None (`refusal` answers for permissions).
+        """
+        if not self.may_read(portfolio_id):
+            return None
+        try:
+            info = get_portfolio(self._reader, portfolio_id)
+        except NotFoundError:
+            return None
+        return lifecycle_state_refusal(info, action)
 
     def creation_refusal(self, target: str = "?") -> PermissionDenied | None:
         """The `PermissionDenied` creating a portfolio or group would raise, or None.
