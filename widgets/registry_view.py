@@ -255,8 +255,9 @@ class RegistryView(ServiceView):
                 refusal = view.refusal(action, pid)
                 reason = (None if refusal is None
                           else refusal_text(label, refusal, view.role(pid)))
-                state = view.state_refusal(action, pid)  # what the portfolio's state allows
-                if reason is None and state is not None:
+                # what the portfolio's state allows (asked only when the role does not refuse)
+                state = None if reason is not None else view.state_refusal(action, pid)
+                if state is not None:
                     reason = f"Cannot {label.lower()} {pid} while it is {state.status}."
             self._set_control(button, reason)
         refusal = view.creation_refusal()
