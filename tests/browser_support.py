@@ -146,6 +146,15 @@ TAB_READY = {
     "Signals": '.pmkit-runs .tabulator-cell[tabulator-field="strategy"], .pmkit-runs-empty p',
 }
 
+#: What shows that a tab is drawn in full: every chart of it on the page (each selector
+#: matched), for tabs whose charts arrive after their first usable content.
+TAB_DRAWN = {
+    "Groups": (".pmkit-allocation-chart canvas",),
+    "Risk": (".pmkit-risk-contrib canvas", ".pmkit-risk-stress-chart canvas",
+             ".pmkit-risk-drawdown canvas"),
+    "Optimize": (".pmkit-frontier-chart canvas", '.pmkit-frontier-weights .tabulator-cell'),
+}
+
 #: Seconds from a click on a tab to its first usable content, per (login, tab), this session.
 TAB_TIMINGS: dict[tuple[str, str], float] = {}
 
@@ -163,8 +172,9 @@ def sign_in(page, url: str, name: str, password: str) -> None:
 #: In the page, at each frame: is an element matching the selector shown? The selector's
 #: descendant steps cross shadow roots (Panel renders components in them), as playwright's
 #: CSS engine does; "shown" is playwright's "visible": a non-empty box, not hidden by style.
-#: The first frame it is records ``window.__pmkitShownAt`` (ms, the page's clock).
-_SHOWN_JS = r"""selector => {
+#: The first frame it is records ``window.__pmkitShownAt`` (ms, the page's clock). Given a
+#: list of selectors, it is the first frame showing a match of every one.
+_SHOWN_JS = r"""wanted => {
   const within = (root, css) => {
     const found = [];
     const walk = node => {
@@ -181,18 +191,37 @@ _SHOWN_JS = r"""selector => {
     const box = el.getBoundingClientRect();
     return box.width > 0 && box.height > 0 && getComputedStyle(el).visibility !== 'hidden';
   };
-  for (const alternative of selector.split(',')) {
+  const matched = selector => selector.split(',').some(alternative => {
     let scope = [document];
     for (const step of alternative.trim().split(/\s+/)) {
       scope = scope.flatMap(root => within(root, step));
     }
-    if (scope.some(shown)) {
-      window.__pmkitShownAt = performance.now();
-      return true;
-    }
+    return scope.some(shown);
+  });
+  if ((Array.isArray(wanted) ? wanted : [wanted]).every(matched)) {
+    window.__pmkitShownAt = performance.now();
+    return true;
   }
   return false;
 }"""
+
+#: Resolves once the page has run no long task (over 50 ms: script, layout, paint) for
+#: ``quiet`` ms in a row: nothing left to draw or lay out. A page that never settles
+#: resolves after 20 s regardless.
+_SETTLED_JS = r"""quiet => new Promise(resolve => {
+  let busy = performance.now();
+  const seen = new PerformanceObserver(list => {
+    for (const task of list.getEntries()) busy = Math.max(busy, task.startTime + task.duration);
+  });
+  seen.observe({type: 'longtask', buffered: true});
+  const done = at => { seen.disconnect(); resolve(at); };
+  const check = () => {
+    const now = performance.now();
+    if (now - busy >= quiet) done(now); else setTimeout(check, 50);
+  };
+  setTimeout(check, 50);
+  setTimeout(() => done(-1), 20000);
+})"""
 
 
 def open_tab(page, title: str) -> float:
@@ -205,7 +234,7 @@ def open_tab(page, title: str) -> float:
     import re
 
     tab = page.locator(".bk-tab", has_text=re.compile(rf"^\s*{re.escape(title)}\b")).first
-    clicked = page.evaluate("performance.now()")
+    clicked = page.evaluate("window.__pmkitClickedAt = performance.now()")
     tab.click()
     page.wait_for_function(_SHOWN_JS, arg=TAB_READY[title], polling="raf",
                            timeout=PAGE_TIMEOUT_MS)
@@ -213,3 +242,19 @@ def open_tab(page, title: str) -> float:
     # and as playwright sees it, which the tests' next steps rely on
     page.locator(TAB_READY[title]).first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
     return (shown - clicked) / 1000.0
+
+
+def tab_drawn(page, title: str, quiet_ms: int = 500) -> float:
+    """Wait until the tab opened last is drawn in full and the page is quiet; seconds.
+
+    Returns the seconds from the click on the tab (`open_tab`) to the first
+    frame showing every chart of `TAB_DRAWN` (its first usable content for a
+    tab without charts there), then waits until the page's main thread has
+    been idle for ``quiet_ms``: a click after that measures the next tab
+    alone, not the rest of this one.
+    """
+    wanted = list(TAB_DRAWN.get(title, (TAB_READY[title],)))
+    page.wait_for_function(_SHOWN_JS, arg=wanted, polling="raf", timeout=PAGE_TIMEOUT_MS)
+    drawn = page.evaluate("window.__pmkitShownAt - window.__pmkitClickedAt")
+    page.evaluate(_SETTLED_JS, quiet_ms)
+    return drawn / 1000.0

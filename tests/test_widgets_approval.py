@@ -424,6 +424,9 @@ def test_every_chart_of_the_app_draws_on_the_canvas(reg, proposal):
     bob = reg.as_user("bob")
     for view in (ApprovalView(bob), GroupsView(bob), RiskView(bob), FrontierView(bob)):
         panes = [p for p in view.__panel__().select(pn.pane.HoloViews) if p.object is not None]
-        assert panes, type(view).__name__
-        for pane in panes:
-            assert hv.render(pane.object).output_backend == "canvas", type(view).__name__
+        figures = [hv.render(p.object) for p in panes]
+        figures += [p.object for p in view.__panel__().select(pn.pane.Bokeh)
+                    if p.object is not None]
+        assert figures, type(view).__name__
+        for fig in figures:
+            assert fig.output_backend == "canvas", type(view).__name__

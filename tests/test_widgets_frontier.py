@@ -6,6 +6,7 @@ still refuses what it must (see ``test_widgets_risk.py``).
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pn = pytest.importorskip("panel")
@@ -101,9 +102,12 @@ def test_the_chart_marks_the_picked_point(reg):
     ds = view.frontier.dataset
 
     def marked() -> tuple[float, float]:
-        overlay = view._chart.object[()]  # the chart as drawn now (its marker is dynamic)
-        (ring,) = [layer for layer in overlay if layer.label == "picked"]
-        return tuple(ring.array()[0])
+        fig = view._chart.object  # the chart as drawn now
+        (ring,) = [r for item in fig.legend.items if item.label.value == "picked"
+                   for r in item.renderers]
+        data = ring.data_source.data
+        assert len(data["volatility"]) == 1
+        return (data["volatility"][0], data["expected_return"][0])
 
     def at(point: int) -> tuple[float, float]:  # chart axes are in percent
         row = ds.isel(point=point)
@@ -116,3 +120,39 @@ def test_the_chart_marks_the_picked_point(reg):
     assert view.point == other and marked() == pytest.approx(at(other))
     view.compute()  # a new frontier keeps the pick and draws the ring there
     assert view.point == other and marked() == pytest.approx(at(other))
+
+    # a tap moves pick and ring; picked in the select box, the point tapped before is
+    # a tap again (the chart's selection follows the pick, so the tap is a change)
+    dots = view._dots
+    dots.selected.indices = [first]
+    assert view.point == first and marked() == pytest.approx(at(first))
+    view._picker.value = other
+    assert list(dots.selected.indices) == [other] and marked() == pytest.approx(at(other))
+    dots.selected.indices = [first]
+    assert view.point == first and marked() == pytest.approx(at(first))
+
+
+def test_the_chart_reads_in_percent_with_formatted_tooltips(reg):
+    """Axes in percent of the annualized figures; every tooltip field is a column drawn."""
+    import re
+
+    from bokeh.models import HoverTool, TapTool
+
+    from pmkit.display import TABULATOR_FORMATS
+
+    view = FrontierView(reg.as_user("alice"), portfolio=PID, points=POINTS)
+    fig = view._chart.object
+    assert fig.output_backend == "canvas" and fig.sizing_mode == "stretch_width"
+    assert "%" in fig.xaxis[0].axis_label and "%" in fig.yaxis[0].axis_label
+    ds = view.frontier.dataset
+    data = view._dots.data
+    np.testing.assert_allclose(data["volatility"], ds["volatility"].values * 100)
+    np.testing.assert_allclose(data["expected_return"], ds["expected_return"].values * 100)
+    (tap,) = fig.select(TapTool)
+    (tool,) = fig.select(HoverTool)
+    assert tap.renderers == tool.renderers and tool.renderers[0].data_source is view._dots
+    field = re.compile(r"@\{([^}]+)\}(?:\{([^}]+)\})?")
+    for label, spec in tool.tooltips:
+        ((column, fmt),) = field.findall(spec)
+        assert column in data, (label, spec)
+        assert fmt in ("", *TABULATOR_FORMATS.values()), (label, spec)

@@ -55,7 +55,7 @@ def test_risk_view_shows_the_risk_overview(reg):
                                                             rel=1e-9)
         assert shown["share"].sum() == pytest.approx(1.0, rel=1e-9)
         assert list(shown["contribution"]) == sorted(shown["contribution"], reverse=True)
-        title = view._contrib_plot.object.opts.get("plot").kwargs["title"]
+        title = view._contrib_plot.object.title.text
         assert title.startswith(pid)  # the chart is the selected portfolio's
 
     stress = view.stress.set_index(["portfolio", "scenario"])
@@ -170,18 +170,17 @@ def test_risk_view_formats_through_pmkit_display(reg):
     assert f"**{format_time(as_of)}**" in view._info.object and "T00:00" not in view._info.object
     for pane in (view._contrib_plot, view._stress_plot, view._drawdown_plot):
         assert pane.sizing_mode == "stretch_width"
-        assert pane.object.opts.get("plot").kwargs["responsive"] is True
+        assert pane.object.sizing_mode == "stretch_width"  # the chart follows its pane
     # hover text: every number through a pmkit.display format, every field one the chart has
     import re
 
-    import holoviews as hv
     from bokeh.models import HoverTool
 
     field = re.compile(r"@\{([^}]+)\}(?:\{([^}]+)\})?")
     for pane, numbers in ((view._contrib_plot, {"contribution", "share of ES"}),
                           (view._stress_plot, {"return", "P&L", "covers"}),
                           (view._drawdown_plot, {"drawdown"})):
-        fig = hv.render(pane.object)
+        fig = pane.object
         assert fig.output_backend == "canvas"  # not WebGL: software-rendered without a GPU
         tools = list(fig.select(HoverTool))
         assert tools
@@ -219,7 +218,7 @@ def test_each_computation_draws_each_chart_once(reg, monkeypatch):
     assert drawn == [*once * 2, "_contribution_chart"]
     view._button.clicks += 1  # and it stays the one shown
     assert drawn == [*once * 2, "_contribution_chart", *once]
-    assert view._contrib_plot.object.opts.get("plot").kwargs["title"].startswith(
+    assert view._contrib_plot.object.title.text.startswith(
         "client_b/balanced")
 
 
@@ -320,7 +319,7 @@ def test_frontier_view_shows_the_service_frontier_and_picks(reg):
     np.testing.assert_allclose(shown["change"], shown["target"] - shown["current"])
 
     # a tap on the chart's points picks the same way as the select box
-    view._selection.event(index=[2])
+    view._dots.selected.indices = [2]  # what a tap on the third point sends
     assert view.point == 2
     view._picker.value = 5
     assert view.targets == frontier_targets(view.frontier, 5)

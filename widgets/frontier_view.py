@@ -36,7 +36,7 @@ from pmkit_widgets.base import (
     run_service_call,
     served_document,
 )
-from pmkit_widgets.charts import CANVAS
+from pmkit_widgets.charts import hover, new_figure, tooltip_field
 
 if TYPE_CHECKING:
     from pmkit.optimize.frontier import EfficientFrontier
@@ -101,9 +101,9 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
         self._current: pd.Series = pd.Series(dtype=float)
         self._targets: dict[str, float] = {}
         self._proposal: RebalanceProposal | None = None
-        self._pick_stream: Any = None
+        self._dots: Any = None  # the chart's points and its ring (Bokeh data sources)
+        self._marker: Any = None
         self._result_text = ""
-        self._selection: Any = None
         self._proposed_at = float("-inf")  # monotonic time of the last stored proposal
 
         ids = [p.id for p in registry.portfolios(status="active")]
@@ -132,7 +132,7 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
             "The efficient frontier is computed for an active portfolio with holdings: "
             "create or activate one on the Portfolios tab, or ask an owner for a role on one.",
             visible=not ids, margin=(0, 10), css_classes=["pmkit-empty"])
-        self._chart = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=380,
+        self._chart = pn.pane.Bokeh(None, sizing_mode="stretch_width", min_height=380,
                                         css_classes=["pmkit-frontier-chart"])
         self._stats = pn.pane.HTML("", sizing_mode="stretch_width",
                                    css_classes=["pmkit-frontier-stats"])
@@ -431,9 +431,7 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
             f'<b data-key="sharpe">{format_ratio(s["sharpe"])}</b></div>'
             f'<div style="color:#6b7280">annualized · point {point}</div></div>'
         )
-        stream = self._pick_stream
-        if stream is not None and stream.point != int(point):  # a new chart has it already
-            stream.event(point=int(point))
+        self._mark(int(point))
         self.update_controls()
 
     def _place_weights(self, table: pn.widgets.Tabulator) -> None:
@@ -461,54 +459,70 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
 
     # -- chart -----------------------------------------------------------------------------
     def _build_chart(self, frontier: EfficientFrontier, point: int) -> Any:
-        import holoviews as hv
-
-        from pmkit._hvplot import ensure_hvplot
-
-        ensure_hvplot()
+        from bokeh.models import ColorBar, ColumnDataSource, TapTool
+        from bokeh.palettes import Viridis256
+        from bokeh.transform import linear_cmap
 
         ds = frontier.dataset
-        frame = pd.DataFrame({
-            "point": ds["point"].values.astype(int),
-            "volatility": ds["volatility"].values * 100,
-            "expected_return": ds["expected_return"].values * 100,
-            "sharpe": ds["sharpe"].values,
-        })
-        labels = {"xlabel": "volatility (%, annualized)",
-                  "ylabel": "expected return (%, annualized)"}
-        line = frame.hvplot.line(x="volatility", y="expected_return", color="grey",
-                                 title=f"Efficient frontier · {ds.attrs.get('portfolio', '')}",
-                                 responsive=True, height=380, **labels)
-        dots = frame.hvplot.scatter(
-            x="volatility", y="expected_return", c="sharpe", cmap="viridis", size=60,
-            hover_cols=["point", "sharpe"], tools=["tap", "hover"], responsive=True, height=380,
-            **labels,
-        ).opts(nonselection_alpha=1.0, selection_alpha=1.0)
-        best_k = frontier.max_sharpe_point()
-        best = frame.iloc[[best_k]].hvplot.scatter(
-            x="volatility", y="expected_return", color="red", marker="star", size=220,
-            label="max Sharpe", responsive=True, height=380, **labels,
-        )
-        pick_stream = hv.streams.Stream.define("FrontierPoint", point=int(point))()
-        xy = frame.set_index("point")[["volatility", "expected_return"]]
+        # the axes read in percent; the tooltips name the fractions the service returned
+        vol = ds["volatility"].values.astype(float) * 100
+        ret = ds["expected_return"].values.astype(float) * 100
+        sharpe = ds["sharpe"].values.astype(float)
+        points = ds["point"].values.astype(int)
+        fig = new_figure(f"Efficient frontier · {ds.attrs.get('portfolio', '')}", height=380,
+                         xlabel="volatility (%, annualized)",
+                         ylabel="expected return (%, annualized)")
+        fig.line(vol, ret, color="grey", line_width=2)
+        dots = ColumnDataSource({"point": points, "volatility": vol, "expected_return": ret,
+                                 "sharpe": sharpe})
+        finite = sharpe[np.isfinite(sharpe)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        colors = linear_cmap("sharpe", Viridis256, low, high if high > low else low + 1e-9)
+        # a tap selects a point; the others keep their colour (no dimming)
+        scatter = fig.scatter("volatility", "expected_return", source=dots, size=11,
+                              color=colors, line_color="white", selection_alpha=1.0,
+                              nonselection_alpha=1.0)
+        fig.add_layout(ColorBar(color_mapper=colors["transform"], title="Sharpe", width=10),
+                       "right")
+        best = int(np.flatnonzero(points == frontier.max_sharpe_point())[0])
+        fig.scatter([vol[best]], [ret[best]], marker="star", size=22, color="red",
+                    legend_label="max Sharpe")
+        (row,) = np.flatnonzero(points == point)
+        dots.selected.indices = [int(row)]
+        marker = ColumnDataSource({"volatility": [float(vol[row])],
+                                   "expected_return": [float(ret[row])]})
+        fig.scatter("volatility", "expected_return", source=marker, size=20, fill_color=None,
+                    line_color="#dc2626", line_width=3, legend_label="picked")
+        fig.legend.location = "bottom_right"
+        fig.add_tools(TapTool(renderers=[scatter]))
+        hover(fig, [scatter], [("point", "@{point}"),
+                               ("volatility", f"{tooltip_field('volatility', 'ratio')} %"),
+                               ("expected return",
+                                f"{tooltip_field('expected_return', 'ratio')} %"),
+                               ("Sharpe", tooltip_field("sharpe", "ratio"))])
+        dots.selected.on_change("indices", lambda attr, old, new: self._tapped(new))
+        self._dots, self._marker = dots, marker
+        return fig
 
-        def picked(point: int) -> Any:
-            row = xy.loc[[int(point)]]
-            return hv.Points(row.to_numpy(), kdims=["volatility", "expected_return"],
-                             label="picked").opts(color="none", line_color="#dc2626",
-                                                  line_width=3, size=18)
-
-        marker = hv.DynamicMap(picked, streams=[pick_stream])
-        selection = hv.streams.Selection1D(source=dots)
-        selection.add_subscriber(self._tapped)
-        self._pick_stream, self._selection = pick_stream, selection
-        return (line * dots * best * marker).opts(legend_position="bottom_right",
-                                                  responsive=True, height=380,
-                                                  backend_opts=CANVAS)
+    def _mark(self, point: int) -> None:
+        """Ring ``point`` on the chart, and make it the chart's selection."""
+        marker, dots = self._marker, self._dots
+        if marker is None or dots is None:
+            return
+        (row,) = np.flatnonzero(np.asarray(dots.data["point"]) == point)
+        at = {"volatility": [float(dots.data["volatility"][row])],
+              "expected_return": [float(dots.data["expected_return"][row])]}
+        if dict(marker.data) == at and list(dots.selected.indices) == [row]:
+            return
+        marker.data = at
+        # picked in the select box: a later tap on the point picked before is a change again
+        dots.selected.indices = [int(row)]
+        if served_document() is None:  # a notebook syncs a Bokeh model on request only
+            pn.io.push_notebook(self._chart)
 
     def _tapped(self, index: list[int]) -> None:
-        if index:
-            self.pick(int(np.asarray(index)[0]))
+        if len(index) and self._dots is not None:
+            self.pick(int(self._dots.data["point"][int(np.asarray(index)[0])]))
 
     def __panel__(self) -> pn.Column:
         return self._layout

@@ -2,10 +2,10 @@
 
 The view calls `pmkit.analytics.overview.risk_overview`, the same function a
 notebook user (and ``%pm risk``) calls, and draws what it returns with
-hvplot; it computes nothing itself. It asks in two steps: first without
-drawdowns (the table, the contributions and the stress figures show as soon
-as they are ready), then with them, which reuses the service's cached parts
-and fills in the drawdown chart. In a served session (or a notebook) each
+Bokeh (`pmkit_widgets.charts`); it computes nothing itself. It asks in two
+steps: first without drawdowns (the table, the contributions and the stress
+figures show as soon as they are ready), then with them, which reuses the
+service's cached parts and fills in the drawdown chart. In a served session (or a notebook) each
 step runs on a worker thread while a spinner shows; without an event loop
 (scripts, tests) both run inline.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from pmkit.display import MISSING, TABULATOR_FORMATS, Kind, format_percent, format_time
+from pmkit.display import MISSING, format_percent, format_time
 from pmkit.errors import ValidationError
 from pmkit_widgets.base import (
     Messages,
@@ -31,7 +31,7 @@ from pmkit_widgets.base import (
     served_document,
     typed_frame,
 )
-from pmkit_widgets.charts import CANVAS
+from pmkit_widgets.charts import PALETTE, hover, new_figure, tooltip_field
 from pmkit_widgets.formatting import tabulator_formatters
 
 if TYPE_CHECKING:
@@ -178,11 +178,11 @@ class RiskView(Messages, pn.viewable.Viewer):
         self._stress_table = _stress_table()
         self._summary_box = pn.Column(sizing_mode="stretch_width", margin=0)
         self._stress_box = pn.Column(sizing_mode="stretch_width", margin=0)
-        self._contrib_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width",
+        self._contrib_plot = pn.pane.Bokeh(None, sizing_mode="stretch_width",
                                                min_height=320, css_classes=["pmkit-risk-contrib"])
-        self._stress_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width", min_height=300,
+        self._stress_plot = pn.pane.Bokeh(None, sizing_mode="stretch_width", min_height=300,
                                               css_classes=["pmkit-risk-stress-chart"])
-        self._drawdown_plot = pn.pane.HoloViews(None, sizing_mode="stretch_width",
+        self._drawdown_plot = pn.pane.Bokeh(None, sizing_mode="stretch_width",
                                                 min_height=300,
                                                 css_classes=["pmkit-risk-drawdown"])
         self._drawdown_wait = pn.Row(
@@ -487,73 +487,87 @@ def _stress_frame(ds: xr.Dataset) -> pd.DataFrame:
 
 
 def _contribution_chart(contrib: pd.DataFrame, portfolio: str, es: float) -> Any:
-    from pmkit._hvplot import ensure_hvplot
-
-    ensure_hvplot()
+    from bokeh.models import ColumnDataSource, FactorRange
 
     c = contrib["contribution"]
     top = c.iloc[:TOP_CONTRIBUTIONS]
     rest = c.iloc[TOP_CONTRIBUTIONS:]
     if len(rest):
         top = pd.concat([top, pd.Series({f"other ({len(rest)})": float(rest.sum())})])
-    frame = pd.DataFrame({"asset": top.index.astype(str), "contribution": top.to_numpy() * 100,
-                          "fraction": top.to_numpy(),
-                          "share": top.to_numpy() / es if es else np.nan})
-    # barh draws the first row at the bottom: reverse so the largest is on top
-    return frame.iloc[::-1].hvplot.barh(
-        x="asset", y="contribution", height=max(240, 24 * len(frame) + 80), responsive=True,
-        xlabel="", ylabel="contribution to 1-day ES (% of value)", color="#1f4e79",
-        title=f"{portfolio}: ES {format_percent(es)} by asset",
-        hover_cols=["fraction", "share"],
-        backend_opts=CANVAS,
-        hover_tooltips=[("asset", "@asset"), ("contribution", _tip("fraction", "percent")),
-                        ("share of ES", _tip("share", "percent"))],
-    )
-
-
-def _tip(column: str, kind: Kind) -> str:
-    """A Bokeh tooltip field showing ``column`` as `pmkit.display` formats ``kind``."""
-    return f"@{{{column}}}{{{TABULATOR_FORMATS[kind]}}}"
+    assets = [str(a) for a in top.index]
+    source = ColumnDataSource({"asset": assets, "contribution": top.to_numpy() * 100,
+                               "fraction": top.to_numpy(),
+                               "share": top.to_numpy() / es if es else np.full(len(top), np.nan)})
+    # a categorical y axis lists its first factor at the bottom: the largest goes on top
+    fig = new_figure(f"{portfolio}: ES {format_percent(es)} by asset",
+                     height=max(240, 24 * len(assets) + 80),
+                     xlabel="contribution to 1-day ES (% of value)",
+                     y_range=FactorRange(*reversed(assets)))
+    bars = fig.hbar(y="asset", right="contribution", height=0.8, source=source,
+                    color="#1f4e79")
+    fig.ygrid.grid_line_color = None
+    hover(fig, [bars], [("asset", "@{asset}"),
+                        ("contribution", tooltip_field("fraction", "percent")),
+                        ("share of ES", tooltip_field("share", "percent"))])
+    return fig
 
 
 def _stress_chart(stress: pd.DataFrame) -> Any:
-    from pmkit._hvplot import ensure_hvplot
-
-    ensure_hvplot()
+    from bokeh.models import ColumnDataSource, FactorRange
+    from bokeh.transform import factor_cmap
 
     # a scenario that replays none of the book draws no bar (not a bar at 0)
     frame = stress.assign(return_pct=stress["return"].where(stress["coverage"] > 0) * 100)
-    # horizontal: the scenario/portfolio labels read in full side by side (a vertical
-    # chart overlaps them from four portfolios on)
-    return frame.hvplot.barh(
-        x="scenario", y="return_pct", by="portfolio", responsive=True,
-        height=max(240, 22 * len(frame) + 90), ylabel="stress return (%)", xlabel="",
-        title="Historical stress by scenario", hover_cols=["return", "pnl", "coverage"],
-        legend=False,
-        backend_opts=CANVAS,
-        hover_tooltips=[("portfolio", "@portfolio"), ("scenario", "@scenario"),
-                        ("return", _tip("return", "percent")), ("P&L", _tip("pnl", "money")),
-                        ("covers", _tip("coverage", "percent"))],
-    )
+    portfolios = [str(p) for p in dict.fromkeys(frame["portfolio"])]
+    scenarios = [str(s) for s in dict.fromkeys(frame["scenario"])]
+    keys = list(zip(frame["scenario"].astype(str), frame["portfolio"].astype(str),
+                    strict=True))
+    source = ColumnDataSource({
+        "key": keys, "portfolio": frame["portfolio"].astype(str).to_list(),
+        "scenario": frame["scenario"].astype(str).to_list(),
+        "return_pct": frame["return_pct"].to_numpy(dtype=float),
+        "return": frame["return"].to_numpy(dtype=float),
+        "pnl": frame["pnl"].to_numpy(dtype=float),
+        "coverage": frame["coverage"].to_numpy(dtype=float),
+    })
+    # horizontal, one group per scenario (first on top), a bar per portfolio: the
+    # scenario/portfolio labels read in full side by side (a vertical chart overlaps them
+    # from four portfolios on)
+    present = set(keys)
+    factors = [(s, p) for s in reversed(scenarios) for p in reversed(portfolios)
+               if (s, p) in present]
+    fig = new_figure("Historical stress by scenario", height=max(240, 22 * len(frame) + 90),
+                     xlabel="stress return (%)", y_range=FactorRange(*factors))
+    palette = [PALETTE[i % len(PALETTE)] for i in range(len(portfolios))]
+    bars = fig.hbar(y="key", right="return_pct", height=0.8, source=source,
+                    color=factor_cmap("portfolio", palette, portfolios))
+    fig.ygrid.grid_line_color = None
+    hover(fig, [bars], [("portfolio", "@{portfolio}"), ("scenario", "@{scenario}"),
+                        ("return", tooltip_field("return", "percent")),
+                        ("P&L", tooltip_field("pnl", "money")),
+                        ("covers", tooltip_field("coverage", "percent"))])
+    return fig
 
 
 def _drawdown_chart(drawdown: pd.DataFrame) -> Any:
-    from pmkit._hvplot import ensure_hvplot
+    from bokeh.models import ColumnDataSource
 
-    ensure_hvplot()
-
-    # long form: one curve per portfolio with the same columns, however many there are
-    frame = pd.DataFrame({
-        "time": np.repeat(drawdown.index.to_numpy(), drawdown.shape[1]),
-        "portfolio": np.tile([str(c) for c in drawdown.columns], drawdown.shape[0]),
-        "drawdown": drawdown.to_numpy(dtype=float).reshape(-1) * 100,
-    })
-    return frame.hvplot.line(
-        x="time", y="drawdown", by="portfolio", height=300, responsive=True,
-        ylabel="drawdown (%)", xlabel="", title="Drawdown of the time-weighted return",
-        legend="bottom_left",
-        # the curve is in percent already: the ratio format, then the sign
-        backend_opts=CANVAS,
-        hover_tooltips=[("portfolio", "@{portfolio}"), ("date", "@{time}{%F}"),
-                        ("drawdown", f"{_tip('drawdown', 'ratio')} %")],
-    )
+    fig = new_figure("Drawdown of the time-weighted return", height=300,
+                     ylabel="drawdown (%)", x_axis_type="datetime")
+    times = drawdown.index.to_numpy()
+    lines = []
+    for i, column in enumerate(drawdown.columns):
+        name = str(column)
+        source = ColumnDataSource({"time": times,
+                                   "drawdown": drawdown[column].to_numpy(dtype=float) * 100,
+                                   "portfolio": [name] * len(times)})
+        lines.append(fig.line(x="time", y="drawdown", source=source, line_width=2,
+                              color=PALETTE[i % len(PALETTE)], legend_label=name))
+    if lines:
+        fig.legend.location = "bottom_left"
+        fig.legend.click_policy = "hide"
+    # the curve is in percent already: the ratio format, then the sign
+    hover(fig, lines, [("portfolio", "@{portfolio}"), ("date", "@{time}{%F}"),
+                       ("drawdown", f"{tooltip_field('drawdown', 'ratio')} %")],
+          formatters={"@{time}": "datetime"})
+    return fig
