@@ -40,6 +40,7 @@ import numpy as np
 import xarray as xr
 
 from pmkit.errors import InsufficientDataError, UnknownAssetError, ValidationError
+from pmkit.execution.impact import square_root_impact
 
 __all__ = ["CostBreakdown", "CostModel"]
 
@@ -168,7 +169,7 @@ class CostModel:
         notional = abs(float(quantity)) * float(price)
         commission = notional * self.commission_bps / 1e4
         spread = notional * self.half_spread_bps / 1e4
-        impact = notional * self.impact_coefficient * sigma * math.sqrt(notional / adv)
+        impact = notional * square_root_impact(notional, sigma, adv, self.impact_coefficient)
         return CostBreakdown(commission, spread, impact)
 
     def estimate(

@@ -1,0 +1,155 @@
+"""Impact and liquidity models (`pmkit.execution.impact`)."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pmkit.execution.impact as impact
+from pmkit.core.schedules import almgren_chriss_trajectory, twap_trades
+from pmkit.errors import InsufficientDataError, ValidationError
+from pmkit.execution import AlmgrenChriss, CostModel, calibrate_square_root, liquidity
+from pmkit.execution.impact import square_root_impact, u_shape_profile
+from pmkit.model.market import market_dataset
+
+
+def test_the_docstring_examples_hold():
+    assert doctest.testmod(impact).failed == 0
+
+
+def test_the_cost_model_prices_impact_with_the_square_root_law():
+    model = CostModel(impact_coefficient=0.8)
+    b = model.breakdown(10_000, 50.0, 0.02, 2e7)
+    assert b.impact == pytest.approx(5e5 * square_root_impact(5e5, 0.02, 2e7, 0.8), rel=1e-15)
+    # four times the notional: twice the impact per unit, eight times the cost
+    b4 = model.breakdown(40_000, 50.0, 0.02, 2e7)
+    assert b4.impact == pytest.approx(8 * b.impact, rel=1e-12)
+
+
+def test_the_schedule_is_the_core_trajectory_with_its_cost_and_risk():
+    ac = AlmgrenChriss(permanent=2.5e-7, temporary=2.5e-6, fixed=0.0625)
+    plan = ac.schedule([1e6, 3e5], volatility=[0.95, 0.5], horizon=5.0, intervals=10,
+                       risk_aversion=1e-6)
+    want, _ = almgren_chriss_trajectory(np.array([1e6, 3e5]), np.array([0.95, 0.5]), 2.5e-6,
+                                        2.5e-7, 1e-6, 5.0, intervals=10)
+    np.testing.assert_allclose(plan["holdings"].values, np.asarray(want), rtol=1e-12)
+    np.testing.assert_allclose(plan["trades"].sum("interval"), [1e6, 3e5], rtol=1e-12)
+    assert (plan["trades"] > 0).all() and (plan["trades"] <= plan["holdings"][:, :-1].values).all()
+    # the straight line (TWAP) has more variance and less expected cost than the optimum
+    twap = ac.schedule([1e6], volatility=0.95, horizon=5.0, intervals=10)
+    np.testing.assert_allclose(twap["trades"].values, twap_trades(np.array([1e6]), 10))
+    assert float(twap["variance"][0]) > float(plan["variance"][0])
+    assert float(twap["expected_cost"][0]) < float(plan["expected_cost"][0])
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"quantity": [0.0]}, "quantity[0]"),
+    ({"quantity": [-5.0]}, "quantity[0]"),
+    ({"quantity": [float("nan")]}, "quantity[0]"),
+    ({"quantity": [1e13]}, "quantity[0]"),
+    ({"quantity": []}, "quantity"),
+    ({"quantity": "abc"}, "quantity[0]"),
+    ({"volatility": -1.0}, "volatility"),
+    ({"volatility": [1.0, 2.0]}, "volatility"),
+    ({"horizon": 0.0}, "horizon"),
+    ({"intervals": 0}, "intervals"),
+    ({"intervals": True}, "intervals"),
+    ({"intervals": 2.5}, "intervals"),
+    ({"risk_aversion": float("inf")}, "risk_aversion"),
+])
+def test_bad_schedule_inputs_name_the_field(kwargs, field):
+    ac = AlmgrenChriss(permanent=2.5e-7, temporary=2.5e-6)
+    args = {"quantity": [1e6], "volatility": 0.95, "horizon": 5.0, "intervals": 5,
+            "risk_aversion": 1e-6} | kwargs
+    quantity = args.pop("quantity")
+    with pytest.raises(ValidationError) as err:
+        ac.schedule(quantity, **args)
+    assert err.value.field == field
+
+
+def test_an_impact_that_rewards_speed_is_refused():
+    ac = AlmgrenChriss(permanent=1e-3, temporary=1e-6)  # eta_tilde < 0 at tau = 1
+    with pytest.raises(ValidationError) as err:
+        ac.schedule([100.0], volatility=1.0, horizon=5.0, intervals=5, risk_aversion=1e-6)
+    assert err.value.field == "temporary"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=5), st.floats(allow_nan=True),
+                 st.integers(-10**20, 10**20), st.lists(st.floats(), max_size=3)))
+def test_hostile_model_parameters_raise_validation_errors(value):
+    for name in ("permanent", "temporary", "fixed"):
+        params = {"permanent": 1e-7, "temporary": 1e-6, "fixed": 0.01} | {name: value}
+        try:
+            model = AlmgrenChriss(**params)
+        except ValidationError as err:
+            assert err.field == name
+        else:
+            assert getattr(model, name) == value and float(value) >= 0
+
+
+def test_calibration_recovers_a_known_coefficient_with_an_honest_standard_error():
+    """Simulated fills with Y = 0.7 and noise: the fit is within 3 standard errors, and the
+    standard error matches the spread of the estimates over many simulations."""
+    rng = np.random.default_rng(11)
+    true_y, estimates, errors = 0.7, [], []
+    for _ in range(300):
+        n = 200
+        vol = rng.uniform(0.01, 0.03, n)
+        part = rng.uniform(0.001, 0.2, n)
+        realized = true_y * vol * np.sqrt(part) + rng.normal(0.0, 5e-4, n)
+        fit = calibrate_square_root(realized, vol, part)
+        estimates.append(fit.coefficient)
+        errors.append(fit.standard_error)
+        assert fit.fills == n
+    estimates = np.array(estimates)
+    assert abs(estimates.mean() - true_y) < 3 * estimates.std() / np.sqrt(len(estimates))
+    assert np.mean(errors) == pytest.approx(estimates.std(), rel=0.15)
+    assert np.mean(np.abs(estimates - true_y) < 3 * np.array(errors)) > 0.98
+
+
+def test_calibration_refuses_what_it_cannot_fit():
+    with pytest.raises(ValidationError) as err:
+        calibrate_square_root([0.001, 0.002], [0.02], [0.1, 0.1])
+    assert err.value.field == "realized"
+    with pytest.raises(InsufficientDataError):
+        calibrate_square_root([0.001], [0.02], [0.1])
+    with pytest.raises(ValidationError) as err:
+        calibrate_square_root([0.001, 0.002], [0.02, 0.02], [0.1, 0.0])
+    assert err.value.field == "participation[1]"
+
+
+def test_liquidity_is_estimated_from_volume_and_close():
+    times = pd.bdate_range("2024-01-01", periods=30)
+    rng = np.random.default_rng(5)
+    close = pd.DataFrame(100 * np.exp(np.cumsum(rng.normal(0, 0.01, (30, 2)), axis=0)),
+                         index=times, columns=["AAA", "BBB"])
+    volume = pd.DataFrame(rng.uniform(1e5, 2e5, (30, 2)), index=times, columns=["AAA", "BBB"])
+    volume.iloc[-3, 1] = np.nan  # an unknown day is skipped, not counted as zero
+    market = market_dataset(close, volume)
+    out = liquidity(market, window=20)
+    for a in ("AAA", "BBB"):
+        traded = (volume[a] * close[a]).iloc[-20:]
+        assert float(out["adv"].sel(asset=a)) == pytest.approx(traded.mean(), rel=1e-12)
+        r = close[a].iloc[-21:].pct_change().dropna()
+        assert float(out["volatility"].sel(asset=a)) == pytest.approx(r.std(ddof=1), rel=1e-12)
+    with pytest.raises(InsufficientDataError):
+        liquidity(market, window=30)
+    with pytest.raises(ValidationError) as err:
+        liquidity(market_dataset(close), window=20)
+    assert err.value.field == "volume"
+
+
+def test_the_default_profile_is_a_u_shape_summing_to_one():
+    p = u_shape_profile(390)
+    assert p.sum() == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(p, p[::-1], rtol=1e-12)  # symmetric about midday
+    assert p[0] / p[195] == pytest.approx(3.0, rel=0.01)  # ends trade 3x the middle
+    assert u_shape_profile(4, ends=1.0) == pytest.approx(np.full(4, 0.25))
+    with pytest.raises(ValidationError):
+        u_shape_profile(0)
