@@ -153,3 +153,33 @@ def test_the_default_profile_is_a_u_shape_summing_to_one():
     assert u_shape_profile(4, ends=1.0) == pytest.approx(np.full(4, 0.25))
     with pytest.raises(ValidationError):
         u_shape_profile(0)
+
+
+def test_the_frontier_is_the_schedules_cost_and_risk_over_lambda():
+    ac = AlmgrenChriss(permanent=2.5e-7, temporary=2.5e-6, fixed=0.0625)
+    front = ac.frontier(1e6, volatility=0.95, horizon=5.0, intervals=5)
+    lams = front["risk_aversion"].values
+    assert lams.size == 25 and (np.diff(front["variance"].values) < 0).all()
+    assert (np.diff(front["expected_cost"].values) > 0).all()
+    one = ac.schedule([1e6], volatility=0.95, horizon=5.0, intervals=5, risk_aversion=lams[7])
+    assert float(front["expected_cost"][7]) == pytest.approx(float(one["expected_cost"][0]),
+                                                             rel=1e-12)
+    np.testing.assert_allclose(front["std"] ** 2, front["variance"], rtol=1e-12)
+    with pytest.raises(ValidationError) as err:
+        ac.frontier(1e6, volatility=0.95, horizon=5.0, intervals=5, risk_aversions=[1e-6, "x"])
+    assert err.value.field == "risk_aversion[1]"
+
+
+def test_the_frontier_chart_plots_std_against_expected_cost():
+    import holoviews as hv
+
+    from pmkit.execution.impact import plot_frontier
+
+    ac = AlmgrenChriss(permanent=2.5e-7, temporary=2.5e-6, fixed=0.0625)
+    front = ac.frontier(1e6, volatility=0.95, horizon=5.0, intervals=5,
+                        risk_aversions=[1e-8, 1e-6, 1e-5])
+    chart = plot_frontier(front)
+    (points,) = [e for e in chart if isinstance(e, hv.Scatter)]
+    np.testing.assert_allclose(points.dimension_values("std"), front["std"].values)
+    np.testing.assert_allclose(points.dimension_values("expected_cost"),
+                               front["expected_cost"].values)

@@ -175,3 +175,16 @@ def test_vwap_follows_the_profile_and_sums_to_the_order():
     holdings = np.asarray(holdings_from_trades(q, trades))
     np.testing.assert_allclose(holdings[:, 0], q)
     np.testing.assert_allclose(holdings[:, -1], 0.0, atol=1e-9)
+
+
+def test_pov_trades_at_the_rate_until_done_and_leaves_the_residual():
+    from pmkit.core.schedules import pov_trades
+
+    volume = np.array([[100.0, 200.0, 50.0, 400.0], [10.0, 10.0, 10.0, 10.0]])
+    q = np.array([60.0, 100.0])
+    trades = np.asarray(pov_trades(q, volume, np.array([0.1, 0.5])))
+    np.testing.assert_allclose(trades[0], [10.0, 20.0, 5.0, 25.0])  # done in interval 4
+    np.testing.assert_allclose(trades[1], [5.0, 5.0, 5.0, 5.0])  # 80 left at the end
+    rate = np.array([0.1, 0.5])[:, None]
+    assert (trades <= rate * volume + 1e-12).all() and (trades >= 0).all()
+    assert (trades.sum(axis=1) <= q + 1e-9).all()

@@ -43,6 +43,7 @@ __all__ = [
     "almgren_chriss_kappa",
     "almgren_chriss_trajectory",
     "holdings_from_trades",
+    "pov_trades",
     "twap_trades",
     "vwap_trades",
 ]
@@ -94,6 +95,33 @@ def vwap_trades(quantity: jax.Array, profile: jax.Array) -> jax.Array:
     p = jnp.asarray(profile)
     share = p / jnp.sum(p, axis=-1, keepdims=True)
     return q[:, None] * share
+
+
+@precise
+@jax.jit
+def pov_trades(quantity: jax.Array, volume: jax.Array, rate: jax.Array) -> jax.Array:
+    """Trades at a participation rate of each interval's volume, until the order is done.
+
+    Parameters
+    ----------
+    quantity : array, shape (order,)
+        Units to trade per parent order.
+    volume : array, shape (order, interval) or (interval,)
+        Units the market trades in each interval (realized or expected).
+    rate : array, shape (order,) or scalar
+        Participation rate, a fraction of the interval's volume (0 < rate <= 1).
+
+    Returns
+    -------
+    array, shape (order, interval)
+        ``min(rate * volume, what is left)`` per interval: never above the
+        rate, sums to ``quantity`` when the volume allows it (what it does
+        not is the residual left at the end).
+    """
+    q = jnp.asarray(quantity, dtype=float)[:, None]
+    cap = jnp.asarray(rate, dtype=float).reshape(-1, 1) * jnp.asarray(volume, dtype=float)
+    done = jnp.minimum(jnp.cumsum(cap, axis=-1), q)
+    return jnp.diff(done, axis=-1, prepend=0.0)
 
 
 @precise

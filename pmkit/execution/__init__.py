@@ -17,6 +17,7 @@ from pmkit.execution.impact import (
     ImpactFit,
     calibrate_square_root,
     liquidity,
+    plot_frontier,
     square_root_impact,
     u_shape_profile,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "check_orders",
     "liquidity",
     "new_order_id",
+    "plot_frontier",
     "square_root_impact",
     "u_shape_profile",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "ImpactFit",
     "calibrate_square_root",
     "liquidity",
+    "plot_frontier",
     "square_root_impact",
     "u_shape_profile",
 ]
@@ -178,6 +179,65 @@ class AlmgrenChriss:
             attrs={"horizon": horizon, "tau": tau, "permanent": self.permanent,
                    "temporary": self.temporary, "fixed": self.fixed},
         )
+
+
+    def frontier(self, quantity: float, *, volatility: float, horizon: float, intervals: int,
+                 risk_aversions: Any = None) -> xr.Dataset:
+        """The efficient frontier of execution: ``E`` and ``V`` of the optimum over ``lambda``.
+
+        Parameters
+        ----------
+        quantity : float
+            Units of the one parent order (> 0).
+        volatility, horizon, intervals
+            As in `schedule`.
+        risk_aversions : sequence of float, optional
+            ``lambda`` values (>= 0); default 25 from 1e-9 to 1e-4, log-spaced.
+
+        Returns
+        -------
+        xarray.Dataset
+            Over ``risk_aversion``: ``expected_cost`` (currency), ``variance``
+            (currency squared), ``std`` (currency) and ``kappa``. Plot it
+            with `plot_frontier`.
+        """
+        if risk_aversions is None:
+            lams = np.geomspace(1e-9, 1e-4, 25).tolist()
+        else:
+            try:
+                lams = list(risk_aversions)
+            except TypeError as exc:
+                raise ValidationError("risk_aversions", risk_aversions,
+                                      "must be a sequence of numbers") from exc
+            if not 1 <= len(lams) <= 10_000:
+                raise ValidationError("risk_aversions", len(lams), "must have 1 to 10,000 values")
+        plan = self.schedule([quantity] * len(lams), volatility=volatility, horizon=horizon,
+                             intervals=intervals, risk_aversion=list(lams))
+        lam = plan["risk_aversion"].values
+        return xr.Dataset(
+            {"expected_cost": ("risk_aversion", plan["expected_cost"].values),
+             "variance": ("risk_aversion", plan["variance"].values),
+             "std": ("risk_aversion", np.sqrt(plan["variance"].values)),
+             "kappa": ("risk_aversion", plan["kappa"].values)},
+            coords={"risk_aversion": lam}, attrs=dict(plan.attrs, quantity=float(quantity)))
+
+
+def plot_frontier(frontier: xr.Dataset, **kwargs: Any) -> Any:
+    """Standard deviation against expected cost of `AlmgrenChriss.frontier` (hvplot).
+
+    Needs ``pmkit[ui]``. The x axis is the shortfall's standard deviation
+    and the y axis its expected value (both currency); hovering a point shows
+    its ``lambda``.
+    """
+    from pmkit._hvplot import ensure_hvplot
+
+    ensure_hvplot()
+    frame = frontier[["expected_cost", "std"]].to_dataframe().reset_index()
+    options = {"x": "std", "y": "expected_cost", "xlabel": "std of shortfall (currency)",
+               "ylabel": "expected shortfall (currency)",
+               "title": "Execution frontier (Almgren-Chriss)",
+               "hover_cols": ["risk_aversion"]} | kwargs
+    return frame.hvplot.line(**options) * frame.hvplot.scatter(**options)
 
 
 def _positive_vector(values: Any, field: str, limit: float) -> np.ndarray:
