@@ -48,9 +48,10 @@ __all__ = [
     "vwap_trades",
 ]
 
-#: Below this ``kappa * horizon`` the optimal trajectory is the straight line to float64
-#: precision (the sinh ratio's first correction is of order (kappa T)^2 / 6).
-_LINEAR_KT = 1e-7
+#: Below this ``kappa * horizon`` the trajectory is drawn as the straight line: its
+#: relative error there, (kappa T)^2 / 6, is under 2e-11, and the closed form's own
+#: cancellation error (about 1e-16 / (kappa T)) would be larger.
+_LINEAR_KT = 1e-5
 
 
 @precise
@@ -184,16 +185,17 @@ def almgren_chriss_trajectory(quantity: jax.Array, volatility: jax.Array, eta: j
     tau = horizon / intervals
     kappa = almgren_chriss_kappa(*(jnp.broadcast_to(jnp.asarray(a, dtype=float), shape)
                                    for a in (volatility, eta, gamma, risk_aversion)), tau)
-    steps = jnp.arange(intervals + 1, dtype=float)
-    t = tau[:, None] * steps[None, :]  # (order, N + 1)
     k, big_t = kappa[:, None], horizon[:, None]
-    # sinh(k (T - t)) / sinh(k T) without overflow for large k T:
-    # = exp(-k t) (1 - exp(-2 k (T - t))) / (1 - exp(-2 k T))
-    safe_k = jnp.where(k * big_t > _LINEAR_KT, k, 1.0)
-    curved = jnp.exp(-safe_k * t) * jnp.expm1(-2.0 * safe_k * (big_t - t)) / jnp.expm1(
-        -2.0 * safe_k * big_t)
-    straight = (big_t - t) / big_t
-    share = jnp.where(k * big_t > _LINEAR_KT, curved, straight)
+    curved_rows = k * big_t > _LINEAR_KT
+    safe_k = jnp.where(curved_rows, k, 1.0)
+    # sinh(k (T - t_j)) / sinh(k T) = (a_j - a_N a_{N-j}) / (1 - a_N^2), a_j = exp(-k tau j):
+    # one exponential per element, no overflow however large k T (a_j underflows to 0)
+    steps = jnp.arange(intervals + 1, dtype=float)
+    a = jnp.exp(-(safe_k * tau[:, None]) * steps[None, :])  # (order, N + 1)
+    a_end = a[:, -1:]
+    curved = (a - a_end * a[:, ::-1]) / -jnp.expm1(-2.0 * safe_k * big_t)
+    straight = 1.0 - steps[None, :] / intervals
+    share = jnp.where(curved_rows, curved, straight)
     share = share.at[:, -1].set(0.0)  # exactly done at the end
     holdings = q[:, None] * share
     trades = holdings[:, :-1] - holdings[:, 1:]
