@@ -183,3 +183,31 @@ def test_the_frontier_chart_plots_std_against_expected_cost():
     np.testing.assert_allclose(points.dimension_values("std"), front["std"].values)
     np.testing.assert_allclose(points.dimension_values("expected_cost"),
                                front["expected_cost"].values)
+
+
+hostile_numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                            st.integers(-10**30, 10**30), st.none(), st.text(max_size=4),
+                            st.booleans())
+
+
+@settings(max_examples=80, deadline=None)
+@given(quantity=st.one_of(hostile_numbers, st.lists(hostile_numbers, max_size=4)),
+       volatility=hostile_numbers, horizon=hostile_numbers,
+       intervals=st.one_of(hostile_numbers, st.integers(-5, 500)),
+       risk_aversion=hostile_numbers)
+def test_any_schedule_call_succeeds_with_a_valid_plan_or_names_the_field(
+        quantity, volatility, horizon, intervals, risk_aversion):
+    ac = AlmgrenChriss(permanent=2.5e-7, temporary=2.5e-6, fixed=0.0625)
+    try:
+        plan = ac.schedule(quantity, volatility=volatility, horizon=horizon,
+                           intervals=intervals, risk_aversion=risk_aversion)
+    except ValidationError as err:
+        assert err.field.split("[")[0] in {"quantity", "volatility", "horizon", "intervals",
+                                           "risk_aversion", "temporary", "expected_cost",
+                                           "variance"}
+        return
+    q = np.asarray([float(x) for x in quantity])
+    assert np.isfinite(plan["holdings"].values).all()
+    np.testing.assert_allclose(plan["trades"].sum("interval"), q, rtol=1e-9)
+    assert (plan["holdings"].values >= -1e-9 * q[:, None]).all()
+    assert (plan["expected_cost"].values >= 0).all() and (plan["variance"].values >= 0).all()
