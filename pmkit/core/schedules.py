@@ -188,15 +188,16 @@ def almgren_chriss_trajectory(quantity: jax.Array, volatility: jax.Array, eta: j
     k, big_t = kappa[:, None], horizon[:, None]
     curved_rows = k * big_t > _LINEAR_KT
     safe_k = jnp.where(curved_rows, k, 1.0)
-    # sinh(k (T - t_j)) / sinh(k T) = (a_j - a_N a_{N-j}) / (1 - a_N^2), a_j = exp(-k tau j):
-    # one exponential per element, no overflow however large k T (a_j underflows to 0)
-    steps = jnp.arange(intervals + 1, dtype=float)
-    a = jnp.exp(-(safe_k * tau[:, None]) * steps[None, :])  # (order, N + 1)
-    a_end = a[:, -1:]
-    curved = (a - a_end * a[:, ::-1]) / -jnp.expm1(-2.0 * safe_k * big_t)
-    straight = 1.0 - steps[None, :] / intervals
-    share = jnp.where(curved_rows, curved, straight)
-    share = share.at[:, -1].set(0.0)  # exactly done at the end
+    # sinh(k (T - t_j)) / sinh(k T) = (exp(-k tau j) - exp(-k tau (2N - j))) / (1 - exp(-2kT)):
+    # no overflow however large k T (the exponentials underflow to 0), and one fused pass
+    # (a per-row reciprocal, not a division per element)
+    steps = jnp.arange(intervals + 1, dtype=float)[None, :]
+    rate = safe_k * tau[:, None]
+    inverse = 1.0 / -jnp.expm1(-2.0 * safe_k * big_t)
+    curved = (jnp.exp(-rate * steps) - jnp.exp(-rate * (2 * intervals - steps))) * inverse
+    straight = 1.0 - steps / intervals
+    share = jnp.where(steps == intervals, 0.0,  # exactly done at the end
+                      jnp.where(curved_rows, curved, straight))
     holdings = q[:, None] * share
     trades = holdings[:, :-1] - holdings[:, 1:]
     return holdings, trades
