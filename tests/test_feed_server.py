@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from pmkit.datasets import load_market
 from pmkit.errors import UnknownAssetError, ValidationError
-from pmkit.stream.paths import brownian_bridge, gbm_path, symbol_rng
+from pmkit.model.paths import brownian_bridge, gbm_path, symbol_rng
 from pmkit.stream.protocol import ProtocolError, decode, dumps, subscribe_message
 from pmkit.stream.server import CLOSE_LIMIT, CLOSE_SLOW_CONSUMER, Faults, FeedServer, is_loopback
 

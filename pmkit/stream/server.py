@@ -10,7 +10,7 @@ Price processes
     Each symbol replays its real daily closes from ``start`` (default
     2022-01-03, or the first trading day after it). Between two consecutive
     closes the intraday path is a Brownian bridge in log price
-    (`pmkit.stream.paths.brownian_bridge`) of ``steps_per_day`` steps whose last
+    (`pmkit.model.paths.brownian_bridge`) of ``steps_per_day`` steps whose last
     point *is* the next real close (exactly). The bridge volatility is the
     symbol's daily volatility: the sample standard deviation (ddof 1) of its
     daily log returns over the 60 trading days ending on ``start`` (fewer
@@ -22,7 +22,7 @@ Price processes
     ticks for it (its other subscribers' symbols go on; a connection whose
     symbols have all ended only gets heartbeats).
 ``mode="gbm"``
-    Each symbol follows a geometric Brownian motion (`pmkit.stream.paths.gbm_path`)
+    Each symbol follows a geometric Brownian motion (`pmkit.model.paths.gbm_path`)
     with annual drift 0 and annual volatility ``sigma``, from its last real
     close on or before ``start`` (the last in the data when ``start`` is None),
     or from 100.0 for a symbol the market does not have (``symbols`` may name
@@ -30,7 +30,7 @@ Price processes
     of ``dt = 1 / (252 * steps_per_day)`` years, the replay's intraday clock.
 
 Each symbol's path is drawn from its own generator seeded by
-``(seed, crc32(symbol))`` (`pmkit.stream.paths.symbol_rng`): reproducible and
+``(seed, crc32(symbol))`` (`pmkit.model.paths.symbol_rng`): reproducible and
 independent of which symbols are served and of subscription order. Tick
 sizes (units) are ``100 * k`` with ``k`` uniform on 1..10, from the same
 generator (after each chunk of prices).
@@ -98,7 +98,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pmkit.errors import UnknownAssetError, ValidationError
-from pmkit.stream.paths import brownian_bridge, gbm_path, symbol_rng
+from pmkit.model.paths import brownian_bridge, gbm_path, replay_sigma, symbol_rng
 from pmkit.stream.protocol import (
     ProtocolError,
     batch_message,
@@ -129,10 +129,6 @@ if ws_log.level == logging.NOTSET:
 DEFAULT_START = "2022-01-03"
 #: Trading days per year of the GBM clock.
 _DAYS_PER_YEAR = 252
-#: Trading days of history behind the replay volatility.
-_VOL_WINDOW = 60
-#: Daily volatility used when a symbol has fewer than 2 returns of history.
-_FALLBACK_DAILY_VOL = 0.02
 #: GBM steps drawn at a time.
 _GBM_CHUNK = 1024
 #: Sent in place of a frame by ``Faults.malformed_every``: not JSON.
@@ -250,32 +246,6 @@ class _GbmPath:
         self._k = k + 1
         self.last = float(self._buf[k])  # type: ignore[index]
         return self.last, float(self._sizes[k - 1])  # type: ignore[index]
-
-
-def replay_sigma(closes: np.ndarray, t0: int, window: int = _VOL_WINDOW) -> float:
-    """Daily volatility of log returns over the ``window`` days ending at row ``t0``.
-
-    Parameters
-    ----------
-    closes : numpy.ndarray, shape (time,)
-        One symbol's closes (NaN where unpriced; NaN rows are dropped first).
-    t0 : int
-        Row of the replay's start date (included).
-    window : int, default 60
-        Number of returns (fewer where the history is shorter).
-
-    Returns
-    -------
-    float
-        Sample standard deviation (ddof 1) of daily log returns, a fraction;
-        0.02 when fewer than 2 returns exist.
-    """
-    hist = closes[max(0, t0 - window) : t0 + 1]
-    hist = hist[np.isfinite(hist)]
-    rets = np.diff(np.log(hist))
-    if rets.size < 2:
-        return _FALLBACK_DAILY_VOL
-    return float(np.std(rets, ddof=1))
 
 
 # -- connections --------------------------------------------------------------------------

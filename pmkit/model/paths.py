@@ -1,4 +1,4 @@
-"""Seeded intraday price paths for ``pmkit feed``: Brownian bridges and GBM (pure numpy).
+"""Seeded intraday price paths for ``pmkit feed`` and the execution engine's simulated sessions: Brownian bridges and GBM (pure numpy).
 
 A Brownian bridge joins two real daily closes with a random intraday path
 that hits both exactly, so a replay of real history has plausible ticks in
@@ -16,7 +16,13 @@ import numpy as np
 
 from pmkit.errors import ValidationError
 
-__all__ = ["brownian_bridge", "gbm_path", "symbol_rng"]
+__all__ = ["brownian_bridge", "gbm_path", "replay_sigma", "symbol_rng"]
+
+#: Daily volatility used where a symbol has fewer than 2 returns.
+FALLBACK_DAILY_VOL = 0.02
+
+#: Returns in the window `replay_sigma` estimates over.
+VOL_WINDOW = 60
 
 
 def symbol_rng(seed: int, symbol: str) -> np.random.Generator:
@@ -121,3 +127,29 @@ def gbm_path(
     out = s0 * np.exp(out)
     out[0] = s0
     return out
+
+
+def replay_sigma(closes: np.ndarray, t0: int, window: int = VOL_WINDOW) -> float:
+    """Daily volatility of log returns over the ``window`` days ending at row ``t0``.
+
+    Parameters
+    ----------
+    closes : numpy.ndarray, shape (time,)
+        One symbol's closes (NaN where unpriced; NaN rows are dropped first).
+    t0 : int
+        Row of the replay's start date (included).
+    window : int, default 60
+        Number of returns (fewer where the history is shorter).
+
+    Returns
+    -------
+    float
+        Sample standard deviation (ddof 1) of daily log returns, a fraction;
+        0.02 when fewer than 2 returns exist.
+    """
+    hist = closes[max(0, t0 - window) : t0 + 1]
+    hist = hist[np.isfinite(hist)]
+    rets = np.diff(np.log(hist))
+    if rets.size < 2:
+        return FALLBACK_DAILY_VOL
+    return float(np.std(rets, ddof=1))

@@ -1,0 +1,160 @@
+"""What the execution engine stores on a parent order: its plan, progress and fills.
+
+A parent order is an ordinary `pmkit.execution.Order` (entity kind
+``"order"``) whose broker is an `pmkit.execution.engine.ExecutionEngine`;
+its ``info["execution"]`` holds an `ExecutionPlan`. Everything the engine,
+the monitor and transaction-cost analysis need is there, so each reads one
+record and a restart carries on from it.
+
+Units: quantities are signed units (buy > 0), prices currency per unit,
+costs currency, times ISO-8601 tz-naive UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pmkit.codec import decode, encode
+
+__all__ = ["ALGORITHMS", "ChildFill", "ExecutionPlan", "plan_of"]
+
+#: Algorithms a parent order may be worked by.
+ALGORITHMS: tuple[str, ...] = ("twap", "vwap", "is", "pov")
+
+
+@dataclass(frozen=True)
+class ChildFill:
+    """One fill of a child order, as the parent keeps it.
+
+    Attributes
+    ----------
+    child : str
+        Child order id.
+    interval : int
+        Schedule interval (1-based) the child was sent in.
+    venue : str
+        Broker that filled it.
+    ts : str
+        Execution time (ISO).
+    quantity : float
+        Signed units.
+    price : float
+        Execution price (currency per unit), slippage included.
+    market_price : float
+        The feed's price the fill was measured against.
+    fee, spread, impact : float
+        Cost parts (currency, >= 0): commission paid as a fee, half-spread
+        and impact paid in price.
+    """
+
+    child: str
+    interval: int
+    venue: str
+    ts: str
+    quantity: float
+    price: float
+    market_price: float
+    fee: float = 0.0
+    spread: float = 0.0
+    impact: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """A parent order's algorithm, schedule and progress (``Order.info["execution"]``).
+
+    Attributes
+    ----------
+    algorithm : str
+        One of `ALGORITHMS`.
+    session : str
+        Trading session (ISO date) the schedule runs over.
+    intervals : int
+        Equal intervals of the session.
+    schedule : tuple of float
+        Cumulative signed units to have filled after interval ``k`` (entry
+        ``k - 1``); the last entry is the parent's quantity. For ``"pov"``
+        the entries are filled in as realized volume arrives.
+    arrival_price : float
+        The market price when the parent started working (currency per unit).
+    params : dict
+        The algorithm's parameters (``risk_aversion``, ``participation``, ...).
+    max_participation : float
+        No child exceeds this fraction of its interval's market volume.
+    end_of_day : str
+        ``"cancel"``: the residual is cancelled at the session's end;
+        ``"carry"``: it is re-planned over the next session.
+    state : str
+        ``"working"``, ``"paused"`` or ``"done"``.
+    next_interval : int
+        First interval not yet acted on (1-based; ``intervals + 1`` when past the end).
+    start_interval : int
+        Interval the current schedule starts at (re-planned on resume or carry).
+    children : tuple of str
+        Child order ids, oldest first.
+    fills : tuple of ChildFill
+        Every child fill, in booking order.
+    market_value, market_volume : float
+        Sums of ``price * volume`` and ``volume`` over the intervals worked
+        (interval VWAP = ``market_value / market_volume``).
+    last_price : float
+        Latest market price seen.
+    close_price : float or None
+        The session's last price, set when the parent ends.
+    end_reason : str or None
+        ``"filled"``, ``"cancelled"`` or ``"end_of_day"``.
+    route : dict
+        The router's decision and its reasons (empty when none was used).
+    """
+
+    algorithm: str
+    session: str
+    intervals: int
+    schedule: tuple[float, ...]
+    arrival_price: float
+    params: dict[str, Any] = field(default_factory=dict)
+    max_participation: float = 0.25
+    end_of_day: str = "cancel"
+    state: str = "working"
+    next_interval: int = 1
+    start_interval: int = 1
+    children: tuple[str, ...] = ()
+    fills: tuple[ChildFill, ...] = ()
+    market_value: float = 0.0
+    market_volume: float = 0.0
+    last_price: float = 0.0
+    close_price: float | None = None
+    end_reason: str | None = None
+    route: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def interval_vwap(self) -> float | None:
+        """Market VWAP over the intervals worked (None before the first)."""
+        return self.market_value / self.market_volume if self.market_volume > 0 else None
+
+    def target(self, interval: int) -> float:
+        """Cumulative signed units due after ``interval`` (0 before the first)."""
+        if interval < 1:
+            return 0.0
+        return float(self.schedule[min(interval, len(self.schedule)) - 1])
+
+    def with_changes(self, **changes: Any) -> ExecutionPlan:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready dict, by the one codec `pmkit.codec`."""
+        return encode(self)
+
+    @classmethod
+    def from_record(cls, d: Mapping[str, Any]) -> ExecutionPlan:
+        """Inverse of `to_record`."""
+        return decode(cls, d)
+
+
+def plan_of(order: Any) -> ExecutionPlan | None:
+    """The `ExecutionPlan` of a parent `Order` (None for an order no engine works)."""
+    data = order.info.get("execution")
+    return None if data is None else ExecutionPlan.from_record(data)
