@@ -436,7 +436,8 @@ def register_fill_listener(kind: str, listener: Callable[..., Any]) -> None:
     Parameters
     ----------
     kind : str
-        The parent record's kind (``"proposal"`` for `Order.proposal_id`).
+        The parent record's kind (``"proposal"`` for `Order.proposal_id`,
+        ``"parent"`` for `Order.parent_id`).
     listener : callable
         Runs inside the fill's write context, so the parent's update
         commits (or rolls back) with the fill.
@@ -567,6 +568,15 @@ class FillRecorder:
                     order.proposal_id,
                     "fills of proposal orders update the proposal: import pmkit.rebalance"
                     " (which registers its fill listener) before recording them",
+                )
+            listener(m, after, fill, now=self.clock())
+        if order.parent_id is not None:
+            listener = FILL_LISTENERS.get("parent")
+            if listener is None:
+                raise ConfigError(
+                    "order.parent_id",
+                    order.parent_id,
+                    "fills of child orders update their parent: import pmkit.execution.engine",
                 )
             listener(m, after, fill, now=self.clock())
         return after

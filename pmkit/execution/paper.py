@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,7 @@ from pmkit.execution.broker import (
     FillRecorder,
     Order,
     OrderStatus,
+    _plain_ts,
     check_orders,
 )
 from pmkit.execution.costs import CostBreakdown, CostModel
@@ -312,8 +313,36 @@ class PaperBroker(Broker):
             raise ValidationError("at", at, "not a time of the market data")
         return t
 
-    def step(self, at: Any) -> StepResult:
-        """Fill what can be filled at the close of market time ``at``.
+    def step(
+        self,
+        at: Any,
+        *,
+        prices: Mapping[str, float] | None = None,
+        volumes: Mapping[str, float] | None = None,
+        ts: datetime | None = None,
+    ) -> StepResult:
+        """Fill what can be filled at the close of market time ``at``, or intraday.
+
+        Intraday (``prices`` given), ``at`` is the session's market date and
+        orders fill at ``prices`` at time ``ts``: costs use the volatility
+        known at the previous close, the participation cap applies to the
+        interval's ``volumes`` (units), and a child order of a parent
+        (`Order.parent_id`) pays the square-root impact of the parent's
+        cumulative fills (the law holds for the metaorder, not per slice:
+        Tóth et al. 2011), so slicing does not make impact disappear: the
+        parent's impact over all its fills equals the cost model's impact
+        for the quantity it traded, at the fills' prices.
+
+        Parameters
+        ----------
+        at : date-like
+            A time of the market data.
+        prices : mapping asset -> float, optional
+            Intraday prices (currency per unit); None: the closes of ``at``.
+        volumes : mapping asset -> float, optional
+            Units the market traded in the interval (intraday participation cap).
+        ts : datetime, optional
+            Fill time (tz-naive UTC); default ``at``.
 
         Returns
         -------
@@ -335,10 +364,21 @@ class PaperBroker(Broker):
         """
         t = self._time(at)
         upto = self.market["close"].sel(time=slice(None, t))
-        close_now = upto.isel(time=-1).to_series()
-        # NAV uses the last known close of every holding (an asset with a gap in its
+        vol_at = t
+        if prices is None:
+            close_now = upto.isel(time=-1).to_series()
+        else:
+            if len(upto["time"]) < 2:
+                raise ValidationError("at", at, "intraday fills need the close of the day before")
+            upto = upto.isel(time=slice(None, -1))
+            vol_at = pd.Timestamp(upto["time"].values[-1])
+            close_now = pd.Series({str(a): float(p) for a, p in prices.items()}, dtype=float)
+        when = t.to_pydatetime() if ts is None else _plain_ts("ts", ts)
+        # NAV uses the last known price of every holding (an asset with a gap in its
         # closes still counts); one never priced counts as 0.
         last_close = upto.ffill("time").isel(time=-1).to_series().fillna(0.0)
+        if prices is not None:
+            last_close = close_now.combine_first(last_close)
         orders = self.open_orders()
         orders = [o for o in orders if o.quantity < 0] + [o for o in orders if o.quantity > 0]
         out = StepResult()
@@ -346,8 +386,9 @@ class PaperBroker(Broker):
             close = float(close_now.get(order.asset, np.nan))
             if not (math.isfinite(close) and close > 0):
                 continue
+            volume = None if volumes is None else float(volumes.get(order.asset, 0.0))
             try:
-                fill = self._fill(order, t, close, last_close)
+                fill = self._fill(order, when, vol_at, close, last_close, volume)
                 if fill is None:
                     continue
                 self.recorder.record(fill)
@@ -403,18 +444,45 @@ class PaperBroker(Broker):
         return out
 
     def _costs(
-        self, asset: str, q: float, close: float, t: pd.Timestamp
+        self, asset: str, q: float, close: float, t: pd.Timestamp, prior: float = 0.0
     ) -> tuple[float, CostBreakdown]:
-        bd = self.cost_model.estimate(self.market, asset, q, close, at=t)
-        return self.cost_model.execution_price(q, close, bd), bd
+        model = self.cost_model
+        if prior == 0.0:
+            bd = model.estimate(self.market, asset, q, close, at=t)
+        else:  # a slice of a metaorder: the impact the slice adds to the parent's
+            volatility = model.daily_volatility(self.market, asset, t)
+            adv = model.adv_of(asset)
+            own = model.breakdown(q, close, volatility, adv)
+            after = model.breakdown(prior + abs(q), close, volatility, adv).impact
+            before = model.breakdown(prior, close, volatility, adv).impact
+            bd = CostBreakdown(own.commission, own.spread, max(after - before, 0.0))
+        return model.execution_price(q, close, bd), bd
+
+    def _prior_fills(self, order: Order) -> float:
+        """Units the order's parent filled before this slice (0 for an order without one)."""
+        if order.parent_id is None:
+            return 0.0
+        rec = self.registry.view().record("order", order.parent_id)
+        return 0.0 if rec is None else abs(float(rec.data.get("filled", 0.0)))
 
     def _fill(
-        self, order: Order, t: pd.Timestamp, close: float, last_close: pd.Series
+        self,
+        order: Order,
+        when: datetime,
+        t: pd.Timestamp,
+        close: float,
+        last_close: pd.Series,
+        volume: float | None = None,
     ) -> Fill | None:
         lot = self._lots.get(order.asset, 1.0) or 1.0
         want = abs(order.remaining)
         if self.participation is not None:
-            cap = math.floor(self.participation * self.cost_model.adv_of(order.asset) / close / lot)
+            if volume is None:
+                cap = math.floor(
+                    self.participation * self.cost_model.adv_of(order.asset) / close / lot
+                )
+            else:
+                cap = math.floor(self.participation * max(volume, 0.0) / lot + 1e-9)
             want = min(want, cap * lot)
         pos = self.registry.positions(order.portfolio)
         # Fill only what the registry's ledger guards will book (see Registry.record_trade).
@@ -427,7 +495,8 @@ class PaperBroker(Broker):
             return None
         sign = 1.0 if order.quantity > 0 else -1.0
         q = sign * want
-        price, bd = self._costs(order.asset, q, close, t)
+        prior = self._prior_fills(order)
+        price, bd = self._costs(order.asset, q, close, t, prior)
         if q > 0:
             nav = pos.cash + sum(
                 qty * float(last_close.get(a, 0.0)) for a, qty in pos.quantities.items() if qty
@@ -435,7 +504,7 @@ class PaperBroker(Broker):
             floor = max(-self.margin * max(nav, 0.0), -margin_limit)
 
             def affordable(units: float) -> bool:
-                p, b = self._costs(order.asset, units, close, t)
+                p, b = self._costs(order.asset, units, close, t, prior)
                 # The very expression the ledger adds to cash (pmkit.ledger.cash_effect).
                 return pos.cash + (-(units * p) - b.commission) >= floor
 
@@ -452,7 +521,7 @@ class PaperBroker(Broker):
                 if lo == 0:
                     return None
                 q = lo * lot
-                price, bd = self._costs(order.asset, q, close, t)
+                price, bd = self._costs(order.asset, q, close, t, prior)
         if order.limit_price is not None and (
             (q > 0 and price > order.limit_price) or (q < 0 and price < order.limit_price)
         ):
@@ -462,7 +531,7 @@ class PaperBroker(Broker):
             quantity=float(q),
             price=float(price),
             fee=float(bd.commission),
-            ts=t.to_pydatetime(),
+            ts=when,
             id=f"{order.id}:{len(order.fill_ids) + 1}",
             reference_price=close,
             commission=bd.commission,

@@ -94,8 +94,22 @@ class ExecutionPlan:
         Interval the current schedule starts at (re-planned on resume or carry).
     children : tuple of str
         Child order ids, oldest first.
+    open_children : tuple of str
+        Child orders sent and not yet done (ids ``"<parent id>.<n>"``, or
+        ``"<parent id>.<n>.<venue>"`` with several venues; ``n`` counts slices).
+    children : int
+        Child orders sent so far.
+    market_fill_value : float
+        ``sum(q_j * m_j)`` over the fills: units times the market price each
+        was measured against (signed; with `Order.fill_value` it splits the
+        trading cost into timing and impact without reading every child).
+    spread_paid, impact_paid : float
+        Sums of the fills' spread and impact (currency).
     fills : tuple of ChildFill
-        Every child fill, in booking order.
+        Not stored (the children keep their fills): filled in when a parent is
+        read for analysis (`pmkit.execution.engine.ExecutionEngine.parents`).
+    alerts : tuple of str
+        Alerts now raised (``"behind"``, ``"price_band"``, ``"held"``).
     market_value, market_volume : float
         Sums of ``price * volume`` and ``volume`` over the intervals worked
         (interval VWAP = ``market_value / market_volume``).
@@ -120,8 +134,13 @@ class ExecutionPlan:
     state: str = "working"
     next_interval: int = 1
     start_interval: int = 1
-    children: tuple[str, ...] = ()
+    open_children: tuple[str, ...] = ()
+    children: int = 0
+    market_fill_value: float = 0.0
+    spread_paid: float = 0.0
+    impact_paid: float = 0.0
     fills: tuple[ChildFill, ...] = ()
+    alerts: tuple[str, ...] = ()
     market_value: float = 0.0
     market_volume: float = 0.0
     last_price: float = 0.0
@@ -145,8 +164,10 @@ class ExecutionPlan:
         return replace(self, **changes)
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready dict, by the one codec `pmkit.codec`."""
-        return encode(self)
+        """JSON-ready dict, by the one codec `pmkit.codec` (``fills`` left out)."""
+        out = encode(self)
+        out["fills"] = []
+        return out
 
     @classmethod
     def from_record(cls, d: Mapping[str, Any]) -> ExecutionPlan:

@@ -1,4 +1,6 @@
-"""Seeded intraday price paths for ``pmkit feed`` and the execution engine's simulated sessions: Brownian bridges and GBM (pure numpy).
+"""Seeded intraday price paths: Brownian bridges and GBM (pure numpy).
+
+Used by ``pmkit feed`` and by the execution engine's simulated sessions.
 
 A Brownian bridge joins two real daily closes with a random intraday path
 that hits both exactly, so a replay of real history has plausible ticks in
@@ -41,14 +43,14 @@ def _check_price(name: str, value: float) -> None:
 
 
 def brownian_bridge(
-    start: float, end: float, steps: int, sigma: float, rng: np.random.Generator
+    start: float, end: float, steps: int, volatility: float, rng: np.random.Generator
 ) -> np.ndarray:
     """A price path whose log is a Brownian bridge from ``start`` to ``end``.
 
     With ``t_k = k / steps`` and ``W`` a Brownian motion of variance
-    ``sigma**2`` per unit time, the log price is
+    ``volatility**2`` per unit time, the log price is
     ``log(start) + t_k * log(end / start) + W(t_k) - t_k * W(1)``: a straight
-    line in log space plus a bridge of variance ``sigma**2 * t_k * (1 - t_k)``.
+    line in log space plus a bridge of variance ``volatility**2 * t_k * (1 - t_k)``.
 
     Parameters
     ----------
@@ -56,7 +58,7 @@ def brownian_bridge(
         Prices at ``t = 0`` and ``t = 1`` (> 0, e.g. two consecutive daily closes).
     steps : int
         Number of increments (>= 1); the path has ``steps + 1`` points.
-    sigma : float
+    volatility : float
         Volatility of the log price over the whole span (a fraction; for a
         one-day span, the daily volatility of log returns), >= 0.
     rng : numpy.random.Generator
@@ -72,12 +74,12 @@ def brownian_bridge(
     _check_price("end", end)
     if not isinstance(steps, int | np.integer) or steps < 1:
         raise ValidationError("steps", steps, "must be an integer >= 1")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValidationError("sigma", sigma, "must be finite and >= 0")
+    if not (math.isfinite(volatility) and volatility >= 0):
+        raise ValidationError("volatility", volatility, "must be finite and >= 0")
     t = np.arange(steps + 1, dtype=np.float64) / steps
     walk = np.empty(steps + 1)
     walk[0] = 0.0
-    np.cumsum(rng.standard_normal(steps) * (sigma / math.sqrt(steps)), out=walk[1:])
+    np.cumsum(rng.standard_normal(steps) * (volatility / math.sqrt(steps)), out=walk[1:])
     log_path = math.log(start) + t * math.log(end / start) + (walk - t * walk[-1])
     out = np.exp(log_path)
     out[0] = start
@@ -86,11 +88,11 @@ def brownian_bridge(
 
 
 def gbm_path(
-    s0: float, steps: int, sigma: float, dt: float, rng: np.random.Generator, mu: float = 0.0
+    s0: float, steps: int, volatility: float, dt: float, rng: np.random.Generator, mu: float = 0.0
 ) -> np.ndarray:
     """A geometric Brownian motion sampled every ``dt``.
 
-    ``S_{k+1} = S_k * exp((mu - sigma**2 / 2) * dt + sigma * sqrt(dt) * Z_k)``,
+    ``S_{k+1} = S_k * exp((mu - volatility**2 / 2) * dt + volatility * sqrt(dt) * Z_k)``,
     exact in distribution for any ``dt`` (``E[S_k] = s0 * exp(mu * k * dt)``).
 
     Parameters
@@ -99,7 +101,7 @@ def gbm_path(
         Price at step 0 (> 0).
     steps : int
         Number of increments (>= 0); the path has ``steps + 1`` points.
-    sigma : float
+    volatility : float
         Annualized volatility of log returns (a fraction, e.g. 0.2), >= 0.
     dt : float
         Step length in years (> 0).
@@ -116,11 +118,11 @@ def gbm_path(
     _check_price("s0", s0)
     if not isinstance(steps, int | np.integer) or steps < 0:
         raise ValidationError("steps", steps, "must be an integer >= 0")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValidationError("sigma", sigma, "must be finite and >= 0")
+    if not (math.isfinite(volatility) and volatility >= 0):
+        raise ValidationError("volatility", volatility, "must be finite and >= 0")
     if not (math.isfinite(dt) and dt > 0):
         raise ValidationError("dt", dt, "must be finite and > 0")
-    incr = (mu - 0.5 * sigma**2) * dt + sigma * math.sqrt(dt) * rng.standard_normal(steps)
+    incr = (mu - 0.5 * volatility**2) * dt + volatility * math.sqrt(dt) * rng.standard_normal(steps)
     out = np.empty(steps + 1)
     out[0] = 0.0
     np.cumsum(incr, out=out[1:])

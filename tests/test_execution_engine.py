@@ -1,0 +1,476 @@
+"""The execution engine on a simulated session: schedules worked through child orders.
+
+Invariants (issue 16): shares conserved (children's fills == the parent's filled ==
+the ledger's change), schedules sum to the order, no child exceeds its parent or the
+participation cap, a restart mid-schedule gives the same fills as an uninterrupted
+run; and the paths that act: a proposal executed by the engine, pause / resume /
+cancel, the limit-price guard, end of day (cancel and carry), alerts, permissions and
+audit, a push-delivering (wall-clock) venue.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from proposal_fixtures import AT, hand_proposal, line
+
+from pmkit.demo import open_demo
+from pmkit.errors import PermissionDenied, PmkitError, TransitionError, ValidationError
+from pmkit.execution import (
+    AlmgrenChriss,
+    Broker,
+    CostModel,
+    ExecutionService,
+    Fill,
+    Order,
+    OrderStatus,
+    PaperBroker,
+)
+from pmkit.execution.engine import ExecutionEngine, ac_impact
+from pmkit.execution.plan import plan_of
+from pmkit.execution.session import simulate_session
+from pmkit.rebalance import ProposalBook, ProposalState
+
+GROWTH = "client_a/growth"
+INTERVALS = 26  # 15-minute intervals: the invariants do not depend on the grid
+
+
+def next_day(market, t=AT):
+    idx = market.indexes["time"]
+    return idx[idx.get_loc(t) + 1]
+
+
+@pytest.fixture(scope="module")
+def demo_market():
+    return open_demo().market
+
+
+@pytest.fixture
+def reg():
+    return open_demo()
+
+
+def session_of(market, assets, *, day=None, intervals=INTERVALS, seed=3, **kw):
+    return simulate_session(market, next_day(market) if day is None else day, assets=assets,
+                            intervals=intervals, seed=seed, **kw)
+
+
+def engine_of(reg, *, participation=None, **kw):
+    alice = reg.as_user("alice")
+    return ExecutionEngine(alice, PaperBroker(alice, participation=participation), **kw)
+
+
+def close_at(market, asset, t=AT):
+    return float(market["close"].sel(asset=asset, time=t))
+
+
+def fills_of(engine, parent_id):
+    return [f for c in engine.children(parent_id) for f in c.info.get("fills", [])]
+
+
+# -- the simulated session ------------------------------------------------------------------
+def test_session_prices_are_the_live_feeds_replay_path(demo_market):
+    """A ``pmkit feed`` replay started the day before sends exactly the session's prices."""
+    pytest.importorskip("websockets")
+    from pmkit.stream.server import FeedServer
+
+    day = next_day(demo_market)
+    prev = demo_market.indexes["time"][demo_market.indexes["time"].get_loc(day) - 1]
+    sess = session_of(demo_market, ["KO", "MSFT"], intervals=INTERVALS, seed=11)
+    feed = FeedServer(demo_market, symbols=["KO", "MSFT"], start=prev, steps_per_day=INTERVALS,
+                      seed=11)
+    for i, sym in enumerate(sess.assets):
+        path = feed._paths[sym]()
+        ticks = [path.next()[0] for _ in range(INTERVALS)]
+        np.testing.assert_array_equal(ticks, sess.prices[i, 1:])
+    assert sess.prices[0, -1] == close_at(demo_market, "KO", day)  # ends at the real close
+    assert sess.prices[0, 0] == close_at(demo_market, "KO", prev)
+
+
+def test_session_volumes_follow_the_profile_and_adv(demo_market):
+    sess = session_of(demo_market, ["KO"], intervals=390, adv={"KO": 2e8}, volume_noise=0.0)
+    from pmkit.execution import u_shape_profile
+
+    want = 2e8 / sess.prices[0, 0] * u_shape_profile(390)
+    np.testing.assert_allclose(sess.volumes[0], want, rtol=1e-12)
+    noisy = session_of(demo_market, ["KO"], intervals=390, adv={"KO": 2e8}, volume_noise=0.3)
+    # the log-normal factor has mean 1: the day's volume is the ADV within sampling error
+    assert noisy.volumes[0].sum() * noisy.prices[0, 0] == pytest.approx(2e8, rel=0.1)
+
+
+def test_session_refuses_bad_inputs_by_name(demo_market):
+    day = next_day(demo_market)
+    for kw, name in [({"intervals": 0}, "intervals"), ({"seed": -1}, "seed"),
+                     ({"assets": ["NOPE"]}, "assets"), ({"open_time": "25:00"}, "open_time"),
+                     ({"profile": [1.0, -1.0]}, "profile"), ({"volume_noise": math.nan},
+                                                              "volume_noise")]:
+        with pytest.raises(PmkitError) as e:
+            simulate_session(demo_market, day, **kw)
+        assert e.value.field == name
+    with pytest.raises(ValidationError) as e:
+        simulate_session(demo_market, demo_market.indexes["time"][0])
+    assert e.value.field == "session"
+
+
+# -- intraday paper fills -------------------------------------------------------------------
+def test_paper_slices_of_a_parent_pay_the_metaorders_impact(reg):
+    """Two slices at one price pay together exactly the square-root impact of their sum."""
+    eng = engine_of(reg)
+    price = close_at(reg.market, "MSFT")
+    eng.place(GROWTH, "MSFT", -1000.0, reference_price=price, id="meta")
+    paper = eng.venues["paper"]
+    day = next_day(reg.market)
+    for k, q in ((1, -400.0), (2, -600.0)):
+        paper.submit([Order(f"meta.{k}", GROWTH, "MSFT", q, price, "paper", parent_id="meta",
+                            info={"interval": k})])
+        paper.step(day, prices={"MSFT": price}, ts=pd.Timestamp(day).to_pydatetime())
+    fills = fills_of(eng, "meta")
+    model = CostModel()
+    vol = model.daily_volatility(reg.market, "MSFT", AT)  # known at the previous close
+    whole = model.breakdown(1000.0, price, vol, model.adv_of("MSFT"))
+    assert [f["quantity"] for f in fills] == [-400.0, -600.0]
+    assert sum(f["impact"] for f in fills) == pytest.approx(whole.impact, rel=1e-12)
+    assert sum(f["spread"] for f in fills) == pytest.approx(whole.spread, rel=1e-12)
+    # the second slice pays more per unit than the first: the metaorder's impact grows
+    assert fills[1]["impact"] / 600.0 > fills[0]["impact"] / 400.0
+    got = eng._load("meta")
+    assert got.filled == -1000.0 and got.status == OrderStatus.FILLED
+
+
+# -- the algorithms, end to end ---------------------------------------------------------------
+ORDERS = [("twap", "KO", 2000.0), ("vwap", "AAPL", -500.0), ("is", "MSFT", -400.0),
+          ("pov", "JPM", 300.0)]
+
+
+@pytest.fixture
+def worked(reg):
+    eng = engine_of(reg, participation=0.3)
+    sess = session_of(reg.market, [a for _, a, _ in ORDERS])
+    before = reg.store.positions(GROWTH).quantities
+    for alg, asset, q in ORDERS:
+        eng.place(GROWTH, asset, q, reference_price=close_at(reg.market, asset), algorithm=alg,
+                  id=f"p-{alg}")
+    result = eng.run(sess)
+    return reg, eng, sess, before, result
+
+
+def test_shares_are_conserved_from_children_to_parent_to_ledger(worked):
+    reg, eng, sess, before, result = worked
+    after = reg.store.positions(GROWTH).quantities
+    for alg, asset, q in ORDERS:
+        parent = eng._load(f"p-{alg}")
+        fills = fills_of(eng, parent.id)
+        assert sum(f["quantity"] for f in fills) == pytest.approx(parent.filled, abs=1e-9)
+        assert parent.filled == pytest.approx(q)  # the session was long enough
+        assert after.get(asset, 0.0) - before.get(asset, 0.0) == pytest.approx(parent.filled)
+        ledger = [e for e in reg.store.ledger(GROWTH) if e.memo and e.memo.startswith(parent.id)]
+        assert sum(e.quantity for e in ledger) == pytest.approx(parent.filled)
+        plan = plan_of(parent)
+        assert plan.schedule[-1] == pytest.approx(q)  # schedules sum to the order
+        assert plan.state == "done" and plan.end_reason == "filled"
+        assert parent.fill_value == pytest.approx(sum(f["quantity"] * f["price"] for f in fills))
+    assert reg.store.positions(GROWTH) == reg.store.replay(GROWTH)
+    assert len(result.fills) == sum(len(fills_of(eng, f"p-{a}")) for a, _, _ in ORDERS)
+
+
+def test_no_child_exceeds_its_parent_or_the_participation_caps(worked):
+    reg, eng, sess, _, _ = worked
+    for alg, asset, q in ORDERS:
+        i = sess.assets.index(asset)
+        for child in eng.children(f"p-{alg}"):
+            assert np.sign(child.quantity) == np.sign(q)
+            assert abs(child.quantity) <= abs(q) + 1e-9
+            volume = sess.volumes[i, child.info["interval"] - 1]
+            assert abs(child.quantity) <= 0.25 * volume + 1e-9  # the engine's cap
+            assert abs(child.filled) <= 0.3 * volume + 1e-9  # the paper broker's cap
+            for f in child.info.get("fills", []):
+                assert f["market_price"] == sess.prices[i, child.info["interval"]]
+
+
+def test_twap_fills_follow_the_straight_line(worked):
+    reg, eng, sess, _, _ = worked
+    filled = np.zeros(sess.intervals + 1)
+    for child in eng.children("p-twap"):
+        filled[child.info["interval"]] += child.filled
+    cum = np.cumsum(filled)[1:]
+    target = 2000.0 * np.arange(1, sess.intervals + 1) / sess.intervals
+    # whole lots (1 unit) behind the line, never ahead, done at the end
+    assert np.all(cum <= target + 1e-9) and np.all(cum > target - 1.0 - 1e-9)
+    assert cum[-1] == 2000.0
+
+
+def test_implementation_shortfall_is_the_almgren_chriss_trajectory(worked):
+    reg, eng, sess, _, _ = worked
+    plan = plan_of(eng._load("p-is"))
+    i = sess.assets.index("MSFT")
+    price = sess.prices[i, 0]
+    eta, gamma = ac_impact(price, sess.adv[i], CostModel())
+    ac = AlmgrenChriss(permanent=gamma, temporary=eta)
+    want = ac.schedule([400.0], volatility=sess.volatility[i] * price, horizon=1.0,
+                       intervals=sess.intervals, risk_aversion=1e-6)
+    np.testing.assert_allclose(-np.asarray(plan.schedule),
+                               np.cumsum(want["trades"].values[0]), rtol=1e-10, atol=1e-9)
+    # a risk-averse seller front-loads: more than TWAP's share done by mid-session
+    assert -plan.schedule[sess.intervals // 2 - 1] > 400.0 * (sess.intervals // 2) / sess.intervals
+
+
+def test_pov_children_follow_realized_volume(worked):
+    reg, eng, sess, _, _ = worked
+    i = sess.assets.index("JPM")
+    for child in eng.children("p-pov")[:-1]:
+        want = math.floor(0.1 * sess.volumes[i, child.info["interval"] - 1])
+        assert child.quantity == want
+
+
+def test_every_slice_is_audited_and_the_events_reach_only_the_desk(reg):
+    eng = engine_of(reg)
+    seen, other = [], []
+    reg.bus.subscribe("execution.*", seen.append, portfolio=GROWTH)
+    reg.bus.subscribe("execution.*", other.append, user="dave") if False else None
+    reg.bus.subscribe("execution.*", other.append, portfolio="client_b/balanced")
+    eng.place(GROWTH, "KO", 500.0, reference_price=close_at(reg.market, "KO"), id="aud")
+    eng.run(session_of(reg.market, ["KO"]))
+    audits = [a for a in reg.view().audit("aud") if a.action == "execution.slice"]
+    assert len(audits) == INTERVALS
+    assert all(a.before["next_interval"] + 1 == a.after["next_interval"] for a in audits)
+    topics = [e.topic for e in seen]
+    assert topics.count("execution.slice") == INTERVALS
+    assert "execution.planned" in topics and "execution.done" in topics
+    assert other == []
+
+
+def test_a_viewer_cannot_place_and_nothing_is_stored(reg):
+    carol = reg.as_user("carol")
+    eng = ExecutionEngine(carol, PaperBroker(carol))
+    dump = reg.store.dump()
+    with pytest.raises(PermissionDenied):
+        eng.place(GROWTH, "KO", 10.0, reference_price=50.0)
+    assert reg.store.dump() == dump
+
+
+# -- a proposal executed by the engine ---------------------------------------------------------
+def test_an_approved_proposal_is_worked_by_the_engine_to_filled(reg):
+    eng = engine_of(reg)
+    trades = [line(reg.market, GROWTH, "KO", 1500.0), line(reg.market, GROWTH, "MSFT", -300.0)]
+    ProposalBook(reg.as_user("alice")).propose(hand_proposal(trades, "rb-x"))
+    ProposalBook(reg.as_user("bob")).approve("rb-x")
+    ProposalBook(reg.as_user("alice")).submit("rb-x", eng)
+    planned = eng.start(session_of(reg.market, ["KO", "MSFT"]))
+    assert {p.id for p in planned} == {"rb-x-1", "rb-x-2"}
+    eng.run(session_of(reg.market, ["KO", "MSFT"]))
+    p = ProposalBook(reg.as_user("alice")).get("rb-x")
+    assert p.state == ProposalState.FILLED
+    for t in p.trades:
+        assert t.filled == pytest.approx(t.quantity)
+        parent = eng._load(f"rb-x-{1 if t.asset == 'KO' else 2}")
+        assert t.fill_value == pytest.approx(parent.fill_value)
+        assert t.fees == pytest.approx(parent.fees)
+
+
+def test_cancelling_the_proposal_mid_session_cancels_the_children(reg):
+    eng = engine_of(reg)
+    ProposalBook(reg.as_user("alice")).propose(
+        hand_proposal([line(reg.market, GROWTH, "KO", 1500.0)], "rb-c"))
+    ProposalBook(reg.as_user("bob")).approve("rb-c")
+    ProposalBook(reg.as_user("alice")).submit("rb-c", eng)
+    sess = session_of(reg.market, ["KO"])
+    eng.start(sess)
+    eng.on_tick(sess.tick(1))  # a child sent, not yet filled
+    assert any(c.is_open for c in eng.children("rb-c-1"))
+    ProposalBook(reg.as_user("alice")).cancel("rb-c", "changed my mind", broker=eng)
+    assert not any(c.is_open for c in eng.children("rb-c-1"))
+    parent = eng._load("rb-c-1")
+    assert parent.status == OrderStatus.CANCELLED and plan_of(parent).state == "done"
+    assert eng.on_tick(sess.tick(2)) == []
+
+
+# -- control -------------------------------------------------------------------------------------
+def test_pause_sends_nothing_and_resume_replans_without_a_burst(reg):
+    eng = engine_of(reg)
+    sess = session_of(reg.market, ["KO"])
+    eng.place(GROWTH, "KO", 1300.0, reference_price=close_at(reg.market, "KO"), id="pz",
+              algorithm="twap")
+    paper = eng.venues["paper"]
+    eng.start(sess)
+
+    def tick(k):
+        t = sess.tick(k)
+        eng.on_tick(t)
+        paper.step(sess.session, prices=t.prices, volumes=t.volumes, ts=t.ts.to_pydatetime())
+
+    for k in range(1, 6):
+        tick(k)
+    assert eng._load("pz").filled == pytest.approx(250.0)
+    eng.pause("pz")
+    with pytest.raises(TransitionError):
+        eng.pause("pz")
+    for k in range(6, 14):
+        tick(k)
+    assert eng._load("pz").filled == pytest.approx(250.0)
+    eng.resume("pz")
+    for k in range(14, INTERVALS + 1):
+        tick(k)
+    kids = [c for c in eng.children("pz") if c.info["interval"] >= 14]
+    assert eng._load("pz").filled == pytest.approx(1300.0)
+    # the 1,050 left are spread over the 13 intervals left, not sent at once
+    assert max(c.quantity for c in kids) <= math.ceil(1050.0 / 13) + 1
+
+
+def test_the_limit_guard_holds_the_order_until_the_limit_is_replaced(reg):
+    eng = engine_of(reg)
+    sess = session_of(reg.market, ["KO"])
+    low = float(sess.prices[0].min()) * 0.9  # below every price of the session
+    seen = []
+    reg.bus.subscribe("execution.alert", seen.append, portfolio=GROWTH)
+    eng.place(GROWTH, "KO", 1000.0, reference_price=close_at(reg.market, "KO"), id="lim",
+              limit_price=low)
+    eng.run(sess, until=10)
+    assert eng.children("lim") == [] and eng._load("lim").filled == 0.0
+    assert [e.payload["kind"] for e in seen].count("held") == 1  # raised once, not per tick
+    eng.replace("lim", limit_price=None)
+    eng.run(sess)
+    assert eng._load("lim").filled == pytest.approx(1000.0)
+
+
+def test_end_of_day_cancels_the_residual_and_alerts_behind(reg):
+    eng = engine_of(reg, max_participation=0.001)
+    sess = session_of(reg.market, ["MSFT"])
+    seen = []
+    reg.bus.subscribe("execution.alert", seen.append, portfolio=GROWTH)
+    eng.place(GROWTH, "MSFT", -1000.0, reference_price=close_at(reg.market, "MSFT"), id="big")
+    eng.run(sess)
+    parent = eng._load("big")
+    plan = plan_of(parent)
+    assert parent.status == OrderStatus.CANCELLED and plan.end_reason == "end_of_day"
+    assert -1000.0 < parent.filled < 0
+    assert plan.close_price == sess.prices[0, -1]
+    assert "behind" in [e.payload["kind"] for e in seen]
+    assert reg.store.positions(GROWTH) == reg.store.replay(GROWTH)
+
+
+def test_carry_replans_the_residual_over_the_next_session(reg):
+    day1 = next_day(reg.market)
+    # a cap letting about 400 of the 600 through on the first day
+    cap = 400.0 / session_of(reg.market, ["MSFT"], day=day1).volumes.sum()
+    eng = engine_of(reg, max_participation=cap, end_of_day="carry")
+    eng.place(GROWTH, "MSFT", -600.0, reference_price=close_at(reg.market, "MSFT"), id="car")
+    eng.run(session_of(reg.market, ["MSFT"], day=day1))
+    first = eng._load("car")
+    assert first.is_open and -600.0 < first.filled < 0
+    day2 = next_day(reg.market, day1)
+    eng.run(session_of(reg.market, ["MSFT"], day=day2))
+    done = eng._load("car")
+    assert done.filled == pytest.approx(-600.0) and plan_of(done).session == str(day2.date())
+    assert plan_of(done).arrival_price == plan_of(first).arrival_price  # measured from day 1
+
+
+# -- restart ----------------------------------------------------------------------------------
+def _ledger(reg):
+    return [(e.asset, e.quantity, e.price, e.fee, e.ts, e.memo) for e in reg.store.ledger(GROWTH)]
+
+
+def test_a_restart_mid_schedule_gives_the_same_fills(tmp_path):
+    def orders(eng, market):
+        for alg, asset, q in ORDERS:
+            eng.place(GROWTH, asset, q, reference_price=close_at(market, asset), algorithm=alg,
+                      id=f"r-{alg}")
+
+    straight = open_demo(str(tmp_path / "a.db"))
+    eng = engine_of(straight, participation=0.3)
+    orders(eng, straight.market)
+    eng.run(session_of(straight.market, [a for _, a, _ in ORDERS]))
+
+    path = str(tmp_path / "b.db")
+    first = open_demo(path)
+    eng = engine_of(first, participation=0.3)
+    orders(eng, first.market)
+    sess = session_of(first.market, [a for _, a, _ in ORDERS])
+    eng.run(sess, until=11)
+    first.store.close()
+    again = open_demo(path)  # a new process: nothing but the store
+    engine_of(again, participation=0.3).run(sess)
+    assert _ledger(again) == _ledger(straight)
+    kids = [r.id for r in again.view().records("order") if r.data.get("parent_id")]
+    assert len(kids) == len(set(kids))
+
+
+# -- a venue that pushes fills (a real broker's shape) -----------------------------------------
+class PushVenue(Broker):
+    """Fills every child in full at its reference price, pushing the fill on submit."""
+
+    name = "push"
+
+    def __init__(self):
+        super().__init__()
+        self.orders: dict[str, Order] = {}
+        self.submits = 0
+
+    def submit(self, orders, **_):
+        out = []
+        for o in orders:
+            self.submits += 1
+            if o.id in self.orders:  # idempotent per client order id
+                out.append(self.orders[o.id])
+                continue
+            self.orders[o.id] = o
+            self.emit(Fill(o.id, o.quantity, o.reference_price, 0.0,
+                           pd.Timestamp(o.created_at).to_pydatetime(), f"x-{o.id}",
+                           reference_price=o.reference_price))
+            out.append(o)
+        return out
+
+    def cancel(self, order_id):
+        return self.orders[order_id]
+
+    def open_orders(self):
+        return []
+
+
+def test_a_push_venue_driven_by_ticks_fills_the_parent(reg):
+    alice = reg.as_user("alice")
+    venue = PushVenue()
+    ExecutionService(alice, venue).attach()
+    eng = ExecutionEngine(alice, venue)
+    sess = session_of(reg.market, ["KO"])
+    eng.place(GROWTH, "KO", 1300.0, reference_price=close_at(reg.market, "KO"), id="wc")
+    eng.start(sess)
+    for tick in sess.ticks():
+        eng.on_tick(tick)
+    eng.recover()  # re-sends nothing the venue has
+    parent = eng._load("wc")
+    assert parent.filled == pytest.approx(1300.0)
+    assert len(venue.orders) == INTERVALS
+    vwap = sum(o.quantity * o.reference_price for o in venue.orders.values()) / 1300.0
+    assert parent.average_price == pytest.approx(vwap)
+
+
+# -- hostile inputs -------------------------------------------------------------------------------
+hostile = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+                    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5),
+                                                                         st.integers(), max_size=2))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["quantity", "reference_price", "algorithm", "params",
+                              "limit_price", "end_of_day", "strategy", "asset"]),
+       value=hostile)
+def test_place_either_stores_a_valid_parent_or_names_the_field(reg, field, value):
+    eng = engine_of(reg)
+    kw = {"quantity": 10.0, "reference_price": 50.0, "algorithm": "twap", "params": None,
+          "limit_price": None, "end_of_day": None, "strategy": None, "asset": "KO"}
+    kw[field] = value
+    dump = reg.store.dump()
+    try:
+        parent = eng.place(GROWTH, kw.pop("asset"), kw.pop("quantity"), **kw)
+    except PmkitError as exc:
+        assert reg.store.dump() == dump
+        assert exc.field is not None
+        return
+    stored = Order.from_record(reg.view().record("order", parent.id).data)
+    assert stored == parent and stored.broker == "algo"
