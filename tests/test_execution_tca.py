@@ -17,6 +17,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from pmkit.codec import encode
 from pmkit.errors import InsufficientDataError, PmkitError, ValidationError
 from pmkit.execution import CostModel, Order
 from pmkit.execution.plan import ChildFill, ExecutionPlan
@@ -45,7 +46,8 @@ def parent(quantity, decision, arrival, fills, close, *, id="P1", portfolio="p1"
                          schedule=(quantity,), arrival_price=arrival, params=params or {},
                          fills=children, market_value=value, market_volume=volume,
                          last_price=last_price, close_price=close)
-    info = {"execution": plan.to_record()}
+    # as `ExecutionEngine.parents(with_fills=True)` reads it: the stored plan plus its fills
+    info = {"execution": plan.to_record() | {"fills": [encode(c) for c in children]}}
     if strategy is not None:
         info["strategy"] = strategy
     if estimate is not None:
@@ -266,21 +268,32 @@ def test_the_summary_is_per_algorithm():
 
 
 def synthetic_orders(true_y, rng, n_orders=40, noise=2e-4):
-    """Fills whose impact follows the square-root law with ``true_y``, plus noise."""
+    """Metaorders whose slices add up to the square-root law's impact with ``true_y``.
+
+    Each parent's five slices fill at one market price; slice ``j`` pays the impact it
+    adds to the parent's (``C(Q_j) - C(Q_{j-1})``, ``C(Q) = Q m Y vol sqrt(Q m / ADV)``,
+    as the paper broker charges it), plus noise on the parent's total.
+    """
     orders = []
     for k in range(n_orders):
         side = 1.0 if k % 2 else -1.0
         daily, adv = rng.uniform(0.01, 0.03), rng.uniform(1e7, 1e8)
-        fills = []
-        for _ in range(5):
-            q, m = side * rng.uniform(1e3, 5e4), rng.uniform(20.0, 80.0)
-            size = abs(q) * m
-            spread = size * 2e-4
-            impact = size * (true_y * daily * math.sqrt(size / adv) + rng.normal(0.0, noise))
-            fills.append((q, m + side * (spread + impact) / abs(q), m, size * 1e-4, spread,
-                          impact))
-        total = sum(f[0] for f in fills)
-        orders.append(parent(total, 50.0, 50.0, fills, 50.0, id=f"S{k}",
+        m = rng.uniform(20.0, 80.0)
+        sizes = side * rng.uniform(1e3, 5e4, 5)
+        eps = rng.normal(0.0, noise)
+
+        def cost(units, m=m, daily=daily, adv=adv, eps=eps):
+            value = abs(units) * m
+            return value * (true_y * daily * math.sqrt(value / adv) + eps)
+
+        fills, done = [], 0.0
+        for q in sizes:
+            spread = abs(q) * m * 2e-4
+            impact = cost(done + q) - cost(done)
+            done += q
+            fills.append((q, m + side * (spread + impact) / abs(q), m, abs(q) * m * 1e-4,
+                          spread, impact))
+        orders.append(parent(done, 50.0, 50.0, fills, 50.0, id=f"S{k}",
                              params={"volatility": daily, "adv": adv}))
     return orders
 
@@ -289,7 +302,7 @@ def test_calibration_recovers_a_known_coefficient():
     rng = np.random.default_rng(7)
     orders = synthetic_orders(0.8, rng)
     result = calibration_error(orders, 0.8)
-    assert result.fit.fills == 200
+    assert result.fit.fills == 40  # one observation per parent (metaorder)
     assert abs(result.fit.coefficient - 0.8) < 3 * result.fit.standard_error
     assert abs(result.z_score) < 3 and result.error == result.fit.coefficient - 0.8
     wrong = calibration_error(orders, 0.4)  # a model at half the truth is far off
@@ -310,7 +323,7 @@ def test_calibration_needs_volatility_and_adv():
     with pytest.raises(InsufficientDataError):
         calibration_error(orders, 0.5, volatility={"AAA": 0.02})
     fit = calibration_error(orders, 0.5, volatility={"AAA": 0.02}, adv={"AAA": 5e7})
-    assert fit.fit.fills == 20
+    assert fit.fit.fills == 4
     with pytest.raises(ValidationError) as err:
         calibration_error(orders, -1.0)
     assert err.value.field == "cost_model_coefficient"

@@ -613,7 +613,8 @@ class ExecutionEngine(Broker):
             params = {"participation": DEFAULT_PARTICIPATION, **params}
         if algorithm == "is":
             params = {"risk_aversion": DEFAULT_RISK_AVERSION, **params}
-        params |= {"volatility": float(session.volatility[i]), "adv": float(session.adv[i])}
+        volatility, adv = self._pre_trade(parent.asset, session)
+        params |= {"volatility": volatility, "adv": adv}
         plan = ExecutionPlan(
             algorithm=algorithm, session=session.session.date().isoformat(),
             intervals=session.intervals, schedule=tuple(float(x) for x in schedule),
@@ -626,9 +627,7 @@ class ExecutionEngine(Broker):
             plan = plan.with_changes(market_fill_value=old.market_fill_value,
                                      spread_paid=old.spread_paid, impact_paid=old.impact_paid,
                                      children=old.children)
-        estimate = self.cost_model.breakdown(parent.remaining, arrival,
-                                             float(session.volatility[i]),
-                                             float(session.adv[i]))
+        estimate = self.cost_model.breakdown(parent.remaining, arrival, volatility, adv)
         after = parent.with_changes(info={**parent.info, "execution": plan.to_record(),
                                           "estimate": encode(estimate)})
         with self.registry.mutation("execution.plan", parent.id) as m:
@@ -643,6 +642,20 @@ class ExecutionEngine(Broker):
                       asset=parent.asset, algorithm=algorithm, session=plan.session,
                       arrival_price=arrival, reasons=route.get("reasons", []))
         return after
+
+    def _pre_trade(self, asset: str, session: IntradaySession) -> tuple[float, float]:
+        """Daily volatility and ADV the cost model prices ``asset`` with at the session's open.
+
+        Stored in the plan's ``params``, so the pre-trade estimate, the
+        paper broker's fills and the calibration of ``Y`` use one set of inputs.
+        """
+        market = getattr(next(iter(self.venues.values())), "market", None)
+        market = self.registry.market if market is None else market
+        try:
+            volatility = self.cost_model.daily_volatility(market, asset, session.previous)
+        except PmkitError:  # too little history: the path's own volatility
+            volatility = float(session.volatility[session.assets.index(asset)])
+        return float(volatility), self.cost_model.adv_of(asset)
 
     def recover(self) -> list[Order]:
         """Hand every open child of this engine's parents to its venue again (idempotent)."""

@@ -438,11 +438,14 @@ def calibration_error(orders: Iterable[Order], cost_model_coefficient: float, *,
                       adv: Mapping[str, float] | None = None) -> ImpactCalibration:
     """How far the cost model's impact coefficient ``Y`` is from what the fills realized.
 
-    Each fill's realized impact, as a fraction of the market price at the
-    fill, is the price paid over the market less the half-spread:
-    ``(q_j (p_j - m_j) - spread_j) / (|q_j| m_j)`` (the fill's ``impact``
-    part for the paper broker). It is regressed on the square-root law's
-    ``volatility * sqrt(|q_j| m_j / ADV)`` by `calibrate_square_root`.
+    The square-root law holds for a metaorder, not for each of its slices
+    (Tóth et al. 2011), so each parent is one observation: its realized
+    impact, as a fraction of the market value of its fills, is the price
+    paid over the market less the half-spread, ``(sum_j q_j (p_j - m_j) -
+    sum_j spread_j) / sum_j |q_j| m_j``; it is regressed on the law's
+    ``volatility * sqrt(sum_j |q_j| m_j / ADV)`` by `calibrate_square_root`.
+    (The paper broker charges each slice the impact it adds to its parent's,
+    so at a constant price this recovers its ``Y`` exactly.)
 
     Parameters
     ----------
@@ -458,11 +461,12 @@ def calibration_error(orders: Iterable[Order], cost_model_coefficient: float, *,
     Returns
     -------
     ImpactCalibration
+        ``fit.fills`` counts the parents used (those with fills).
 
     Raises
     ------
     InsufficientDataError
-        A fill's volatility or ADV is unknown, or fewer than 2 fills.
+        A parent's volatility or ADV is unknown, or fewer than 2 parents filled.
     ValidationError
         Malformed orders or values (naming them).
     """
@@ -477,16 +481,16 @@ def calibration_error(orders: Iterable[Order], cost_model_coefficient: float, *,
     for o in items:
         plan = _plan(o)
         params = plan.params if isinstance(plan.params, Mapping) else {}
-        for f in plan.fills:
-            size = abs(float(f.quantity)) * float(f.market_price)
-            if size == 0:
-                continue
-            spread = float(f.spread)
-            daily = _per_asset(params, volatility, o.asset, "volatility", limit=1e3, minimum=0.0)
-            traded = _per_asset(params, adv, o.asset, "adv", positive=True)
-            realized.append((float(f.quantity) * (f.price - f.market_price) - spread) / size)
-            vols.append(daily)
-            parts.append(size / traded)
+        size = sum(abs(float(f.quantity)) * float(f.market_price) for f in plan.fills)
+        if size == 0:
+            continue
+        paid = sum(float(f.quantity) * (f.price - f.market_price) - float(f.spread)
+                   for f in plan.fills)
+        daily = _per_asset(params, volatility, o.asset, "volatility", limit=1e3, minimum=0.0)
+        traded = _per_asset(params, adv, o.asset, "adv", positive=True)
+        realized.append(paid / size)
+        vols.append(daily)
+        parts.append(size / traded)
     return ImpactCalibration(calibrate_square_root(realized, vols, parts), model)
 
 
