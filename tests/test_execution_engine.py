@@ -500,3 +500,41 @@ def test_calibration_recovers_the_paper_brokers_impact_coefficient(reg):
     # prices move between slices, so the metaorder's impact is the law only to first order
     assert result.fit.coefficient == pytest.approx(0.7, rel=0.02)
     assert result.z_score > 3  # the model's 0.5 is rejected
+
+
+# -- monitoring --------------------------------------------------------------------------------
+def test_progress_mid_session_matches_the_children_and_the_schedule(reg):
+    from pmkit.execution.monitor import portfolio_progress, progress, schedule_frame
+
+    eng = engine_of(reg)
+    sess = session_of(reg.market, ["MSFT", "AAPL"])
+    eng.place(GROWTH, "MSFT", -520.0, reference_price=close_at(reg.market, "MSFT"), id="m1")
+    eng.place(GROWTH, "AAPL", -260.0, reference_price=close_at(reg.market, "AAPL"), id="m2",
+              algorithm="vwap")
+    eng.run(sess, until=10)
+    parents = eng.parents(with_fills=True)
+    table = progress(parents)
+    for p in parents:
+        row = table.loc[p.id]
+        fills = fills_of(eng, p.id)
+        assert row["filled"] == pytest.approx(sum(f["quantity"] for f in fills))
+        assert row["target"] == pytest.approx(plan_of(p).schedule[9])
+        assert row["deviation"] == pytest.approx(-(row["filled"] - row["target"]))
+        assert row["filled_pct"] == pytest.approx(100 * row["filled"] / p.quantity)
+        avg = sum(f["quantity"] * f["price"] for f in fills) / sum(f["quantity"] for f in fills)
+        arrival = plan_of(p).arrival_price
+        assert row["slippage_bps"] == pytest.approx(-(avg - arrival) / arrival * 1e4)
+        i = sess.assets.index(p.asset)
+        assert row["interval_vwap"] == pytest.approx(sess.vwap(p.asset, 1, 10))
+        frame = schedule_frame(p)
+        assert frame["filled"].iloc[9] == pytest.approx(row["filled"])
+        assert frame["filled"].iloc[-1] == pytest.approx(row["filled"])  # nothing after 10
+        assert np.isnan(frame["price"].iloc[12])
+        assert frame["price"].iloc[0] == pytest.approx(sess.prices[i, 1], rel=1e-14)
+    book = portfolio_progress(parents)
+    notional = sum(abs(p.quantity) * plan_of(p).arrival_price for p in parents)
+    assert book.loc[GROWTH, "notional"] == pytest.approx(notional)
+    assert book.loc[GROWTH, "parents"] == 2
+    # client_b's owner sees none of client_a's execution
+    dave = reg.as_user("dave")
+    assert ExecutionEngine(dave, PaperBroker(dave)).parents() == []

@@ -84,7 +84,8 @@ from pmkit.validation import MAX_NAME_LENGTH, check_number, check_text, json_val
 if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
 
-__all__ = ["END_OF_DAY", "SMART", "ExecutionEngine", "RunResult", "book_child_fill"]
+__all__ = ["END_OF_DAY", "SMART", "ExecutionEngine", "RunResult", "book_child_fill",
+           "read_parents"]
 
 #: Algorithm name that asks the router to choose (the design notes' "SMART_ORDER").
 SMART = "smart"
@@ -196,6 +197,54 @@ def book_child_fill(m: Mutation, child: Order, fill: Fill, *, now: datetime) -> 
 
 
 register_fill_listener("parent", book_child_fill)
+
+
+def read_parents(registry: Registry, *, broker: str | None = None, with_fills: bool = False,
+                 status: Sequence[str] | None = None) -> list[Order]:
+    """Parent orders (orders with an execution plan, or of ``broker``) the user may view.
+
+    Parameters
+    ----------
+    registry : Registry
+        Read through its user's scoped view: a desk sees its own parents only.
+    broker : str, optional
+        Only parents of this engine (then unplanned ones too).
+    with_fills : bool, default False
+        Fill each plan's ``fills`` from its children (for analysis and charts).
+    status : sequence of str, optional
+        Only these order statuses.
+
+    Returns
+    -------
+    list of Order
+        Oldest first.
+    """
+    view = registry.view()
+    recs = view.records("order", None if status is None else list(status))
+    def wanted(data: Mapping[str, Any]) -> bool:
+        if broker is not None:
+            return data.get("broker") == broker
+        return "execution" in data.get("info", {})
+
+    parents = [Order.from_record(r.data) for r in recs if wanted(r.data)]
+    parents.sort(key=lambda o: (o.created_at, o.id))
+    if not with_fills:
+        return parents
+    by_parent: dict[str, list[ChildFill]] = {}
+    for r in view.records("order"):
+        pid = r.data.get("parent_id")
+        if pid is not None:
+            for f in r.data.get("info", {}).get("fills", []):
+                by_parent.setdefault(pid, []).append(decode(ChildFill, f))
+    out = []
+    for p in parents:
+        plan = plan_of(p)
+        if plan is not None:
+            fills = sorted(by_parent.get(p.id, []), key=lambda f: (f.ts, f.child))
+            stored = plan.to_record() | {"fills": [encode(f) for f in fills]}
+            p = p.with_changes(info={**p.info, "execution": stored})
+        out.append(p)
+    return out
 
 
 # -- schedules -----------------------------------------------------------------------------
@@ -313,41 +362,13 @@ class ExecutionEngine(Broker):
 
     def open_orders(self) -> list[Order]:
         """Open parents of this engine the user may view, oldest first."""
-        return [o for o in self.parents() if o.is_open]
+        return [o for o in self.parents(status=OPEN_ORDER_STATUSES) if o.is_open]
 
     def parents(self, *, with_fills: bool = False, status: Sequence[str] | None = None
                 ) -> list[Order]:
-        """Parent orders of this engine the user may view, oldest first.
-
-        Parameters
-        ----------
-        with_fills : bool, default False
-            Fill each plan's ``fills`` from its children (for analysis).
-        status : sequence of str, optional
-            Only these order statuses.
-        """
-        view = self.registry.view()
-        recs = view.records("order", None if status is None else list(status))
-        parents = [Order.from_record(r.data) for r in recs
-                   if r.data.get("broker") == self.name]
-        parents.sort(key=lambda o: (o.created_at, o.id))
-        if not with_fills:
-            return parents
-        by_parent: dict[str, list[ChildFill]] = {}
-        for r in view.records("order"):
-            pid = r.data.get("parent_id")
-            if pid is not None:
-                for f in r.data.get("info", {}).get("fills", []):
-                    by_parent.setdefault(pid, []).append(decode(ChildFill, f))
-        out = []
-        for p in parents:
-            plan = plan_of(p)
-            if plan is not None:
-                fills = sorted(by_parent.get(p.id, []), key=lambda f: (f.ts, f.child))
-                stored = plan.to_record() | {"fills": [encode(f) for f in fills]}
-                p = p.with_changes(info={**p.info, "execution": stored})
-            out.append(p)
-        return out
+        """Parent orders of this engine the user may view, oldest first (`read_parents`)."""
+        return read_parents(self.registry, broker=self.name, with_fills=with_fills,
+                            status=status)
 
     def children(self, parent_id: str) -> list[Order]:
         """Child orders of a parent, in the order they were sent."""

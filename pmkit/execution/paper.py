@@ -182,6 +182,7 @@ class PaperBroker(Broker):
         self.name = name
         self.recorder = FillRecorder(registry, clock=clock)
         self._times = market.indexes["time"]
+        self._volatility: dict[tuple[str, pd.Timestamp], float] = {}
         self._lots = (
             {
                 str(a): float(v)
@@ -447,10 +448,12 @@ class PaperBroker(Broker):
         self, asset: str, q: float, close: float, t: pd.Timestamp, prior: float = 0.0
     ) -> tuple[float, CostBreakdown]:
         model = self.cost_model
+        if (asset, t) not in self._volatility:  # closes before t never change
+            self._volatility[(asset, t)] = model.daily_volatility(self.market, asset, t)
+        volatility = self._volatility[(asset, t)]
         if prior == 0.0:
-            bd = model.estimate(self.market, asset, q, close, at=t)
+            bd = model.breakdown(q, close, volatility, model.adv_of(asset))
         else:  # a slice of a metaorder: the impact the slice adds to the parent's
-            volatility = model.daily_volatility(self.market, asset, t)
             adv = model.adv_of(asset)
             own = model.breakdown(q, close, volatility, adv)
             after = model.breakdown(prior + abs(q), close, volatility, adv).impact
