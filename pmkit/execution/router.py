@@ -344,6 +344,8 @@ class SmartRouter:
         Parameters
         ----------
         features : OrderFeatures or mapping of its fields
+            A mapping may be a decision's ``features`` (its ``participation``
+            is recomputed, not read).
 
         Raises
         ------
@@ -351,6 +353,8 @@ class SmartRouter:
             Invalid features (naming the field), or no rule matched (``rules``).
         """
         if isinstance(features, Mapping):
+            # a stored decision's features carry the derived participation: recomputed here
+            features = {k: v for k, v in features.items() if k != "participation"}
             unknown = set(features) - {f.name for f in fields(OrderFeatures)}
             if unknown:
                 raise ValidationError("features", sorted(map(str, unknown)), "unknown fields")
@@ -422,7 +426,9 @@ def _market(price: Any, volatility: Any, interval_volume: Any,
             interval_seconds: Any) -> tuple[float, float, float, float]:
     return (check_number(price, "price", limit=MAX_PRICE, positive=True),
             check_number(volatility, "volatility", minimum=0.0, maximum=_MAX_VOLATILITY),
-            check_number(interval_volume, "interval_volume", limit=MAX_QUANTITY, minimum=0.0),
+            # + 0.0: -0.0 is accepted, and read as 0
+            check_number(interval_volume, "interval_volume", limit=MAX_QUANTITY,
+                         minimum=0.0) + 0.0,
             check_number(interval_seconds, "interval_seconds", positive=True,
                          maximum=SESSION_SECONDS))
 
@@ -431,9 +437,9 @@ def _impact(venue: Venue, units: float, price: float, volatility: float,
             interval_volume: float, interval_seconds: float) -> float:
     """Square-root impact cost of ``units`` (> 0, within capacity) on ``venue`` (currency)."""
     volatility_interval = volatility * math.sqrt(interval_seconds / SESSION_SECONDS)
-    # the venue's interval value traded stands in for ADV, the interval volatility for the daily
-    fraction = square_root_impact(units * price, volatility_interval,
-                                  venue.liquidity * interval_volume * price,
+    # the venue's interval capacity stands in for ADV, the interval volatility for the daily;
+    # in units, not currency: the price cancels in the ratio and could underflow the product
+    fraction = square_root_impact(units, volatility_interval, venue.liquidity * interval_volume,
                                   venue.impact_coefficient)
     return units * price * fraction
 
@@ -476,7 +482,7 @@ def expected_cost(venue: Venue, quantity: float, price: float, volatility: float
     price, volatility, interval_volume, interval_seconds = _market(
         price, volatility, interval_volume, interval_seconds)
     capacity = venue.liquidity * interval_volume
-    if q > capacity * (1 + 1e-12):
+    if q > capacity * (1 + 1e-9):
         raise ValidationError("quantity", quantity,
                               f"exceeds venue {venue.name!r}'s capacity {capacity:g} units")
     check_limit(q * price, "quantity", MAX_AMOUNT, "the notional")
@@ -525,18 +531,16 @@ def _increment(linear: float, impact: float, k: int) -> float:
 
 def _count(linear: float, impact: float, cap: int, level: float) -> int:
     """Lots (at most ``cap``) on a venue whose increments are at most ``level``."""
-    if cap == 0 or _increment(linear, impact, 1) > level:
-        return 0
-    if impact == 0:
-        return cap
-    # the k-th increment is about linear + 1.5 impact sqrt(k - 1/2): invert, then correct
-    g = (level - linear) / (1.5 * impact)
-    k = int(min(float(cap), g * g + 0.5))
-    while k < cap and _increment(linear, impact, k + 1) <= level:
-        k += 1
-    while k > 0 and _increment(linear, impact, k) > level:
-        k -= 1
-    return k
+    # a binary search, not the closed-form inverse: when the fee dominates, many increments
+    # round to one float and an inverse would land far from the boundary
+    low, high = 0, cap
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _increment(linear, impact, mid) <= level:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def split(quantity: float, venues: Sequence[Venue], *, price: float, volatility: float,
@@ -586,7 +590,9 @@ def split(quantity: float, venues: Sequence[Venue], *, price: float, volatility:
         raise ValidationError("lot", lot, f"too small: {abs(q):g} units would be more "
                               f"than {MAX_QUANTITY:g} lots")
     lots = math.floor(abs(q) / lot + 1e-9)
-    room = [math.floor(v.liquidity * interval_volume / lot + 1e-9) for v in venues]
+    # capped before the floor: a tiny lot would make the ratio overflow
+    room = [math.floor(min(v.liquidity * interval_volume / lot, MAX_QUANTITY) + 1e-9)
+            for v in venues]
     caps = [min(lots, r) for r in room]
     # lots[k] costs linear + impact (k^1.5 - (k-1)^1.5) on a venue
     terms = [(lot * _linear(v, price, volatility), _impact(v, lot, *market) if r else 0.0)
@@ -613,10 +619,11 @@ def split(quantity: float, venues: Sequence[Venue], *, price: float, volatility:
                            f"{interval_volume:g} units is less than a lot)")
         elif c == r and c < lots:
             reasons.append(f"{v.name}: at its capacity of {r} lots")
-    placed = sum(counts) * lot
     if abs(q) - lots * lot > 1e-9 * lot:
         reasons.append(f"{abs(q) - lots * lot:g} units are less than a lot of {lot:g}: unplaced")
-    unplaced = abs(q) - placed
+    unplaced = abs(q) - sum(counts) * lot
+    if abs(unplaced) <= 1e-9 * lot:  # lots * lot rounded, not a remainder
+        unplaced = 0.0
     return Split(quantities, sign * unplaced if unplaced else 0.0, costs, tuple(reasons))
 
 
@@ -640,8 +647,9 @@ def _water_fill(terms: list[tuple[float, float]], caps: list[int], lots: int) ->
     order = sorted(range(len(caps)), key=lambda i: (
         _increment(*terms[i], counts[i] + 1) if counts[i] < caps[i] else math.inf, i))
     left = lots - sum(counts)
-    for i in order:
-        extra = min(left, upper[i] - counts[i])
-        counts[i] += extra
-        left -= extra
+    for bound in (upper, caps):  # caps: only if rounding made the counts disagree
+        for i in order:
+            extra = max(0, min(left, bound[i] - counts[i]))
+            counts[i] += extra
+            left -= extra
     return counts
