@@ -322,6 +322,7 @@ def test_beyond_capacity_every_venue_is_full_and_the_rest_is_unplaced():
     odd = split(250.0, venues, lot=100.0, **MARKET)
     assert sum(odd.quantities.values()) == 200.0 and odd.unplaced == pytest.approx(50.0)
     assert any("less than a lot" in r for r in odd.reasons)
+    assert ROUTER.split(-1_234.0, venues, lot=100.0, **MARKET) == result
     zero = split(0.0, venues, **MARKET)
     assert zero.quantities == {"A": 0.0, "B": 0.0} and zero.unplaced == 0.0
 

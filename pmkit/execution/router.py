@@ -375,6 +375,14 @@ class SmartRouter:
         raise ValidationError("rules", [r.name for r in self.rules],
                               "no rule matched: end the table with a catch-all")
 
+    def split(self, quantity: float, venues: Sequence[Venue], *, price: float,
+              volatility: float, interval_volume: float, interval_seconds: float,
+              lot: float = 1.0) -> Split:
+        """`split` (the module function): a child slice across venues by expected cost."""
+        return split(quantity, venues, price=price, volatility=volatility,
+                     interval_volume=interval_volume, interval_seconds=interval_seconds,
+                     lot=lot)
+
     def table(self) -> pd.DataFrame:
         """The rules in order: columns ``name``, ``algorithm``, ``params``, ``when``."""
         return pd.DataFrame([{"name": r.name, "algorithm": r.algorithm,
