@@ -34,6 +34,8 @@ Commands (each returns the same rich object the Python API returns)::
     %pm strategy pause|resume|stop RUN_ID
                                 change a run's state (StrategyRunner.pause/resume/stop)
     %pm strategies [--state S]  the strategy runs this user may view, and what they did
+    %pm tca [PORTFOLIO ...] [--by parent|child|portfolio|algorithm|strategy]
+                                transaction-cost analysis of executed parent orders
     %pm whoami                  the acting user and the store
 
 Optimizer methods (``--method``): min_variance (default), max_sharpe, erc,
@@ -168,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     for verb in ("pause", "resume", "stop"):
         verbs.add_parser(verb).add_argument("run")
     sub.add_parser("strategies").add_argument("--state", action="append")
+    tca = sub.add_parser("tca")
+    tca.add_argument("ids", nargs="*", metavar="PORTFOLIO")
+    tca.add_argument("--by", choices=["parent", "child", "portfolio", "algorithm", "strategy"])
     sub.add_parser("whoami")
     return p
 
@@ -264,8 +269,22 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return _strategy(reg, args)
     if args.cmd == "strategies":
         return _runs_table(_runner(reg).runs(args.state))
+    if args.cmd == "tca":
+        return _tca(reg, args)
     info = reg.store_info()
     return f"{reg.user} on {info.backend}:{info.location} (schema v{info.schema_version})"
+
+
+def _tca(reg: Any, args: argparse.Namespace) -> Any:
+    """Transaction-cost analysis of the executed parent orders this user may see."""
+    from pmkit.execution import TCAReport, read_parents
+
+    parents = [p for p in read_parents(reg, with_fills=True)
+               if not args.ids or p.portfolio in args.ids]
+    if not parents:
+        return "no executed parent orders" + (f" in {', '.join(args.ids)}" if args.ids else "")
+    report = TCAReport(parents)
+    return report if args.by is None else report.table(by=args.by)
 
 
 def _optimize(reg: Any, args: argparse.Namespace) -> Any:

@@ -538,3 +538,68 @@ def test_progress_mid_session_matches_the_children_and_the_schedule(reg):
     # client_b's owner sees none of client_a's execution
     dave = reg.as_user("dave")
     assert ExecutionEngine(dave, PaperBroker(dave)).parents() == []
+
+
+# -- the smart order router across venues ---------------------------------------------------------
+def test_smart_orders_are_routed_and_split_across_venues_by_expected_cost(reg):
+    from pmkit.execution.router import SmartRouter
+    from pmkit.execution.venues import default_venues
+
+    alice = reg.as_user("alice")
+    venues = default_venues(alice)
+    eng = ExecutionEngine(alice, venues, router=SmartRouter(), max_participation=0.35)
+    sess = session_of(reg.market, ["MSFT", "UNH"])
+    seen = []
+    reg.bus.subscribe("execution.planned", seen.append, portfolio=GROWTH)
+    eng.place(GROWTH, "MSFT", -1000.0, reference_price=close_at(reg.market, "MSFT"),
+              algorithm="smart", id="sm1")
+    eng.place(GROWTH, "UNH", -10.0, reference_price=close_at(reg.market, "UNH"),
+              algorithm="smart", id="sm2")
+    eng.run(sess)
+    big, tiny = eng._load("sm1"), eng._load("sm2")
+    # MSFT: 1,000 x ~250 = 0.5% of the 50m ADV -> the default rule (TWAP over the day);
+    # UNH: 10 x ~540 = 0.01% of ADV -> "tiny": TWAP over the first tenth of the session
+    assert plan_of(big).route["rule"] == "default" and plan_of(big).algorithm == "twap"
+    assert plan_of(tiny).route["rule"] == "tiny"
+    assert "participation" in plan_of(tiny).route["reasons"][0]
+    assert next(e.payload["reasons"] for e in seen if e.payload["order"] == "sm1")
+    assert tiny.filled == -10.0 and max(c.info["interval"] for c in eng.children("sm2")) <= 3
+    assert big.filled == pytest.approx(-1000.0)
+    kids = eng.children("sm1")
+    assert {c.broker for c in kids} == {"lit", "dark"}  # both venues used
+    i = sess.assets.index("MSFT")
+    spec = {v.name: v.venue for v in venues}
+    for c in kids:
+        volume = sess.volumes[i, c.info["interval"] - 1]
+        assert abs(c.filled) <= spec[c.broker].liquidity * volume + 1e-9
+        for f in c.info.get("fills", []):
+            notional = abs(f["quantity"]) * f["market_price"]
+            assert f["fee"] == pytest.approx(notional * spec[c.broker].fee_bps / 1e4)
+    # shares conserved across venues
+    assert sum(c.filled for c in kids) == pytest.approx(big.filled)
+
+
+# -- %pm tca ---------------------------------------------------------------------------------
+def test_pm_tca_reports_what_the_user_may_see(reg):
+    pytest.importorskip("IPython")
+    from IPython.core.error import UsageError
+
+    from pmkit import magics
+    from pmkit.execution import TCAReport, read_parents
+
+    eng = engine_of(reg)
+    eng.place(GROWTH, "MSFT", -300.0, reference_price=close_at(reg.market, "MSFT"), id="t1",
+              strategy="rebalance")
+    eng.run(session_of(reg.market, ["MSFT"]))
+    magics.use(reg.as_user("alice"))
+    report = magics.run("tca")
+    assert isinstance(report, TCAReport)
+    want = TCAReport(read_parents(reg.as_user("alice"), with_fills=True)).table()
+    pd.testing.assert_frame_equal(report.table(), want)
+    by_algo = magics.run("tca --by algorithm")
+    assert by_algo.loc["twap", "total"] == pytest.approx(want.loc["t1", "total"])
+    assert "t1" in report._repr_html_()
+    magics.use(reg.as_user("dave"))  # another desk: nothing of client_a's
+    assert magics.run("tca").startswith("no executed parent orders")
+    with pytest.raises(UsageError):
+        magics.run("tca --by nonsense")

@@ -76,6 +76,7 @@ from pmkit.execution.broker import (
 )
 from pmkit.execution.costs import CostModel
 from pmkit.execution.plan import ALGORITHMS, ChildFill, ExecutionPlan, plan_of
+from pmkit.execution.router import SMART_ORDER, OrderFeatures, Venue
 from pmkit.execution.session import IntradaySession, Tick
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.registry.controls import Override
@@ -88,7 +89,7 @@ __all__ = ["END_OF_DAY", "SMART", "ExecutionEngine", "RunResult", "book_child_fi
            "read_parents"]
 
 #: Algorithm name that asks the router to choose (the design notes' "SMART_ORDER").
-SMART = "smart"
+SMART = SMART_ORDER
 #: What happens to a parent's residual at the session's end.
 END_OF_DAY: tuple[str, ...] = ("cancel", "carry")
 #: Default risk aversion of Implementation Shortfall (per currency).
@@ -516,8 +517,6 @@ class ExecutionEngine(Broker):
 
     # -- planning ----------------------------------------------------------------------------
     def _features(self, parent: Order, session: IntradaySession, first: int) -> Any:
-        from pmkit.execution.router import OrderFeatures
-
         i = session.assets.index(parent.asset)
         return OrderFeatures(
             quantity=parent.remaining, price=float(session.prices[i, first - 1]),
@@ -833,9 +832,7 @@ class ExecutionEngine(Broker):
         names = list(self.venues)
         if len(names) == 1 or self.router is None:
             parts = {names[0]: quantity}
-        else:
-            from pmkit.execution.router import Venue
-
+        else:  # what the venues cannot take in whole lots is behind schedule at the next tick
             plan = plan_of(parent)
             specs = [getattr(self.venues[n], "venue", None) or Venue(n, 0.0, 0.0, 1.0)
                      for n in names]
