@@ -579,7 +579,7 @@ def test_smart_orders_are_routed_and_split_across_venues_by_expected_cost(reg):
     assert sum(c.filled for c in kids) == pytest.approx(big.filled)
 
 
-# -- %pm tca ---------------------------------------------------------------------------------
+# -- %pm tca ------------------------------------------------------------------------------
 def test_pm_tca_reports_what_the_user_may_see(reg):
     pytest.importorskip("IPython")
     from IPython.core.error import UsageError
