@@ -94,6 +94,7 @@ EXTRA_OF = {
     "pmkit/stream/": ("stream",),
     "pmkit/optimize/": ("optimize",),
     "pmkit/optimize/frontier.py": ("optimize", "ui"),  # tqdm, for progress=True only
+    "pmkit/execution/engine.py": ("ui",),  # tqdm, for run(progress=True) only
 }
 
 

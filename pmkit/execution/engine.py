@@ -1066,8 +1066,12 @@ class ExecutionEngine(Broker):
         last = session.intervals if until is None else min(int(until), session.intervals)
         ticks: Iterable[Tick] = (session.tick(k) for k in range(first, last + 1))
         if progress:
-            from tqdm.auto import tqdm
+            try:
+                from tqdm.auto import tqdm
+            except ImportError as exc:
+                from pmkit.errors import MissingDependencyError
 
+                raise MissingDependencyError("tqdm", "ui") from exc
             ticks = tqdm(ticks, total=last - first + 1, desc=f"session {session.session.date()}")
         sim = [v for v in self.venues.values() if hasattr(v, "step")]
         for tick in ticks:
