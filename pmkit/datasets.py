@@ -11,8 +11,12 @@ Files (adjusted daily closes in USD, rounded to 3 decimals):
   VLUE) from 2014-01-02 to 2022-12-28, 2264 rows.
 - ``sp500_index.csv.gz``: the S&P 500 index level on the stock file's dates.
 
-None of them carries volume. Parsed files are cached once per process and
-every public function returns fresh objects.
+None of them carries volume. Real daily volumes come from another wheel:
+cvxportfolio's test data (``cvxportfolio/tests/volumes.csv`` and
+``returns.csv``: the daily value traded, in USD, and the daily returns of
+28 Dow Jones stocks over 2014; ``pip install 'pmkit[bench]'``), read by
+`load_traded_values` and `load_volume_market`. Parsed files are cached once
+per process and every public function returns fresh objects.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ __all__ = [
     "load_benchmark",
     "load_factor_prices",
     "load_market",
+    "load_traded_values",
+    "load_volume_market",
 ]
 
 _STOCKS = "sp500_dataset.csv.gz"
@@ -222,3 +228,81 @@ def load_factor_prices(start: DateLike = None, end: DateLike = None) -> xr.DataA
     out = ds["close"].reset_coords(drop=True).rename({"asset": "factor"})
     out.attrs = {"units": "USD per share", "source": _source(_FACTORS)}
     return out.rename("close")
+
+
+def _cvxportfolio_file(name: str) -> Path:
+    # By the distribution's metadata, not importlib.resources: importing
+    # cvxportfolio pulls in matplotlib and its solvers just to find a file.
+    try:
+        dist = importlib.metadata.distribution("cvxportfolio")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise MissingDependencyError("cvxportfolio", "bench") from exc
+    path = Path(str(dist.locate_file(f"cvxportfolio/tests/{name}")))
+    if not path.is_file():
+        version = importlib.metadata.version("cvxportfolio")
+        raise FileNotFoundError(f"cvxportfolio {version} does not ship tests/{name}")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _read_cvxportfolio(name: str) -> pd.DataFrame:
+    frame = pd.read_csv(_cvxportfolio_file(name), index_col=0, parse_dates=[0])
+    frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
+    frame.index.name = "time"
+    return frame.astype(np.float64)
+
+
+def load_traded_values(start: DateLike = None, end: DateLike = None) -> xr.DataArray:
+    """Real daily value traded of 28 Dow Jones stocks in 2014 (USD), from cvxportfolio's wheel.
+
+    The file ``cvxportfolio/tests/volumes.csv`` (cvxportfolio 1.5, GPLv3: read
+    from the installed package, not copied) holds each stock's daily dollar
+    volume from 2014-01-02 to 2014-12-31 (252 rows). Needs ``pmkit[bench]``.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``value_traded(asset, time)``, USD per day.
+
+    Raises
+    ------
+    MissingDependencyError
+        cvxportfolio is not installed.
+    """
+    frame = _window(_read_cvxportfolio("volumes.csv"), start, end)
+    da = xr.DataArray(frame.to_numpy().T, dims=("asset", "time"),
+                      coords={"asset": list(frame.columns), "time": frame.index},
+                      name="value_traded", attrs={"units": "USD per day"})
+    da.attrs["source"] = (f"cvxportfolio {importlib.metadata.version('cvxportfolio')} wheel: "
+                          "tests/volumes.csv")
+    return da
+
+
+def load_volume_market(start: DateLike = None, end: DateLike = None) -> xr.Dataset:
+    """A market dataset with real volumes: 28 Dow Jones stocks over 2014.
+
+    ``close`` is a total-return index rebuilt from cvxportfolio's shipped daily
+    returns (``tests/returns.csv``), 100 on the day before the first return,
+    not a quoted price; ``volume`` is the real value traded divided by that
+    index, so ``volume * close`` is exactly the real dollar volume and
+    `pmkit.execution.liquidity` estimates real ADVs from it (in USD). Needs
+    ``pmkit[bench]``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``close(asset, time)`` (index units), ``volume(asset, time)`` (index
+        units traded) on the dates both files cover, ``lot_size`` 1.
+    """
+    returns = _read_cvxportfolio("returns.csv").drop(columns=["cash"], errors="ignore")
+    values = _read_cvxportfolio("volumes.csv")
+    index = 100.0 * (1.0 + returns).cumprod()
+    common = index.index.intersection(values.index)
+    close = _window(index.loc[common], start, end)
+    volume = values.loc[close.index, close.columns] / close
+    ds = market_dataset(close, volume=volume, currency="USD", lot_size=1)
+    ds["close"].attrs.update(units="index (100 before the first return)",
+                             description="total-return index rebuilt from daily returns")
+    ds.attrs["source"] = (f"cvxportfolio {importlib.metadata.version('cvxportfolio')} wheel: "
+                          "tests/returns.csv, tests/volumes.csv")
+    return ds
