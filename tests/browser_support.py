@@ -142,6 +142,9 @@ TAB_READY = {
     "Risk": '.pmkit-risk-summary .tabulator-cell[tabulator-field="es"]',
     "Optimize": ".pmkit-frontier-chart canvas",
     "Approvals": ".pmkit-proposal-select select",
+    # the parents' table, or the hint saying how parents arrive (the demo has none)
+    "Execution": '.pmkit-execution-parents .tabulator-cell[tabulator-field="parent"], '
+                 ".pmkit-execution-empty p",
     # the runs of the strategies (the demo starts one), or the hint saying how to start one
     "Signals": '.pmkit-runs .tabulator-cell[tabulator-field="strategy"], .pmkit-runs-empty p',
 }

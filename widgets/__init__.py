@@ -28,6 +28,7 @@ from pmkit_widgets.notebook import enable_inline_resources
 if TYPE_CHECKING:
     from pmkit_widgets.approval_view import ApprovalView
     from pmkit_widgets.coordinator_view import CoordinatorView
+    from pmkit_widgets.execution_view import ExecutionView
     from pmkit_widgets.frontier_view import FrontierView
     from pmkit_widgets.groups_view import GroupsView
     from pmkit_widgets.live_view import LiveView
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ApprovalView",
     "CoordinatorView",
+    "ExecutionView",
     "FrontierView",
     "GroupsView",
     "LiveView",
@@ -47,6 +49,7 @@ __all__ = [
 _LAZY = {
     "ApprovalView": "pmkit_widgets.approval_view",
     "CoordinatorView": "pmkit_widgets.coordinator_view",
+    "ExecutionView": "pmkit_widgets.execution_view",
     "FrontierView": "pmkit_widgets.frontier_view",
     "GroupsView": "pmkit_widgets.groups_view",
     "LiveView": "pmkit_widgets.live_view",

@@ -56,7 +56,8 @@ APP_TITLE = "pmkit operations"
 POLL_PERIOD_MS = 2000
 
 #: Tab titles, in order.
-TABS = ("Portfolios", "Groups", "Live", "Risk", "Optimize", "Approvals", "Signals")
+TABS = ("Portfolios", "Groups", "Live", "Risk", "Optimize", "Approvals", "Execution",
+        "Signals")
 
 
 def _views(
@@ -69,6 +70,7 @@ def _views(
     from pmkit_widgets import (
         ApprovalView,
         CoordinatorView,
+        ExecutionView,
         FrontierView,
         GroupsView,
         LiveView,
@@ -99,6 +101,7 @@ def _views(
         "Risk": lambda: RiskView(registry),
         "Optimize": lambda: FrontierView(registry),
         "Approvals": lambda: ApprovalView(registry, poll_period=poll_period),
+        "Execution": lambda: ExecutionView(registry, poll_period=poll_period),
         "Signals": coordinator_view,
     }
     return [(title, factories[title]) for title in TABS]
