@@ -69,21 +69,26 @@ ASSET_CLASSES: dict[str, str] = {a: "ETF" if a in ETFS else "Equity" for a in SE
 DateLike = str | datetime | np.datetime64 | pd.Timestamp | None
 
 
-def _data_file(name: str) -> Path:
-    # Located through the installed distribution's metadata rather than
-    # importlib.resources, which would import skfolio (and scikit-learn,
-    # cvxpy...) just to find a file: ~2.4 s for nothing.
+def _package_file(distribution: str, extra: str, path: str) -> Path:
+    """A data file shipped inside an installed distribution.
+
+    Located through the distribution's metadata rather than importlib.resources,
+    which would import the package (skfolio pulls in scikit-learn and cvxpy,
+    cvxportfolio matplotlib: seconds) just to find a file.
+    """
     try:
-        dist = importlib.metadata.distribution("skfolio")
+        dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError as exc:
-        raise MissingDependencyError("skfolio", "data") from exc
-    path = Path(str(dist.locate_file(f"skfolio/datasets/data/{name}")))
-    if not path.is_file():
-        version = importlib.metadata.version("skfolio")
-        raise FileNotFoundError(
-            f"skfolio {version} does not ship {name}; pmkit needs skfolio>=1.12"
-        )
-    return path
+        raise MissingDependencyError(distribution, extra) from exc
+    found = Path(str(dist.locate_file(path)))
+    if not found.is_file():
+        version = importlib.metadata.version(distribution)
+        raise FileNotFoundError(f"{distribution} {version} does not ship {path}")
+    return found
+
+
+def _data_file(name: str) -> Path:
+    return _package_file("skfolio", "data", f"skfolio/datasets/data/{name}")
 
 
 @functools.lru_cache(maxsize=4)  # three files; bounded on purpose
@@ -231,17 +236,7 @@ def load_factor_prices(start: DateLike = None, end: DateLike = None) -> xr.DataA
 
 
 def _cvxportfolio_file(name: str) -> Path:
-    # By the distribution's metadata, not importlib.resources: importing
-    # cvxportfolio pulls in matplotlib and its solvers just to find a file.
-    try:
-        dist = importlib.metadata.distribution("cvxportfolio")
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise MissingDependencyError("cvxportfolio", "bench") from exc
-    path = Path(str(dist.locate_file(f"cvxportfolio/tests/{name}")))
-    if not path.is_file():
-        version = importlib.metadata.version("cvxportfolio")
-        raise FileNotFoundError(f"cvxportfolio {version} does not ship tests/{name}")
-    return path
+    return _package_file("cvxportfolio", "bench", f"cvxportfolio/tests/{name}")
 
 
 @functools.lru_cache(maxsize=2)

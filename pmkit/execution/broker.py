@@ -67,6 +67,7 @@ __all__ = [
     "FillRecorder",
     "Order",
     "OrderStatus",
+    "accept_orders",
     "check_orders",
     "new_order_id",
     "register_fill_listener",
@@ -415,6 +416,73 @@ def check_orders(
                 o = o.with_changes(info={**o.info, "override": granted.to_record()})
             out[o.id] = o
     return [out[o.id] for o in orders]
+
+
+def accept_orders(
+    registry: Registry,
+    broker: str,
+    orders: Sequence[Order],
+    *,
+    override: Override | None = None,
+    clock: Callable[[], datetime] = _utcnow,
+    check: Callable[[Order], None] | None = None,
+) -> list[Order]:
+    """``submit`` for a broker whose orders live in the store: store the new, adopt the stored.
+
+    Each order is validated (``check`` adds the broker's own rules). Orders
+    already stored (a `ProposalBook` stores a proposal's before handing them
+    over) are returned as stored when their terms agree; the new ones are
+    stored in one transaction after the pre-trade controls (`check_orders`),
+    each audited and published as ``order.open``.
+
+    Raises
+    ------
+    ValidationError
+        Not an `Order`, another broker's order, or an id stored with different terms.
+    AlreadyExistsError
+        An id another desk's order holds.
+    LimitBreachError
+        The new orders would breach a pre-trade limit; nothing is stored.
+    """
+    from pmkit.errors import AlreadyExistsError
+
+    fresh: list[Order] = []
+    out: list[Order] = []
+    for o in orders:
+        if not isinstance(o, Order):
+            raise ValidationError("orders", type(o).__name__, "must be pmkit.execution.Order")
+        o = o.validated()
+        if o.broker != broker:
+            raise ValidationError("broker", o.broker, f"this broker is {broker!r}")
+        if check is not None:
+            check(o)
+        rec = registry.view().record("order", o.id)
+        if rec is None:
+            fresh.append(o)
+            continue
+        stored = Order.from_record(rec.data)
+        terms = ("portfolio", "asset", "quantity", "broker", "proposal_id", "limit_price")
+        if any(getattr(stored, k) != getattr(o, k) for k in terms):
+            raise ValidationError("id", o.id, "already stored with different terms")
+        out.append(stored)
+    if fresh:
+        with registry.mutation("order.submit", fresh[0].id) as m:
+            for o in fresh:
+                m.require("ledger.trade", o.portfolio)
+                m.portfolio(o.portfolio)  # NotFoundError
+                if m.tx.get("order", o.id) is not None:  # another desk's id: never overwrite
+                    raise AlreadyExistsError("order", o.id)
+            for i, o in enumerate(check_orders(m, fresh, override=override)):
+                o = o.with_changes(status=OrderStatus.OPEN,
+                                   created_at=o.created_at or clock().isoformat())
+                m.tx.put("order", o.id, str(o.status), o.to_record())
+                if i == 0:
+                    m.record(None, o.to_record())
+                else:
+                    m.note("order.submit", o.id, None, o.to_record())
+                m.publish("order.open", portfolio=o.portfolio, order=o.id)
+                out.append(o)
+    return out
 
 
 def _json_checked(value: Any, name: str) -> Any:

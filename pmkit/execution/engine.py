@@ -70,6 +70,7 @@ from pmkit.execution.broker import (
     FillRecorder,
     Order,
     OrderStatus,
+    accept_orders,
     check_orders,
     new_order_id,
     register_fill_listener,
@@ -474,46 +475,13 @@ class ExecutionEngine(Broker):
         LimitBreachError
             New orders would breach a pre-trade limit; nothing is stored.
         """
-        fresh: list[Order] = []
-        out: list[Order] = []
-        for o in orders:
-            if not isinstance(o, Order):
-                raise ValidationError("orders", type(o).__name__, "must be pmkit.execution.Order")
-            o = o.validated()
-            if o.broker != self.name:
-                raise ValidationError("broker", o.broker, f"this broker is {self.name!r}")
+        def check(o: Order) -> None:
             if o.parent_id is not None:
                 raise ValidationError("parent_id", o.parent_id, "a parent has no parent")
             self._check_terms(o)
-            rec = self.registry.view().record("order", o.id)
-            if rec is None:
-                fresh.append(o)
-                continue
-            stored = Order.from_record(rec.data)
-            terms = ("portfolio", "asset", "quantity", "broker", "proposal_id", "limit_price")
-            if any(getattr(stored, k) != getattr(o, k) for k in terms):
-                raise ValidationError("id", o.id, "already stored with different terms")
-            out.append(stored)
-        if fresh:
-            with self.registry.mutation("order.submit", fresh[0].id) as m:
-                for o in fresh:
-                    m.require("ledger.trade", o.portfolio)
-                    m.portfolio(o.portfolio)
-                    if m.tx.get("order", o.id) is not None:
-                        from pmkit.errors import AlreadyExistsError
 
-                        raise AlreadyExistsError("order", o.id)
-                for i, o in enumerate(check_orders(m, fresh, override=override)):
-                    o = o.with_changes(status=OrderStatus.OPEN,
-                                       created_at=o.created_at or self.clock().isoformat())
-                    m.tx.put("order", o.id, str(o.status), o.to_record())
-                    if i == 0:
-                        m.record(None, o.to_record())
-                    else:
-                        m.note("order.submit", o.id, None, o.to_record())
-                    m.publish("order.open", portfolio=o.portfolio, order=o.id)
-                    out.append(o)
-        return out
+        return accept_orders(self.registry, self.name, orders, override=override,
+                             clock=self.clock, check=check)
 
     # -- planning ----------------------------------------------------------------------------
     def _features(self, parent: Order, session: IntradaySession, first: int) -> Any:

@@ -43,7 +43,6 @@ import pandas as pd
 
 from pmkit.codec import encode
 from pmkit.errors import (
-    AlreadyExistsError,
     ConfigError,
     NotFoundError,
     PermissionDenied,
@@ -61,7 +60,7 @@ from pmkit.execution.broker import (
     Order,
     OrderStatus,
     _plain_ts,
-    check_orders,
+    accept_orders,
 )
 from pmkit.execution.costs import CostBreakdown, CostModel
 from pmkit.validation import check_number
@@ -238,45 +237,12 @@ class PaperBroker(Broker):
         LimitBreachError
             New orders would breach a pre-trade limit; nothing is stored.
         """
-        fresh: list[Order] = []
-        out: list[Order] = []
-        for o in orders:
-            if not isinstance(o, Order):
-                raise ValidationError("orders", type(o).__name__, "must be pmkit.execution.Order")
-            o = o.validated()
-            if o.broker != self.name:
-                raise ValidationError("broker", o.broker, f"this broker is {self.name!r}")
+        def check(o: Order) -> None:
             if o.asset not in self.market.indexes["asset"]:
                 raise UnknownAssetError("asset", o.asset, "not in the paper broker's market data")
-            rec = self.registry.view().record("order", o.id)
-            if rec is None:
-                fresh.append(o)
-                continue
-            stored = Order.from_record(rec.data)
-            terms = ("portfolio", "asset", "quantity", "broker", "proposal_id", "limit_price")
-            if any(getattr(stored, k) != getattr(o, k) for k in terms):
-                raise ValidationError("id", o.id, "already stored with different terms")
-            out.append(stored)
-        if fresh:
-            with self.registry.mutation("order.submit", fresh[0].id) as m:
-                for o in fresh:
-                    m.require("ledger.trade", o.portfolio)
-                    m.portfolio(o.portfolio)  # NotFoundError
-                    if m.tx.get("order", o.id) is not None:  # another desk's id: never overwrite
-                        raise AlreadyExistsError("order", o.id)
-                for i, o in enumerate(check_orders(m, fresh, override=override)):
-                    o = o.with_changes(
-                        status=OrderStatus.OPEN,
-                        created_at=o.created_at or self.recorder.clock().isoformat(),
-                    )
-                    m.tx.put("order", o.id, str(o.status), o.to_record())
-                    if i == 0:
-                        m.record(None, o.to_record())
-                    else:
-                        m.note("order.submit", o.id, None, o.to_record())
-                    m.publish("order.open", portfolio=o.portfolio, order=o.id)
-                    out.append(o)
-        return out
+
+        return accept_orders(self.registry, self.name, orders, override=override,
+                             clock=self.recorder.clock, check=check)
 
     def cancel(self, order_id: str) -> Order:
         """Cancel an open order (one transaction); a cancelled one is returned as is.

@@ -318,6 +318,19 @@ class RouteDecision:
         return decode(cls, d)
 
 
+def _named_items(items: Any, field: str, kind: type) -> tuple[Any, ...]:
+    """``items`` as a tuple: a non-empty sequence of ``kind`` with unique ``name``s."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence) or not items:
+        raise ValidationError(field, items, f"must be a non-empty sequence of {kind.__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise ValidationError(f"{field}[{i}]", item, f"must be a {kind.__name__}")
+    names = [item.name for item in items]
+    if len(set(names)) != len(names):
+        raise ValidationError(field, names, "names must be unique")
+    return tuple(items)
+
+
 class SmartRouter:
     """Routes an order to an algorithm by a rule table (first match wins).
 
@@ -328,15 +341,7 @@ class SmartRouter:
     """
 
     def __init__(self, rules: Sequence[RouteRule] = DEFAULT_RULES) -> None:
-        if isinstance(rules, str | bytes) or not isinstance(rules, Sequence) or not rules:
-            raise ValidationError("rules", rules, "must be a non-empty sequence of RouteRule")
-        for i, rule in enumerate(rules):
-            if not isinstance(rule, RouteRule):
-                raise ValidationError(f"rules[{i}]", rule, "must be a RouteRule")
-        names = [r.name for r in rules]
-        if len(set(names)) != len(names):
-            raise ValidationError("rules", names, "rule names must be unique")
-        self.rules: tuple[RouteRule, ...] = tuple(rules)
+        self.rules: tuple[RouteRule, ...] = _named_items(rules, "rules", RouteRule)
 
     def decide(self, features: OrderFeatures | Mapping[str, Any]) -> RouteDecision:
         """The algorithm and parameters for an order, with the reasons.
@@ -582,14 +587,7 @@ def split(quantity: float, venues: Sequence[Venue], *, price: float, volatility:
         A value out of range, naming it.
     """
     q = check_number(quantity, "quantity", limit=MAX_QUANTITY)
-    if isinstance(venues, str | bytes) or not isinstance(venues, Sequence) or not venues:
-        raise ValidationError("venues", venues, "must be a non-empty sequence of Venue")
-    for i, v in enumerate(venues):
-        if not isinstance(v, Venue):
-            raise ValidationError(f"venues[{i}]", v, "must be a Venue")
-    names = [v.name for v in venues]
-    if len(set(names)) != len(names):
-        raise ValidationError("venues", names, "venue names must be unique")
+    venues = _named_items(venues, "venues", Venue)
     market = _market(price, volatility, interval_volume, interval_seconds)
     price, volatility, interval_volume, _ = market
     lot = check_number(lot, "lot", limit=MAX_QUANTITY, positive=True)
