@@ -33,6 +33,7 @@ __all__ = [
     "AlmgrenChriss",
     "ImpactFit",
     "calibrate_square_root",
+    "check_intervals",
     "liquidity",
     "plot_frontier",
     "square_root_impact",
@@ -41,6 +42,14 @@ __all__ = [
 
 #: Most intervals a schedule may have (a trading day in seconds is 23,400).
 MAX_INTERVALS = 100_000
+
+
+def check_intervals(intervals: Any) -> int:
+    """``intervals`` as an int in [1, `MAX_INTERVALS`]; `ValidationError` naming it otherwise."""
+    if isinstance(intervals, bool) or not isinstance(intervals, int | np.integer) or not (
+            1 <= intervals <= MAX_INTERVALS):
+        raise ValidationError("intervals", intervals, f"must be an integer in [1, {MAX_INTERVALS}]")
+    return int(intervals)
 
 
 def square_root_impact(notional: float, volatility: float, adv: float,
@@ -147,10 +156,7 @@ class AlmgrenChriss:
         vol = _broadcast(volatility, "volatility", q.size, minimum=0.0)
         lam = _broadcast(risk_aversion, "risk_aversion", q.size, minimum=0.0)
         horizon = check_number(horizon, "horizon", limit=MAX_AMOUNT, positive=True)
-        if isinstance(intervals, bool) or not isinstance(intervals, int | np.integer) or not (
-                1 <= intervals <= MAX_INTERVALS):
-            raise ValidationError("intervals", intervals,
-                                  f"must be an integer in [1, {MAX_INTERVALS}]")
+        intervals = check_intervals(intervals)
         tau = horizon / int(intervals)
         if not self.temporary > 0.5 * self.permanent * tau:
             raise ValidationError("temporary", self.temporary,
@@ -396,9 +402,7 @@ def u_shape_profile(intervals: int, ends: float = 3.0) -> np.ndarray:
     numpy.ndarray, shape (intervals,)
         Fractions of the day's volume per interval (sum 1).
     """
-    if isinstance(intervals, bool) or not isinstance(intervals, int | np.integer) or not (
-            1 <= intervals <= MAX_INTERVALS):
-        raise ValidationError("intervals", intervals, f"must be an integer in [1, {MAX_INTERVALS}]")
+    intervals = check_intervals(intervals)
     ends = check_number(ends, "ends", limit=1e6, minimum=1.0)
     t = (np.arange(intervals) + 0.5) / intervals
     w = 1.0 + (ends - 1.0) * (2.0 * t - 1.0) ** 2

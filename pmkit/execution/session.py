@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from pmkit.errors import UnknownAssetError, ValidationError
-from pmkit.execution.impact import MAX_INTERVALS, liquidity, u_shape_profile
+from pmkit.execution.impact import check_intervals, liquidity, u_shape_profile
 from pmkit.model.paths import brownian_bridge, replay_sigma, symbol_rng
 from pmkit.validation import check_number
 
@@ -188,9 +188,7 @@ def simulate_session(
     -------
     IntradaySession
     """
-    if isinstance(intervals, bool) or not isinstance(intervals, int | np.integer) or not (
-            1 <= intervals <= MAX_INTERVALS):
-        raise ValidationError("intervals", intervals, f"must be an integer in [1, {MAX_INTERVALS}]")
+    intervals = check_intervals(intervals)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValidationError("seed", seed, "must be an integer >= 0")
     noise = check_number(volume_noise, "volume_noise", limit=5.0, minimum=0.0)
