@@ -241,3 +241,68 @@ def test_live_values_change_while_the_feed_runs(login, server, tmp_path):
     assert len(seen) >= 3, f"live value did not move: {seen}"
     assert all(float(v.replace(",", "")) > 0 for v in seen)
     _screenshot(page, tmp_path / "live.png")
+
+
+def test_the_execution_tab_pauses_resumes_and_cancels_a_parent(login, server, tmp_path):
+    from pmkit.execution import ExecutionEngine, PaperBroker, plan_of, simulate_session
+
+    # a parent order worked ten intervals into a session, in this process, on the app's store
+    reg = _registry(server)
+    try:
+        alice = reg.as_user("alice")
+        engine = ExecutionEngine(alice, PaperBroker(alice))
+        day = reg.market.indexes["time"][-3]
+        sess = simulate_session(reg.market, day, assets=["MSFT"], intervals=26, seed=2)
+        engine.place(GROWTH, "MSFT", -52.0, reference_price=float(sess.prices[0, 0]),
+                     id="bx-1")
+        engine.run(sess, until=10)
+        filled = engine._load("bx-1").filled
+        assert filled == -20.0
+    finally:
+        reg.store.close()
+
+    def state() -> tuple[str, str]:
+        r = _registry(server)
+        try:
+            p = ExecutionEngine(r, PaperBroker(r))._load("bx-1")
+            return str(p.status), plan_of(p).state
+        finally:
+            r.store.close()
+
+    # a viewer sees it, with no enabled control
+    page = login("carol")
+    _tab(page, "Execution")
+    parent = page.locator('.pmkit-execution-parents .tabulator-cell[tabulator-field="parent"]',
+                          has_text=_id_text("bx-1")).first
+    parent.wait_for(state="visible", timeout=REFRESH_TIMEOUT_MS)
+    id_cell = page.locator('.tabulator-cell[tabulator-field="parent"]', has_text=_id_text("bx-1"))
+    row = page.locator(".pmkit-execution-parents .tabulator-row", has=id_cell).first
+    shown = row.locator('.tabulator-cell[tabulator-field="filled_pct"]').inner_text().strip()
+    assert float(shown) == pytest.approx(100 * 20 / 52, abs=0.005)  # 20 of 52 sold
+    for verb in ("pause", "resume", "cancel"):
+        sync_api.expect(page.locator(f".pmkit-{verb} button")).to_be_disabled()
+    page.locator(".pmkit-cancel button").click(force=True)
+    page.wait_for_timeout(1000)
+    assert state() == ("partially_filled", "working")
+
+    # the trader pauses, resumes and cancels it; the store follows each click
+    page = login("alice")
+    _tab(page, "Execution")
+    select = page.locator(".pmkit-execution-select select")
+    select.locator("option", has_text="bx-1").wait_for(state="attached",
+                                                       timeout=REFRESH_TIMEOUT_MS)
+    select.select_option(value="bx-1")
+    sync_api.expect(page.locator(".pmkit-execution-chart canvas").first).to_be_visible()
+    page.locator(".pmkit-pause button").click()
+    sync_api.expect(page.locator(".pmkit-resume button")).to_be_enabled(
+        timeout=REFRESH_TIMEOUT_MS)
+    assert state() == ("partially_filled", "paused")
+    page.locator(".pmkit-resume button").click()
+    sync_api.expect(page.locator(".pmkit-pause button")).to_be_enabled(
+        timeout=REFRESH_TIMEOUT_MS)
+    assert state() == ("partially_filled", "working")
+    page.locator(".pmkit-cancel button").click()
+    sync_api.expect(page.locator(".pmkit-cancel button")).to_be_disabled(
+        timeout=REFRESH_TIMEOUT_MS)
+    assert state() == ("cancelled", "done")
+    _screenshot(page, tmp_path / "execution-cancelled.png")
