@@ -41,6 +41,7 @@ from pmkit.core._precision import precise
 __all__ = [
     "almgren_chriss_cost",
     "almgren_chriss_kappa",
+    "almgren_chriss_plan",
     "almgren_chriss_trajectory",
     "holdings_from_trades",
     "pov_trades",
@@ -238,3 +239,43 @@ def almgren_chriss_cost(holdings: jax.Array, volatility: jax.Array, eta: jax.Arr
                 + eta_tilde / tau * jnp.sum(trades**2, axis=-1))
     variance = volatility**2 * tau * jnp.sum(x[..., 1:] ** 2, axis=-1)
     return expected, variance
+
+
+@precise
+@partial(jax.jit, static_argnames="intervals")
+def almgren_chriss_plan(quantity: jax.Array, volatility: jax.Array, eta: jax.Array,
+                        gamma: jax.Array, epsilon: jax.Array, risk_aversion: jax.Array,
+                        horizon: jax.Array, intervals: int
+                        ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Optimal trajectories with their ``E``, ``V`` and ``kappa``, in one compiled pass.
+
+    `almgren_chriss_trajectory` followed by `almgren_chriss_cost`, traced
+    together so the compiler fuses the reductions of ``E`` and ``V`` into
+    the pass that writes the holdings (instead of reading them back).
+
+    Parameters
+    ----------
+    quantity, volatility, eta, gamma, risk_aversion, horizon, intervals
+        As in `almgren_chriss_trajectory`.
+    epsilon : array, shape (order,) or scalar
+        As in `almgren_chriss_cost`.
+
+    Returns
+    -------
+    holdings : array, shape (order, intervals + 1)
+    trades : array, shape (order, intervals)
+    expected : array, shape (order,)
+        ``E``, currency.
+    variance : array, shape (order,)
+        ``V``, currency squared.
+    kappa : array, shape (order,)
+        Per time unit.
+    """
+    holdings, trades = almgren_chriss_trajectory(quantity, volatility, eta, gamma,
+                                                 risk_aversion, horizon, intervals=intervals)
+    expected, variance = almgren_chriss_cost(holdings, volatility, eta, gamma, epsilon, horizon)
+    shape = jnp.asarray(quantity).shape
+    tau = jnp.broadcast_to(jnp.asarray(horizon, dtype=float), shape) / intervals
+    kappa = almgren_chriss_kappa(*(jnp.broadcast_to(jnp.asarray(a, dtype=float), shape)
+                                   for a in (volatility, eta, gamma, risk_aversion)), tau)
+    return holdings, trades, expected, variance, kappa

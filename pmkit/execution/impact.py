@@ -146,11 +146,7 @@ class AlmgrenChriss:
             A value out of range (naming it), or ``temporary <= permanent *
             tau / 2`` (the model then rewards trading faster: no optimum).
         """
-        from pmkit.core.schedules import (
-            almgren_chriss_cost,
-            almgren_chriss_kappa,
-            almgren_chriss_trajectory,
-        )
+        from pmkit.core.schedules import almgren_chriss_plan
 
         q = _positive_vector(quantity, "quantity", MAX_QUANTITY)
         vol = _broadcast(volatility, "volatility", q.size, minimum=0.0)
@@ -162,11 +158,9 @@ class AlmgrenChriss:
             raise ValidationError("temporary", self.temporary,
                                   f"must exceed permanent * tau / 2 = "
                                   f"{0.5 * self.permanent * tau:g} (tau = {tau:g})")
-        holdings, trades = almgren_chriss_trajectory(q, vol, self.temporary, self.permanent,
-                                                     lam, horizon, intervals=int(intervals))
-        expected, variance = almgren_chriss_cost(holdings, vol, self.temporary,
-                                                 self.permanent, self.fixed, horizon)
-        kappa = almgren_chriss_kappa(vol, self.temporary, self.permanent, lam, tau)
+        holdings, trades, expected, variance, kappa = almgren_chriss_plan(
+            q, vol, self.temporary, self.permanent, self.fixed, lam, horizon,
+            intervals=int(intervals))
         for name, value in (("expected_cost", expected), ("variance", variance)):
             if not np.isfinite(np.asarray(value)).all() or (np.abs(value) > MAX_AMOUNT**2).any():
                 raise ValidationError(name, float(np.max(np.abs(value))),
