@@ -305,4 +305,12 @@ def test_the_execution_tab_pauses_resumes_and_cancels_a_parent(login, server, tm
     sync_api.expect(page.locator(".pmkit-cancel button")).to_be_disabled(
         timeout=REFRESH_TIMEOUT_MS)
     assert state() == ("cancelled", "done")
+    # its transaction costs: a row of the TCA table and the stacked chart
+    tca = page.locator('.pmkit-execution-tca .tabulator-cell[tabulator-field="parent"]',
+                       has_text=_id_text("bx-1")).first
+    tca.wait_for(state="visible", timeout=REFRESH_TIMEOUT_MS)
+    sync_api.expect(page.locator(".pmkit-execution-tca-chart canvas").first).to_be_visible(
+        timeout=REFRESH_TIMEOUT_MS)
+    page.wait_for_timeout(2500)  # a poll after the clicks: the view refreshed without error
+    assert page.locator(".pmkit-error:visible").count() == 0
     _screenshot(page, tmp_path / "execution-cancelled.png")

@@ -99,3 +99,19 @@ def test_a_viewer_sees_but_cannot_act_and_another_desk_sees_nothing(working):
     other = ExecutionView(dave, engine=ExecutionEngine(dave, PaperBroker(dave)))
     assert other.parents_table.empty and other._empty.visible
     assert other._empty.object == EMPTY_TEXT
+
+
+def test_the_view_shows_the_transaction_costs_of_the_parents(working):
+    from pmkit.execution import TCAReport
+
+    reg, engine, sess = working
+    engine.run(sess)  # to the close: both parents done
+    view = ExecutionView(reg.as_user("alice"), engine=engine)
+    report = TCAReport(read_parents(reg.as_user("alice"), with_fills=True)).table()
+    shown = view.tca_table.set_index("parent")
+    for column in ("delay", "timing", "impact", "opportunity", "fees", "total", "vs_vwap_bps"):
+        np.testing.assert_allclose(shown[column], report.loc[shown.index, column], rtol=1e-12)
+    # the chart stacks the five parts in bps of arrival notional: they add up to the total
+    bars = view.tca_chart_data
+    np.testing.assert_allclose(bars.sum(axis=1), report.loc[bars.index, "total_bps"],
+                               rtol=1e-9)

@@ -13,6 +13,7 @@ on ``execution.*`` and ``order.*`` events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -21,6 +22,7 @@ import panel as pn
 from pmkit.execution import (
     ExecutionEngine,
     PaperBroker,
+    TCAReport,
     plan_of,
     portfolio_progress,
     progress,
@@ -28,14 +30,14 @@ from pmkit.execution import (
     schedule_frame,
 )
 from pmkit_widgets.base import ServiceView, desk_table, escape_text, typed_frame, update_table
-from pmkit_widgets.charts import hover, new_figure
+from pmkit_widgets.charts import PALETTE, hover, new_figure
 
 if TYPE_CHECKING:
     from pmkit.execution import Order
     from pmkit.registry import Registry
 
 __all__ = ["EMPTY_TEXT", "EXECUTION_TOPICS", "PARENT_COLUMNS", "PORTFOLIO_COLUMNS",
-           "ExecutionView"]
+           "TCA_COLUMNS", "ExecutionView", "tca_bps"]
 
 #: Event topics after which the view re-reads.
 EXECUTION_TOPICS = ("execution.*", "order.*")
@@ -53,6 +55,18 @@ _PARENT_KINDS = {"filled_pct": "ratio", "schedule_pct": "ratio", "deviation": "r
                  "filled": "ratio"}
 _PORTFOLIO_KINDS = {"parents": "count", "notional": "money", "filled_pct": "ratio",
                     "schedule_pct": "ratio", "slippage_bps": "ratio", "alerts": "count"}
+#: Columns of the transaction-cost table (`pmkit.execution.tca`, currency unless bps).
+TCA_COLUMNS = ("parent", "asset", "algorithm", "delay", "timing", "impact", "opportunity",
+               "fees", "total", "total_bps", "vs_arrival_bps", "vs_vwap_bps", "vs_close_bps",
+               "estimated_cost", "realized_cost")
+_TCA_KINDS = {c: ("ratio" if c.endswith("_bps") else "money") for c in TCA_COLUMNS[3:]}
+_TCA_DTYPES = dict.fromkeys(TCA_COLUMNS[3:], "float64")
+_TCA_TITLES = {"total_bps": "total (bp)", "vs_arrival_bps": "vs arrival (bp)",
+               "vs_vwap_bps": "vs VWAP (bp)", "vs_close_bps": "vs close (bp)",
+               "estimated_cost": "est. cost", "realized_cost": "realized cost"}
+#: The shortfall's parts, stacked in the chart (bps of the arrival notional).
+_PARTS = ("delay", "timing", "impact", "opportunity", "fees")
+
 _PARENT_DTYPES = dict.fromkeys(_PARENT_KINDS, "float64")
 _PORTFOLIO_DTYPES = {**dict.fromkeys(("notional", "filled_pct", "schedule_pct",
                                       "slippage_bps"), "float64"),
@@ -64,6 +78,11 @@ _TITLES = {"filled_pct": "filled %", "schedule_pct": "schedule %",
 #: What the view says when no parent order is visible.
 EMPTY_TEXT = ("No parent order to show. Parent orders appear here when a proposal is "
               "submitted to the execution engine or `engine.place(...)` places one.")
+
+
+def tca_bps(table: pd.DataFrame) -> pd.DataFrame:
+    """The shortfall's parts of a `tca` parent table in basis points of arrival notional."""
+    return table[list(_PARTS)].div(table["notional"], axis=0) * 1e4
 
 
 def _frame(frame: pd.DataFrame, columns: tuple[str, ...], dtypes: dict[str, str]
@@ -127,10 +146,21 @@ class ExecutionView(ServiceView):
         self._chart, self._source = self._new_chart()
         self._chart_pane = pn.pane.Bokeh(self._chart, sizing_mode="stretch_width",
                                          css_classes=["pmkit-execution-chart"], visible=False)
+        self._tca = desk_table(TCA_COLUMNS, _TCA_KINDS, css="pmkit-execution-tca",
+                               titles=_TCA_TITLES, max_height=300,
+                               frame=typed_frame(None, TCA_COLUMNS, _TCA_DTYPES))
+        self._tca_chart, self._tca_source = self._new_tca_chart()
+        # hidden until there are bars: Bokeh draws nothing of an empty factor range
+        self._tca_pane = pn.pane.Bokeh(self._tca_chart, sizing_mode="stretch_width",
+                                       css_classes=["pmkit-execution-tca-chart"], visible=False)
         self._detail = pn.Column(
             pn.Row(self._select, self._pause, self._resume, self._cancel),
             self._message,
             self._chart_pane,
+            pn.pane.Markdown("#### Transaction costs (implementation shortfall)",
+                             margin=(10, 10, 0, 10)),
+            self._tca,
+            self._tca_pane,
             sizing_mode="stretch_width",
         )
         layout = pn.Column(
@@ -156,6 +186,16 @@ class ExecutionView(ServiceView):
     def portfolios_table(self) -> pd.DataFrame:
         """The portfolios table shown (a copy)."""
         return self._portfolios.value.copy()
+
+    @property
+    def tca_table(self) -> pd.DataFrame:
+        """The transaction-cost table shown (a copy)."""
+        return self._tca.value.copy()
+
+    @property
+    def tca_chart_data(self) -> pd.DataFrame:
+        """The shortfall's parts per parent as charted (bps), indexed by parent."""
+        return pd.DataFrame(dict(self._tca_source.data)).set_index("parent")
 
     @property
     def selected(self) -> str | None:
@@ -193,6 +233,7 @@ class ExecutionView(ServiceView):
                 self._updating = False
             changed = True
         self._draw()
+        changed |= self._draw_tca(planned)
         n = len(ids)
         working = sum(1 for p in planned if plan_of(p).state == "working" and p.is_open)
         self._status.object = (f"**{n}** parent order{'s' if n != 1 else ''} visible to "
@@ -226,17 +267,65 @@ class ExecutionView(ServiceView):
                                       ("filled", "@filled{0,0}")])
         return fig, source
 
+    @staticmethod
+    def _new_tca_chart() -> tuple[Any, Any]:
+        from bokeh.models import ColumnDataSource, FactorRange
+
+        source = ColumnDataSource({"parent": [], **{p: [] for p in _PARTS}})
+        fig = new_figure("Implementation shortfall by part", height=280,
+                         ylabel="bp of arrival notional (cost > 0)", x_range=FactorRange())
+        bars = fig.vbar_stack(list(_PARTS), x="parent", source=source, width=0.7,
+                              color=list(PALETTE[:len(_PARTS)]), legend_label=list(_PARTS))
+        fig.legend.location = "top_left"
+        fig.xaxis.major_label_orientation = 0.8
+        hover(fig, bars, [("parent", "@parent"), *[(p, f"@{p}{{0.00}} bp") for p in _PARTS]])
+        return fig, source
+
+    def _draw_tca(self, planned: list[Order]) -> bool:
+        report = [p for p in planned if p.filled or not p.is_open]
+        self._tca_pane.visible = bool(report)
+        if not report:
+            return update_table(self._tca, typed_frame(None, TCA_COLUMNS, _TCA_DTYPES))
+        table = TCAReport(report).table()
+        bps = tca_bps(table)
+        factors = [str(i) for i in bps.index]
+        data = {"parent": factors, **{p: bps[p].tolist() for p in _PARTS}}
+
+        def draw() -> None:
+            self._tca_chart.x_range.factors = factors
+            self._tca_source.data = data
+
+        self._on_document(draw)
+        return update_table(self._tca, _frame(table, TCA_COLUMNS, _TCA_DTYPES))
+
+    def _on_document(self, change: Callable[[], None]) -> None:
+        """Apply a change to the Bokeh models with the session's document lock held.
+
+        Refreshes also run after a button's call, on the session's loop but not
+        inside a document callback: a Bokeh model changed there is refused, so
+        served changes go to the document's next tick (a notebook applies them now).
+        """
+        if self._doc is None:
+            change()
+        else:
+            self._doc.add_next_tick_callback(change)
+
     def _draw(self) -> None:
         parent = self._parents.get(self._select.value or "")
         if parent is None:
             self._chart_pane.visible = False
             return
         frame = schedule_frame(parent).reset_index()
-        self._source.data = {"interval": frame["interval"].tolist(),
-                             "target": frame["target"].tolist(),
-                             "filled": frame["filled"].tolist()}
-        self._chart.title.text = (f"{parent.id}: {parent.asset} "
-                                  f"{plan_of(parent).algorithm.upper()}, schedule and fills")
+        data = {"interval": frame["interval"].tolist(), "target": frame["target"].tolist(),
+                "filled": frame["filled"].tolist()}
+        algorithm = plan_of(parent).algorithm.upper()
+        title = f"{parent.id}: {parent.asset} {algorithm}, schedule and fills"
+
+        def draw() -> None:
+            self._source.data = data
+            self._chart.title.text = title
+
+        self._on_document(draw)
         self._chart_pane.visible = True
 
     # -- buttons ------------------------------------------------------------------------------
