@@ -603,3 +603,85 @@ def test_pm_tca_reports_what_the_user_may_see(reg):
     assert magics.run("tca").startswith("no executed parent orders")
     with pytest.raises(UsageError):
         magics.run("tca --by nonsense")
+
+
+# -- the wall clock (a real broker's shape), three venues, a rejected child ------------------------
+def test_advance_on_the_wall_clock_acts_once_per_ended_interval(reg):
+    from datetime import timedelta
+
+    alice = reg.as_user("alice")
+    venue = PushVenue()
+    ExecutionService(alice, venue).attach()
+    eng = ExecutionEngine(alice, venue)
+    sess = session_of(reg.market, ["KO"])
+    eng.place(GROWTH, "KO", 260.0, reference_price=close_at(reg.market, "KO"), id="wall")
+    eng.start(sess)
+    times = list(sess.times)
+    price = {"KO": float(sess.prices[0, 0])}
+    assert eng.advance(times, times[0] + timedelta(minutes=5), price) == []  # none ended yet
+    sent = eng.advance(times, times[1] + timedelta(seconds=1), price)
+    assert [c.info["interval"] for c in sent] == [1] and sent[0].quantity == 10.0
+    assert eng.advance(times, times[1] + timedelta(seconds=30), price) == []  # acted on
+    # the scheduler slept through intervals 2 to 4: one child catches up, no volume no cap
+    sent = eng.advance(times, times[4] + timedelta(seconds=1), price)
+    assert [c.info["interval"] for c in sent] == [4] and sent[0].quantity == 30.0
+    for k in range(5, INTERVALS + 1):
+        eng.advance(times, times[k], price)
+    assert eng._load("wall").filled == pytest.approx(260.0)
+    with pytest.raises(ValidationError) as e:
+        eng.advance(times[::-1], times[3], price)
+    assert e.value.field == "times"
+
+
+def test_children_are_split_across_the_paper_broker_and_two_venues(reg):
+    from pmkit.execution.engine import venue_spec
+    from pmkit.execution.router import SmartRouter
+    from pmkit.execution.venues import default_venues
+
+    alice = reg.as_user("alice")
+    paper = PaperBroker(alice, participation=0.05)
+    venues = [paper, *default_venues(alice)]
+    spec = venue_spec(paper)
+    assert (spec.fee_bps, spec.liquidity) == (CostModel().commission_bps, 0.05)
+    eng = ExecutionEngine(alice, venues, router=SmartRouter(), max_participation=0.4)
+    sess = session_of(reg.market, ["MSFT"])
+    eng.place(GROWTH, "MSFT", -1040.0, reference_price=close_at(reg.market, "MSFT"), id="v3",
+              algorithm="twap")
+    eng.run(sess)
+    kids = eng.children("v3")
+    assert {c.broker for c in kids} == {"paper", "lit", "dark"}
+    assert sum(c.filled for c in kids) == pytest.approx(eng._load("v3").filled)
+    assert eng._load("v3").filled == pytest.approx(-1040.0)
+    # each interval's slice is split as the router splits it, venue by venue
+    from pmkit.execution.router import split
+
+    i = sess.assets.index("MSFT")
+    plan = plan_of(eng._load("v3"))
+    specs = [venue_spec(v) for v in venues]
+    by_interval: dict[int, dict[str, float]] = {}
+    for c in kids:
+        by_interval.setdefault(c.info["interval"], {})[c.broker] = c.quantity
+    for k, sent in by_interval.items():
+        want = split(sum(sent.values()), specs, price=float(sess.prices[i, k]),
+                     volatility=plan.params["volatility"],
+                     interval_volume=float(sess.volumes[i, k - 1]),
+                     interval_seconds=23_400.0 / INTERVALS, lot=1.0)
+        assert {v: q for v, q in want.quantities.items() if q} == sent
+
+
+def test_a_refused_child_fill_raises_an_alert_and_the_parent_goes_on(reg):
+    eng = engine_of(reg)
+    sess = session_of(reg.market, ["MSFT"])
+    seen = []
+    reg.bus.subscribe("execution.alert", seen.append, portfolio=GROWTH)
+    eng.place(GROWTH, "MSFT", -260.0, reference_price=close_at(reg.market, "MSFT"), id="rj")
+    reg.set_config(GROWTH, {"price_band": 1e-9})  # every fill is outside the band
+    result = eng.run(sess, until=3)
+    assert [f.error for f in result.failures] == ["PriceBandError"] * 3
+    rejected = [e.payload for e in seen if e.payload["kind"] == "child_rejected"]
+    assert len(rejected) == 3 and rejected[0]["error"] == "PriceBandError"
+    assert rejected[0]["field"] == result.failures[0].field
+    assert eng._load("rj").filled == 0.0
+    reg.set_config(GROWTH, {"price_band": None})
+    eng.run(sess)
+    assert eng._load("rj").filled == pytest.approx(-260.0)  # caught up after the refusals

@@ -87,7 +87,7 @@ if TYPE_CHECKING:
     from pmkit.registry import Mutation, Registry
 
 __all__ = ["END_OF_DAY", "SMART", "ExecutionEngine", "RunResult", "book_child_fill",
-           "read_parents"]
+           "read_parents", "venue_spec"]
 
 #: Algorithm name that asks the router to choose (the design notes' "SMART_ORDER").
 SMART = SMART_ORDER
@@ -268,6 +268,26 @@ def ac_impact(price: float, adv: float, cost_model: CostModel) -> tuple[float, f
     spread = 2.0 * cost_model.half_spread_bps / 1e4 * price
     units = adv / price
     return spread / (0.01 * units), spread / (0.1 * units)
+
+
+def venue_spec(broker: Broker) -> Venue:
+    """How the router sees a broker: its `Venue`, or one read off a paper broker's terms.
+
+    A `SimulatedVenue` carries its own; a paper broker's fee is its cost
+    model's commission and its liquidity its participation cap (all the
+    volume without one); any other broker is a venue with no known fee or
+    latency taking all the volume.
+    """
+    spec = getattr(broker, "venue", None)
+    if isinstance(spec, Venue):
+        return spec
+    model = getattr(broker, "cost_model", None)
+    fee = float(model.commission_bps) if model is not None else 0.0
+    share = getattr(broker, "participation", None)
+    return Venue(broker.name, fee_bps=fee, latency_ms=0.0,
+                 liquidity=1.0 if share is None else min(float(share), 1.0),
+                 impact_coefficient=float(model.impact_coefficient) if model is not None
+                 else 0.5)
 
 
 def _cumulative(trades: np.ndarray) -> np.ndarray:
@@ -692,6 +712,44 @@ class ExecutionEngine(Broker):
                             interval=tick.interval)
         return sent
 
+    def advance(self, times: Sequence[Any], now: datetime, prices: Mapping[str, float],
+                volumes: Mapping[str, float] | None = None) -> list[Order]:
+        """Act on the wall clock: the last interval of ``times`` that has ended by ``now``.
+
+        For a real broker: a scheduler calls this (every few seconds, say)
+        with the venue's latest prices. Nothing happens before the first
+        interval ends or when that interval was acted on already; intervals
+        the scheduler missed are caught up in one child (the schedule is
+        cumulative).
+
+        Parameters
+        ----------
+        times : sequence of datetime
+            The session's open, then each interval's end (`IntradaySession.times`).
+        now : datetime
+            Wall-clock time, tz-naive UTC.
+        prices : mapping asset -> float
+            Latest prices (currency per unit).
+        volumes : mapping asset -> float, optional
+            Units traded in the interval, where known (the participation cap
+            and POV need them; without them nothing is capped).
+
+        Returns
+        -------
+        list of Order
+            The children sent.
+        """
+        import pandas as pd
+
+        grid = pd.DatetimeIndex(times)
+        if len(grid) < 2 or not grid.is_monotonic_increasing:
+            raise ValidationError("times", len(grid), "must be the open and the interval ends, "
+                                  "increasing")
+        ended = int(grid[1:].searchsorted(pd.Timestamp(now), side="right"))
+        if ended == 0:
+            return []
+        return self.on_tick(Tick(ended, grid[ended], dict(prices), dict(volumes or {})))
+
     def _replace_open(self, parent: Order, plan: ExecutionPlan) -> list[str]:
         """Cancel the children still open (their venues' transactions); the rejected ones."""
         rejected = []
@@ -729,7 +787,10 @@ class ExecutionEngine(Broker):
                 want = abs(parent.remaining)
         if not (last and plan.algorithm != "pov"):
             want = math.floor(want / lot + 1e-9) * lot
-        cap = math.floor(plan.max_participation * volume / lot + 1e-9) * lot
+        # a feed without volumes (a real broker's quotes) caps nothing; POV then sends nothing
+        known = parent.asset in tick.volumes
+        cap = math.floor(plan.max_participation * volume / lot + 1e-9) * lot if known \
+            else math.inf
         want = max(min(want, cap, abs(parent.remaining)), 0.0)
         if plan.state == "paused":
             want = 0.0
@@ -802,8 +863,7 @@ class ExecutionEngine(Broker):
             parts = {names[0]: quantity}
         else:  # what the venues cannot take in whole lots is behind schedule at the next tick
             plan = plan_of(parent)
-            specs = [getattr(self.venues[n], "venue", None) or Venue(n, 0.0, 0.0, 1.0)
-                     for n in names]
+            specs = [venue_spec(self.venues[n]) for n in names]
             seconds = 23_400.0 / (plan.intervals if plan else 390)
             split = self.router.split(quantity, specs, price=price,
                                       volatility=float(plan.params.get("volatility", 0.02)),
