@@ -685,3 +685,31 @@ def test_a_refused_child_fill_raises_an_alert_and_the_parent_goes_on(reg):
     reg.set_config(GROWTH, {"price_band": None})
     eng.run(sess)
     assert eng._load("rj").filled == pytest.approx(-260.0)  # caught up after the refusals
+
+
+def test_a_crash_between_storing_a_child_and_sending_it_sends_it_once_on_restart(reg):
+    """The slice commits first; a process that dies before the venue hears of it loses nothing."""
+
+    class Dying(PushVenue):
+        def submit(self, orders, **_):
+            raise SystemExit("the process died here")
+
+    alice = reg.as_user("alice")
+    sess = session_of(reg.market, ["KO"])
+    first = ExecutionEngine(alice, Dying())
+    first.place(GROWTH, "KO", 260.0, reference_price=close_at(reg.market, "KO"), id="cr")
+    first.start(sess)
+    with pytest.raises(SystemExit):
+        first.on_tick(sess.tick(1))
+    stored = first.children("cr")
+    assert [c.id for c in stored] == ["cr.1"] and stored[0].is_open  # stored, never sent
+
+    venue = PushVenue()  # the restarted process: a new engine, the same store
+    ExecutionService(alice, venue).attach()
+    again = ExecutionEngine(alice, venue)
+    again.start(sess)  # recovers: hands the open child to the venue
+    assert list(venue.orders) == ["cr.1"] and again._load("cr").filled == 10.0
+    for tick in sess.ticks():  # replaying interval 1 sends nothing twice
+        again.on_tick(tick)
+    assert venue.submits == INTERVALS and len(venue.orders) == INTERVALS
+    assert again._load("cr").filled == pytest.approx(260.0)
