@@ -188,3 +188,39 @@ def test_pov_trades_at_the_rate_until_done_and_leaves_the_residual():
     rate = np.array([0.1, 0.5])[:, None]
     assert (trades <= rate * volume + 1e-12).all() and (trades >= 0).all()
     assert (trades.sum(axis=1) <= q + 1e-9).all()
+
+
+def test_the_papers_worked_example_at_its_two_extremes_and_in_between():
+    """Almgren & Chriss (2000), section 2.3's example: sell X = 1,000,000 shares of a $50 stock
+    (30 % annual volatility: sigma = 0.95 $/share/day^0.5) over T = 5 days in N = 5 daily
+    slices, with epsilon = 1/16 $ (half the 1/8 spread), gamma = 2.5e-7 (trading 10 % of
+    the 5M daily volume moves the price one spread) and eta = 2.5e-6 (1 % of the volume
+    costs one spread). By hand, from the paper's formulas (eta_tilde = eta - gamma tau / 2
+    = 2.375e-6, tau = 1 day):
+
+    * the naive strategy (lambda = 0, equal slices):
+      E = gamma X^2 / 2 + epsilon X + eta_tilde X^2 / T
+        = 125,000 + 62,500 + 475,000 = 662,500 $;
+      V = sigma^2 X^2 T (1 - 1/N)(1 - 1/(2N)) / 3 = 0.9025e12 x 5 x 0.8 x 0.9 / 3
+        = 1.083e12 $^2 (a standard deviation of $1.04M);
+    * the fastest (lambda -> infinity, all in the first period): V = 0 and
+      E = gamma X^2 / 2 + epsilon X + eta_tilde X^2 / tau = 125,000 + 62,500 + 2,375,000
+        = 2,562,500 $;
+    * lambda = 1e-6: kappa = arccosh(1 + lambda sigma^2 tau^2 / (2 eta_tilde)) / tau
+      = arccosh(1.19) = 0.6065 per day (a half-life 1 / kappa of 1.65 days).
+    """
+    from pmkit.execution import AlmgrenChriss
+
+    ac = AlmgrenChriss(permanent=2.5e-7, temporary=2.5e-6, fixed=0.0625)
+    plan = ac.schedule([1e6, 1e6, 1e6], volatility=0.95, horizon=5.0, intervals=5,
+                       risk_aversion=[0.0, 1.0, 1e-6])
+    e, v, kappa = (plan[k].values for k in ("expected_cost", "variance", "kappa"))
+    assert e[0] == pytest.approx(662_500.0, rel=1e-12)
+    assert v[0] == pytest.approx(1.083e12, rel=1e-12)
+    np.testing.assert_allclose(plan["trades"].values[0], [200_000.0] * 5, rtol=1e-12)
+    assert e[1] == pytest.approx(2_562_500.0, rel=1e-4)  # x_1 = X e^(-12.85): 2.6 shares left
+    assert v[1] < 1e-8 * v[0]
+    assert kappa[2] == pytest.approx(np.arccosh(1.19), rel=1e-12)
+    assert 1.0 / kappa[2] == pytest.approx(1.65, abs=0.005)
+    # the optimum lies between the extremes: cheaper than the fastest, safer than the naive
+    assert e[0] < e[2] < e[1] and v[1] < v[2] < v[0]
