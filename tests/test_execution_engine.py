@@ -713,3 +713,23 @@ def test_a_crash_between_storing_a_child_and_sending_it_sends_it_once_on_restart
         again.on_tick(tick)
     assert venue.submits == INTERVALS and len(venue.orders) == INTERVALS
     assert again._load("cr").filled == pytest.approx(260.0)
+
+
+def test_vwap_follows_the_sessions_profile_which_the_user_may_replace(reg):
+    """A flat profile makes VWAP the straight line; the default U shape does not."""
+    eng = engine_of(reg)
+    flat = session_of(reg.market, ["MSFT"], profile=np.ones(INTERVALS))
+    eng.place(GROWTH, "MSFT", -260.0, reference_price=close_at(reg.market, "MSFT"), id="vf",
+              algorithm="vwap")
+    eng.start(flat)
+    np.testing.assert_allclose(plan_of(eng._load("vf")).schedule,
+                               -260.0 * np.arange(1, INTERVALS + 1) / INTERVALS, rtol=1e-12)
+    from pmkit.execution import u_shape_profile
+
+    reg2 = open_demo()
+    eng2 = engine_of(reg2)
+    eng2.place(GROWTH, "MSFT", -260.0, reference_price=close_at(reg.market, "MSFT"), id="vu",
+               algorithm="vwap")
+    eng2.start(session_of(reg2.market, ["MSFT"]))
+    np.testing.assert_allclose(plan_of(eng2._load("vu")).schedule,
+                               -260.0 * np.cumsum(u_shape_profile(INTERVALS)), rtol=1e-12)

@@ -211,3 +211,23 @@ def test_any_schedule_call_succeeds_with_a_valid_plan_or_names_the_field(
     np.testing.assert_allclose(plan["trades"].sum("interval"), q, rtol=1e-9)
     assert (plan["holdings"].values >= -1e-9 * q[:, None]).all()
     assert (plan["expected_cost"].values >= 0).all() and (plan["variance"].values >= 0).all()
+
+
+def test_an_estimated_profile_recovers_the_shape_behind_noisy_sessions():
+    """Sessions drawn as ADV x shape x log-normal noise (mean 1): the estimate is the shape."""
+    from pmkit.execution import estimate_profile
+
+    rng = np.random.default_rng(3)
+    shape = u_shape_profile(26, ends=4.0)
+    days = 400
+    scale = rng.uniform(1e5, 1e6, days)[:, None]  # busy and quiet days weigh the same
+    noise = np.exp(0.3 * rng.standard_normal((days, 26)) - 0.045)
+    got = estimate_profile(scale * shape * noise)
+    assert got.sum() == pytest.approx(1.0, rel=1e-12)
+    # each interval within 4 standard errors of the noise (0.3 / sqrt(400) = 1.5 %)
+    np.testing.assert_allclose(got, shape, rtol=0.06)
+    assert estimate_profile([[0.0] * 3, [1.0, 2.0, 1.0]]) == pytest.approx([0.25, 0.5, 0.25])
+    for bad in ([1.0, 2.0], [[1.0, np.nan]], [[-1.0, 2.0]], [[0.0, 0.0]], "x"):
+        with pytest.raises(ValidationError) as e:
+            estimate_profile(bad)
+        assert e.value.field == "volumes"

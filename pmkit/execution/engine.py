@@ -571,7 +571,9 @@ class ExecutionEngine(Broker):
         for j, (_parent, algorithm, params, _) in enumerate(todo):
             span = max(1, round(float(params.get("horizon_fraction", 1.0)) * n_left))
             groups.setdefault((algorithm, span), []).append(j)
-        profile = u_shape_profile(session.intervals)[first - 1:]
+        shape = session.profile if session.profile is not None \
+            else u_shape_profile(session.intervals)
+        profile = np.asarray(shape, dtype=float)[first - 1:]
         for (algorithm, span), rows in groups.items():
             parents = [todo[j][0] for j in rows]
             q = np.array([abs(p.remaining) for p in parents])

@@ -34,6 +34,7 @@ __all__ = [
     "ImpactFit",
     "calibrate_square_root",
     "check_intervals",
+    "estimate_profile",
     "liquidity",
     "plot_frontier",
     "square_root_impact",
@@ -401,3 +402,45 @@ def u_shape_profile(intervals: int, ends: float = 3.0) -> np.ndarray:
     t = (np.arange(intervals) + 0.5) / intervals
     w = 1.0 + (ends - 1.0) * (2.0 * t - 1.0) ** 2
     return w / w.sum()
+
+
+def estimate_profile(volumes: Any) -> np.ndarray:
+    """An intraday volume profile estimated from past sessions' volumes.
+
+    Each session's volumes are normalized to its total (so a busy day does
+    not weigh more than a quiet one), and the shapes are averaged.
+
+    Parameters
+    ----------
+    volumes : array-like, shape (session, interval)
+        Units traded per interval, one row per past session (>= 0; a
+        session with no volume at all is skipped).
+
+    Returns
+    -------
+    numpy.ndarray, shape (interval,)
+        Fractions of the day's volume per interval (sum 1): pass it as
+        ``profile=`` to `pmkit.execution.simulate_session`, or to the VWAP
+        schedule, in place of `u_shape_profile`.
+
+    Raises
+    ------
+    ValidationError
+        Not a 2-D array of finite volumes >= 0, or no session with volume.
+    """
+    try:
+        v = np.asarray(volumes, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("volumes", type(volumes).__name__,
+                              "must be an array of numbers (session, interval)") from exc
+    if v.ndim != 2 or v.shape[1] < 1 or v.shape[1] > MAX_INTERVALS:
+        raise ValidationError("volumes", v.shape, "must be 2-D: (session, interval)")
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise ValidationError("volumes", "non-finite or negative",
+                              "must be finite volumes >= 0")
+    totals = v.sum(axis=1)
+    days = totals > 0
+    if not days.any():
+        raise ValidationError("volumes", 0.0, "no session has any volume")
+    shape = (v[days] / totals[days, None]).mean(axis=0)
+    return shape / shape.sum()

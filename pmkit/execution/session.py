@@ -80,6 +80,9 @@ class IntradaySession:
         Average daily value traded used (currency).
     volatility : numpy.ndarray, shape (asset,)
         Daily volatility of log returns the paths were drawn with (fraction).
+    profile : numpy.ndarray, shape (intervals,), optional
+        The expected intraday volume shape (fractions, sum 1) the volumes were
+        drawn around: what VWAP schedules follow. None: `u_shape_profile`.
     """
 
     session: pd.Timestamp
@@ -90,6 +93,7 @@ class IntradaySession:
     volumes: np.ndarray
     adv: np.ndarray
     volatility: np.ndarray
+    profile: np.ndarray | None = None
 
     @property
     def intervals(self) -> int:
@@ -178,7 +182,8 @@ def simulate_session(
     default_adv : float, default 5e7
         ADV of assets neither the market nor ``adv`` covers (currency).
     profile : array-like, shape (intervals,), optional
-        Fractions of the day's volume per interval; default `u_shape_profile`.
+        Fractions of the day's volume per interval; default `u_shape_profile`,
+        or one estimated from intraday volumes with `estimate_profile`.
     volume_noise : float, default 0.3
         Log standard deviation of the per-interval volume factor (>= 0).
     open_time, close_time : str
@@ -260,4 +265,5 @@ def simulate_session(
         factor = np.exp(noise * rng.standard_normal(n) - 0.5 * noise**2)
         volumes[j] = advs[j] / start * shape * factor
     grid = pd.date_range(day.normalize() + opens, day.normalize() + closes, periods=n + 1)
-    return IntradaySession(day, times[row - 1], tuple(chosen), grid, prices, volumes, advs, vols)
+    return IntradaySession(day, times[row - 1], tuple(chosen), grid, prices, volumes, advs, vols,
+                           shape)
