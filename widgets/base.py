@@ -210,6 +210,20 @@ class LiveRefresh:
         if now:
             self._refresh_in_session()
 
+    def _on_document(self, change: Callable[[], None]) -> None:
+        """Apply ``change`` to Bokeh models (a chart's data) safely from any callback.
+
+        Panel may run a widget's watcher, or the refresh after a button's call,
+        on the session's loop without the document lock; Bokeh refuses a model
+        changed there ("_pending_writes should be non-None ..."). In a served
+        session the change goes to the document's next tick, which holds the
+        lock; in a notebook it is applied now.
+        """
+        if self._doc is None:
+            change()
+        else:
+            self._doc.add_next_tick_callback(change)
+
     def _refresh_in_session(self) -> None:
         # Events and timers arrive on any thread: inside a served session the refresh
         # goes to the session's document (the thread-safe Bokeh call); inline it runs here.

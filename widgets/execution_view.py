@@ -13,7 +13,6 @@ on ``execution.*`` and ``order.*`` events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -299,18 +298,6 @@ class ExecutionView(ServiceView):
 
         self._on_document(draw)
         return update_table(self._tca, _frame(table, TCA_COLUMNS, _TCA_DTYPES))
-
-    def _on_document(self, change: Callable[[], None]) -> None:
-        """Apply a change to the Bokeh models with the session's document lock held.
-
-        Refreshes also run after a button's call, on the session's loop but not
-        inside a document callback: a Bokeh model changed there is refused, so
-        served changes go to the document's next tick (a notebook applies them now).
-        """
-        if self._doc is None:
-            change()
-        else:
-            self._doc.add_next_tick_callback(change)
 
     def _draw(self) -> None:
         parent = self._parents.get(self._select.value or "")

@@ -514,9 +514,15 @@ class FrontierView(Messages, LiveRefresh, pn.viewable.Viewer):
               "expected_return": [float(dots.data["expected_return"][row])]}
         if dict(marker.data) == at and list(dots.selected.indices) == [row]:
             return
-        marker.data = at
-        # picked in the select box: a later tap on the point picked before is a change again
-        dots.selected.indices = [int(row)]
+
+        def change() -> None:
+            marker.data = at
+            # picked in the select box: a later tap on the point picked before is a change
+            dots.selected.indices = [int(row)]
+
+        # a pick in the select box reaches here from Panel's watcher, which may run
+        # without the document lock (a served page then refused the change: issue 16's CI)
+        self._on_document(change)
         if served_document() is None:  # a notebook syncs a Bokeh model on request only
             pn.io.push_notebook(self._chart)
 
