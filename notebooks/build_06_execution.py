@@ -138,6 +138,15 @@ report.plot(by="algorithm")"""),
 at arrival; the realized is fees plus what was paid over the market price."""),
     ("code", """report.table()[["algorithm", "asset", "estimated_cost", "realized_cost",
                  "estimate_error"]].sort_values(["algorithm", "asset"])"""),
+    ("md", """The model's calibration error: `Y` of the square-root law fitted per parent order (a
+metaorder) from what the fills paid over the market, against the cost model's `Y`. The paper
+broker charges the cost model's own impact, so the fit should find it, to within the price
+moving between slices."""),
+    ("code", """model_y = runs["twap"][1].cost_model.impact_coefficient
+fit = report.calibration(model_y)
+pd.Series({"model Y": f"{model_y:.5f}", "fitted Y": f"{fit.fit.coefficient:.5f}",
+           "standard error": f"{fit.fit.standard_error:.5f}", "parents": f"{fit.fit.fills}",
+           "error (fitted - model)": f"{fit.error:+.5f}"}, name="calibration")"""),
 ]
 
 nb = nbf.v4.new_notebook()

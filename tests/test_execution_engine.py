@@ -733,3 +733,35 @@ def test_vwap_follows_the_sessions_profile_which_the_user_may_replace(reg):
     eng2.start(session_of(reg2.market, ["MSFT"]))
     np.testing.assert_allclose(plan_of(eng2._load("vu")).schedule,
                                -260.0 * np.cumsum(u_shape_profile(INTERVALS)), rtol=1e-12)
+
+
+def test_urgency_reaches_the_router_and_is_validated(reg):
+    from pmkit.execution.router import SmartRouter
+
+    eng = engine_of(reg, router=SmartRouter())
+    eng.place(GROWTH, "MSFT", -300.0, reference_price=close_at(reg.market, "MSFT"),
+              algorithm="smart", urgency="high", id="ur")
+    eng.start(session_of(reg.market, ["MSFT"]))
+    plan = plan_of(eng._load("ur"))
+    assert plan.route["rule"] == "urgent" and plan.algorithm == "is"
+    assert plan.params["risk_aversion"] == 1e-5
+    dump = reg.store.dump()
+    with pytest.raises(ValidationError) as e:
+        eng.place(GROWTH, "MSFT", -1.0, reference_price=100.0, urgency="asap")
+    assert e.value.field == "urgency" and reg.store.dump() == dump
+
+
+def test_the_tca_report_states_the_models_calibration_error(reg):
+    from pmkit.execution import TCAReport
+    from pmkit.execution.tca import calibration_error
+
+    eng = engine_of(reg)
+    for j, units in enumerate((-100.0, -300.0, -500.0)):
+        eng.place(GROWTH, "MSFT", units, reference_price=close_at(reg.market, "MSFT"),
+                  id=f"cb{j}")
+    eng.run(session_of(reg.market, ["MSFT"]))
+    parents = eng.parents(with_fills=True)
+    got = TCAReport(parents).calibration(CostModel().impact_coefficient)
+    want = calibration_error(parents, 0.5)
+    assert got.fit == want.fit and got.z_score == want.z_score
+    assert got.fit.coefficient == pytest.approx(0.5, rel=0.02)  # the paper broker's own Y

@@ -77,7 +77,7 @@ from pmkit.execution.broker import (
 )
 from pmkit.execution.costs import CostModel
 from pmkit.execution.plan import ALGORITHMS, ChildFill, ExecutionPlan, plan_of
-from pmkit.execution.router import SMART_ORDER, OrderFeatures, Venue
+from pmkit.execution.router import SMART_ORDER, URGENCIES, OrderFeatures, Venue
 from pmkit.execution.session import IntradaySession, Tick
 from pmkit.ledger import OPEN_QUANTITY_TOLERANCE
 from pmkit.registry.controls import Override
@@ -412,6 +412,7 @@ class ExecutionEngine(Broker):
         limit_price: float | None = None,
         end_of_day: str | None = None,
         strategy: str | None = None,
+        urgency: str | None = None,
         id: str | None = None,
         override: Override | None = None,
     ) -> Order:
@@ -434,6 +435,8 @@ class ExecutionEngine(Broker):
         end_of_day : {"cancel", "carry"}, optional
         strategy : str, optional
             Label for transaction-cost analysis by strategy.
+        urgency : {"low", "normal", "high"}, optional
+            What the router weighs for ``"smart"`` (default ``"normal"``).
         id : str, optional
             Client order id (default a fresh one).
         override : Override, optional
@@ -450,6 +453,8 @@ class ExecutionEngine(Broker):
             info["end_of_day"] = end_of_day
         if strategy is not None:
             info["strategy"] = strategy
+        if urgency is not None:
+            info["urgency"] = urgency
         order = Order(id=id or new_order_id(), portfolio=portfolio, asset=asset,
                       quantity=quantity, reference_price=reference_price, broker=self.name,
                       limit_price=limit_price, info=info)
@@ -476,6 +481,8 @@ class ExecutionEngine(Broker):
         unknown = set(params) - {"risk_aversion", "participation", "horizon_fraction"}
         if unknown:
             raise ValidationError("params", sorted(unknown), "unknown algorithm parameters")
+        if "urgency" in o.info and o.info["urgency"] not in URGENCIES:
+            raise ValidationError("urgency", o.info["urgency"], f"must be one of {URGENCIES}")
         if "strategy" in o.info:
             check_text(o.info["strategy"], "strategy", max_length=MAX_NAME_LENGTH,
                        multiline=False, allow_empty=False)

@@ -526,6 +526,16 @@ class TCAReport:
             return _child_frame(self._orders, self._breakdowns)
         return self._parents.copy() if by == "parent" else _aggregate(self._parents, by)
 
+    def calibration(self, model_coefficient: float) -> ImpactCalibration:
+        """The cost model's calibration error on these parents (`calibration_error`).
+
+        Parameters
+        ----------
+        model_coefficient : float
+            The model's ``Y`` (e.g. ``CostModel().impact_coefficient``).
+        """
+        return calibration_error(self._orders, model_coefficient)
+
     def summary(self) -> pd.DataFrame:
         """Per algorithm: count, notional and shortfall in bps.
 
