@@ -638,7 +638,7 @@ class ExecutionEngine(Broker):
             arrival_price=arrival if old is None else old.arrival_price,
             params=json_value(params, "params"),
             max_participation=self.max_participation, end_of_day=eod, next_interval=first,
-            start_interval=first, last_price=arrival, route=json_value(route, "route"),
+            last_price=arrival, route=json_value(route, "route"),
         )
         if old is not None:  # carried: totals go on
             plan = plan.with_changes(market_fill_value=old.market_fill_value,
@@ -982,7 +982,7 @@ class ExecutionEngine(Broker):
                 shape = np.abs(span) / total
             new = np.concatenate([old[:k - 1], p.filled + p.remaining * shape])
             return p.with_changes(info={**p.info, "execution": plan.with_changes(
-                state="working", start_interval=k,
+                state="working",
                 schedule=tuple(float(x) for x in new)).to_record()})
         return self._set_state(parent_id, "execution.resumed", change)
 

@@ -90,10 +90,6 @@ class ExecutionPlan:
         ``"working"``, ``"paused"`` or ``"done"``.
     next_interval : int
         First interval not yet acted on (1-based; ``intervals + 1`` when past the end).
-    start_interval : int
-        Interval the current schedule starts at (re-planned on resume or carry).
-    children : tuple of str
-        Child order ids, oldest first.
     open_children : tuple of str
         Child orders sent and not yet done (ids ``"<parent id>.<n>"``, or
         ``"<parent id>.<n>.<venue>"`` with several venues; ``n`` counts slices).
@@ -133,7 +129,6 @@ class ExecutionPlan:
     end_of_day: str = "cancel"
     state: str = "working"
     next_interval: int = 1
-    start_interval: int = 1
     open_children: tuple[str, ...] = ()
     children: int = 0
     market_fill_value: float = 0.0

@@ -117,10 +117,6 @@ class IntradaySession:
         for k in range(start, self.intervals + 1):
             yield self.tick(k)
 
-    def open_prices(self) -> dict[str, float]:
-        """Prices at the open (the previous closes)."""
-        return {a: float(p) for a, p in zip(self.assets, self.prices[:, 0], strict=True)}
-
     def vwap(self, asset: str, first: int = 1, last: int | None = None) -> float:
         """Market VWAP of ``asset`` over intervals ``first..last`` (interval-end prices)."""
         i = self.assets.index(asset)
@@ -128,15 +124,6 @@ class IntradaySession:
         p = self.prices[i, first:last + 1]
         v = self.volumes[i, first - 1:last]
         return float(p @ v / v.sum())
-
-    def to_dataset(self) -> xr.Dataset:
-        """``price(asset, time)`` and ``volume(asset, time)`` (NaN at the open)."""
-        vol = np.concatenate([np.full((len(self.assets), 1), np.nan), self.volumes], axis=1)
-        return xr.Dataset(
-            {"price": (("asset", "time"), self.prices), "volume": (("asset", "time"), vol)},
-            coords={"asset": list(self.assets), "time": self.times},
-            attrs={"session": self.session.isoformat()},
-        )
 
 
 def _clock(name: str, value: str) -> pd.Timedelta:
