@@ -667,6 +667,12 @@ def test_children_are_split_across_the_paper_broker_and_two_venues(reg):
                      interval_volume=float(sess.volumes[i, k - 1]),
                      interval_seconds=23_400.0 / INTERVALS, lot=1.0)
         assert {v: q for v, q in want.quantities.items() if q} == sent
+    # each venue's fills are stamped its latency after the tick
+    latency = {"paper": 0.0, "lit": 2.0, "dark": 40.0}
+    for c in kids:
+        for f in c.info.get("fills", []):
+            late = pd.Timestamp(f["ts"]) - sess.times[c.info["interval"]]
+            assert late == pd.Timedelta(milliseconds=latency[c.broker])
 
 
 def test_a_refused_child_fill_raises_an_alert_and_the_parent_goes_on(reg):
@@ -765,3 +771,30 @@ def test_the_tca_report_states_the_models_calibration_error(reg):
     want = calibration_error(parents, 0.5)
     assert got.fit == want.fit and got.z_score == want.z_score
     assert got.fit.coefficient == pytest.approx(0.5, rel=0.02)  # the paper broker's own Y
+
+
+def test_a_child_fill_without_the_parent_listener_books_nothing(reg, monkeypatch):
+    """The fill, the ledger and the parent commit together or not at all."""
+    from pmkit.errors import ConfigError
+    from pmkit.execution import broker
+
+    eng = engine_of(reg)
+    sess = session_of(reg.market, ["MSFT"])
+    eng.place(GROWTH, "MSFT", -260.0, reference_price=close_at(reg.market, "MSFT"), id="nl")
+    eng.start(sess)
+    eng.on_tick(sess.tick(1))
+    monkeypatch.delitem(broker.FILL_LISTENERS, "parent")
+    dump = reg.store.dump()
+    t = sess.tick(1)
+    result = eng.venues["paper"].step(sess.session, prices=t.prices, volumes=t.volumes,
+                                      ts=t.ts.to_pydatetime())
+    assert [f.error for f in result.failures] == ["ConfigError"]
+    assert result.failures[0].field == "order.parent_id"
+    after = reg.store.dump()
+    # the refused fill is audited (order.fill_failed); the ledger and every record unchanged
+    assert {k for k in after if after[k] != dump[k]} == {"audit"}
+    new = after["audit"][len(dump["audit"]):]
+    assert len(new) == 1 and "order.fill_failed" in new[0]
+    with pytest.raises(ConfigError):  # asked directly, the recorder refuses it the same way
+        eng.recorder.record(Fill("nl.1", -10.0, 250.0, 0.0, t.ts.to_pydatetime(), "x"))
+    assert reg.store.dump() == after

@@ -70,6 +70,7 @@ __all__ = [
     "accept_orders",
     "check_orders",
     "new_order_id",
+    "notify_parents",
     "register_fill_listener",
 ]
 
@@ -513,6 +514,32 @@ def register_fill_listener(kind: str, listener: Callable[..., Any]) -> None:
     FILL_LISTENERS[kind] = listener
 
 
+#: Why a fill cannot be booked without a parent kind's listener (what to import).
+_LISTENER_NEEDS = {
+    "proposal": ("order.proposal_id", "fills of proposal orders update the proposal: import "
+                 "pmkit.rebalance (which registers its fill listener) before recording them"),
+    "parent": ("order.parent_id", "fills of child orders update their parent: import "
+               "pmkit.execution.engine"),
+}
+
+
+def notify_parents(m: Mutation, order: Order, fill: Fill, *, now: datetime) -> None:
+    """Book ``fill`` of ``order`` on the records it belongs to, inside the fill's transaction.
+
+    Calls the `FILL_LISTENERS` of the order's proposal (`Order.proposal_id`)
+    and parent (`Order.parent_id`). A missing listener raises `ConfigError`,
+    which rolls the fill back: nothing is booked half-way.
+    """
+    for kind, owner in (("proposal", order.proposal_id), ("parent", order.parent_id)):
+        if owner is None:
+            continue
+        listener = FILL_LISTENERS.get(kind)
+        if listener is None:
+            field, reason = _LISTENER_NEEDS[kind]
+            raise ConfigError(field, owner, reason)
+        listener(m, order, fill, now=now)
+
+
 class _AlreadyBooked(Exception):
     """Raised inside the fill transaction to roll it back when the fill is a duplicate."""
 
@@ -628,25 +655,7 @@ class FillRecorder:
             filled=after.filled,
             remaining=after.remaining,
         )
-        if order.proposal_id is not None:
-            listener = FILL_LISTENERS.get("proposal")
-            if listener is None:  # rolls the fill back: nothing is booked half-way
-                raise ConfigError(
-                    "order.proposal_id",
-                    order.proposal_id,
-                    "fills of proposal orders update the proposal: import pmkit.rebalance"
-                    " (which registers its fill listener) before recording them",
-                )
-            listener(m, after, fill, now=self.clock())
-        if order.parent_id is not None:
-            listener = FILL_LISTENERS.get("parent")
-            if listener is None:
-                raise ConfigError(
-                    "order.parent_id",
-                    order.parent_id,
-                    "fills of child orders update their parent: import pmkit.execution.engine",
-                )
-            listener(m, after, fill, now=self.clock())
+        notify_parents(m, after, fill, now=self.clock())
         return after
 
     @staticmethod

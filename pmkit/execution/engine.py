@@ -63,7 +63,6 @@ from pmkit.errors import (
     ValidationError,
 )
 from pmkit.execution.broker import (
-    FILL_LISTENERS,
     OPEN_ORDER_STATUSES,
     Broker,
     Fill,
@@ -73,6 +72,7 @@ from pmkit.execution.broker import (
     accept_orders,
     check_orders,
     new_order_id,
+    notify_parents,
     register_fill_listener,
 )
 from pmkit.execution.costs import CostModel
@@ -193,8 +193,7 @@ def book_child_fill(m: Mutation, child: Order, fill: Fill, *, now: datetime) -> 
     m.publish(f"order.{status}", portfolio=parent.portfolio, order=parent.id, child=child.id,
               proposal=parent.proposal_id, asset=parent.asset, quantity=fill.quantity,
               price=fill.price, fee=fill.fee, filled=after.filled, remaining=after.remaining)
-    if parent.proposal_id is not None:
-        FILL_LISTENERS["proposal"](m, after, fill, now=now)
+    notify_parents(m, after, fill, now=now)  # its proposal's line (a parent has no parent)
     return after
 
 
