@@ -369,6 +369,7 @@ class ExecutionEngine(Broker):
         self.cost_model = cost_model or getattr(venues[0], "cost_model", None) or CostModel()
         self.recorder = FillRecorder(registry, clock=clock)
         self.clock = self.recorder.clock
+        self._lots: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return (f"ExecutionEngine(name={self.name!r}, venues={list(self.venues)},"
@@ -774,8 +775,9 @@ class ExecutionEngine(Broker):
 
     def _work(self, parent: Order, plan: ExecutionPlan, tick: Tick) -> list[Order]:
         rejected = self._replace_open(parent, plan)
-        parent = self._load(parent.id)  # fills booked since
-        plan = plan_of(parent) or plan
+        if plan.open_children:  # a cancelled child may have filled before its cancel
+            parent = self._load(parent.id)
+            plan = plan_of(parent) or plan
         if not parent.is_open:
             return []
         k = tick.interval
@@ -858,11 +860,14 @@ class ExecutionEngine(Broker):
         return stored
 
     def _lot(self, asset: str) -> float:
-        market = self.registry.market
-        if market is None or "lot_size" not in market or asset not in market.indexes["asset"]:
-            return 1.0
-        lot = float(market["lot_size"].sel(asset=asset))
-        return lot if math.isfinite(lot) and lot > 0 else 1.0
+        if asset not in self._lots:  # once per asset: a slice's hot path
+            market = self.registry.market
+            lot = 1.0
+            if market is not None and "lot_size" in market \
+                    and asset in market.indexes["asset"]:
+                lot = float(market["lot_size"].sel(asset=asset))
+            self._lots[asset] = lot if math.isfinite(lot) and lot > 0 else 1.0
+        return self._lots[asset]
 
     def _children(self, parent: Order, k: int, quantity: float, price: float, volume: float,
                   tick: Tick) -> list[Order]:
