@@ -4,8 +4,8 @@ pmkit computes the Almgren–Chriss optimal schedules of 10,000 parent orders
 over 390 intervals (a trading day in minutes), each with its own quantity,
 volatility, temporary impact and risk aversion, in one batched, jitted call
 with their expected cost and variance (`pmkit.core.schedules.almgren_chriss_plan`:
-trajectory, ``E`` and ``V`` traced together, so the reductions fuse into the
-pass that writes the holdings). The baseline is the straightforward
+the holdings as products of small per-order exponential tables, ``E`` and
+``V`` from closed forms of the sums of squares). The baseline is the straightforward
 alternative: a Python loop over the orders, each scheduled by a per-order
 numpy implementation of the same closed form (``numpy_schedule`` below),
 timed on a subset of orders and scaled linearly to the full count (each
@@ -53,8 +53,8 @@ def scheduling(ctx: Context) -> list[Row]:
     horizon, gamma = 1.0, 0.0
 
     def batched() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        holdings, _, e, v, _ = almgren_chriss_plan(q, vol, eta, gamma, 0.0, lam, horizon,
-                                                   intervals=n)
+        holdings, e, v, _ = almgren_chriss_plan(q, vol, eta, gamma, 0.0, lam, horizon,
+                                                intervals=n)
         return np.asarray(holdings), np.asarray(e), np.asarray(v)
 
     def loop() -> list[tuple[np.ndarray, float, float]]:

@@ -10,9 +10,15 @@
   (its equations for the optimal strategy's expected cost and variance).
 * TWAP is the ``lambda -> 0`` limit; schedules sum to the order; many orders
   in one batched call equal one call per order.
+* `almgren_chriss_plan`'s closed-form ``E`` and ``V`` (no reduction over the
+  grid) and the holdings and trades equal the definitions evaluated in
+  300-digit decimal arithmetic (Python's `decimal`, independent of the float
+  formulas), from ``kappa T = 0`` to ``kappa T`` in the thousands.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
@@ -22,6 +28,7 @@ from hypothesis import strategies as st
 from pmkit.core.schedules import (
     almgren_chriss_cost,
     almgren_chriss_kappa,
+    almgren_chriss_plan,
     almgren_chriss_trajectory,
     holdings_from_trades,
     twap_trades,
@@ -224,3 +231,58 @@ def test_the_papers_worked_example_at_its_two_extremes_and_in_between():
     assert 1.0 / kappa[2] == pytest.approx(1.65, abs=0.005)
     # the optimum lies between the extremes: cheaper than the fastest, safer than the naive
     assert e[0] < e[2] < e[1] and v[1] < v[2] < v[0]
+
+
+def _decimal_trajectory(quantity: float, a: float, n: int) -> tuple[list, list]:
+    """x_j = X sinh(a (N - j)) / sinh(a N) and its trades, in 300-digit decimals."""
+    with localcontext() as ctx:
+        ctx.prec = 300
+        big_x, rate = Decimal(quantity), Decimal(a)
+        if rate == 0:
+            x = [big_x * (n - j) / n for j in range(n + 1)]
+        else:
+            def sinh(z):
+                return (z.exp() - (-z).exp()) / 2
+
+            x = [big_x * sinh(rate * (n - j)) / sinh(rate * n) for j in range(n + 1)]
+        return x, [x[j - 1] - x[j] for j in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 390])
+def test_the_plans_closed_forms_equal_the_definitions_in_exact_arithmetic(n):
+    """E = eta/tau sum n^2 (gamma = epsilon = 0), V = sigma^2 tau sum_{j>=1} x_j^2."""
+    # tau = 1, eta = sigma = 1: a = arccosh(1 + lambda / 2), from 0 to about 690
+    lams = np.array([0.0, 1e-200, 1e-14, 1e-10, 1e-6, 1e-3, 0.1, 1.0, 10.0, 1e3, 1e20, 1e300])
+    q = np.full(lams.shape, 1e6)
+    holdings, e, v, kappa = almgren_chriss_plan(q, 1.0, 1.0, 0.0, 0.0, lams, float(n),
+                                                intervals=n)
+    _, trades = almgren_chriss_trajectory(q, 1.0, 1.0, 0.0, lams, float(n), intervals=n)
+    holdings, trades, e, v = (np.asarray(x) for x in (holdings, trades, e, v))
+    assert np.isfinite(holdings).all() and np.isfinite(trades).all()
+    for i, a in enumerate(np.asarray(kappa)):  # kappa per unit time = a per interval
+        x, t = _decimal_trajectory(1e6, float(a), n)
+        want_v = float(sum(xj * xj for xj in x[1:]))
+        want_e = float(sum(tj * tj for tj in t))
+        assert e[i] == pytest.approx(want_e, rel=1e-13, abs=1e-300)
+        assert v[i] == pytest.approx(want_v, rel=1e-13, abs=1e-300)
+        # the holdings' own formula cancels near kappa T = 1e-5 (about 1e-16 / (kappa T))
+        np.testing.assert_allclose(holdings[i], [float(xj) for xj in x], rtol=0, atol=1e-5)
+        want_t = np.array([float(tj) for tj in t])
+        normal = want_t > 1e-250  # below, the float result is subnormal or zero
+        np.testing.assert_allclose(trades[i][normal], want_t[normal], rtol=1e-11)
+
+
+def test_the_plans_cost_and_risk_are_those_of_its_holdings():
+    rng = np.random.default_rng(11)
+    m = 40
+    q = rng.uniform(1e3, 1e6, m)
+    vol, eta = rng.uniform(0.05, 2.0, m), rng.uniform(1e-7, 1e-4, m)
+    gamma, eps = rng.uniform(0.0, 1e-8, m), rng.uniform(0.0, 0.05, m)
+    lam, horizon = np.geomspace(1e-10, 1e-3, m), rng.uniform(0.2, 5.0, m)
+    holdings, e, v, kappa = almgren_chriss_plan(q, vol, eta, gamma, eps, lam, horizon,
+                                                intervals=78)
+    want_e, want_v = almgren_chriss_cost(holdings, vol, eta, gamma, eps, horizon)
+    np.testing.assert_allclose(e, want_e, rtol=1e-11)
+    np.testing.assert_allclose(v, want_v, rtol=1e-11)
+    np.testing.assert_allclose(kappa, almgren_chriss_kappa(vol, eta, gamma, lam, horizon / 78),
+                               rtol=1e-15)
