@@ -40,8 +40,35 @@ def _encode_enum(member: enum.Enum) -> Any:
     return member.value if isinstance(member, str) else member.name
 
 
+def _encode_float(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _encode_dict(value: dict) -> dict:
+    return {k: encode(v) for k, v in value.items()}
+
+
+def _encode_list(value: list | tuple) -> list:
+    # a series of finite floats (a schedule, weights) is already JSON-ready: checked in C
+    if set(map(type, value)) == {float} and all(map(math.isfinite, value)):
+        return list(value)
+    return [encode(v) for v in value]
+
+
+#: Exact types with a known rule, looked up before the general cases (records are
+#: mostly these, and `encode` runs on every value of every record written).
+_BY_TYPE: dict[type, Any] = {
+    str: None, int: None, bool: None, type(None): None,
+    float: _encode_float, dict: _encode_dict, list: _encode_list, tuple: _encode_list,
+}
+
+
 def encode(obj: Any) -> Any:
     """``obj`` as JSON-ready data (see the module notes for the rules)."""
+    kind = type(obj)
+    if kind in _BY_TYPE:
+        rule = _BY_TYPE[kind]
+        return obj if rule is None else rule(obj)
     if isinstance(obj, enum.Enum):  # first: an IntEnum is an int, a StrEnum a str
         return _encode_enum(obj)
     if isinstance(obj, _PLAIN):
@@ -79,44 +106,66 @@ def _decode_enum(tp: type[enum.Enum], value: Any) -> enum.Enum:
     return tp(value)
 
 
-def _decode_as(tp: Any, value: Any) -> Any:
+def _keep(value: Any) -> Any:
+    return value
+
+
+@cache
+def _decoder(tp: Any) -> Any:
+    """The function decoding a value of type ``tp`` (built once per type: decoding is hot)."""
+    if tp is Any or tp is object:
+        return _keep
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
         options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode_as(options[0], value) if len(options) == 1 else value
+        if len(options) != 1:
+            return _keep
+        inner = _decoder(options[0])
+        return lambda value: None if value is None else inner(value)
     if tp is float:
-        return math.nan if value is None else value
-    if value is None:
-        return None
+        return lambda value: math.nan if value is None else value
     if isinstance(tp, type):
         if dataclasses.is_dataclass(tp):
-            return decode(tp, value)
+            return lambda value: None if value is None else decode(tp, value)
         if issubclass(tp, enum.Enum):
-            return _decode_enum(tp, value)
+            return lambda value: None if value is None else _decode_enum(tp, value)
         if issubclass(tp, datetime):
-            return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+            return lambda value: value if value is None or isinstance(value, datetime) \
+                else datetime.fromisoformat(value)
         if issubclass(tp, date):
-            return value if isinstance(value, date) else date.fromisoformat(value)
+            return lambda value: value if value is None or isinstance(value, date) \
+                else date.fromisoformat(value)
         if tp is tuple:
-            return tuple(value)
-        return value
+            return lambda value: None if value is None else tuple(value)
+        return _keep
     args = typing.get_args(tp)
     if origin is tuple:
-        item = args[0] if args else Any
-        return tuple(_decode_as(item, v) for v in value)
+        item = _decoder(args[0] if args else Any)
+        if args and args[0] is float:  # None is a non-finite float (see `encode`)
+            return lambda value: None if value is None else (
+                tuple(value) if None not in value
+                else tuple(math.nan if v is None else v for v in value))
+        return lambda value: None if value is None else tuple(item(v) for v in value)
     if origin is list:
-        return [_decode_as(args[0] if args else Any, v) for v in value]
+        item = _decoder(args[0] if args else Any)
+        if item is _keep:
+            return lambda value: None if value is None else list(value)
+        return lambda value: None if value is None else [item(v) for v in value]
     if origin in (dict, Mapping):
-        vt = args[1] if len(args) == 2 else Any
-        return {k: _decode_as(vt, v) for k, v in value.items()}
-    return value
+        item = _decoder(args[1] if len(args) == 2 else Any)
+        if item is _keep:
+            return lambda value: None if value is None else dict(value)
+        return lambda value: None if value is None else {k: item(v) for k, v in value.items()}
+    return _keep
+
+
+@cache
+def _field_decoders(cls: type) -> tuple[tuple[str, Any], ...]:
+    hints = _hints(cls)
+    return tuple((name, _decoder(hints.get(name, Any))) for name in _field_names(cls))
 
 
 def decode(cls: type[T], data: Mapping[str, Any]) -> T:
     """The dataclass ``cls`` from data `encode` made (unknown keys ignored)."""
-    hints = _hints(cls)
-    names = _field_names(cls)
-    kwargs = {k: _decode_as(hints.get(k, Any), data[k]) for k in names if k in data}
+    kwargs = {k: fn(data[k]) for k, fn in _field_decoders(cls) if k in data}
     return cls(**kwargs)

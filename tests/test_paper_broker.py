@@ -4,6 +4,7 @@ orders, idempotent delivery for streaming adapters, and a restart in the middle.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime
 
@@ -124,7 +125,7 @@ def test_fills_pay_the_cost_model_in_price_and_fee(reg, alice):
         assert (t.filled, t.average_price, t.fees) == (t.quantity, pytest.approx(f.price), f.fee)
 
 
-def test_each_fill_is_one_transaction(reg, alice, monkeypatch):
+def test_a_steps_fills_are_one_transaction_with_an_audit_record_each(reg, alice, monkeypatch):
     m = reg.market
     paper = PaperBroker(alice)
     submitted(reg, [line(m, GROWTH, "AAPL", -300.0), line(m, GROWTH, "KO", 400.0)], paper)
@@ -137,18 +138,58 @@ def test_each_fill_is_one_transaction(reg, alice, monkeypatch):
         return real(actor, action, target)
 
     monkeypatch.setattr(reg.store, "transaction", counting)
-    paper.step(AT)
-    assert opened == [("alice", "order.fill", "rb-1-1"), ("alice", "order.fill", "rb-1-2")]
-    # each commit: the order's record, then its ledger trade and the proposal's transition
+    fills = paper.step(AT)
+    assert opened == [("alice", "order.fill_batch", "paper")]
+    # one commit: the batch's record, then per fill its ledger trade, the order's record
+    # (before/after images) and the proposal's transition, in booking order
     new = [(a.action, a.target) for a in reg.store.audit()[n:]]
     assert new == [
+        ("order.fill_batch", "paper"),
+        ("ledger.trade", GROWTH),
         ("order.fill", "rb-1-1"),
-        ("ledger.trade", GROWTH),
         ("proposal.partially_filled", "rb-1"),
-        ("order.fill", "rb-1-2"),
         ("ledger.trade", GROWTH),
+        ("order.fill", "rb-1-2"),
         ("proposal.filled", "rb-1"),
     ]
+    batch = reg.store.audit()[n]
+    assert batch.after["fills"] == [f.id for f in fills]
+    order_fill = reg.store.audit()[n + 2]
+    assert order_fill.before["filled"] == 0 and order_fill.after["filled"] == -300.0
+    assert order_fill.after["fill"]["id"] == fills[0].id
+
+
+def test_a_refused_fill_rolls_the_batch_back_and_the_others_book_one_by_one(reg, alice,
+                                                                           monkeypatch):
+    m = reg.market
+    paper = PaperBroker(alice)
+    submitted(reg, [line(m, GROWTH, "AAPL", -300.0), line(m, GROWTH, "KO", 400.0)], paper)
+    real_fill = paper._fill
+
+    def off_band(order, *args):  # KO's fill comes back 50 % off the close: the ledger refuses
+        fill = real_fill(order, *args)
+        if fill is not None and order.asset == "KO":
+            fill = dataclasses.replace(fill, price=fill.price * 1.5)
+        return fill
+
+    monkeypatch.setattr(paper, "_fill", off_band)
+    opened = []
+    real = reg.store.transaction
+
+    def counting(actor, action, target):
+        opened.append((action, target))
+        return real(actor, action, target)
+
+    monkeypatch.setattr(reg.store, "transaction", counting)
+    before = len(reg.store.ledger(GROWTH))
+    result = paper.step(AT)
+    assert opened == [("order.fill_batch", "paper"), ("order.fill", "rb-1-1"),
+                      ("order.fill", "rb-1-2"), ("order.fill_failed", "rb-1-2")]
+    assert [f.order_id for f in result] == ["rb-1-1"]
+    assert [(f.order_id, f.error) for f in result.failures] == [("rb-1-2", "PriceBandError")]
+    ledger = reg.store.ledger(GROWTH)
+    assert len(ledger) == before + 1 and ledger[-1].memo == "rb-1-1"
+    assert reg.store.positions(GROWTH) == reg.store.replay(GROWTH)
 
 
 def test_order_events_are_routed_to_the_orders_portfolio(reg, alice):

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FILL_LISTENERS",
     "OPEN_ORDER_STATUSES",
+    "AlreadyBooked",
     "Broker",
     "ExecutionService",
     "Fill",
@@ -540,7 +541,7 @@ def notify_parents(m: Mutation, order: Order, fill: Fill, *, now: datetime) -> N
         listener(m, order, fill, now=now)
 
 
-class _AlreadyBooked(Exception):
+class AlreadyBooked(Exception):
     """Raised inside the fill transaction to roll it back when the fill is a duplicate."""
 
 
@@ -597,14 +598,17 @@ class FillRecorder:
         try:
             with self.registry.mutation("order.fill", fill.order_id) as m:
                 return self.record_in(m, fill)
-        except _AlreadyBooked:
+        except AlreadyBooked:
             return None
 
-    def record_in(self, m: Mutation, fill: Fill) -> Order:
+    def record_in(self, m: Mutation, fill: Fill, *, primary: bool = True) -> Order:
         """Book ``fill`` inside an open mutation (for callers composing one transaction).
 
-        A fill whose id is already booked raises a private exception that rolls
-        the caller's transaction back; check `is_booked` first.
+        A fill whose id is already booked raises `AlreadyBooked`, which rolls
+        the caller's transaction back; check `is_booked` first. With
+        ``primary=False`` the fill's audit record (``order.fill``, before and
+        after images of the order) is a further record of the commit, so one
+        transaction can book several fills, each audited.
         """
         from pmkit.errors import TransitionError
 
@@ -613,7 +617,7 @@ class FillRecorder:
             raise NotFoundError("order", fill.order_id)
         order = Order.from_record(rec.data)
         if fill.id in order.fill_ids:
-            raise _AlreadyBooked
+            raise AlreadyBooked
         if order.status not in (*OPEN_ORDER_STATUSES, OrderStatus.CANCELLED):
             raise TransitionError(order.id, str(order.status), "fill", ())
         fill = self._check(order, fill)
@@ -642,7 +646,11 @@ class FillRecorder:
             fill_ids=[*order.fill_ids, fill.id],
         )
         m.tx.put("order", order.id, str(status), _json_checked(after.to_record(), "order"))
-        m.record(order.to_record(), {**after.to_record(), "fill": fill.to_record()})
+        image = {**after.to_record(), "fill": fill.to_record()}
+        if primary:
+            m.record(order.to_record(), image)
+        else:
+            m.note("order.fill", order.id, order.to_record(), image)
         m.publish(
             f"order.{status}",
             portfolio=order.portfolio,

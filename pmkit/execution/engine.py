@@ -107,6 +107,22 @@ def _side(x: float) -> float:
     return 1.0 if x > 0 else -1.0
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """A parent's work at one tick, decided before anything is stored."""
+
+    parent: Order
+    plan: ExecutionPlan
+    after: ExecutionPlan
+    children: list[Order]
+    interval: int
+    price: float
+    volume: float
+    quantity: float  # signed units asked of the venues this interval
+    new_alerts: tuple[str, ...]
+    rejected: tuple[str, ...]  # children the venues rejected since the last tick
+
+
 @dataclass
 class RunResult:
     """What `ExecutionEngine.run` did.
@@ -703,7 +719,7 @@ class ExecutionEngine(Broker):
         list of Order
             The children sent.
         """
-        sent: list[Order] = []
+        slices: list[_Slice] = []
         for parent in self.open_orders():
             plan = plan_of(parent)
             # a paused parent still follows the clock, so resuming re-plans from now
@@ -712,14 +728,56 @@ class ExecutionEngine(Broker):
             if parent.asset not in tick.prices:
                 continue
             try:
-                sent.extend(self._work(parent, plan, tick))
+                piece = self._slice(parent, plan, tick)
             except (PermissionDenied, StoreError):
                 raise
             except PmkitError as exc:
-                self._alert(parent.id, "child_rejected", error=type(exc).__name__,
-                            field=getattr(exc, "field", None), reason=str(exc),
-                            interval=tick.interval)
-        return sent
+                self._child_rejected(parent.id, exc, tick)
+                continue
+            if piece is not None:
+                slices.append(piece)
+        stored = self._write_slices(slices, tick)
+        by_venue: dict[str, list[Order]] = {}
+        for child in stored:
+            by_venue.setdefault(child.broker, []).append(child)
+        for venue, kids in by_venue.items():
+            self.venues[venue].submit(kids)
+        return stored
+
+    def _child_rejected(self, parent_id: str, exc: PmkitError, tick: Tick) -> None:
+        self._alert(parent_id, "child_rejected", error=type(exc).__name__,
+                    field=getattr(exc, "field", None), reason=str(exc), interval=tick.interval)
+
+    def _write_slices(self, slices: list[_Slice], tick: Tick) -> list[Order]:
+        """Store a tick's slices: one transaction for all, each parent with its audit record.
+
+        Why one: a commit (with ``synchronous=FULL``) costs more than a slice's
+        writes. When any slice is refused, that transaction rolls back and
+        each slice is written in its own transaction, so the refusal stays
+        with its parent (a ``child_rejected`` alert) as before.
+        """
+        if not slices:
+            return []
+        if len(slices) > 1:
+            try:
+                with self.registry.mutation("execution.tick", self.name) as m:
+                    stored = [c for piece in slices for c in self._write_slice(m, piece, False)]
+                    m.record(None, {"interval": tick.interval,
+                                    "parents": [piece.parent.id for piece in slices],
+                                    "children": [c.id for c in stored]})
+                return stored
+            except PmkitError:
+                pass  # one by one below: the refused slice alone is rejected
+        stored = []
+        for piece in slices:
+            try:
+                with self.registry.mutation("execution.slice", piece.parent.id) as m:
+                    stored.extend(self._write_slice(m, piece, True))
+            except (PermissionDenied, StoreError):
+                raise
+            except PmkitError as exc:
+                self._child_rejected(piece.parent.id, exc, tick)
+        return stored
 
     def advance(self, times: Sequence[Any], now: datetime, prices: Mapping[str, float],
                 volumes: Mapping[str, float] | None = None) -> list[Order]:
@@ -773,13 +831,14 @@ class ExecutionEngine(Broker):
                 self.venues[child.broker].cancel(cid)
         return rejected
 
-    def _work(self, parent: Order, plan: ExecutionPlan, tick: Tick) -> list[Order]:
+    def _slice(self, parent: Order, plan: ExecutionPlan, tick: Tick) -> _Slice | None:
+        """What a parent does at ``tick`` (its children and its plan after), not yet stored."""
         rejected = self._replace_open(parent, plan)
         if plan.open_children:  # a cancelled child may have filled before its cancel
             parent = self._load(parent.id)
             plan = plan_of(parent) or plan
         if not parent.is_open:
-            return []
+            return None
         k = tick.interval
         price = float(tick.prices[parent.asset])
         volume = max(float(tick.volumes.get(parent.asset, 0.0)), 0.0)
@@ -822,41 +881,46 @@ class ExecutionEngine(Broker):
             market_value=plan.market_value + price * volume,
             market_volume=plan.market_volume + volume, last_price=price,
             alerts=tuple(sorted(alerts)))
+        return _Slice(parent, plan, after_plan, children, k, price, volume, sign * want,
+                      tuple(new_alerts), tuple(rejected))
+
+    def _write_slice(self, m: Mutation, piece: _Slice, primary: bool) -> list[Order]:
+        """Store one slice in ``m``: its new children, the parent's plan, audit, events."""
+        parent, plan, after_plan, children = piece.parent, piece.plan, piece.after, piece.children
+        k, price = piece.interval, piece.price
         after = parent.with_changes(info={**parent.info, "execution": after_plan.to_record()})
         override = Override.from_record(parent.info.get("override"))
-        with self.registry.mutation("execution.slice", parent.id) as m:
-            m.require("ledger.trade", parent.portfolio)
-            rec = m.tx.get("order", parent.id)
-            if rec is None or Order.from_record(rec.data) != parent:
-                raise TransitionError(parent.id, "changed", "slice", ())
-            stored = []
-            for child in check_orders(m, children, override=override) if children else []:
-                if m.tx.get("order", child.id) is not None:
-                    continue  # sent before a restart
-                m.tx.put("order", child.id, str(child.status), child.to_record())
-                m.note("order.submit", child.id, None, child.to_record())
-                m.publish("order.open", portfolio=child.portfolio, order=child.id,
-                          parent=parent.id)
-                stored.append(child)
-            m.tx.put("order", parent.id, str(parent.status), after.to_record())
-            m.record(_summary(parent, plan), _summary(after, after_plan) | {
-                "interval": k, "price": price, "volume": volume,
-                "children": [c.id for c in children]})
-            m.publish("execution.slice", portfolio=parent.portfolio, order=parent.id,
-                      interval=k, price=price, quantity=sign * want,
-                      target=plan.target(k), filled=parent.filled)
-            for kind in new_alerts:
-                m.publish("execution.alert", portfolio=parent.portfolio, order=parent.id,
-                          kind=kind, interval=k, price=price, arrival=plan.arrival_price,
-                          limit_price=parent.limit_price)
-            for cid in rejected:
-                m.publish("execution.alert", portfolio=parent.portfolio, order=parent.id,
-                          kind="child_rejected", interval=k, child=cid)
-        by_venue: dict[str, list[Order]] = {}
-        for child in stored:
-            by_venue.setdefault(child.broker, []).append(child)
-        for venue, kids in by_venue.items():
-            self.venues[venue].submit(kids)
+        m.require("ledger.trade", parent.portfolio)
+        rec = m.tx.get("order", parent.id)
+        if rec is None or Order.from_record(rec.data) != parent:
+            raise TransitionError(parent.id, "changed", "slice", ())
+        stored = []
+        for child in check_orders(m, children, override=override) if children else []:
+            if m.tx.get("order", child.id) is not None:
+                continue  # sent before a restart
+            m.tx.put("order", child.id, str(child.status), child.to_record())
+            m.note("order.submit", child.id, None, child.to_record())
+            m.publish("order.open", portfolio=child.portfolio, order=child.id,
+                      parent=parent.id)
+            stored.append(child)
+        m.tx.put("order", parent.id, str(parent.status), after.to_record())
+        images = (_summary(parent, plan), _summary(after, after_plan) | {
+            "interval": k, "price": price, "volume": piece.volume,
+            "children": [c.id for c in children]})
+        if primary:
+            m.record(*images)
+        else:
+            m.note("execution.slice", parent.id, *images)
+        m.publish("execution.slice", portfolio=parent.portfolio, order=parent.id,
+                  interval=k, price=price, quantity=piece.quantity,
+                  target=plan.target(k), filled=parent.filled)
+        for kind in piece.new_alerts:
+            m.publish("execution.alert", portfolio=parent.portfolio, order=parent.id,
+                      kind=kind, interval=k, price=price, arrival=plan.arrival_price,
+                      limit_price=parent.limit_price)
+        for cid in piece.rejected:
+            m.publish("execution.alert", portfolio=parent.portfolio, order=parent.id,
+                      kind="child_rejected", interval=k, child=cid)
         return stored
 
     def _lot(self, asset: str) -> float:

@@ -54,6 +54,7 @@ from pmkit.errors import (
 )
 from pmkit.execution.broker import (
     OPEN_ORDER_STATUSES,
+    AlreadyBooked,
     Broker,
     Fill,
     FillRecorder,
@@ -182,6 +183,7 @@ class PaperBroker(Broker):
         self.recorder = FillRecorder(registry, clock=clock)
         self._times = market.indexes["time"]
         self._volatility: dict[tuple[str, pd.Timestamp], float] = {}
+        self._day_closes: dict[tuple[pd.Timestamp, bool], tuple[Any, Any, pd.Timestamp]] = {}
         self._lots = (
             {
                 str(a): float(v)
@@ -330,43 +332,96 @@ class PaperBroker(Broker):
             The store failed (nothing of the failing fill is written).
         """
         t = self._time(at)
-        upto = self.market["close"].sel(time=slice(None, t))
-        vol_at = t
-        if prices is None:
-            close_now = upto.isel(time=-1).to_series()
-        else:
-            if len(upto["time"]) < 2:
-                raise ValidationError("at", at, "intraday fills need the close of the day before")
-            upto = upto.isel(time=slice(None, -1))
-            vol_at = pd.Timestamp(upto["time"].values[-1])
-            close_now = pd.Series({str(a): float(p) for a, p in prices.items()}, dtype=float)
+        intraday = prices is not None
+        close_now, last_close, vol_at = self._closes(t, intraday)
+        if intraday:
+            close_now = {str(a): float(p) for a, p in prices.items()}
+            # today's prices where known, else the last close (as Series.combine_first)
+            last_close = dict(last_close)
+            for a, p in close_now.items():
+                if not math.isnan(p) or a not in last_close:
+                    last_close[a] = p
         when = t.to_pydatetime() if ts is None else _plain_ts("ts", ts)
-        # NAV uses the last known price of every holding (an asset with a gap in its
-        # closes still counts); one never priced counts as 0.
-        last_close = upto.ffill("time").isel(time=-1).to_series().fillna(0.0)
-        if prices is not None:
-            last_close = close_now.combine_first(last_close)
         orders = self.open_orders()
         orders = [o for o in orders if o.quantity < 0] + [o for o in orders if o.quantity > 0]
-        out = StepResult()
+        work = []
         for order in orders:
             close = float(close_now.get(order.asset, np.nan))
-            if not (math.isfinite(close) and close > 0):
-                continue
-            volume = None if volumes is None else float(volumes.get(order.asset, 0.0))
-            try:
-                fill = self._fill(order, when, vol_at, close, last_close, volume)
-                if fill is None:
+            if math.isfinite(close) and close > 0:
+                volume = None if volumes is None else float(volumes.get(order.asset, 0.0))
+                work.append((order, close, volume))
+        booked = self._step_in_one(work, when, vol_at, last_close)
+        if booked is not None:
+            out = StepResult(booked)
+        else:  # a fill was refused: book each in its own transaction, report the refusals
+            out = StepResult()
+            for order, close, volume in work:
+                try:
+                    fill = self._fill(order, when, vol_at, close, last_close, volume)
+                    if fill is None:
+                        continue
+                    self.recorder.record(fill)
+                except (PermissionDenied, StoreError):
+                    raise
+                except PmkitError as exc:
+                    out.failures.append(self._report(order, t, exc))
                     continue
-                self.recorder.record(fill)
-            except (PermissionDenied, StoreError):
-                raise
-            except PmkitError as exc:
-                out.failures.append(self._report(order, t, exc))
-                continue
+                out.append(fill)
+        for fill in out:
             self.emit(fill)
-            out.append(fill)
         return out
+
+    def _step_in_one(self, work: list[tuple[Order, float, float | None]], when: datetime,
+                     vol_at: pd.Timestamp, last_close: Mapping[str, float]) -> list[Fill] | None:
+        """Every fill of the step in one transaction (each with its own audit record).
+
+        None when any fill is refused (or the user may not trade a portfolio):
+        the transaction is rolled back and `step` books them one by one, so
+        a refusal stays isolated and reported as before. Each fill is sized
+        on the positions as this transaction leaves them (the orders before
+        it in the step included), exactly as one transaction per fill would.
+        """
+        if not work:
+            return []
+        booked: list[Fill] = []
+        try:
+            with self.registry.mutation("order.fill_batch", self.name) as m:
+                for order, close, volume in work:
+                    fill = self._fill(order, when, vol_at, close, last_close, volume)
+                    if fill is None:
+                        continue
+                    self.recorder.record_in(m, fill, primary=False)
+                    booked.append(fill)
+                m.record(None, {"broker": self.name, "fills": [f.id for f in booked]})
+        except (PmkitError, AlreadyBooked):
+            return None
+        return booked
+
+    def _closes(self, t: pd.Timestamp, intraday: bool
+                ) -> tuple[dict[str, float], dict[str, float], pd.Timestamp]:
+        """The closes at ``t``, the last known close of every asset, and the volatility date.
+
+        Intraday, the day's own close is not known yet: the last closes and
+        the volatility are those of the day before. NAV uses the last known
+        price of every holding (an asset with a gap in its closes still
+        counts); one never priced counts as 0. Once per day (every tick of
+        a session asks for the same day).
+        """
+        key = (t, intraday)
+        if key not in self._day_closes:
+            upto = self.market["close"].sel(time=slice(None, t))
+            vol_at = t
+            close_now = upto.isel(time=-1).to_series()
+            if intraday:
+                if len(upto["time"]) < 2:
+                    raise ValidationError("at", t, "intraday fills need the close of the day "
+                                                   "before")
+                upto = upto.isel(time=slice(None, -1))
+                vol_at = pd.Timestamp(upto["time"].values[-1])
+            last = upto.ffill("time").isel(time=-1).to_series().fillna(0.0)
+            self._day_closes[key] = ({str(a): float(v) for a, v in close_now.items()},
+                                     {str(a): float(v) for a, v in last.items()}, vol_at)
+        return self._day_closes[key]
 
     def _report(self, order: Order, t: pd.Timestamp, exc: PmkitError) -> OrderFailure:
         """Audit and publish a refused fill (its own transaction; the order stays open)."""
@@ -440,7 +495,7 @@ class PaperBroker(Broker):
         when: datetime,
         t: pd.Timestamp,
         close: float,
-        last_close: pd.Series,
+        last_close: Mapping[str, float],
         volume: float | None = None,
     ) -> Fill | None:
         lot = self._lots.get(order.asset, 1.0) or 1.0

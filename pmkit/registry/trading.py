@@ -253,6 +253,27 @@ def guard_cash(
         )
 
 
+def _market_tables(reg: Registry) -> tuple[Any, dict[str, int], Any, list[str] | None]:
+    """The market as numpy, once per market object: (times, asset rows, closes, currencies).
+
+    Why: xarray's ``.sel`` per trade would double a booking's cost (a fill
+    checks the asset's currency and last close every time).
+    """
+    import numpy as np
+
+    market = reg.market
+    cached = getattr(reg, "_close_cache", None)
+    if cached is None or cached[0] is not market:
+        assets = {str(a): i for i, a in enumerate(market.indexes["asset"])}
+        closes = (np.asarray(market["close"].transpose("asset", "time").values, dtype=float)
+                  if "close" in market else None)
+        times = np.asarray(market.indexes["time"].values, dtype="datetime64[ns]")
+        currencies = ([str(c) for c in np.asarray(market["currency"].values)]
+                      if "currency" in market else None)
+        cached = reg._close_cache = (market, times, assets, closes, currencies)
+    return cached[1:]
+
+
 def last_close(reg: Registry, asset: str, ts: datetime) -> float | None:
     """The asset's last finite close at or before ``ts`` (None: no market data for it)."""
     import numpy as np
@@ -260,15 +281,7 @@ def last_close(reg: Registry, asset: str, ts: datetime) -> float | None:
     market = reg.market
     if market is None or "close" not in market:
         return None
-    # The close matrix as numpy, once per market object: xarray's .sel per trade
-    # would double record_trade's cost.
-    cached = getattr(reg, "_close_cache", None)
-    if cached is None or cached[0] is not market:
-        assets = {str(a): i for i, a in enumerate(market.indexes["asset"])}
-        closes = np.asarray(market["close"].transpose("asset", "time").values, dtype=float)
-        times = np.asarray(market.indexes["time"].values, dtype="datetime64[ns]")
-        cached = reg._close_cache = (market, times, assets, closes)
-    _, times, assets, closes = cached
+    times, assets, closes, _ = _market_tables(reg)
     row = assets.get(asset)
     try:
         end = int(np.searchsorted(times, np.datetime64(ts, "ns"), side="right"))
@@ -341,9 +354,10 @@ def check_tradable(reg: Registry, info: PortfolioInfo, asset: str) -> None:
         raise LifecycleError(info.id, info.status, "trade in")
     if reg.market is None:
         return
-    if asset not in reg.market.indexes["asset"]:
+    _, assets, _, currencies = _market_tables(reg)
+    if asset not in assets:
         raise UnknownAssetError("asset", asset, "not in the registry's market data")
-    ccy = str(reg.market["currency"].sel(asset=asset).item())
+    ccy = currencies[assets[asset]] if currencies is not None else info.currency
     if ccy != info.currency:
         raise CurrencyMismatchError(
             "asset",

@@ -156,25 +156,74 @@ def _record(row: tuple[Any, ...]) -> Record:
 
 
 class _SQLTransaction(_SQLReader, Transaction):
+    """One open write transaction; its reads are memoized until it ends.
+
+    Why memoize: a service transaction reads the same user, grants, settings,
+    portfolio and order records many times (every role check and config
+    resolution), and while it holds the write lock nothing but itself can
+    change them, so a read is cached and a write updates the cache. Cached
+    records are shared (`Record` is frozen; its ``data`` must not be
+    mutated, as everywhere); positions are handed out as copies.
+    """
+
     def __init__(self, conn: sqlite3.Connection, now: str) -> None:
         self._conn = conn
         self._now = now
         self.notes = []
+        self._records: dict[tuple[str, str], Record | None] = {}
+        self._positions: dict[str, Positions] = {}
+        self._grants: dict[tuple[str | None, str | None], list[RoleGrant]] = {}
+        self._members: dict[str, list[Membership]] = {}
+        self._parents: dict[str, list[str]] = {}
+
+    def get(self, kind: str, id: str) -> Record | None:
+        key = (kind, id)
+        if key not in self._records:
+            self._records[key] = super().get(kind, id)
+        return self._records[key]
+
+    def positions(self, portfolio: str) -> Positions:
+        if portfolio not in self._positions:
+            self._positions[portfolio] = super().positions(portfolio)
+        pos = self._positions[portfolio]
+        return Positions(quantities=dict(pos.quantities), cash=pos.cash, last_seq=pos.last_seq)
+
+    def grants(self, user_id: str | None = None, scope_id: str | None = None) -> list[RoleGrant]:
+        key = (user_id, scope_id)
+        if key not in self._grants:
+            self._grants[key] = super().grants(user_id, scope_id)
+        return list(self._grants[key])
+
+    def members(self, group_id: str) -> list[Membership]:
+        if group_id not in self._members:
+            self._members[group_id] = super().members(group_id)
+        return list(self._members[group_id])
+
+    def parents(self, member_id: str) -> list[str]:
+        if member_id not in self._parents:
+            self._parents[member_id] = super().parents(member_id)
+        return list(self._parents[member_id])
 
     def put(self, kind: str, id: str, status: str, data: Mapping[str, Any]) -> Record:
         old = self.get(kind, id)
         version = 1 if old is None else old.version + 1
         created = self._now if old is None else old.created_at
+        text = _dumps(dict(data))
         self._conn.execute(
             "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, id, status, _dumps(dict(data)), version, created, self._now),
+            (kind, id, status, text, version, created, self._now),
         )
-        return Record(kind, id, status, json.loads(_dumps(dict(data))), version, created, self._now)
+        rec = Record(kind, id, status, json.loads(text), version, created, self._now)
+        self._records[(kind, id)] = rec
+        return rec
 
     def remove(self, kind: str, id: str) -> None:
         self._conn.execute("DELETE FROM entities WHERE kind = ? AND id = ?", (kind, id))
+        self._records[(kind, id)] = None
 
     def set_members(self, group_id: str, members: Sequence[tuple[str, float | None]]) -> None:
+        self._members.clear()
+        self._parents.clear()
         self._conn.execute("DELETE FROM memberships WHERE group_id = ?", (group_id,))
         self._conn.executemany(
             "INSERT INTO memberships (group_id, member_id, weight, position) VALUES (?, ?, ?, ?)",
@@ -182,6 +231,7 @@ class _SQLTransaction(_SQLReader, Transaction):
         )
 
     def set_grant(self, user_id: str, scope_id: str, role: str | None) -> None:
+        self._grants.clear()
         if role is None:
             self._conn.execute(
                 "DELETE FROM grants WHERE user_id = ? AND scope_id = ?", (user_id, scope_id)
@@ -195,6 +245,7 @@ class _SQLTransaction(_SQLReader, Transaction):
         seqs: list[int] = []
         for e in entries:
             e.validated()
+            self._positions.pop(e.portfolio, None)
             cur = self._conn.execute(
                 "INSERT INTO ledger (portfolio, kind, ts, asset, quantity, price, fee, amount,"
                 " currency, actor, memo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
