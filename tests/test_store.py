@@ -175,6 +175,34 @@ def test_migration_from_v1_builds_the_positions_cache_from_the_ledger(path):
     assert st.positions("q").quantities == {"KO": -2.0}
 
 
+def test_migration_to_v4_indexes_records_by_status_and_keeps_them(path):
+    """Listing a kind's open records reads the status index, not every record of the kind."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    for stmt in _split("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"):
+        conn.execute(stmt)
+    for migrate in MIGRATIONS[:3]:
+        migrate(conn)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    conn.executemany(
+        "INSERT INTO entities VALUES ('order', ?, ?, '{}', 1, 't', 't')",
+        [(f"o{i:03d}", "filled" if i % 3 else "open") for i in range(300)],
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    st = SQLiteStore(path)
+    assert st.schema_version == SCHEMA_VERSION >= 4
+    assert [r.id for r in st.list("order", ["open"])] == [f"o{i:03d}" for i in range(0, 300, 3)]
+    assert len(st.list("order")) == 300
+    seen = []
+    st._conn.set_trace_callback(seen.append)
+    st.list("order", ["open", "partially_filled"])
+    st._conn.set_trace_callback(None)
+    plan = st._rows("EXPLAIN QUERY PLAN " + seen[-1])
+    detail = " ".join(str(row[-1]) for row in plan)
+    assert "entities_status" in detail and "SCAN" not in detail
+
+
 def test_newer_schema_is_refused_and_left_untouched(path):
     SQLiteStore(path).close()
     conn = sqlite3.connect(path)

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from pmkit.registry import Registry
+    from pmkit.registry.context import Mutation
     from pmkit.registry.controls import Override
 
 __all__ = ["OrderFailure", "PaperBroker", "StepResult"]
@@ -387,7 +388,7 @@ class PaperBroker(Broker):
         try:
             with self.registry.mutation("order.fill_batch", self.name) as m:
                 for order, close, volume in work:
-                    fill = self._fill(order, when, vol_at, close, last_close, volume)
+                    fill = self._fill(order, when, vol_at, close, last_close, volume, m)
                     if fill is None:
                         continue
                     self.recorder.record_in(m, fill, primary=False)
@@ -482,11 +483,12 @@ class PaperBroker(Broker):
             bd = CostBreakdown(own.commission, own.spread, max(after - before, 0.0))
         return model.execution_price(q, close, bd), bd
 
-    def _prior_fills(self, order: Order) -> float:
+    def _prior_fills(self, order: Order, m: Mutation | None) -> float:
         """Units the order's parent filled before this slice (0 for an order without one)."""
         if order.parent_id is None:
             return 0.0
-        rec = self.registry.view().record("order", order.parent_id)
+        rec = (self.registry.view().record("order", order.parent_id) if m is None
+               else m.tx.get("order", order.parent_id))
         return 0.0 if rec is None else abs(float(rec.data.get("filled", 0.0)))
 
     def _fill(
@@ -497,7 +499,14 @@ class PaperBroker(Broker):
         close: float,
         last_close: Mapping[str, float],
         volume: float | None = None,
+        m: Mutation | None = None,
     ) -> Fill | None:
+        """The fill ``order`` gets now, or None; inside ``m`` when given (its reads see its writes).
+
+        Outside a transaction the reads go through the user's view (which
+        checks read access); inside one, the booking itself checks the
+        TRADER role.
+        """
         lot = self._lots.get(order.asset, 1.0) or 1.0
         want = abs(order.remaining)
         if self.participation is not None:
@@ -508,9 +517,13 @@ class PaperBroker(Broker):
             else:
                 cap = math.floor(self.participation * max(volume, 0.0) / lot + 1e-9)
             want = min(want, cap * lot)
-        pos = self.registry.positions(order.portfolio)
+        if m is None:
+            pos = self.registry.positions(order.portfolio)
+            cfg = self.registry.resolve_config(order.portfolio)
+        else:
+            pos = m.tx.positions(order.portfolio)
+            cfg = m.config(order.portfolio)
         # Fill only what the registry's ledger guards will book (see Registry.record_trade).
-        cfg = self.registry.resolve_config(order.portfolio)
         allow_short = self.allow_short and cfg.get("allow_short") is True
         margin_limit = float(cfg.get("margin_limit", 0.0))
         if order.quantity < 0 and not allow_short:
@@ -519,7 +532,7 @@ class PaperBroker(Broker):
             return None
         sign = 1.0 if order.quantity > 0 else -1.0
         q = sign * want
-        prior = self._prior_fills(order)
+        prior = self._prior_fills(order, m)
         price, bd = self._costs(order.asset, q, close, t, prior)
         if q > 0:
             nav = pos.cash + sum(

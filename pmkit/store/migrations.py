@@ -108,6 +108,12 @@ UPDATE cash SET entries = (SELECT COUNT(*) FROM ledger WHERE ledger.portfolio = 
 INSERT OR REPLACE INTO meta VALUES ('format', 'pmkit');
 """
 
+# Listing the open records of a kind (the brokers' and the engine's open orders, read at
+# every tick) would otherwise scan every record of the kind, filled ones included.
+_V4 = """
+CREATE INDEX entities_status ON entities (kind, status, id);
+"""
+
 LEDGER_COLUMNS = (
     "seq, portfolio, kind, ts, asset, quantity, price, fee, amount, currency, actor, memo"
 )
@@ -171,6 +177,11 @@ def _v3(conn: sqlite3.Connection) -> None:
         conn.execute(stmt)
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    for stmt in _split(_V4):
+        conn.execute(stmt)
+
+
 def _v1(conn: sqlite3.Connection) -> None:
     for stmt in _split(_V1):
         conn.execute(stmt)
@@ -197,5 +208,5 @@ def _split(script: str) -> list[str]:
     return out
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -83,6 +83,9 @@ class _SQLReader(Reader):
         )
         params: list[Any] = [kind]
         if statuses is not None:
+            # Without statistics SQLite would walk the primary key to skip the sort,
+            # reading every record of the kind; open records are few.
+            sql = sql.replace("FROM entities", "FROM entities INDEXED BY entities_status")
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
             params.extend(statuses)
         return [_record(r) for r in self._rows(sql + " ORDER BY id", params)]
