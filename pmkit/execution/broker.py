@@ -450,6 +450,7 @@ def accept_orders(
 
     fresh: list[Order] = []
     out: list[Order] = []
+    view = registry.view()  # one view: it memoizes what the user may see
     for o in orders:
         if not isinstance(o, Order):
             raise ValidationError("orders", type(o).__name__, "must be pmkit.execution.Order")
@@ -458,7 +459,7 @@ def accept_orders(
             raise ValidationError("broker", o.broker, f"this broker is {broker!r}")
         if check is not None:
             check(o)
-        rec = registry.view().record("order", o.id)
+        rec = view.record("order", o.id)
         if rec is None:
             fresh.append(o)
             continue
@@ -477,11 +478,12 @@ def accept_orders(
             for i, o in enumerate(check_orders(m, fresh, override=override)):
                 o = o.with_changes(status=OrderStatus.OPEN,
                                    created_at=o.created_at or clock().isoformat())
-                m.tx.put("order", o.id, str(o.status), o.to_record())
+                record = o.to_record()
+                m.tx.put("order", o.id, str(o.status), record)
                 if i == 0:
-                    m.record(None, o.to_record())
+                    m.record(None, record)
                 else:
-                    m.note("order.submit", o.id, None, o.to_record())
+                    m.note("order.submit", o.id, None, record)
                 m.publish("order.open", portfolio=o.portfolio, order=o.id)
                 out.append(o)
     return out
@@ -645,12 +647,13 @@ class FillRecorder:
             fees=order.fees + fill.fee,
             fill_ids=[*order.fill_ids, fill.id],
         )
-        m.tx.put("order", order.id, str(status), _json_checked(after.to_record(), "order"))
-        image = {**after.to_record(), "fill": fill.to_record()}
+        after_record = _json_checked(after.to_record(), "order")
+        m.tx.put("order", order.id, str(status), after_record)
+        image = {**after_record, "fill": fill.to_record()}
         if primary:
-            m.record(order.to_record(), image)
+            m.record(rec.data, image)
         else:
-            m.note("order.fill", order.id, order.to_record(), image)
+            m.note("order.fill", order.id, rec.data, image)
         m.publish(
             f"order.{status}",
             portfolio=order.portfolio,

@@ -45,6 +45,7 @@ fills trail the schedule by more than ``behind`` of the order,
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -761,7 +762,9 @@ class ExecutionEngine(Broker):
         if len(slices) > 1:
             try:
                 with self.registry.mutation("execution.tick", self.name) as m:
-                    stored = [c for piece in slices for c in self._write_slice(m, piece, False)]
+                    checked = self._check_children(m, slices)
+                    stored = [c for piece in slices
+                              for c in self._write_slice(m, piece, False, checked)]
                     m.record(None, {"interval": tick.interval,
                                     "parents": [piece.parent.id for piece in slices],
                                     "children": [c.id for c in stored]})
@@ -867,7 +870,8 @@ class ExecutionEngine(Broker):
             (sign > 0 and price > parent.limit_price) or (sign < 0 and price < parent.limit_price))
         if held:
             want = 0.0
-        children = self._children(parent, k, sign * want, price, volume, tick) if want > 0 else []
+        children = (self._children(parent, plan, k, sign * want, price, volume, tick)
+                    if want > 0 else [])
         band = abs(price / plan.arrival_price - 1.0) > self.price_band
         alerts = set(plan.alerts)
         new_alerts = []
@@ -884,22 +888,52 @@ class ExecutionEngine(Broker):
         return _Slice(parent, plan, after_plan, children, k, price, volume, sign * want,
                       tuple(new_alerts), tuple(rejected))
 
-    def _write_slice(self, m: Mutation, piece: _Slice, primary: bool) -> list[Order]:
-        """Store one slice in ``m``: its new children, the parent's plan, audit, events."""
+    @staticmethod
+    def _check_children(m: Mutation, slices: list[_Slice]) -> dict[str, Order]:
+        """The pre-trade controls on a tick's children, each portfolio's together.
+
+        Together: the children of one tick are live at once, so their joint
+        effect is what the limits must allow (a refusal falls back to one
+        transaction per slice, each checked alone). Parents carrying a
+        manager's override are checked with it, apart from the others.
+        """
+        groups: dict[str | None, tuple[Override | None, list[Order]]] = {}
+        for piece in slices:
+            stored = piece.parent.info.get("override")
+            key = None if stored is None else json.dumps(stored, sort_keys=True)
+            groups.setdefault(key, (Override.from_record(stored), []))[1].extend(piece.children)
+        checked: dict[str, Order] = {}
+        for override, children in groups.values():
+            if children:
+                checked |= {c.id: c for c in check_orders(m, children, override=override)}
+        return checked
+
+    def _write_slice(self, m: Mutation, piece: _Slice, primary: bool,
+                     checked: dict[str, Order] | None = None) -> list[Order]:
+        """Store one slice in ``m``: its new children, the parent's plan, audit, events.
+
+        ``checked``: the children already through the pre-trade controls
+        (`_check_children`); without it they are checked here.
+        """
         parent, plan, after_plan, children = piece.parent, piece.plan, piece.after, piece.children
         k, price = piece.interval, piece.price
         after = parent.with_changes(info={**parent.info, "execution": after_plan.to_record()})
-        override = Override.from_record(parent.info.get("override"))
         m.require("ledger.trade", parent.portfolio)
         rec = m.tx.get("order", parent.id)
         if rec is None or Order.from_record(rec.data) != parent:
             raise TransitionError(parent.id, "changed", "slice", ())
+        if checked is not None:
+            children = [checked[c.id] for c in children]
+        elif children:
+            override = Override.from_record(parent.info.get("override"))
+            children = check_orders(m, children, override=override)
         stored = []
-        for child in check_orders(m, children, override=override) if children else []:
+        for child in children:
             if m.tx.get("order", child.id) is not None:
                 continue  # sent before a restart
-            m.tx.put("order", child.id, str(child.status), child.to_record())
-            m.note("order.submit", child.id, None, child.to_record())
+            record = child.to_record()
+            m.tx.put("order", child.id, str(child.status), record)
+            m.note("order.submit", child.id, None, record)
             m.publish("order.open", portfolio=child.portfolio, order=child.id,
                       parent=parent.id)
             stored.append(child)
@@ -933,22 +967,21 @@ class ExecutionEngine(Broker):
             self._lots[asset] = lot if math.isfinite(lot) and lot > 0 else 1.0
         return self._lots[asset]
 
-    def _children(self, parent: Order, k: int, quantity: float, price: float, volume: float,
-                  tick: Tick) -> list[Order]:
+    def _children(self, parent: Order, plan: ExecutionPlan, k: int, quantity: float,
+                  price: float, volume: float, tick: Tick) -> list[Order]:
         names = list(self.venues)
         if len(names) == 1 or self.router is None:
             parts = {names[0]: quantity}
         else:  # what the venues cannot take in whole lots is behind schedule at the next tick
-            plan = plan_of(parent)
             specs = [venue_spec(self.venues[n]) for n in names]
-            seconds = 23_400.0 / (plan.intervals if plan else 390)
+            seconds = 23_400.0 / plan.intervals
             split = self.router.split(quantity, specs, price=price,
                                       volatility=float(plan.params.get("volatility", 0.02)),
                                       interval_volume=max(volume, 1.0),
                                       interval_seconds=seconds, lot=self._lot(parent.asset))
             parts = {n: q for n, q in split.quantities.items() if q}
         out = []
-        seq = (plan_of(parent).children if plan_of(parent) else 0) + 1
+        seq = plan.children + 1
         for venue, q in parts.items():
             cid = f"{parent.id}.{seq}" if len(names) == 1 else f"{parent.id}.{seq}.{venue}"
             out.append(Order(id=cid, portfolio=parent.portfolio, asset=parent.asset,

@@ -197,7 +197,23 @@ class ExecutionPlan:
         return decode(cls, d)
 
 
+#: Plans decoded lately, by the identity of their stored mapping (kept referenced, so an
+#: identity is never reused while cached). Why: the engine asks for a parent's plan
+#: several times per slice and fill, and decoding it is most of the cost of asking.
+_DECODED: dict[int, tuple[Mapping[str, Any], ExecutionPlan]] = {}
+_DECODED_SIZE = 4096
+
+
 def plan_of(order: Any) -> ExecutionPlan | None:
     """The `ExecutionPlan` of a parent `Order` (None for an order no engine works)."""
     data = order.info.get("execution")
-    return None if data is None else ExecutionPlan.from_record(data)
+    if data is None:
+        return None
+    hit = _DECODED.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    plan = ExecutionPlan.from_record(data)
+    if len(_DECODED) >= _DECODED_SIZE:
+        _DECODED.clear()
+    _DECODED[id(data)] = (data, plan)
+    return plan
