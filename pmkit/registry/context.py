@@ -53,6 +53,7 @@ class WriteContext:
         self.tx = GuardedTransaction(tx, registry.user)
         self.events = events
         self.view = ReadView(registry.policy, tx, registry.user)
+        self._configs: dict[str, ResolvedConfig] = {}
 
     @property
     def user(self) -> str:
@@ -71,8 +72,15 @@ class WriteContext:
         return leaf_portfolios(self._raw, group_id)
 
     def config(self, portfolio_id: str) -> ResolvedConfig:
-        """The portfolio's resolved configuration as this transaction sees it (no role check)."""
-        return resolve_config(self._raw, portfolio_id)
+        """The portfolio's resolved configuration as this transaction sees it (no role check).
+
+        Resolved once per context (a context cannot change settings, groups or
+        portfolios); each call gets its own copy of the top level.
+        """
+        cached = self._configs.get(portfolio_id)
+        if cached is None:
+            cached = self._configs[portfolio_id] = resolve_config(self._raw, portfolio_id)
+        return ResolvedConfig(cached, cached.sources)
 
     def require(self, action: str, target: str) -> None:
         """Raise `PermissionDenied` unless the user may ``action`` on ``target`` (in this tx)."""

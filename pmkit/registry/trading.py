@@ -181,11 +181,11 @@ def append_trade(
         actor=reg.user,
         memo=memo,
     ).validated()
-    cfg = guard_trade(reg, tx, info, entry, force)
     if ctx is None:
         from pmkit.registry.context import WriteContext
 
         ctx = WriteContext(reg, tx, events)
+    cfg = guard_trade(reg, tx, info, entry, force, config=ctx.config(pid))
     trade = ProposedTrade(entry.asset, entry.quantity, entry.price, entry.fee)
     enforce_pre_trade(ctx, pid, [trade], stage=stage, override=override, ts=entry.ts, config=cfg)
     (seq,) = tx.append([entry])
@@ -205,13 +205,20 @@ def append_trade(
 
 
 def guard_trade(
-    reg: Registry, tx: Transaction, info: PortfolioInfo, entry: LedgerEntry, force: bool
+    reg: Registry,
+    tx: Transaction,
+    info: PortfolioInfo,
+    entry: LedgerEntry,
+    force: bool,
+    *,
+    config: Mapping[str, Any] | None = None,
 ) -> Mapping[str, Any]:
     """Refuse shorts, cash below the margin and off-band prices (see `record_trade`).
 
-    Returns the portfolio's resolved configuration (for the pre-trade limits).
+    Returns the portfolio's resolved configuration (for the pre-trade limits):
+    ``config`` when the caller resolved it in ``tx`` already.
     """
-    cfg = resolve_config(tx, info.id)
+    cfg = resolve_config(tx, info.id) if config is None else config
     pos = tx.positions(info.id)
     cash, held = check_balances(pos, entry)
     assert held is not None and entry.asset is not None
