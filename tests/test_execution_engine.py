@@ -798,3 +798,54 @@ def test_a_child_fill_without_the_parent_listener_books_nothing(reg, monkeypatch
     with pytest.raises(ConfigError):  # asked directly, the recorder refuses it the same way
         eng.recorder.record(Fill("nl.1", -10.0, 250.0, 0.0, t.ts.to_pydatetime(), "x"))
     assert reg.store.dump() == after
+
+
+def test_a_ticks_slices_are_one_transaction_and_a_refused_one_falls_back_alone(reg, monkeypatch):
+    """One commit per tick (an audit record per slice and child); a refusal isolates itself."""
+    eng = engine_of(reg)
+    sess = session_of(reg.market, ["MSFT", "AAPL"])
+    eng.place(GROWTH, "MSFT", -520.0, reference_price=close_at(reg.market, "MSFT"), id="big",
+              algorithm="twap")
+    eng.place(GROWTH, "AAPL", -52.0, reference_price=close_at(reg.market, "AAPL"), id="small",
+              algorithm="twap")
+    eng.start(sess)
+    alerts = []
+    reg.bus.subscribe("execution.alert", alerts.append, portfolio=GROWTH)
+    opened = []
+    real = reg.store.transaction
+
+    def counting(actor, action, target):
+        opened.append((action, target))
+        return real(actor, action, target)
+
+    monkeypatch.setattr(reg.store, "transaction", counting)
+    ticks = list(sess.ticks())
+    n = len(reg.store.audit())
+    first = eng.on_tick(ticks[0])
+    assert opened == [("execution.tick", "algo")]  # the paper venue adopts the stored children
+    assert sorted(c.parent_id for c in first) == ["big", "small"]
+    new = [(a.action, a.target) for a in reg.store.audit()[n:]]
+    assert new[0] == ("execution.tick", "algo")
+    assert sorted(new[1:]) == sorted([("order.submit", first[0].id), ("execution.slice", "big"),
+                                      ("order.submit", first[1].id), ("execution.slice", "small")])
+    # a hard cap between the two children's values: the big parent's next child breaches it
+    value = {c.parent_id: abs(c.quantity) * c.reference_price for c in first}
+    assert value["small"] < value["big"] / 2
+    paper = eng.venues["paper"]
+    booked = paper.step(sess.session, prices=ticks[0].prices, volumes=ticks[0].volumes,
+                        ts=ticks[0].ts.to_pydatetime())
+    assert sorted(f.order_id for f in booked) == sorted(c.id for c in first)
+    reg.set_config(GROWTH, {"max_order_value": (value["small"] + value["big"]) / 2})
+    opened.clear()
+    second = eng.on_tick(ticks[1])
+    assert opened == [("execution.tick", "algo"), ("execution.slice", "big"),
+                      ("execution.alert", "big"), ("execution.slice", "small")]
+    assert [c.parent_id for c in second] == ["small"]
+    rejected = [a.payload for a in alerts if a.payload["kind"] == "child_rejected"]
+    assert [(r["order"], r["error"], r["interval"]) for r in rejected] == [
+        ("big", "LimitBreachError", 2)]
+    # the refused slice wrote nothing: the big parent acts on interval 2 again next tick
+    assert plan_of(eng._load("big")).next_interval == 2
+    assert plan_of(eng._load("small")).next_interval == 3
+    assert [c.id for c in eng.children("big")] == [first[0].id if first[0].parent_id == "big"
+                                                  else first[1].id]

@@ -261,3 +261,60 @@ def test_concurrent_processes_lose_nothing(path, workers):
     for w in range(workers):
         units = sum(st.positions(p).quantities.get(f"A{w}", 0.0) for p in ("p0", "p1", "p2"))
         assert units == N_WRITES * (1.0 + w)
+
+
+# -- reads inside a transaction --------------------------------------------------------------
+def test_a_transaction_reads_its_own_writes_through_its_memo(path):
+    st = SQLiteStore(path)
+    with st.transaction("a", "seed", "p") as tx:
+        tx.put("order", "o1", "open", {"q": 1})
+        tx.append([_trade("p", "AAPL", 2.0, 10.0)])
+        tx.set_grant("u", "p", "viewer")
+        tx.set_members("g", [("p", None)])
+    with st.transaction("a", "work", "p") as tx:
+        assert tx.get("order", "o1").data == {"q": 1}
+        put = tx.put("order", "o1", "filled", {"q": 1, "filled": [1.0, 2]})
+        got = tx.get("order", "o1")
+        assert got == put and got.version == 2 and got.data["filled"] == [1.0, 2]
+        tx.remove("order", "o1")
+        assert tx.get("order", "o1") is None
+        pos = tx.positions("p")
+        pos.quantities["AAPL"] = 1e9  # a caller's copy: the next read is not affected
+        assert tx.positions("p").quantities == {"AAPL": 2.0}
+        tx.append([_trade("p", "AAPL", 3.0, 10.0, 1)])
+        assert tx.positions("p").quantities == {"AAPL": 5.0}
+        assert [g.role for g in tx.grants("u", "p")] == ["viewer"]
+        tx.set_grant("u", "p", "trader")
+        assert [g.role for g in tx.grants("u", "p")] == ["trader"]
+        assert tx.parents("p") == ["g"]
+        tx.set_members("g", [])
+        assert tx.parents("p") == [] and tx.members("g") == []
+    assert st.get("order", "o1") is None
+    assert st.positions("p") == st.replay("p") and st.positions("p").quantities == {"AAPL": 5.0}
+
+
+def test_a_rolled_back_transactions_memo_dies_with_it(path):
+    st = SQLiteStore(path)
+    with st.transaction("a", "seed", "p") as tx:
+        tx.put("order", "o1", "open", {"q": 1})
+    with pytest.raises(RuntimeError), st.transaction("a", "fail", "p") as tx:
+        tx.put("order", "o1", "filled", {"q": 2})
+        tx.append([_trade("p", "AAPL", 2.0, 10.0)])
+        assert tx.get("order", "o1").status == "filled"
+        raise RuntimeError("abandon")
+    with st.transaction("a", "again", "p") as tx:
+        assert tx.get("order", "o1").data == {"q": 1} and tx.get("order", "o1").version == 1
+        assert tx.positions("p").quantities == {}
+
+
+def test_a_transaction_sees_what_another_process_committed_before_it(path):
+    mine, other = SQLiteStore(path), SQLiteStore(path)
+    with mine.transaction("a", "seed", "p") as tx:
+        tx.put("order", "o1", "open", {"q": 1})
+        assert tx.get("order", "o1").data == {"q": 1}
+    with other.transaction("b", "change", "p") as tx:
+        tx.put("order", "o1", "filled", {"q": 7})
+        tx.append([_trade("p", "KO", 4.0, 50.0)])
+    with mine.transaction("a", "read", "p") as tx:
+        assert tx.get("order", "o1").data == {"q": 7}
+        assert tx.positions("p").quantities == {"KO": 4.0}
