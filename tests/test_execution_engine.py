@@ -849,3 +849,31 @@ def test_a_ticks_slices_are_one_transaction_and_a_refused_one_falls_back_alone(r
     assert plan_of(eng._load("small")).next_interval == 3
     assert [c.id for c in eng.children("big")] == [first[0].id if first[0].parent_id == "big"
                                                   else first[1].id]
+
+
+def test_a_pov_parent_whose_fills_are_refused_falls_behind_its_participation(reg):
+    """POV's schedule is the rate times the volume seen: refused fills put it behind that."""
+    sess = session_of(reg.market, ["MSFT"])
+    i = sess.assets.index("MSFT")
+    # a rate whose whole-session share is about half the parent: no cap ends it early
+    rate = 0.5 * 500.0 / float(sess.volumes[i].sum())
+    params = {"participation": rate}
+    eng = engine_of(reg)
+    seen = []
+    reg.bus.subscribe("execution.alert", seen.append, portfolio=GROWTH)
+    eng.place(GROWTH, "MSFT", -500.0, reference_price=close_at(reg.market, "MSFT"),
+              id="pov-ok", algorithm="pov", params=params)
+    eng.run(sess, until=10)
+    assert eng._load("pov-ok").filled < 0
+    assert not [e for e in seen if e.payload["kind"] == "behind"]  # on its participation
+    reg.set_config(GROWTH, {"price_band": 1e-9})  # from now on every fill is refused
+    eng.run(sess, until=22)
+    behind = [e.payload for e in seen if e.payload["kind"] == "behind"]
+    assert behind and behind[0]["order"] == "pov-ok"
+    plan = plan_of(eng._load("pov-ok"))
+    assert "behind" in plan.alerts
+    due = rate * plan.market_volume
+    assert behind[-1]["lag"] == pytest.approx(
+        rate * float(sess.volumes[i, :behind[-1]["interval"]].sum())
+        - abs(behind[-1]["filled"]))
+    assert due - abs(eng._load("pov-ok").filled) > eng.behind * 500.0

@@ -104,6 +104,18 @@ def _done(quantity: float, filled: float) -> bool:
     return abs(quantity - filled) <= OPEN_QUANTITY_TOLERANCE * max(1.0, abs(filled))
 
 
+def _due(plan: ExecutionPlan, parent: Order, interval: int) -> float:
+    """Units (unsigned) the parent should have filled after ``interval``.
+
+    The schedule's target; for POV, the participation rate times the market
+    volume seen over the intervals worked, at most the parent's quantity.
+    """
+    if plan.algorithm == "pov":
+        rate = float(plan.params.get("participation", DEFAULT_PARTICIPATION))
+        return min(rate * plan.market_volume, abs(parent.quantity))
+    return abs(plan.target(interval))
+
+
 def _side(x: float) -> float:
     return 1.0 if x > 0 else -1.0
 
@@ -1001,13 +1013,18 @@ class ExecutionEngine(Broker):
         return body
 
     def check_schedule(self, tick: Tick) -> list[dict[str, Any]]:
-        """Raise ``behind`` alerts for parents trailing the schedule after ``tick``'s fills."""
+        """Raise ``behind`` alerts for parents trailing the schedule after ``tick``'s fills.
+
+        The schedule of a POV parent is its participation rate times the
+        market volume of the intervals worked (capped at its quantity).
+        """
         raised = []
         for parent in self.open_orders():
             plan = plan_of(parent)
-            if plan is None or plan.state != "working" or plan.algorithm == "pov":
+            if plan is None or plan.state != "working":
                 continue
-            lag = abs(plan.target(min(tick.interval, plan.next_interval - 1))) - abs(parent.filled)
+            lag = _due(plan, parent, min(tick.interval, plan.next_interval - 1)) \
+                - abs(parent.filled)
             behind = lag > self.behind * abs(parent.quantity)
             if behind == ("behind" in plan.alerts):
                 continue
@@ -1019,7 +1036,8 @@ class ExecutionEngine(Broker):
                 m.tx.put("order", parent.id, str(parent.status), after.to_record())
                 body = {"order": parent.id, "kind": "behind" if behind else "caught_up",
                         "interval": tick.interval, "lag": lag, "filled": parent.filled,
-                        "target": plan.target(tick.interval)}
+                        "target": math.copysign(_due(plan, parent, tick.interval),
+                                                parent.quantity)}
                 m.record(_summary(parent, plan), _summary(after, plan_of(after)) | body)
                 m.publish("execution.alert", portfolio=parent.portfolio, **body)
             raised.append(body)
