@@ -32,7 +32,7 @@ from pmkit.execution import (
     PaperBroker,
 )
 from pmkit.execution.engine import ExecutionEngine, ac_impact
-from pmkit.execution.plan import plan_of
+from pmkit.execution.plan import ExecutionPlan, plan_of
 from pmkit.execution.session import simulate_session
 from pmkit.rebalance import ProposalBook, ProposalState
 
@@ -877,3 +877,27 @@ def test_a_pov_parent_whose_fills_are_refused_falls_behind_its_participation(reg
         rate * float(sess.volumes[i, :behind[-1]["interval"]].sum())
         - abs(behind[-1]["filled"]))
     assert due - abs(eng._load("pov-ok").filled) > eng.behind * 500.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=50))
+def test_a_plans_schedule_is_stored_packed_and_read_back_bit_for_bit(schedule):
+    plan = ExecutionPlan("twap", "2021-01-05", len(schedule) or 1, tuple(schedule), 100.0)
+    stored = plan.to_record()
+    assert set(stored["schedule"]) == {"float64_le_base64"}
+    back = ExecutionPlan.from_record(stored)
+    assert np.array_equal(np.array(back.schedule, dtype=float), np.array(schedule, dtype=float),
+                          equal_nan=True)
+    assert back == plan or any(math.isnan(x) for x in schedule)
+    # records written before the packing (a list of numbers) read the same
+    legacy = {**stored, "schedule": [float(x) for x in schedule]}
+    assert ExecutionPlan.from_record(legacy).schedule == tuple(float(x) for x in schedule)
+
+
+@pytest.mark.parametrize("packed", ["not base64!", "AAAA", 12, None])
+def test_a_tampered_packed_schedule_is_a_typed_error_naming_the_field(packed):
+    stored = ExecutionPlan("twap", "2021-01-05", 1, (1.0,), 100.0).to_record()
+    stored["schedule"] = {"float64_le_base64": packed}
+    with pytest.raises(ValidationError) as err:
+        ExecutionPlan.from_record(stored)
+    assert err.value.field == "execution.schedule"

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pmkit.codec import decode, encode
+from pmkit.errors import ValidationError
 
 #: How a schedule is stored: its float64 values, little-endian, in base64. Why: a
 #: parent record is read and rewritten at every slice and fill, and a schedule of
@@ -35,8 +36,13 @@ def _pack(values: tuple[float, ...]) -> dict[str, str]:
 
 def _unpack(stored: Any) -> Any:
     if isinstance(stored, Mapping) and _PACKED in stored:
-        raw = base64.b64decode(stored[_PACKED], validate=True)
-        return tuple(np.frombuffer(raw, dtype="<f8").tolist())
+        text = stored[_PACKED]
+        try:
+            raw = base64.b64decode(text, validate=True)
+            return tuple(np.frombuffer(raw, dtype="<f8").tolist())
+        except (TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+            raise ValidationError("execution.schedule", str(text)[:40],
+                                  f"is not a packed float64 schedule: {exc}") from exc
     return stored  # a list of numbers (records written before the packing)
 
 __all__ = ["ALGORITHMS", "ChildFill", "ExecutionPlan", "plan_of"]
