@@ -901,3 +901,43 @@ def test_a_tampered_packed_schedule_is_a_typed_error_naming_the_field(packed):
     with pytest.raises(ValidationError) as err:
         ExecutionPlan.from_record(stored)
     assert err.value.field == "execution.schedule"
+
+
+def _session_books(monkeypatch, *, one_by_one: bool):
+    """The worked session's ledger, orders and audit trail, batched or one transaction each."""
+    reg = open_demo()
+    if one_by_one:  # every tick's slices and every step's fills take the fallback path
+        monkeypatch.setattr(ExecutionEngine, "_check_children",
+                            staticmethod(lambda m, slices: (_ for _ in ()).throw(
+                                ValidationError("batch", None, "forced apart"))))
+        monkeypatch.setattr(PaperBroker, "_step_in_one", lambda self, *a, **k: None)
+    eng = engine_of(reg, participation=0.3)
+    sess = session_of(reg.market, [a for _, a, _ in ORDERS])
+    for alg, asset, q in ORDERS:
+        eng.place(GROWTH, asset, q, reference_price=close_at(reg.market, asset), algorithm=alg,
+                  id=f"p-{alg}")
+    eng.run(sess)
+    monkeypatch.undo()
+    ledger = [(e.asset, e.quantity, e.price, e.fee, e.memo, e.ts)
+              for e in reg.store.ledger(GROWTH)]
+    orders = {r.id: (r.status, {k: v for k, v in r.data.items() if k != "created_at"})
+              for r in reg.store.list("order")}
+    records = reg.store.audit()
+    audit = sorted((a.action, a.target) for a in records
+                   if a.action not in ("execution.tick", "order.fill_batch"))
+    grouped = sum(a.action in ("execution.tick", "order.fill_batch") for a in records)
+    return ledger, orders, audit, reg.store.positions(GROWTH), grouped
+
+
+def test_batching_a_ticks_writes_changes_nothing_but_how_they_commit(monkeypatch):
+    """Same fills, ledger, orders and per-item audit records as one transaction per item."""
+    batched = _session_books(monkeypatch, one_by_one=False)
+    apart = _session_books(monkeypatch, one_by_one=True)
+    assert batched[0] == apart[0] and len(batched[0]) > 4 * len(ORDERS)
+    assert batched[1] == apart[1]
+    # every slice, child, fill and ledger trade has its audit record either way; only the
+    # grouping records differ (execution.tick / order.fill_batch vs one primary each)
+    assert batched[2] == apart[2]
+    assert batched[3] == apart[3]
+    # and the batched run did group: a fill batch per tick at least, none when forced apart
+    assert apart[4] == 0 and batched[4] > INTERVALS
