@@ -41,6 +41,7 @@ def numpy_schedule(q: float, vol: float, eta: float, gamma: float, lam: float,
 
 @benchmark_group("execution")
 def scheduling(ctx: Context) -> list[Row]:
+    """Almgren–Chriss schedules of 10,000 parent orders in one call; the engine's throughput."""
     from pmkit.core.schedules import almgren_chriss_plan
 
     orders, n = (500, 390) if ctx.quick else (10_000, 390)

@@ -233,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
         for name, fn in GROUPS.items():
-            print(f"{name:12} {(fn.__doc__ or '').strip().splitlines()[0]}")
+            # the group's own docstring, else its module's
+            doc = fn.__doc__ or sys.modules[fn.__module__].__doc__ or ""
+            lines = doc.strip().splitlines()
+            print(f"{name:12} {lines[0] if lines else ''}")
         return 0
     rows: list[Row] = []
     failed: list[str] = []
