@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from proposal_fixtures import AT, hand_proposal, line
+from store_spy import opened_transactions
 
 from pmkit.demo import open_demo
 from pmkit.errors import PermissionDenied, PmkitError, TransitionError, ValidationError
@@ -811,14 +812,7 @@ def test_a_ticks_slices_are_one_transaction_and_a_refused_one_falls_back_alone(r
     eng.start(sess)
     alerts = []
     reg.bus.subscribe("execution.alert", alerts.append, portfolio=GROWTH)
-    opened = []
-    real = reg.store.transaction
-
-    def counting(actor, action, target):
-        opened.append((action, target))
-        return real(actor, action, target)
-
-    monkeypatch.setattr(reg.store, "transaction", counting)
+    opened = opened_transactions(reg.store, monkeypatch)
     ticks = list(sess.ticks())
     n = len(reg.store.audit())
     first = eng.on_tick(ticks[0])
@@ -941,3 +935,45 @@ def test_batching_a_ticks_writes_changes_nothing_but_how_they_commit(monkeypatch
     assert batched[3] == apart[3]
     # and the batched run did group: a fill batch per tick at least, none when forced apart
     assert apart[4] == 0 and batched[4] > INTERVALS
+
+
+def test_a_batched_tick_checks_overridden_parents_with_their_override_and_the_rest_without(
+        reg, monkeypatch):
+    """A manager's override covers its proposal's children in the tick's joint check only."""
+    from pmkit.registry.controls import Override
+
+    eng = engine_of(reg)
+    # a parent of the desk's own, placed before the limit exists (it has no override)
+    eng.place(GROWTH, "AAPL", -200.0, reference_price=close_at(reg.market, "AAPL"), id="own",
+              algorithm="twap")
+    # every order and child below is worth more than 1,000: a soft limit bob overrides
+    reg.set_config(GROWTH, {"max_order_value": 1_000.0, "soft_limits": ["max_order_value"]})
+    trades = [line(reg.market, GROWTH, "KO", 1500.0), line(reg.market, GROWTH, "MSFT", -300.0)]
+    ProposalBook(reg.as_user("alice")).propose(hand_proposal(trades, "rb-o"))
+    ProposalBook(reg.as_user("bob")).approve("rb-o", override=Override("block agreed"))
+    ProposalBook(reg.as_user("alice")).submit("rb-o", eng)
+    sess = session_of(reg.market, ["KO", "MSFT", "AAPL"])
+    eng.start(sess)
+    eng.pause("own")
+    alerts = []
+    reg.bus.subscribe("execution.alert", alerts.append, portfolio=GROWTH)
+    opened = opened_transactions(reg.store, monkeypatch)
+    first = eng.on_tick(sess.tick(1))
+    # the paused parent sends nothing; the two overridden ones pass one joint check
+    assert opened == [("execution.tick", "algo")]
+    assert sorted(c.parent_id for c in first) == ["rb-o-1", "rb-o-2"]
+    for child in first:
+        granted = child.info["override"]
+        assert (granted["reason"], granted["by"], granted["limits"], granted["stage"]) == (
+            "block agreed", "bob", ["max_order_value"], "order")
+    eng.venues["paper"].step(sess.session, prices=sess.tick(1).prices,
+                             volumes=sess.tick(1).volumes, ts=sess.tick(1).ts.to_pydatetime())
+    eng.resume("own")
+    opened.clear()
+    second = eng.on_tick(sess.tick(2))
+    assert opened[0] == ("execution.tick", "algo")  # tried together, rolled back, then apart
+    assert ("execution.alert", "own") in opened
+    assert sorted(c.parent_id for c in second) == ["rb-o-1", "rb-o-2"]
+    assert [(a.payload["order"], a.payload["kind"], a.payload["error"]) for a in alerts] == [
+        ("own", "child_rejected", "LimitBreachError")]
+    assert eng.children("own") == []

@@ -11,6 +11,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 from proposal_fixtures import AT, hand_proposal, line
+from store_spy import opened_transactions
 
 from pmkit.demo import open_demo
 from pmkit.errors import (
@@ -130,14 +131,7 @@ def test_a_steps_fills_are_one_transaction_with_an_audit_record_each(reg, alice,
     paper = PaperBroker(alice)
     submitted(reg, [line(m, GROWTH, "AAPL", -300.0), line(m, GROWTH, "KO", 400.0)], paper)
     n = len(reg.store.audit())
-    opened = []
-    real = reg.store.transaction
-
-    def counting(actor, action, target):
-        opened.append((actor, action, target))
-        return real(actor, action, target)
-
-    monkeypatch.setattr(reg.store, "transaction", counting)
+    opened = opened_transactions(reg.store, monkeypatch, actor=True)
     fills = paper.step(AT)
     assert opened == [("alice", "order.fill_batch", "paper")]
     # one commit: the batch's record, then per fill its ledger trade, the order's record
@@ -173,14 +167,7 @@ def test_a_refused_fill_rolls_the_batch_back_and_the_others_book_one_by_one(reg,
         return fill
 
     monkeypatch.setattr(paper, "_fill", off_band)
-    opened = []
-    real = reg.store.transaction
-
-    def counting(actor, action, target):
-        opened.append((action, target))
-        return real(actor, action, target)
-
-    monkeypatch.setattr(reg.store, "transaction", counting)
+    opened = opened_transactions(reg.store, monkeypatch)
     before = len(reg.store.ledger(GROWTH))
     result = paper.step(AT)
     assert opened == [("order.fill_batch", "paper"), ("order.fill", "rb-1-1"),
