@@ -29,6 +29,7 @@ from pmkit.core.schedules import (
     almgren_chriss_cost,
     almgren_chriss_kappa,
     almgren_chriss_plan,
+    almgren_chriss_trades,
     almgren_chriss_trajectory,
     holdings_from_trades,
     twap_trades,
@@ -286,3 +287,11 @@ def test_the_plans_cost_and_risk_are_those_of_its_holdings():
     np.testing.assert_allclose(v, want_v, rtol=1e-11)
     np.testing.assert_allclose(kappa, almgren_chriss_kappa(vol, eta, gamma, lam, horizon / 78),
                                rtol=1e-15)
+    # the trades alone are the trajectory's, and those of the plan's holdings
+    both_holdings, both_trades = almgren_chriss_trajectory(q, vol, eta, gamma, lam, horizon,
+                                                           intervals=78)
+    alone = np.asarray(almgren_chriss_trades(q, vol, eta, gamma, lam, horizon, intervals=78))
+    np.testing.assert_allclose(alone, both_trades, rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(holdings), both_holdings, rtol=0, atol=1e-9 * q.max())
+    np.testing.assert_allclose(alone, -np.diff(np.asarray(holdings), axis=1), rtol=1e-9,
+                               atol=1e-9 * q.max())

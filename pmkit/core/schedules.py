@@ -42,6 +42,7 @@ __all__ = [
     "almgren_chriss_cost",
     "almgren_chriss_kappa",
     "almgren_chriss_plan",
+    "almgren_chriss_trades",
     "almgren_chriss_trajectory",
     "holdings_from_trades",
     "pov_trades",
@@ -328,6 +329,19 @@ def almgren_chriss_trajectory(quantity: jax.Array, volatility: jax.Array, eta: j
 
 
 @precise
+@partial(jax.jit, static_argnames="intervals")
+def almgren_chriss_trades(quantity: jax.Array, volatility: jax.Array, eta: jax.Array,
+                          gamma: jax.Array, risk_aversion: jax.Array, horizon: jax.Array,
+                          intervals: int) -> jax.Array:
+    """The trades of `almgren_chriss_trajectory` alone, shape (order, intervals).
+
+    For a caller that has the holdings already (from `almgren_chriss_plan`).
+    """
+    q, _, a = _decay_rate(quantity, volatility, eta, gamma, risk_aversion, horizon, intervals)
+    return _ac_trades(q, a, intervals)
+
+
+@precise
 @jax.jit
 def almgren_chriss_cost(holdings: jax.Array, volatility: jax.Array, eta: jax.Array,
                         gamma: jax.Array, epsilon: jax.Array,
@@ -375,7 +389,7 @@ def almgren_chriss_plan(quantity: jax.Array, volatility: jax.Array, eta: jax.Arr
     The holdings of `almgren_chriss_trajectory`; ``E`` and ``V`` are what
     `almgren_chriss_cost` gives for them, from closed forms of the sums of
     squares (no pass over the grid), precise for every ``kappa``. The trades
-    are `almgren_chriss_trajectory`'s (or ``-diff(holdings)``).
+    are `almgren_chriss_trades` (or ``-diff(holdings)``).
 
     Parameters
     ----------

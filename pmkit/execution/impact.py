@@ -147,7 +147,7 @@ class AlmgrenChriss:
             A value out of range (naming it), or ``temporary <= permanent *
             tau / 2`` (the model then rewards trading faster: no optimum).
         """
-        from pmkit.core.schedules import almgren_chriss_plan, almgren_chriss_trajectory
+        from pmkit.core.schedules import almgren_chriss_plan, almgren_chriss_trades
 
         q = _positive_vector(quantity, "quantity", MAX_QUANTITY)
         vol = _broadcast(volatility, "volatility", q.size, minimum=0.0)
@@ -162,8 +162,8 @@ class AlmgrenChriss:
         holdings, expected, variance, kappa = almgren_chriss_plan(
             q, vol, self.temporary, self.permanent, self.fixed, lam, horizon,
             intervals=int(intervals))
-        _, trades = almgren_chriss_trajectory(q, vol, self.temporary, self.permanent, lam,
-                                              horizon, intervals=int(intervals))
+        trades = almgren_chriss_trades(q, vol, self.temporary, self.permanent, lam, horizon,
+                                       intervals=int(intervals))
         for name, value in (("expected_cost", expected), ("variance", variance)):
             if not np.isfinite(np.asarray(value)).all() or (np.abs(value) > MAX_AMOUNT**2).any():
                 raise ValidationError(name, float(np.max(np.abs(value))),
