@@ -96,3 +96,42 @@ def test_orders_fills_and_ledger_entries_round_trip():
     e = LedgerEntry("p", "trade", datetime(2024, 1, 2, 16), asset="MSFT", quantity=5.0,
                     price=101.0, fee=0.5, currency="USD").validated()
     assert LedgerEntry.from_record(e.to_record()) == e
+
+
+@dataclass(frozen=True)
+class Series:
+    values: tuple[float, ...] = ()
+    mixed: list = field(default_factory=list)
+
+
+_ELEMENT = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10, 10)
+            | st.booleans() | st.none() | st.sampled_from([Rank.HIGH, Colour.RED]))
+
+
+@given(st.lists(_ELEMENT, max_size=30))
+def test_lists_follow_the_per_value_rules_whatever_the_mix(values):
+    """The all-finite-floats shortcut gives what the rules give value by value."""
+    import numpy as np
+
+    def rule(v):  # the module notes, spelled out independently
+        if isinstance(v, Enum):
+            return v.value if isinstance(v, str) else v.name
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        return v
+
+    assert encode(values) == [rule(v) for v in values]
+    assert encode(tuple(values)) == [rule(v) for v in values]
+    # numpy floats are floats too, and keep their values
+    as_numpy = [np.float64(v) for v in values if isinstance(v, float) and not isinstance(v, bool)]
+    assert encode(as_numpy) == [rule(float(v)) for v in as_numpy]
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30))
+def test_a_float_series_reads_back_with_nan_where_none_was_stored(values):
+    back = decode(Series, encode(Series(tuple(values))))
+    want = [v if math.isfinite(v) else math.nan for v in values]
+    assert len(back.values) == len(want)
+    pairs = zip(back.values, want, strict=True)
+    assert all((math.isnan(a) and math.isnan(b)) or a == b for a, b in pairs)
+    assert all(type(v) is float for v in back.values)
