@@ -535,6 +535,22 @@ def test_group_value_refuses_mixed_currencies(demo):
     )
 
 
+def test_a_market_without_currencies_trades_in_the_portfolio_currency(demo):
+    """Currencies are optional market metadata: without them nothing is a mismatch."""
+    demo.create_portfolio("eur/book", 1_000.0, currency="EUR")
+    market = demo.market.drop_vars("currency")
+    demo.market = market
+    price = float(market["close"].sel(asset="AAPL").isel(time=-1))
+    demo.record_trade("AAPL", 1, price, portfolio="eur/book")
+    assert demo.positions("eur/book").quantities == {"AAPL": 1.0}
+    # the asset check still holds, and the tables follow a new market object
+    unchanged(demo, lambda: demo.record_trade("ZZZZ", 1, 1.0, portfolio="eur/book"),
+              UnknownAssetError)
+    demo.market = market.assign_coords(currency=("asset", ["USD"] * market.sizes["asset"]))
+    unchanged(demo, lambda: demo.record_trade("AAPL", 1, price, portfolio="eur/book"),
+              CurrencyMismatchError, "USD")
+
+
 def test_group_tree_targets_and_actual_weights(demo):
     tree = demo.group_tree()
     nodes = {n.id: n for _, n in tree.walk()}
