@@ -977,3 +977,24 @@ def test_a_batched_tick_checks_overridden_parents_with_their_override_and_the_re
     assert [(a.payload["order"], a.payload["kind"], a.payload["error"]) for a in alerts] == [
         ("own", "child_rejected", "LimitBreachError")]
     assert eng.children("own") == []
+
+
+
+def test_another_desk_sees_nothing_of_a_batched_session():
+    """Batch records name no order; each item's record is scoped by its portfolio."""
+    reg = open_demo()
+    eng = engine_of(reg, participation=0.3)
+    sess = session_of(reg.market, [a for _, a, _ in ORDERS])
+    for alg, asset, q in ORDERS:
+        eng.place(GROWTH, asset, q, reference_price=close_at(reg.market, asset), algorithm=alg,
+                  id=f"p-{alg}")
+    before = {a.seq for a in reg.store.audit()}
+    eng.run(sess, until=5)
+    new = [a for a in reg.store.audit() if a.seq not in before]
+    grouped = [a for a in new if a.action in ("execution.tick", "order.fill_batch")]
+    assert grouped and all("p-" not in str(a.before) + str(a.after) for a in grouped)
+    dave = reg.as_user("dave").view()  # client_b's owner
+    assert not [a for a in dave.audit() if a.seq not in before]
+    alice = reg.as_user("alice").view()
+    seen = {a.seq for a in alice.audit()}
+    assert {a.seq for a in new if a not in grouped} <= seen

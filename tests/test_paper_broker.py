@@ -147,7 +147,7 @@ def test_a_steps_fills_are_one_transaction_with_an_audit_record_each(reg, alice,
         ("proposal.filled", "rb-1"),
     ]
     batch = reg.store.audit()[n]
-    assert batch.after["fills"] == [f.id for f in fills]
+    assert batch.after == {"broker": "paper", "fills": len(fills)}
     order_fill = reg.store.audit()[n + 2]
     assert order_fill.before["filled"] == 0 and order_fill.after["filled"] == -300.0
     assert order_fill.after["fill"]["id"] == fills[0].id
