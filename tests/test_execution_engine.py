@@ -998,3 +998,18 @@ def test_another_desk_sees_nothing_of_a_batched_session():
     alice = reg.as_user("alice").view()
     seen = {a.seq for a in alice.audit()}
     assert {a.seq for a in new if a not in grouped} <= seen
+
+
+def test_plan_of_decodes_a_stored_mapping_once_and_stays_bounded():
+    from pmkit.execution import plan as plan_module
+
+    stored = ExecutionPlan("twap", "2021-01-05", 2, (1.0, 2.0), 100.0).to_record()
+    order = Order("o", GROWTH, "KO", 2.0, 100.0, "algo", info={"execution": stored})
+    first = plan_of(order)
+    assert plan_of(order) is first  # the same mapping: not decoded again
+    twin = Order("o", GROWTH, "KO", 2.0, 100.0, "algo", info={"execution": dict(stored)})
+    assert plan_of(twin) == first and plan_of(twin) is not first  # an equal copy: its own
+    for i in range(plan_module._DECODED_SIZE + 10):
+        plan_of(Order(f"o{i}", GROWTH, "KO", 2.0, 100.0, "algo",
+                      info={"execution": dict(stored)}))
+    assert len(plan_module._DECODED) <= plan_module._DECODED_SIZE
